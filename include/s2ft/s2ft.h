@@ -1,0 +1,664 @@
+/*
+ * libs2ft: Structured Sparse Fine-Tuning (S2FT) as an embeddable engine.
+ *
+ * This is the one public header. It is plain C99: no C++, no CUDA types.
+ *
+ * Conventions (see docs/api.md for the long form):
+ *  - Every fallible function returns an s2ft_status: 0 (S2FT_OK) on success,
+ *    a negative S2FT_ERR_* value on failure. After a failure,
+ *    s2ft_last_error() says what was wrong with which argument.
+ *  - Handles are opaque. Each s2ft_x_create() has an s2ft_x_destroy() that
+ *    accepts NULL. The caller owns every handle it creates.
+ *  - Option structs carry a `version` field and have an ..._init() function;
+ *    always call it before setting fields, so that fields added later get
+ *    their defaults.
+ *  - Tensors cross the ABI as s2ft_tensor descriptors that map field by field
+ *    onto DLPack's DLTensor. The library never takes ownership of tensor
+ *    memory; a descriptor only borrows it for the duration of the call, except
+ *    where a function says it keeps the pointer (s2ft_optimizer_add_param).
+ *  - Thread safety: functions that take no handle are safe from any thread.
+ *    Handles are not internally locked: use one context (and the objects made
+ *    from it) per host thread, or lock around them.
+ *  - Weights use the PyTorch nn.Linear layout: W is [out, in], row-major,
+ *    and a linear layer computes y = x W^T for activations x of shape [T, in].
+ */
+#ifndef S2FT_S2FT_H
+#define S2FT_S2FT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Export macro and version                                                 */
+/* ------------------------------------------------------------------------ */
+
+#if defined(_WIN32)
+#  if defined(S2FT_BUILDING_LIBRARY)
+#    define S2FT_API __declspec(dllexport)
+#  else
+#    define S2FT_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define S2FT_API __attribute__((visibility("default")))
+#else
+#  define S2FT_API
+#endif
+
+#define S2FT_VERSION_MAJOR 0
+#define S2FT_VERSION_MINOR 1
+#define S2FT_VERSION_PATCH 0
+/** The version as one number: major * 10000 + minor * 100 + patch. */
+#define S2FT_VERSION_NUMBER \
+  (S2FT_VERSION_MAJOR * 10000 + S2FT_VERSION_MINOR * 100 + S2FT_VERSION_PATCH)
+
+/** Version number of the loaded library (compare with S2FT_VERSION_NUMBER). */
+S2FT_API uint32_t s2ft_version(void);
+
+/** Version of the loaded library as a static string, e.g. "0.1.0". */
+S2FT_API const char *s2ft_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Status codes and errors                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** Result of every fallible call: S2FT_OK or a negative S2FT_ERR_* code. */
+typedef int32_t s2ft_status;
+
+#define S2FT_OK                   0
+#define S2FT_ERR_INVALID_ARGUMENT (-1)  /* NULL where not allowed, bad value  */
+#define S2FT_ERR_SHAPE            (-2)  /* tensor shapes do not fit together   */
+#define S2FT_ERR_DTYPE            (-3)  /* unsupported or mismatched dtype     */
+#define S2FT_ERR_DEVICE           (-4)  /* mixed devices, or wrong device      */
+#define S2FT_ERR_OUT_OF_MEMORY    (-5)  /* an allocation failed                */
+#define S2FT_ERR_IO               (-6)  /* a file could not be read or written */
+#define S2FT_ERR_FORMAT           (-7)  /* a file is malformed or unsupported  */
+#define S2FT_ERR_UNSUPPORTED      (-8)  /* not available in this build/backend */
+#define S2FT_ERR_STATE            (-9)  /* call not valid in the object's state*/
+#define S2FT_ERR_BACKEND          (-10) /* BLAS, CUDA, cuBLAS error            */
+#define S2FT_ERR_INTERNAL         (-11) /* a bug in libs2ft: please report     */
+
+/** A short static name for a status, e.g. "invalid argument". Never NULL;
+ *  unknown values give "unknown status". Thread-safe. */
+S2FT_API const char *s2ft_status_string(s2ft_status status);
+
+/** The message of the last failed call on this thread, naming the argument
+ *  and what was wrong with it. Never NULL ("" when nothing has failed yet).
+ *  The string belongs to the library and stays valid until the next failing
+ *  call on the same thread. Successful calls do not clear it. */
+S2FT_API const char *s2ft_last_error(void);
+
+/** Clears this thread's last error message (s2ft_last_error() returns ""). */
+S2FT_API void s2ft_clear_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors (DLPack-compatible descriptors)                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Device kinds; the values are DLPack's DLDeviceType values. */
+#define S2FT_DEVICE_CPU  1
+#define S2FT_DEVICE_CUDA 2
+
+/* Element types accepted by the library (values are this library's own;
+ * s2ft_tensor_init() turns them into DLPack (code, bits, lanes)). */
+#define S2FT_F32  0
+#define S2FT_F16  1
+#define S2FT_BF16 2
+
+/* DLPack type codes, as stored in s2ft_dtype.code. */
+#define S2FT_DLPACK_FLOAT  2
+#define S2FT_DLPACK_BFLOAT 4
+
+/** Maximum rank of a tensor passed to libs2ft. */
+#define S2FT_MAX_DIMS 4
+
+/** DLPack's DLDevice. */
+typedef struct s2ft_device {
+  int32_t type; /* S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA */
+  int32_t id;   /* device ordinal; 0 for the CPU */
+} s2ft_device;
+
+/** DLPack's DLDataType. libs2ft accepts float32 (2,32,1), float16 (2,16,1)
+ *  and bfloat16 (4,16,1). */
+typedef struct s2ft_dtype {
+  uint8_t code;
+  uint8_t bits;
+  uint16_t lanes;
+} s2ft_dtype;
+
+/**
+ * A borrowed view of a strided array. Field for field it is DLPack's
+ * DLTensor, except that shape and strides are stored inline (at most
+ * S2FT_MAX_DIMS) so the descriptor owns no pointers but `data`:
+ * DLTensor.shape[i] == shape[i] and DLTensor.strides[i] == strides[i]
+ * for i < ndim. Strides are in elements, not bytes; negative strides are
+ * rejected. The element at index (i, j) of a rank-2 tensor is at
+ * (char *)data + byte_offset + (i * strides[0] + j * strides[1]) * size.
+ */
+typedef struct s2ft_tensor {
+  void *data;
+  s2ft_device device;
+  int32_t ndim;
+  s2ft_dtype dtype;
+  int64_t shape[S2FT_MAX_DIMS];
+  int64_t strides[S2FT_MAX_DIMS];
+  uint64_t byte_offset;
+} s2ft_tensor;
+
+/**
+ * Fills `t` to describe a compact row-major array of rank `ndim` with the
+ * given shape at `data`, of element type `dtype` (S2FT_F32, S2FT_F16,
+ * S2FT_BF16) on device (device_type, device_id).
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (t, shape NULL; ndim outside
+ * 1..S2FT_MAX_DIMS; a negative extent; unknown device type),
+ * S2FT_ERR_DTYPE (unknown dtype). `data` may be NULL only when the tensor
+ * is empty. Thread-safe.
+ */
+S2FT_API s2ft_status s2ft_tensor_init(s2ft_tensor *t, void *data, int32_t dtype,
+                                      int32_t device_type, int32_t device_id,
+                                      int32_t ndim, const int64_t *shape);
+
+/** Shorthand for a compact row-major [rows, cols] float32 CPU tensor. */
+S2FT_API s2ft_status s2ft_tensor_cpu_f32_2d(s2ft_tensor *t, float *data,
+                                            int64_t rows, int64_t cols);
+
+/* ------------------------------------------------------------------------ */
+/* Context                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/** A context binds the library to one backend and device. */
+typedef struct s2ft_context s2ft_context;
+
+#define S2FT_CONTEXT_OPTIONS_VERSION 1
+
+typedef struct s2ft_context_options {
+  uint32_t version;    /* S2FT_CONTEXT_OPTIONS_VERSION */
+  int32_t device_type; /* default S2FT_DEVICE_CPU */
+  int32_t device_id;   /* default 0 */
+  int32_t num_threads; /* CPU threads for BLAS; 0 = leave BLAS's default */
+} s2ft_context_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_CONTEXT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT (NULL,
+ *  or a version this library does not know). */
+S2FT_API s2ft_status s2ft_context_options_init(s2ft_context_options *opts,
+                                               uint32_t version);
+
+/**
+ * Creates a context. `opts` may be NULL for a CPU context with defaults.
+ * On success *out receives a handle the caller frees with
+ * s2ft_context_destroy(); on failure *out is set to NULL.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (out NULL, bad options),
+ * S2FT_ERR_UNSUPPORTED (a CUDA context in a build or on a machine without
+ * the CUDA backend), S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_context_create(const s2ft_context_options *opts,
+                                         s2ft_context **out);
+
+/** Destroys a context; NULL is a no-op. Objects created from the context
+ *  must be destroyed first. */
+S2FT_API void s2ft_context_destroy(s2ft_context *ctx);
+
+/** The device a context is bound to. Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_context_device(const s2ft_context *ctx,
+                                         s2ft_device *out);
+
+/* ------------------------------------------------------------------------ */
+/* Model shape and targets                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The shape of a LLaMA-architecture decoder. n_heads must be a multiple of
+ * n_kv_heads (grouped-query attention when n_kv_heads < n_heads). Weight
+ * shapes per layer: q [n_heads*head_dim, d_model], k and v
+ * [n_kv_heads*head_dim, d_model], o [d_model, n_heads*head_dim],
+ * gate and up [d_ff, d_model], down [d_model, d_ff].
+ */
+typedef struct s2ft_model_shape {
+  int32_t n_layers;
+  int32_t d_model;
+  int32_t n_heads;
+  int32_t n_kv_heads;
+  int32_t head_dim;
+  int32_t d_ff;
+} s2ft_model_shape;
+
+/* Trainable targets. O and DOWN are column-trained (their inputs are
+ * selected), V and UP are row-trained (their outputs are selected). */
+#define S2FT_TARGET_O     0 /* o_proj columns of selected query heads    */
+#define S2FT_TARGET_V     1 /* v_proj rows of selected KV heads          */
+#define S2FT_TARGET_DOWN  2 /* down_proj columns of selected FFN channels */
+#define S2FT_TARGET_UP    3 /* up_proj rows of selected FFN channels     */
+#define S2FT_NUM_TARGETS  4
+
+/** Bit for a target in a target mask, e.g. S2FT_TARGET_BIT(S2FT_TARGET_O). */
+#define S2FT_TARGET_BIT(t) (1u << (t))
+
+/** Checks a model shape (all fields positive, n_heads % n_kv_heads == 0).
+ *  Errors: S2FT_ERR_INVALID_ARGUMENT naming the field. Thread-safe. */
+S2FT_API s2ft_status s2ft_model_shape_check(const s2ft_model_shape *shape);
+
+/* ------------------------------------------------------------------------ */
+/* Calibration statistics                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Per-unit sums of squares that score units for selection: weight norms,
+ * activation norms (inputs of o_proj and down_proj over calibration
+ * tokens) and weight-gradient norms (over calibration batches). A unit is a
+ * query head for O, a KV head for V, an FFN channel for DOWN and UP.
+ */
+typedef struct s2ft_statistics s2ft_statistics;
+
+/** Creates empty statistics for a model shape. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY. */
+S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx,
+                                            const s2ft_model_shape *shape,
+                                            s2ft_statistics **out);
+
+/** Destroys statistics; NULL is a no-op. */
+S2FT_API void s2ft_statistics_destroy(s2ft_statistics *stats);
+
+/**
+ * Records the weight of `target` in `layer` (o_proj for O, v_proj for V,
+ * down_proj for DOWN, up_proj for UP), in the model's base (unpermuted)
+ * order: each unit's score is the norm of its trained slice. Replaces an
+ * earlier record for the same (layer, target).
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, layer or target out of range),
+ * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ */
+S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats,
+                                                int32_t layer, int32_t target,
+                                                const s2ft_tensor *weight);
+
+/**
+ * Accumulates the input activation x [T, in] of o_proj (target O) or
+ * down_proj (target DOWN) in `layer`: adds sum_t x[t, c]^2 to each input
+ * column c. V units use the O columns of their query heads; UP channels use
+ * the DOWN columns. Errors as s2ft_statistics_add_weight(); V and UP are
+ * rejected (pass their coupled O/DOWN input instead).
+ */
+S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats,
+                                                    int32_t layer,
+                                                    int32_t target,
+                                                    const s2ft_tensor *x);
+
+/**
+ * Accumulates the squared norm of each unit's weight-gradient slice for one
+ * calibration batch, from the layer's input x [T, in] and output gradient
+ * dy [T, out] (dW = dy^T x; the full dW is formed in scratch memory).
+ * Errors as s2ft_statistics_add_weight().
+ */
+S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats,
+                                                  int32_t layer, int32_t target,
+                                                  const s2ft_tensor *x,
+                                                  const s2ft_tensor *dy);
+
+/* Statistic kinds for s2ft_statistics_get. */
+#define S2FT_STAT_WEIGHT     0
+#define S2FT_STAT_ACTIVATION 1
+#define S2FT_STAT_GRADIENT   2
+
+/**
+ * Copies the per-unit sums of squares of one statistic for (layer, target)
+ * into out[0..n_units). Call with out NULL to learn *n_units. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (bad layer/target/kind, capacity too small),
+ * S2FT_ERR_STATE (nothing recorded yet for that statistic).
+ */
+S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats,
+                                         int32_t layer, int32_t target,
+                                         int32_t kind, double *out,
+                                         int64_t capacity, int64_t *n_units);
+
+/* ------------------------------------------------------------------------ */
+/* Selection                                                                */
+/* ------------------------------------------------------------------------ */
+
+/** Which units of each layer are trained, and the co-permutation that brings
+ *  them to the front. Immutable once created. */
+typedef struct s2ft_selection s2ft_selection;
+
+/* Strategies (the paper's S2FT-R/W/A/S/G). */
+#define S2FT_STRATEGY_RANDOM     0 /* uniform random from `seed`            */
+#define S2FT_STRATEGY_WEIGHT     1 /* norm of the unit's trained weight     */
+#define S2FT_STRATEGY_ACTIVATION 2 /* norm of the unit's input activation   */
+#define S2FT_STRATEGY_WEIGHT_ACT 3 /* weight norm x activation norm         */
+#define S2FT_STRATEGY_GRADIENT   4 /* norm of the unit's weight gradient    */
+
+#define S2FT_ORDER_LARGEST  0 /* pick the highest scores */
+#define S2FT_ORDER_SMALLEST 1 /* pick the lowest scores  */
+
+#define S2FT_ALLOCATE_PER_LAYER 0 /* every layer gets the same budget      */
+#define S2FT_ALLOCATE_GLOBAL    1 /* one budget ranked across all layers   */
+
+/* Head granularity for O (and the head permutation). */
+#define S2FT_HEADS_BY_GROUP  0 /* whole KV groups: contiguous after permute */
+#define S2FT_HEADS_SINGLE    1 /* single query heads: index path under GQA  */
+
+#define S2FT_SELECT_OPTIONS_VERSION 1
+
+typedef struct s2ft_select_options {
+  uint32_t version;         /* S2FT_SELECT_OPTIONS_VERSION                   */
+  uint32_t targets;         /* mask of S2FT_TARGET_BIT(); default O | DOWN   */
+  int32_t strategy;         /* default S2FT_STRATEGY_RANDOM                  */
+  int32_t order;            /* default S2FT_ORDER_LARGEST                    */
+  int32_t allocation;       /* default S2FT_ALLOCATE_PER_LAYER               */
+  int32_t head_granularity; /* default S2FT_HEADS_BY_GROUP                   */
+  uint64_t seed;            /* random strategy and tie-breaking; default 0   */
+  /* Budget per target: exactly one of ratio (0, 1] or count >= 1 is set for
+   * every target in `targets`. ratio * units is rounded to nearest (at least
+   * 1). Units: query heads for O (KV groups under S2FT_HEADS_BY_GROUP), KV
+   * heads for V, channels for DOWN and UP. Per layer, or in total across
+   * layers under S2FT_ALLOCATE_GLOBAL. Defaults: O ratio 0.05, DOWN 0.02. */
+  double ratio[S2FT_NUM_TARGETS];
+  int64_t count[S2FT_NUM_TARGETS];
+} s2ft_select_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_SELECT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_select_options_init(s2ft_select_options *opts,
+                                              uint32_t version);
+
+/**
+ * Chooses the units to train in every layer. `stats` may be NULL for the
+ * random strategy; the others need the statistics they score by (weight,
+ * activation, both, or gradient) for every targeted (layer, target).
+ * Ties are broken by a seeded random key, then by index, so the result is
+ * the same on every platform for the same inputs and seed.
+ * On success *out receives a selection to free with s2ft_selection_destroy().
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape or options, ratio
+ * outside (0, 1], count above the units available, missing statistics),
+ * S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_select(s2ft_context *ctx,
+                                 const s2ft_model_shape *shape,
+                                 const s2ft_select_options *opts,
+                                 const s2ft_statistics *stats,
+                                 s2ft_selection **out);
+
+/**
+ * Creates a selection from explicit unit indices (base order), e.g. to
+ * reproduce one made elsewhere. units[t] lists n_units[t] indices for every
+ * layer (n_layers * n_units[t] values, layer-major); a target with
+ * n_units[t] == 0 is not trained. Indices are per unit as in
+ * s2ft_select_options; under S2FT_HEADS_BY_GROUP the O units are KV groups.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, out-of-range or duplicate index).
+ */
+S2FT_API s2ft_status s2ft_selection_create(const s2ft_model_shape *shape,
+                                           int32_t head_granularity,
+                                           const int64_t *const units[S2FT_NUM_TARGETS],
+                                           const int64_t n_units[S2FT_NUM_TARGETS],
+                                           s2ft_selection **out);
+
+/** Destroys a selection; NULL is a no-op. */
+S2FT_API void s2ft_selection_destroy(s2ft_selection *sel);
+
+/** Copies the model shape a selection was made for. */
+S2FT_API s2ft_status s2ft_selection_shape(const s2ft_selection *sel,
+                                          s2ft_model_shape *out);
+
+/** The mask of targets a selection trains (S2FT_TARGET_BIT values). */
+S2FT_API s2ft_status s2ft_selection_targets(const s2ft_selection *sel,
+                                            uint32_t *out);
+
+/* Flags for s2ft_selection_indices. */
+#define S2FT_INDEX_UNITS     0u /* unit indices (heads, channels)           */
+#define S2FT_INDEX_LINES     1u /* weight rows/columns (head * head_dim + j) */
+#define S2FT_INDEX_BASE      0u /* in the base model's original order       */
+#define S2FT_INDEX_PERMUTED  2u /* positions after s2ft_permute()           */
+
+/**
+ * Writes the selected indices of (layer, target), ascending, into
+ * out[0..*count). `flags` combines S2FT_INDEX_UNITS or S2FT_INDEX_LINES
+ * with S2FT_INDEX_BASE or S2FT_INDEX_PERMUTED. For O the units are query
+ * heads whatever the granularity. Pass out NULL to learn *count. A target
+ * that is not trained gives *count == 0.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL sel/count, bad layer, target or
+ * flags, capacity below the count).
+ */
+S2FT_API s2ft_status s2ft_selection_indices(const s2ft_selection *sel,
+                                            int32_t layer, int32_t target,
+                                            uint32_t flags, int64_t *out,
+                                            int64_t capacity, int64_t *count);
+
+/**
+ * For a selection whose (layer, target) lines form one contiguous range
+ * after permutation, returns it as [*begin, *begin + *count) in weight
+ * lines (columns for O/DOWN, rows for V/UP). Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer/target), S2FT_ERR_STATE (the
+ * permuted lines are not contiguous, e.g. single heads under GQA: use
+ * s2ft_selection_indices() and the index path).
+ */
+S2FT_API s2ft_status s2ft_selection_range(const s2ft_selection *sel,
+                                          int32_t layer, int32_t target,
+                                          int64_t *begin, int64_t *count);
+
+/* Permutation kinds. */
+#define S2FT_PERM_HEADS    0 /* over query heads (n_heads entries)   */
+#define S2FT_PERM_KV_HEADS 1 /* over KV heads (n_kv_heads entries)   */
+#define S2FT_PERM_CHANNELS 2 /* over FFN channels (d_ff entries)     */
+
+/**
+ * Writes the co-permutation of `layer`: out[p] is the base index of the
+ * unit that sits at position p after s2ft_permute(). Pass out NULL to learn
+ * *count. Errors: S2FT_ERR_INVALID_ARGUMENT.
+ */
+S2FT_API s2ft_status s2ft_selection_permutation(const s2ft_selection *sel,
+                                                int32_t layer, int32_t kind,
+                                                int64_t *out, int64_t capacity,
+                                                int64_t *count);
+
+/**
+ * Saves a selection (shape, options it was made with, indices and
+ * permutations) as versioned JSON (docs/selection-format.md). The file is
+ * written under a temporary name and renamed. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
+ */
+S2FT_API s2ft_status s2ft_selection_save(const s2ft_selection *sel,
+                                         const char *path);
+
+/**
+ * Loads a selection saved by s2ft_selection_save(). The file is treated as
+ * hostile: every field is checked. Errors: S2FT_ERR_INVALID_ARGUMENT,
+ * S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, unknown version, indices out of
+ * range or duplicated, permutation inconsistent with the indices).
+ */
+S2FT_API s2ft_status s2ft_selection_load(const char *path,
+                                         s2ft_selection **out);
+
+/* ------------------------------------------------------------------------ */
+/* Co-permutation                                                           */
+/* ------------------------------------------------------------------------ */
+
+/** One layer's weights; any pointer may be NULL to leave that weight alone. */
+typedef struct s2ft_layer_weights {
+  s2ft_tensor *q;    /* [n_heads*head_dim, d_model]    rows by query head */
+  s2ft_tensor *k;    /* [n_kv_heads*head_dim, d_model] rows by KV head    */
+  s2ft_tensor *v;    /* [n_kv_heads*head_dim, d_model] rows by KV head    */
+  s2ft_tensor *o;    /* [d_model, n_heads*head_dim]    columns by head    */
+  s2ft_tensor *gate; /* [d_ff, d_model]                rows by channel    */
+  s2ft_tensor *up;   /* [d_ff, d_model]                rows by channel    */
+  s2ft_tensor *down; /* [d_model, d_ff]                columns by channel */
+} s2ft_layer_weights;
+
+#define S2FT_PERMUTE_FORWARD 0 /* base order -> selected units first */
+#define S2FT_PERMUTE_INVERSE 1 /* permuted order -> base order       */
+
+/**
+ * Co-permutes one layer's weights in place so that the selected units come
+ * first (FORWARD), or undoes it (INVERSE). The block's function is
+ * unchanged when all coupled weights are permuted together (q, k, v, o for
+ * heads; gate, up, down for channels). Permuting only some of them changes
+ * the model: that is the caller's choice. Data is moved, never recomputed,
+ * so INVERSE after FORWARD restores the weights bit-exactly.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer or direction),
+ * S2FT_ERR_SHAPE (a weight's shape does not match the selection's model
+ * shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ */
+S2FT_API s2ft_status s2ft_permute(s2ft_context *ctx, const s2ft_selection *sel,
+                                  int32_t layer,
+                                  const s2ft_layer_weights *weights,
+                                  int32_t direction);
+
+/* ------------------------------------------------------------------------ */
+/* Partial forward and backward                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Slice axes. */
+#define S2FT_AXIS_COLUMNS 0 /* trained columns of W (O, DOWN): inputs  */
+#define S2FT_AXIS_ROWS    1 /* trained rows of W (V, UP): outputs      */
+
+/**
+ * The trained lines of one weight: either the contiguous range
+ * [begin, begin + count) (indices NULL; permuted mode) or the `count`
+ * distinct lines indices[0..count) (any order; unpermuted mode). The slice
+ * tensors (saved inputs, weight gradients) list lines in that order.
+ */
+typedef struct s2ft_slice {
+  int32_t axis;           /* S2FT_AXIS_COLUMNS or S2FT_AXIS_ROWS */
+  int64_t begin;          /* first line in contiguous mode       */
+  int64_t count;          /* number of lines, >= 1               */
+  const int64_t *indices; /* NULL, or `count` distinct lines     */
+} s2ft_slice;
+
+/**
+ * Forward of a linear layer that keeps only what S2FT's backward needs:
+ * y = x W^T, and for a column slice x_saved = x[:, S] ([T, k]).
+ * x [T, in], w [out, in], y [T, out]; x_saved may be NULL (nothing saved;
+ * also the usual choice for row slices, whose backward needs the full x).
+ * All tensors share the context's device and one dtype (f32, f16, bf16;
+ * products accumulate in f32). y and x_saved must not overlap the inputs.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx,
+                                          const s2ft_slice *slice,
+                                          const s2ft_tensor *x,
+                                          const s2ft_tensor *w, s2ft_tensor *y,
+                                          s2ft_tensor *x_saved);
+
+/* Flags for s2ft_backward_partial. */
+#define S2FT_ACCUMULATE_DW 1u /* dw_slice += new gradient (else overwrite) */
+#define S2FT_ACCUMULATE_DX 2u /* dx += new gradient (else overwrite)       */
+
+/**
+ * Partial back-propagation through y = x W^T for a trained slice S:
+ *  - dx = dy W   ([T, in], through the full frozen weight; skipped if dx NULL)
+ *  - columns: dw_slice = dy^T x_S        ([out, k]; x_in is x_S, [T, k])
+ *  - rows:    dw_slice = dy[:, S]^T x    ([k, in];  x_in is the full x)
+ * w is [out, in], dy [T, out]. The full dW is never formed. x_in, w, dy
+ * and dx share one dtype (f32, f16, bf16); dw_slice is f32 or that dtype;
+ * arithmetic accumulates in f32. Outputs must not overlap inputs.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad flags or slice, index out
+ * of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,
+ * S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx,
+                                           const s2ft_slice *slice,
+                                           const s2ft_tensor *w,
+                                           const s2ft_tensor *x_in,
+                                           const s2ft_tensor *dy,
+                                           s2ft_tensor *dx,
+                                           s2ft_tensor *dw_slice,
+                                           uint32_t flags);
+
+/* ------------------------------------------------------------------------ */
+/* Optimizer on slices                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct s2ft_optimizer s2ft_optimizer;
+
+#define S2FT_OPTIMIZER_ADAMW 0 /* Adam with decoupled weight decay */
+#define S2FT_OPTIMIZER_SGD   1 /* SGD with (optional) momentum     */
+
+#define S2FT_OPTIMIZER_OPTIONS_VERSION 1
+
+typedef struct s2ft_optimizer_options {
+  uint32_t version;     /* S2FT_OPTIMIZER_OPTIONS_VERSION                */
+  int32_t kind;         /* default S2FT_OPTIMIZER_ADAMW                  */
+  double beta1;         /* AdamW; default 0.9                            */
+  double beta2;         /* AdamW; default 0.999                          */
+  double eps;           /* AdamW; default 1e-8                           */
+  double weight_decay;  /* both; decoupled for AdamW; default 0          */
+  double momentum;      /* SGD; default 0 (plain SGD)                    */
+  int32_t nesterov;     /* SGD; nonzero for Nesterov momentum; default 0 */
+  double max_grad_norm; /* clip by global norm over all slices; 0 = off  */
+} s2ft_optimizer_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_OPTIMIZER_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts,
+                                                 uint32_t version);
+
+/** Creates an optimizer with no parameters. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or
+ *  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY. */
+S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx,
+                                           const s2ft_optimizer_options *opts,
+                                           s2ft_optimizer **out);
+
+/** Destroys an optimizer; NULL is a no-op. */
+S2FT_API void s2ft_optimizer_destroy(s2ft_optimizer *opt);
+
+/**
+ * Registers the trained slice of `weight` as parameter number *index
+ * (0, 1, ... in call order). The optimizer keeps the weight's data pointer
+ * (the caller keeps the memory alive and in place until the optimizer is
+ * destroyed) and allocates state for the slice only: AdamW's two moments
+ * or SGD's momentum, and an f32 master copy of the slice when the weight
+ * is f16/bf16 (initialised from the weight now). Indices in the slice are
+ * copied. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_STATE (after the first step),
+ * S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt,
+                                              s2ft_tensor *weight,
+                                              const s2ft_slice *slice,
+                                              int64_t *index);
+
+/**
+ * One optimizer step with learning rate `lr` over all parameters.
+ * grads[i] is parameter i's gradient slice ([out, k] or [k, in], f32 or the
+ * weight's dtype), n_grads the number of parameters. When max_grad_norm > 0
+ * all gradients are scaled by min(1, max_grad_norm / global_norm) first.
+ * *grad_norm (may be NULL) receives the global norm before clipping.
+ * The gradients are not modified.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, lr negative or not finite,
+ * n_grads != number of parameters, a non-finite gradient norm),
+ * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ */
+S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr,
+                                         const s2ft_tensor *grads,
+                                         int64_t n_grads, double *grad_norm);
+
+/** The number of steps taken (restored by s2ft_optimizer_load()). */
+S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt,
+                                               int64_t *out);
+
+/**
+ * Saves the optimizer state (options, step count, per-parameter moments
+ * and f32 master slices) to a safetensors file, written under a temporary
+ * name and renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
+ */
+S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
+                                         const char *path);
+
+/**
+ * Restores state saved by s2ft_optimizer_save() into an optimizer with
+ * the same kind and the same parameters (count, slice shapes) registered,
+ * so that training resumes exactly; master copies are written back to the
+ * weights. The file is treated as hostile. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, or
+ * not matching this optimizer's parameters).
+ */
+S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt,
+                                         const char *path);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* S2FT_S2FT_H */

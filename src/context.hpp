@@ -1,0 +1,17 @@
+// The context object behind the opaque s2ft_context handle.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.hpp"
+#include "s2ft/s2ft.h"
+
+struct s2ft_context {
+  s2ft_device device{S2FT_DEVICE_CPU, 0};
+  std::unique_ptr<s2ft::Backend> backend;
+};
+
+namespace s2ft {
+// Throws S2FT_ERR_INVALID_ARGUMENT "<name> is NULL" for a NULL context.
+s2ft_context &require_context(s2ft_context *ctx, const char *name = "ctx");
+}  // namespace s2ft
