@@ -1,0 +1,137 @@
+// S2FT's forward with slice saving and its partial back-propagation.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "backend/matmul.hpp"
+#include "common/error.hpp"
+#include "context.hpp"
+#include "train/slice.hpp"
+
+namespace s2ft {
+namespace {
+
+void require_cpu_backend(s2ft_context &ctx) {
+  if (!ctx.backend) fail(S2FT_ERR_UNSUPPORTED, "the context has no compute backend");
+}
+
+// Copies x[:, S] (columns) or all of x (rows) into x_saved.
+void save_input(const Matrix &x, const Lines &lines, const Matrix &x_saved) {
+  if (lines.axis == S2FT_AXIS_ROWS) {
+    for (int64_t i = 0; i < x.rows; ++i)
+      for (int64_t j = 0; j < x.cols; ++j) x_saved.set(i, j, x.get(i, j));
+    return;
+  }
+  if (x.dtype == x_saved.dtype) {  // move bytes: the saved slice is bit-identical to x's
+    const size_t es = x.elem();
+    for (int64_t i = 0; i < x.rows; ++i)
+      for (int64_t j = 0; j < lines.count; ++j) std::memcpy(x_saved.at(i, j), x.at(i, lines.line(j)), es);
+    return;
+  }
+  for (int64_t i = 0; i < x.rows; ++i)
+    for (int64_t j = 0; j < lines.count; ++j) x_saved.set(i, j, x.get(i, lines.line(j)));
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" {
+
+// Forward: y = x W^T (one GEMM, [T,in] x [in,out]); for a column slice also
+// x_S = x[:, S], the only activation the column-trained weight's backward needs.
+S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx, const s2ft_slice *slice, const s2ft_tensor *x,
+                                          const s2ft_tensor *w, s2ft_tensor *y, s2ft_tensor *x_saved) {
+  return s2ft::guard("s2ft_forward_partial", [&] {
+    using namespace s2ft;
+    s2ft_context &c = require_context(ctx);
+    require_cpu_backend(c);
+    const Matrix W = check_matrix(w, "w", c.device);
+    const Lines lines = check_slice(slice, "slice", W.rows, W.cols);
+    const Matrix X = check_matrix(x, "x", c.device);
+    const Matrix Y = check_matrix(y, "y", c.device);
+    const int64_t T = X.rows;
+    require_shape(X, "x", T, W.cols);
+    require_shape(Y, "y", T, W.rows);
+    require_same_dtype(X, "x", W, "w");
+    require_same_dtype(Y, "y", W, "w");
+    require_disjoint(Y, "y", X, "x");
+    require_disjoint(Y, "y", W, "w");
+    Matrix S;
+    if (x_saved != nullptr) {
+      S = check_matrix(x_saved, "x_saved", c.device);
+      require_shape(S, "x_saved", T, lines.axis == S2FT_AXIS_COLUMNS ? lines.count : W.cols);
+      require_same_dtype(S, "x_saved", W, "w");
+      require_disjoint(S, "x_saved", X, "x");
+      require_disjoint(S, "x_saved", W, "w");
+      require_disjoint(S, "x_saved", Y, "y");
+    }
+    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
+    if (x_saved != nullptr) save_input(X, lines, S);
+  });
+}
+
+// Backward of y = x W^T for a trained slice S of W:
+//   dx  = dy W                  [T,out] x [out,in]   (full: earlier layers need it)
+//   columns: dW_S = dy^T x_S    [out,T] x [T,k]      (x_S saved by the forward)
+//   rows:    dW_S = dy_S^T x    [k,T]   x [T,in]     (dy_S = dy[:, S])
+// The full dW = dy^T x ([out,in]) is never formed: the weight-gradient GEMM
+// shrinks by k/in (columns) or k/out (rows).
+S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *slice, const s2ft_tensor *w,
+                                           const s2ft_tensor *x_in, const s2ft_tensor *dy, s2ft_tensor *dx,
+                                           s2ft_tensor *dw_slice, uint32_t flags) {
+  return s2ft::guard("s2ft_backward_partial", [&] {
+    using namespace s2ft;
+    s2ft_context &c = require_context(ctx);
+    require_cpu_backend(c);
+    if (flags & ~(S2FT_ACCUMULATE_DW | S2FT_ACCUMULATE_DX))
+      fail_arg("flags has unknown bits 0x" + [&] {
+        char b[16];
+        std::snprintf(b, sizeof b, "%x", flags & ~(S2FT_ACCUMULATE_DW | S2FT_ACCUMULATE_DX));
+        return std::string(b);
+      }());
+    const Matrix W = check_matrix(w, "w", c.device);
+    const Lines lines = check_slice(slice, "slice", W.rows, W.cols);
+    const Matrix X = check_matrix(x_in, "x_in", c.device);
+    const Matrix DY = check_matrix(dy, "dy", c.device);
+    const Matrix DW = check_matrix(dw_slice, "dw_slice", c.device);
+    const int64_t T = DY.rows, k = lines.count;
+    const bool columns = lines.axis == S2FT_AXIS_COLUMNS;
+    require_shape(DY, "dy", T, W.rows);
+    require_shape(X, "x_in", T, columns ? k : W.cols);
+    if (columns)
+      require_shape(DW, "dw_slice", W.rows, k);
+    else
+      require_shape(DW, "dw_slice", k, W.cols);
+    require_same_dtype(X, "x_in", W, "w");
+    require_same_dtype(DY, "dy", W, "w");
+    if (DW.dtype != S2FT_F32 && DW.dtype != W.dtype)
+      fail(S2FT_ERR_DTYPE, std::string("dw_slice must be f32 or ") + dtype_name(W.dtype) + " (the dtype of w), got " +
+                               dtype_name(DW.dtype));
+    require_disjoint(DW, "dw_slice", W, "w");
+    require_disjoint(DW, "dw_slice", X, "x_in");
+    require_disjoint(DW, "dw_slice", DY, "dy");
+    Matrix DX;
+    if (dx != nullptr) {
+      DX = check_matrix(dx, "dx", c.device);
+      require_shape(DX, "dx", T, W.cols);
+      require_same_dtype(DX, "dx", W, "w");
+      require_disjoint(DX, "dx", W, "w");
+      require_disjoint(DX, "dx", X, "x_in");
+      require_disjoint(DX, "dx", DY, "dy");
+      require_disjoint(DX, "dx", DW, "dw_slice");
+    }
+    const bool acc_dw = (flags & S2FT_ACCUMULATE_DW) != 0, acc_dx = (flags & S2FT_ACCUMULATE_DX) != 0;
+    Backend &be = *c.backend;
+    if (dx != nullptr) matmul(be, Op::N, DY, Op::N, W, DX, acc_dx);
+    if (columns) {
+      matmul(be, Op::T, DY, Op::N, X, DW, acc_dw);
+    } else if (lines.contiguous()) {
+      matmul(be, Op::T, DY.col_range(lines.begin, k), Op::N, X, DW, acc_dw);
+    } else {
+      std::vector<float> dys = gather_lines(DY, lines, S2FT_AXIS_COLUMNS);
+      matmul(be, Op::T, f32_view(dys, T, k), Op::N, X, DW, acc_dw);
+    }
+  });
+}
+
+}  // extern "C"
