@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what libs2ft needs to build and test on Debian 12 (bookworm).
+# The CUDA backend is built too when nvcc is found (CUDA Toolkit installed
+# separately, e.g. under /usr/local/cuda).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config binutils \
+  libopenblas-dev nlohmann-json3-dev \
+  libgtest-dev googletest >/dev/null
+echo "setup: packages installed"
