@@ -19,3 +19,9 @@ cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo -DS2FT_SANITIZE=a
 cmake --build build-sanitize -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize --output-on-failure -j"$JOBS" -L 'unit|realdata'
+
+echo "== portable build (no BLAS) =="
+cmake -S . -B build-noblas -DCMAKE_BUILD_TYPE=Release -DS2FT_WITH_BLAS=OFF -DS2FT_WITH_CUDA=OFF \
+  -DS2FT_BUILD_BENCHMARKS=OFF -DS2FT_BUILD_EXAMPLES=OFF >/dev/null 2>&1
+cmake --build build-noblas -j"$JOBS" --target test_partial
+ctest --test-dir build-noblas --output-on-failure -j"$JOBS" -R '^(Shapes/PartialParity|Partial\.)'
