@@ -352,7 +352,8 @@ typedef struct s2ft_select_options {
    * every target in `targets`. ratio * units is rounded to nearest (at least
    * 1). Units: query heads for O (KV groups under S2FT_HEADS_BY_GROUP), KV
    * heads for V, channels for DOWN and UP. Per layer, or in total across
-   * layers under S2FT_ALLOCATE_GLOBAL. Defaults: O ratio 0.05, DOWN 0.02. */
+   * layers under S2FT_ALLOCATE_GLOBAL. Defaults: O ratio 0.05, DOWN 0.02
+   * (so to give O or DOWN a count, also set its ratio to 0). */
   double ratio[S2FT_NUM_TARGETS];
   int64_t count[S2FT_NUM_TARGETS];
 } s2ft_select_options;
