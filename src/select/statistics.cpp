@@ -1,0 +1,262 @@
+// Calibration statistics: per-unit sums of squares that the selection
+// strategies turn into scores (score = sqrt(sum)).
+//
+// A unit's lines in each weight (W is [out, in]):
+//   O    o_proj    [d_model, n_heads*hd]   columns [h*hd, (h+1)*hd) of query head h
+//   V    v_proj    [n_kv*hd, d_model]      rows    [g*hd, (g+1)*hd) of KV head g
+//   DOWN down_proj [d_model, d_ff]         column  c
+//   UP   up_proj   [d_ff, d_model]         row     c
+// weight:     sum of W[i, j]^2 over the unit's lines;
+// activation: sum over tokens of x[t, c]^2 over the unit's input columns c
+//             (only the inputs of o_proj and down_proj exist as units);
+// gradient:   sum over calibration batches of dW[i, j]^2 over the unit's
+//             lines, dW = dy^T x for the batch.
+// Sums are kept in double so that millions of tokens do not lose the small
+// contributions.
+#include "select/statistics.hpp"
+
+#include <memory>
+#include <string>
+
+#include "backend/matmul.hpp"
+#include "common/error.hpp"
+#include "common/tensor.hpp"
+#include "context.hpp"
+#include "select/selection.hpp"
+
+namespace s2ft {
+
+int64_t statistic_units(const s2ft_model_shape &s, int32_t target) {
+  switch (target) {
+    case S2FT_TARGET_O: return s.n_heads;
+    case S2FT_TARGET_V: return s.n_kv_heads;
+    default: return s.d_ff;
+  }
+}
+
+const char *statistic_kind_name(int32_t kind) {
+  switch (kind) {
+    case S2FT_STAT_WEIGHT: return "weight";
+    case S2FT_STAT_ACTIVATION: return "activation";
+    case S2FT_STAT_GRADIENT: return "gradient";
+    default: return "?";
+  }
+}
+
+std::string missing_statistic_message(int32_t layer, int32_t target, int32_t kind) {
+  const std::string l = std::to_string(layer);
+  std::string m = std::string("no ") + statistic_kind_name(kind) + " statistics for layer " + l + " target " +
+                  target_name(target);
+  switch (kind) {
+    case S2FT_STAT_WEIGHT: return m + " (record the weight with s2ft_statistics_add_weight())";
+    case S2FT_STAT_GRADIENT: return m + " (feed calibration batches with s2ft_statistics_add_gradient())";
+    default: {
+      const bool o_side = target == S2FT_TARGET_O || target == S2FT_TARGET_V;
+      return m + " (feed the " + (o_side ? "o_proj" : "down_proj") + " input of layer " + l +
+             " with s2ft_statistics_add_activation(..., " + (o_side ? "S2FT_TARGET_O" : "S2FT_TARGET_DOWN") +
+             ", x))";
+    }
+  }
+}
+
+bool unit_sums(const s2ft_statistics &stats, int32_t layer, int32_t target, int32_t kind, std::vector<double> *out) {
+  const auto &rec = stats.records[static_cast<size_t>(layer)];
+  if (kind == S2FT_STAT_ACTIVATION && target == S2FT_TARGET_V) {
+    // A KV head's input activation is that of the O columns of its query heads.
+    const auto &o = rec[S2FT_TARGET_O][S2FT_STAT_ACTIVATION];
+    if (!o.present) return false;
+    const int64_t r = heads_per_group(stats.shape);
+    out->assign(static_cast<size_t>(stats.shape.n_kv_heads), 0.0);
+    for (int64_t h = 0; h < stats.shape.n_heads; ++h) (*out)[static_cast<size_t>(h / r)] += o.sums[static_cast<size_t>(h)];
+    return true;
+  }
+  if (kind == S2FT_STAT_ACTIVATION && target == S2FT_TARGET_UP) target = S2FT_TARGET_DOWN;
+  const auto &r = rec[static_cast<size_t>(target)][static_cast<size_t>(kind)];
+  if (!r.present) return false;
+  *out = r.sums;
+  return true;
+}
+
+namespace {
+
+s2ft_statistics &require_stats(s2ft_statistics *stats) {
+  require_not_null(stats, "stats");
+  if (stats->ctx->device.type != S2FT_DEVICE_CPU)
+    fail(S2FT_ERR_UNSUPPORTED, "statistics are computed on the CPU in this version; use a CPU context");
+  return *stats;
+}
+
+// Shape of the weight of `target`: [out, in].
+void weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *out, int64_t *in) {
+  const int64_t heads = static_cast<int64_t>(s.n_heads) * s.head_dim;
+  const int64_t kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+  switch (target) {
+    case S2FT_TARGET_O: *out = s.d_model, *in = heads; break;
+    case S2FT_TARGET_V: *out = kv, *in = s.d_model; break;
+    case S2FT_TARGET_DOWN: *out = s.d_model, *in = s.d_ff; break;
+    default: *out = s.d_ff, *in = s.d_model; break;
+  }
+}
+
+// Lines per unit: head_dim for the head targets, 1 for channels.
+int64_t unit_width(const s2ft_model_shape &s, int32_t target) {
+  return target == S2FT_TARGET_O || target == S2FT_TARGET_V ? s.head_dim : 1;
+}
+
+bool column_units(int32_t target) { return target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN; }
+
+// sums[u] += sum of m[i, j]^2 over the lines of unit u, where a unit is
+// `width` consecutive columns (by_columns) or rows.
+void add_line_squares(const Matrix &m, bool by_columns, int64_t width, std::vector<double> &sums) {
+  for (int64_t i = 0; i < m.rows; ++i)
+    for (int64_t j = 0; j < m.cols; ++j) {
+      const double v = m.get(i, j);
+      sums[static_cast<size_t>((by_columns ? j : i) / width)] += v * v;
+    }
+}
+
+s2ft_statistics::Record &record(s2ft_statistics &s, int32_t layer, int32_t target, int32_t kind) {
+  return s.records[static_cast<size_t>(layer)][static_cast<size_t>(target)][static_cast<size_t>(kind)];
+}
+
+// Starts a record at zero the first time it is written.
+void ensure_record(s2ft_statistics::Record &r, int64_t units) {
+  if (!r.present) {
+    r.sums.assign(static_cast<size_t>(units), 0.0);
+    r.present = true;
+  }
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx, const s2ft_model_shape *shape, s2ft_statistics **out) {
+  if (out != nullptr) *out = nullptr;
+  return s2ft::guard("s2ft_statistics_create", [&] {
+    s2ft::require_not_null(out, "out");
+    s2ft::require_context(ctx);
+    s2ft::check_model_shape(shape, "shape");
+    auto stats = std::make_unique<s2ft_statistics>();
+    stats->ctx = ctx;
+    stats->shape = *shape;
+    stats->records.resize(static_cast<size_t>(shape->n_layers));
+    *out = stats.release();
+  });
+}
+
+S2FT_API void s2ft_statistics_destroy(s2ft_statistics *stats) { delete stats; }
+
+S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats, int32_t layer, int32_t target,
+                                                const s2ft_tensor *weight) {
+  return s2ft::guard("s2ft_statistics_add_weight", [&] {
+    s2ft_statistics &s = s2ft::require_stats(stats);
+    s2ft::check_layer(s.shape, layer);
+    s2ft::check_target(target);
+    const s2ft::Matrix w = s2ft::check_matrix(weight, "weight", s.ctx->device);
+    int64_t rows = 0, cols = 0;
+    s2ft::weight_shape(s.shape, target, &rows, &cols);
+    s2ft::require_shape(w, "weight", rows, cols);
+    // Replace: compute into a fresh record, then swap it in.
+    s2ft_statistics::Record r;
+    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
+    s2ft::add_line_squares(w, s2ft::column_units(target), s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::record(s, layer, target, S2FT_STAT_WEIGHT) = std::move(r);
+  });
+}
+
+S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int32_t layer, int32_t target,
+                                                    const s2ft_tensor *x) {
+  return s2ft::guard("s2ft_statistics_add_activation", [&] {
+    s2ft_statistics &s = s2ft::require_stats(stats);
+    s2ft::check_layer(s.shape, layer);
+    s2ft::check_target(target);
+    if (!s2ft::column_units(target))
+      s2ft::fail_arg(std::string("target ") + s2ft::target_name(target) +
+                     " has no input activation of its own: pass the " +
+                     (target == S2FT_TARGET_V ? "o_proj input with S2FT_TARGET_O" : "down_proj input with S2FT_TARGET_DOWN") +
+                     " (its units are scored from it)");
+    const s2ft::Matrix m = s2ft::check_matrix(x, "x", s.ctx->device);
+    int64_t rows = 0, cols = 0;
+    s2ft::weight_shape(s.shape, target, &rows, &cols);
+    if (m.cols != cols)
+      s2ft::fail_shape("x must be [T, " + std::to_string(cols) + "] (the input of " +
+                       (target == S2FT_TARGET_O ? "o_proj" : "down_proj") + "), got [" + std::to_string(m.rows) +
+                       ", " + std::to_string(m.cols) + "]");
+    if (m.rows == 0) s2ft::fail_shape("x has no rows (T must be at least 1)");
+    // Accumulate into a copy so a failure leaves the record untouched.
+    s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
+    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
+    s2ft::add_line_squares(m, true, s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION) = std::move(r);
+  });
+}
+
+S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_t layer, int32_t target,
+                                                  const s2ft_tensor *x, const s2ft_tensor *dy) {
+  return s2ft::guard("s2ft_statistics_add_gradient", [&] {
+    s2ft_statistics &s = s2ft::require_stats(stats);
+    s2ft::check_layer(s.shape, layer);
+    s2ft::check_target(target);
+    const s2ft::Matrix xm = s2ft::check_matrix(x, "x", s.ctx->device);
+    const s2ft::Matrix dym = s2ft::check_matrix(dy, "dy", s.ctx->device);
+    int64_t out_dim = 0, in_dim = 0;
+    s2ft::weight_shape(s.shape, target, &out_dim, &in_dim);
+    if (xm.cols != in_dim)
+      s2ft::fail_shape("x must be [T, " + std::to_string(in_dim) + "], got [" + std::to_string(xm.rows) + ", " +
+                       std::to_string(xm.cols) + "]");
+    if (dym.cols != out_dim)
+      s2ft::fail_shape("dy must be [T, " + std::to_string(out_dim) + "], got [" + std::to_string(dym.rows) + ", " +
+                       std::to_string(dym.cols) + "]");
+    if (xm.rows != dym.rows)
+      s2ft::fail_shape("x has " + std::to_string(xm.rows) + " rows but dy has " + std::to_string(dym.rows) +
+                       " (both are [T, ...])");
+    if (xm.rows == 0) s2ft::fail_shape("x and dy have no rows (T must be at least 1)");
+
+    // dW = dy^T x  ([out, in]) in f32 scratch.
+    std::vector<float> scratch(static_cast<size_t>(out_dim * in_dim));
+    s2ft::Matrix dw;
+    dw.base = reinterpret_cast<char *>(scratch.data());
+    dw.dtype = S2FT_F32;
+    dw.rows = out_dim;
+    dw.cols = in_dim;
+    dw.rs = in_dim;
+    dw.cs = 1;
+    dw.device = s.ctx->device;
+    s2ft::matmul(*s.ctx->backend, s2ft::Op::T, dym, s2ft::Op::N, xm, dw, false);
+
+    s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
+    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
+    s2ft::add_line_squares(dw, s2ft::column_units(target), s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::record(s, layer, target, S2FT_STAT_GRADIENT) = std::move(r);
+  });
+}
+
+S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats, int32_t layer, int32_t target, int32_t kind,
+                                         double *out, int64_t capacity, int64_t *n_units) {
+  return s2ft::guard("s2ft_statistics_get", [&] {
+    s2ft::require_not_null(stats, "stats");
+    s2ft::require_not_null(n_units, "n_units");
+    s2ft::check_layer(stats->shape, layer);
+    s2ft::check_target(target);
+    if (kind < S2FT_STAT_WEIGHT || kind > S2FT_STAT_GRADIENT)
+      s2ft::fail_arg("kind " + std::to_string(kind) +
+                     " is not S2FT_STAT_WEIGHT (0), S2FT_STAT_ACTIVATION (1) or S2FT_STAT_GRADIENT (2)");
+    const int64_t n = s2ft::statistic_units(stats->shape, target);
+    if (out == nullptr) {
+      *n_units = n;
+      return;
+    }
+    if (capacity < n)
+      s2ft::fail_arg("capacity " + std::to_string(capacity) + " is below the " + std::to_string(n) + " units of target " +
+                     s2ft::target_name(target));
+    std::vector<double> sums;
+    if (!s2ft::unit_sums(*stats, layer, target, kind, &sums))
+      s2ft::fail(S2FT_ERR_STATE, s2ft::missing_statistic_message(layer, target, kind));
+    std::copy(sums.begin(), sums.end(), out);
+    *n_units = n;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,309 @@
+// AdamW and SGD on the trained slices of weights. State (moments, momentum,
+// an f32 master copy for 16-bit weights) exists only for the slice, which is
+// where S2FT's optimizer-memory saving comes from. The update rules are
+// PyTorch's (torch.optim.AdamW, torch.optim.SGD, clip_grad_norm_), computed
+// per element in double from f32 state, so results are deterministic and a
+// saved state resumes bit-exactly.
+#include "train/optimizer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <memory>
+#include <string>
+
+#include "common/error.hpp"
+#include "context.hpp"
+#include "train/slice.hpp"
+
+namespace s2ft {
+
+namespace {
+
+std::string num(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+void check_options(const s2ft_optimizer_options &o) {
+  if (o.version != S2FT_OPTIMIZER_OPTIONS_VERSION)
+    fail_arg("opts->version is " + std::to_string(o.version) + "; initialise options with s2ft_optimizer_options_init()");
+  if (o.kind != S2FT_OPTIMIZER_ADAMW && o.kind != S2FT_OPTIMIZER_SGD)
+    fail_arg("opts->kind must be S2FT_OPTIMIZER_ADAMW or S2FT_OPTIMIZER_SGD, got " + std::to_string(o.kind));
+  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) fail_arg("opts->beta1 must be in [0, 1), got " + num(o.beta1));
+  if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) fail_arg("opts->beta2 must be in [0, 1), got " + num(o.beta2));
+  auto non_negative = [](double x, const char *name) {
+    if (!(std::isfinite(x) && x >= 0.0)) fail_arg(std::string("opts->") + name + " must be finite and >= 0, got " + num(x));
+  };
+  non_negative(o.eps, "eps");
+  non_negative(o.weight_decay, "weight_decay");
+  non_negative(o.momentum, "momentum");
+  non_negative(o.max_grad_norm, "max_grad_norm");
+  if (o.kind == S2FT_OPTIMIZER_SGD && o.nesterov != 0 && o.momentum == 0.0)
+    fail_arg("opts->nesterov needs opts->momentum > 0");
+}
+
+// A weight whose distinct elements share memory cannot be updated element
+// by element. Row-major, column-major and sliced views all pass this test.
+void require_no_aliasing(const Matrix &w) {
+  if (w.empty()) return;
+  const bool rows_ok = w.rows <= 1 || w.rs != 0;
+  const bool cols_ok = w.cols <= 1 || w.cs != 0;
+  const bool separated = w.rows <= 1 || w.cols <= 1 || w.rs >= w.cols * w.cs || w.cs >= w.rows * w.rs;
+  if (!rows_ok || !cols_ok || !separated)
+    fail_arg("weight has strides [" + std::to_string(w.rs) + ", " + std::to_string(w.cs) +
+             "] under which distinct elements share memory");
+}
+
+// The weight lines a slice selects, in slice order (validated by check_slice).
+std::vector<int64_t> slice_lines(const s2ft_slice *slice, const Matrix &w) {
+  const Lines l = check_slice(slice, "slice", w.rows, w.cols);
+  std::vector<int64_t> lines(static_cast<size_t>(l.count));
+  for (int64_t t = 0; t < l.count; ++t) lines[static_cast<size_t>(t)] = l.line(t);
+  return lines;
+}
+
+bool same_view(const Matrix &a, const Matrix &b) {
+  return a.base == b.base && a.dtype == b.dtype && a.rows == b.rows && a.cols == b.cols && a.rs == b.rs &&
+         a.cs == b.cs;
+}
+
+// Registering the same lines of the same weight twice would update them twice per step.
+void require_new_lines(const s2ft_optimizer &opt, const Matrix &w, int32_t axis, const std::vector<int64_t> &lines) {
+  for (size_t j = 0; j < opt.params.size(); ++j) {
+    const OptimizerParam &p = opt.params[j];
+    if (p.axis != axis || !same_view(p.weight, w)) continue;
+    std::vector<int64_t> a = p.lines, b = lines;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    std::vector<int64_t> common;
+    std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
+    if (!common.empty())
+      fail_arg("slice overlaps parameter " + std::to_string(j) + " (both train line " + std::to_string(common[0]) +
+               " of the same weight)");
+  }
+}
+
+// Validates every gradient before anything changes, and returns them as views.
+std::vector<Matrix> check_grads(const s2ft_optimizer &opt, const s2ft_tensor *grads, int64_t n_grads) {
+  const int64_t n = static_cast<int64_t>(opt.params.size());
+  if (n_grads != n)
+    fail_arg("n_grads is " + std::to_string(n_grads) + " but the optimizer has " + std::to_string(n) + " parameters");
+  if (n > 0) require_not_null(grads, "grads");
+  std::vector<Matrix> views;
+  views.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const OptimizerParam &p = opt.params[static_cast<size_t>(i)];
+    const std::string name = "grads[" + std::to_string(i) + "]";
+    Matrix g = check_matrix(&grads[i], name.c_str(), opt.device);
+    require_shape(g, name.c_str(), p.rows, p.cols);
+    if (g.dtype != S2FT_F32 && g.dtype != p.weight.dtype)
+      fail(S2FT_ERR_DTYPE, name + " is " + dtype_name(g.dtype) + " but must be f32 or the weight's dtype (" +
+                               dtype_name(p.weight.dtype) + ")");
+    for (size_t j = 0; j < opt.params.size(); ++j) {
+      const std::string wname = "the weight of parameter " + std::to_string(j);
+      require_disjoint(opt.params[j].weight, wname.c_str(), g, name.c_str());
+    }
+    views.push_back(g);
+  }
+  return views;
+}
+
+// Global L2 norm over all gradient slices, in double. Non-finite entries
+// make it non-finite; `bad` receives the first gradient responsible.
+double global_norm(const std::vector<Matrix> &grads, int64_t *bad) {
+  double total = 0.0;
+  *bad = -1;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Matrix &g = grads[i];
+    double sum = 0.0;
+    for (int64_t r = 0; r < g.rows; ++r)
+      for (int64_t c = 0; c < g.cols; ++c) {
+        const double x = g.get(r, c);
+        sum += x * x;
+      }
+    if (!std::isfinite(sum) && *bad < 0) *bad = static_cast<int64_t>(i);
+    total += sum;
+  }
+  return std::sqrt(total);
+}
+
+// Reads the f32 value of slice element e = i * cols + j (master or weight).
+double load_param(const OptimizerParam &p, int64_t i, int64_t j) {
+  return p.has_master() ? p.master[static_cast<size_t>(i * p.cols + j)] : p.get(i, j);
+}
+
+void store_param(OptimizerParam &p, int64_t i, int64_t j, double x) {
+  const float f = static_cast<float>(x);
+  if (p.has_master()) p.master[static_cast<size_t>(i * p.cols + j)] = f;
+  p.set(i, j, f);  // rounds to the weight's dtype
+}
+
+// AdamW (PyTorch order), step t >= 1, g already clipped:
+//   p <- p * (1 - lr*wd)
+//   m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+//   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+void adamw_step(OptimizerParam &p, const Matrix &grad, const s2ft_optimizer_options &o, double lr, double scale,
+                int64_t t) {
+  const double b1 = o.beta1, b2 = o.beta2;
+  const double step_size = lr / (1.0 - std::pow(b1, static_cast<double>(t)));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
+  const double decay = 1.0 - lr * o.weight_decay;
+  for (int64_t i = 0; i < p.rows; ++i)
+    for (int64_t j = 0; j < p.cols; ++j) {
+      const size_t e = static_cast<size_t>(i * p.cols + j);
+      const double g = static_cast<double>(grad.get(i, j)) * scale;
+      double x = load_param(p, i, j) * decay;
+      const float m = static_cast<float>(b1 * p.m[e] + (1.0 - b1) * g);
+      const float v = static_cast<float>(b2 * p.v[e] + (1.0 - b2) * g * g);
+      p.m[e] = m;
+      p.v[e] = v;
+      x -= step_size * m / (std::sqrt(static_cast<double>(v)) / bc2_sqrt + o.eps);
+      store_param(p, i, j, x);
+    }
+}
+
+// SGD (PyTorch, dampening 0), g already clipped:
+//   g <- g + wd p
+//   buf <- g on the first step, else momentum * buf + g   (momentum > 0)
+//   g <- nesterov ? g + momentum * buf : buf
+//   p <- p - lr g
+void sgd_step(OptimizerParam &p, const Matrix &grad, const s2ft_optimizer_options &o, double lr, double scale,
+              bool first_step) {
+  const bool with_momentum = uses_momentum(o);
+  for (int64_t i = 0; i < p.rows; ++i)
+    for (int64_t j = 0; j < p.cols; ++j) {
+      const size_t e = static_cast<size_t>(i * p.cols + j);
+      double x = load_param(p, i, j);
+      double g = static_cast<double>(grad.get(i, j)) * scale + o.weight_decay * x;
+      if (with_momentum) {
+        const float buf = static_cast<float>(first_step ? g : o.momentum * p.momentum[e] + g);
+        p.momentum[e] = buf;
+        g = o.nesterov != 0 ? g + o.momentum * buf : buf;
+      }
+      x -= lr * g;
+      store_param(p, i, j, x);
+    }
+}
+
+}  // namespace
+
+void write_master_to_weight(const OptimizerParam &p) {
+  if (!p.has_master()) return;
+  for (int64_t i = 0; i < p.rows; ++i)
+    for (int64_t j = 0; j < p.cols; ++j) p.set(i, j, p.master[static_cast<size_t>(i * p.cols + j)]);
+}
+
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts, uint32_t version) {
+  return s2ft::guard("s2ft_optimizer_options_init", [&] {
+    s2ft::require_not_null(opts, "opts");
+    if (version != S2FT_OPTIMIZER_OPTIONS_VERSION)
+      s2ft::fail_arg("unknown options version " + std::to_string(version) + " (this library knows " +
+                     std::to_string(S2FT_OPTIMIZER_OPTIONS_VERSION) + ")");
+    *opts = s2ft_optimizer_options{};
+    opts->version = version;
+    opts->kind = S2FT_OPTIMIZER_ADAMW;
+    opts->beta1 = 0.9;
+    opts->beta2 = 0.999;
+    opts->eps = 1e-8;
+    opts->weight_decay = 0.0;
+    opts->momentum = 0.0;
+    opts->nesterov = 0;
+    opts->max_grad_norm = 0.0;
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx, const s2ft_optimizer_options *opts,
+                                           s2ft_optimizer **out) {
+  if (out != nullptr) *out = nullptr;
+  return s2ft::guard("s2ft_optimizer_create", [&] {
+    s2ft_context &c = s2ft::require_context(ctx);
+    s2ft::require_not_null(opts, "opts");
+    s2ft::require_not_null(out, "out");
+    s2ft::check_options(*opts);
+    if (c.device.type != S2FT_DEVICE_CPU)
+      s2ft::fail(S2FT_ERR_UNSUPPORTED, "the optimizer runs on the CPU only; ctx is on " + s2ft::device_name(c.device));
+    auto opt = std::make_unique<s2ft_optimizer>();
+    opt->device = c.device;
+    opt->options = *opts;
+    *out = opt.release();
+  });
+}
+
+S2FT_API void s2ft_optimizer_destroy(s2ft_optimizer *opt) { delete opt; }
+
+S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *weight, const s2ft_slice *slice,
+                                              int64_t *index) {
+  if (index != nullptr) *index = -1;
+  return s2ft::guard("s2ft_optimizer_add_param", [&] {
+    s2ft::require_not_null(opt, "opt");
+    s2ft::require_not_null(weight, "weight");
+    s2ft::require_not_null(slice, "slice");
+    s2ft::require_not_null(index, "index");
+    if (opt->steps > 0)
+      s2ft::fail(S2FT_ERR_STATE, "parameters must be added before the first step (the optimizer has taken " +
+                                     std::to_string(opt->steps) + ")");
+    s2ft::OptimizerParam p;
+    p.weight = s2ft::check_matrix(weight, "weight", opt->device);
+    s2ft::require_no_aliasing(p.weight);
+    p.lines = s2ft::slice_lines(slice, p.weight);
+    p.axis = slice->axis;
+    s2ft::require_new_lines(*opt, p.weight, p.axis, p.lines);
+    const int64_t k = slice->count;
+    p.rows = p.axis == S2FT_AXIS_COLUMNS ? p.weight.rows : k;
+    p.cols = p.axis == S2FT_AXIS_COLUMNS ? k : p.weight.cols;
+    if (s2ft::uses_adam_moments(opt->options)) {
+      p.m.assign(p.size(), 0.0f);
+      p.v.assign(p.size(), 0.0f);
+    }
+    if (s2ft::uses_momentum(opt->options)) p.momentum.assign(p.size(), 0.0f);
+    if (p.has_master()) {
+      p.master.resize(p.size());
+      for (int64_t i = 0; i < p.rows; ++i)
+        for (int64_t j = 0; j < p.cols; ++j) p.master[static_cast<size_t>(i * p.cols + j)] = p.get(i, j);
+    }
+    opt->params.push_back(std::move(p));
+    *index = static_cast<int64_t>(opt->params.size()) - 1;
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s2ft_tensor *grads, int64_t n_grads,
+                                         double *grad_norm) {
+  return s2ft::guard("s2ft_optimizer_step", [&] {
+    s2ft::require_not_null(opt, "opt");
+    if (!(std::isfinite(lr) && lr >= 0.0)) s2ft::fail_arg("lr must be finite and >= 0, got " + s2ft::num(lr));
+    const std::vector<s2ft::Matrix> g = s2ft::check_grads(*opt, grads, n_grads);
+    int64_t bad = -1;
+    const double norm = s2ft::global_norm(g, &bad);
+    if (grad_norm != nullptr) *grad_norm = norm;
+    if (!std::isfinite(norm))
+      s2ft::fail_arg("the global gradient norm is not finite" +
+                     (bad >= 0 ? " (grads[" + std::to_string(bad) + "] holds inf or NaN)" : std::string()) +
+                     "; no parameter was changed");
+    // clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
+    const s2ft_optimizer_options &o = opt->options;
+    const double scale = o.max_grad_norm > 0.0 ? std::min(1.0, o.max_grad_norm / (norm + 1e-6)) : 1.0;
+    const int64_t t = opt->steps + 1;
+    for (size_t i = 0; i < opt->params.size(); ++i) {
+      if (o.kind == S2FT_OPTIMIZER_ADAMW) s2ft::adamw_step(opt->params[i], g[i], o, lr, scale, t);
+      else s2ft::sgd_step(opt->params[i], g[i], o, lr, scale, opt->steps == 0);
+    }
+    opt->steps = t;
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt, int64_t *out) {
+  return s2ft::guard("s2ft_optimizer_step_count", [&] {
+    s2ft::require_not_null(opt, "opt");
+    s2ft::require_not_null(out, "out");
+    *out = opt->steps;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,211 @@
+// Saving and restoring optimizer state as a safetensors file:
+//   __metadata__: format "s2ft-optimizer", version "1", kind ("adamw" or
+//     "sgd"), step, n_params, the options (%.17g, so they read back exactly)
+//     and param.{i}.axis ("columns" or "rows");
+//   tensors (F32, the slice shape [rows, cols]): param.{i}.m and
+//     param.{i}.v (AdamW), param.{i}.momentum (SGD with momentum > 0),
+//     param.{i}.master (f16/bf16 weights).
+// Loading checks the whole file against this optimizer before it changes
+// anything, so a bad file leaves the optimizer and the weights untouched.
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "io/safetensors.hpp"
+#include "train/optimizer.hpp"
+
+namespace s2ft {
+
+namespace {
+
+const char *const kFormat = "s2ft-optimizer";
+const char *const kVersion = "1";
+
+const char *kind_name(int32_t kind) { return kind == S2FT_OPTIMIZER_ADAMW ? "adamw" : "sgd"; }
+const char *axis_name(int32_t axis) { return axis == S2FT_AXIS_COLUMNS ? "columns" : "rows"; }
+
+std::string num(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+// The state tensors, and whether a parameter carries each under options o.
+struct StateKind {
+  const char *suffix;
+  std::vector<float> OptimizerParam::*member;
+  bool (*present)(const s2ft_optimizer_options &o, const OptimizerParam &p);
+};
+
+const StateKind kStates[] = {
+    {"m", &OptimizerParam::m, [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
+    {"v", &OptimizerParam::v, [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
+    {"momentum", &OptimizerParam::momentum,
+     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_momentum(o); }},
+    {"master", &OptimizerParam::master,
+     [](const s2ft_optimizer_options &, const OptimizerParam &p) { return p.has_master(); }},
+};
+
+std::string tensor_name(size_t i, const char *suffix) { return "param." + std::to_string(i) + "." + suffix; }
+
+[[noreturn]] void bad_state(const std::string &path, const std::string &message) {
+  fail(S2FT_ERR_FORMAT, "'" + path + "' does not hold state for this optimizer: " + message);
+}
+
+// A metadata value, which must be present.
+const std::string &meta(const io::SafetensorsFile &f, const std::string &key, const std::string &path) {
+  auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) bad_state(path, "its metadata has no \"" + key + "\"");
+  return it->second;
+}
+
+// A decimal integer in [0, INT64_MAX], digits only.
+int64_t parse_count(const std::string &s, const std::string &key, const std::string &path) {
+  bool ok = !s.empty() && s.size() <= 19;
+  for (char c : s) ok = ok && c >= '0' && c <= '9';
+  errno = 0;
+  const long long v = ok ? std::strtoll(s.c_str(), nullptr, 10) : -1;
+  if (!ok || errno != 0 || v < 0) bad_state(path, "metadata \"" + key + "\" = \"" + s + "\" is not a non-negative integer");
+  return static_cast<int64_t>(v);
+}
+
+// A finite number written with %.17g.
+double parse_number(const std::string &s, const std::string &key, const std::string &path) {
+  char *end = nullptr;
+  errno = 0;
+  const double v = s.empty() ? 0.0 : std::strtod(s.c_str(), &end);
+  if (s.empty() || errno != 0 || end != s.c_str() + s.size() || !std::isfinite(v))
+    bad_state(path, "metadata \"" + key + "\" = \"" + s + "\" is not a finite number");
+  return v;
+}
+
+}  // namespace
+
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *path) {
+  return s2ft::guard("s2ft_optimizer_save", [&] {
+    s2ft::require_not_null(opt, "opt");
+    s2ft::require_not_null(path, "path");
+    const s2ft_optimizer_options &o = opt->options;
+    s2ft::io::SafetensorsWriter w;
+    w.set_metadata("format", s2ft::kFormat);
+    w.set_metadata("version", s2ft::kVersion);
+    w.set_metadata("kind", s2ft::kind_name(o.kind));
+    w.set_metadata("step", std::to_string(opt->steps));
+    w.set_metadata("n_params", std::to_string(opt->params.size()));
+    w.set_metadata("beta1", s2ft::num(o.beta1));
+    w.set_metadata("beta2", s2ft::num(o.beta2));
+    w.set_metadata("eps", s2ft::num(o.eps));
+    w.set_metadata("weight_decay", s2ft::num(o.weight_decay));
+    w.set_metadata("momentum", s2ft::num(o.momentum));
+    w.set_metadata("nesterov", o.nesterov != 0 ? "1" : "0");
+    w.set_metadata("max_grad_norm", s2ft::num(o.max_grad_norm));
+    for (size_t i = 0; i < opt->params.size(); ++i) {
+      const s2ft::OptimizerParam &p = opt->params[i];
+      w.set_metadata("param." + std::to_string(i) + ".axis", s2ft::axis_name(p.axis));
+      for (const auto &k : s2ft::kStates) {
+        if (!k.present(o, p)) continue;
+        const std::vector<float> &v = p.*k.member;
+        w.add(s2ft::tensor_name(i, k.suffix), "F32", {p.rows, p.cols}, v.data(), v.size() * sizeof(float));
+      }
+    }
+    w.write(path);
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) {
+  return s2ft::guard("s2ft_optimizer_load", [&] {
+    s2ft::require_not_null(opt, "opt");
+    s2ft::require_not_null(path, "path");
+    const std::string where(path);
+    const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(where);
+    const s2ft_optimizer_options &o = opt->options;
+
+    // 1. Metadata: what the file is, and that it fits this optimizer.
+    const std::string &format = s2ft::meta(f, "format", where);
+    if (format != s2ft::kFormat)
+      s2ft::bad_state(where, "its format is \"" + format + "\", expected \"" + s2ft::kFormat + "\"");
+    const std::string &version = s2ft::meta(f, "version", where);
+    if (version != s2ft::kVersion)
+      s2ft::bad_state(where, "format version \"" + version + "\" is not supported (this library reads \"" +
+                                 s2ft::kVersion + "\")");
+    const std::string &kind = s2ft::meta(f, "kind", where);
+    if (kind != s2ft::kind_name(o.kind))
+      s2ft::bad_state(where, "it holds \"" + kind + "\" state but this optimizer is \"" + s2ft::kind_name(o.kind) + "\"");
+    const int64_t step = s2ft::parse_count(s2ft::meta(f, "step", where), "step", where);
+    const int64_t n_params = s2ft::parse_count(s2ft::meta(f, "n_params", where), "n_params", where);
+    if (n_params != static_cast<int64_t>(opt->params.size()))
+      s2ft::bad_state(where, "it has " + std::to_string(n_params) + " parameters but this optimizer has " +
+                                 std::to_string(opt->params.size()));
+    // The optimizer keeps its own hyperparameters; the saved ones must still be well-formed.
+    for (const char *key : {"beta1", "beta2", "eps", "weight_decay", "momentum", "max_grad_norm"})
+      s2ft::parse_number(s2ft::meta(f, key, where), key, where);
+    const std::string &nesterov = s2ft::meta(f, "nesterov", where);
+    if (nesterov != "0" && nesterov != "1")
+      s2ft::bad_state(where, "metadata \"nesterov\" = \"" + nesterov + "\" is not \"0\" or \"1\"");
+
+    // 2. Tensors: exactly the expected ones, F32, with the slice shape. The
+    // values are staged so nothing changes unless the whole file is good.
+    std::vector<std::vector<std::vector<float>>> staged(opt->params.size());
+    size_t expected = 0;
+    for (size_t i = 0; i < opt->params.size(); ++i) {
+      const s2ft::OptimizerParam &p = opt->params[i];
+      const std::string axis_key = "param." + std::to_string(i) + ".axis";
+      const std::string &axis = s2ft::meta(f, axis_key, where);
+      if (axis != s2ft::axis_name(p.axis))
+        s2ft::bad_state(where, "parameter " + std::to_string(i) + " is a slice of " + axis +
+                                   " in the file but of " + s2ft::axis_name(p.axis) + " here");
+      for (const auto &k : s2ft::kStates) {
+        staged[i].emplace_back();
+        if (!k.present(o, p)) continue;
+        ++expected;
+        const std::string name = s2ft::tensor_name(i, k.suffix);
+        const s2ft::io::TensorInfo *t = f.find(name);
+        if (t == nullptr) s2ft::bad_state(where, "tensor \"" + name + "\" is missing");
+        if (t->dtype != "F32") s2ft::bad_state(where, "tensor \"" + name + "\" is " + t->dtype + ", expected F32");
+        if (t->shape != std::vector<int64_t>{p.rows, p.cols})
+          s2ft::bad_state(where, "tensor \"" + name + "\" does not have the slice shape [" + std::to_string(p.rows) +
+                                     ", " + std::to_string(p.cols) + "]");
+        std::vector<float> &values = staged[i].back();
+        values.resize(p.size());
+        if (!values.empty()) std::memcpy(values.data(), f.data(*t), values.size() * sizeof(float));
+        if (k.member == &s2ft::OptimizerParam::v)
+          for (size_t e = 0; e < values.size(); ++e)
+            if (values[e] < 0.0f)
+              s2ft::bad_state(where, "tensor \"" + name + "\" holds a negative second moment at element " +
+                                         std::to_string(e));
+      }
+    }
+    if (f.tensors().size() != expected) {
+      for (const auto &t : f.tensors()) {
+        bool known = false;
+        for (size_t i = 0; i < opt->params.size() && !known; ++i)
+          for (const auto &k : s2ft::kStates)
+            known = known || (k.present(o, opt->params[i]) && t.name == s2ft::tensor_name(i, k.suffix));
+        if (!known) s2ft::bad_state(where, "tensor \"" + t.name + "\" is not state of this optimizer");
+      }
+    }
+
+    // 3. Commit (nothing below can fail).
+    for (size_t i = 0; i < opt->params.size(); ++i) {
+      s2ft::OptimizerParam &p = opt->params[i];
+      for (size_t s = 0; s < std::size(s2ft::kStates); ++s) {
+        const auto &k = s2ft::kStates[s];
+        if (k.present(o, p)) (p.*k.member).swap(staged[i][s]);
+      }
+      s2ft::write_master_to_weight(p);
+    }
+    opt->steps = step;
+  });
+}
+
+}  // extern "C"
