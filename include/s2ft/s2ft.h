@@ -169,7 +169,11 @@ S2FT_API s2ft_status s2ft_tensor_cpu_f32_2d(s2ft_tensor *t, float *data,
 /* Context                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/** A context binds the library to one backend and device. */
+/** A context binds the library to one backend and device. It owns the
+ *  backend's workspace: grow-only scratch memory used to convert f16/bf16 or
+ *  strided operands to f32 for GEMMs, reused across calls (so a context that
+ *  has run a bf16 backward over a weight keeps about that weight's size in
+ *  f32 until it is destroyed). */
 typedef struct s2ft_context s2ft_context;
 
 #define S2FT_CONTEXT_OPTIONS_VERSION 1

@@ -5,6 +5,7 @@
 // implements the same calls with cuBLAS and custom kernels.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -15,6 +16,21 @@ enum class Op { N, T };  // use a matrix as stored, or transposed
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // Grow-only scratch memory owned by the backend (the context's workspace),
+  // so per-call packing of 16-bit or strided operands does not allocate and
+  // page-fault every call. Slot s keeps its buffer until the backend dies;
+  // contents are undefined on return.
+  static constexpr int kScratchSlots = 4;
+  float *scratch(int slot, size_t n) {
+    Scratch &s = scratch_[slot];
+    if (s.size < n) {
+      s.data.reset(new float[n]);
+      s.size = n;
+    }
+    return s.data.get();
+  }
+
   virtual const char *name() const = 0;
 
   // C[m, n] = alpha * op(A) * op(B) + beta * C, all row-major f32 with leading
@@ -22,6 +38,13 @@ class Backend {
   // [m, k] and op(B) is [k, n]. beta == 0 ignores C's old contents (NaN too).
   virtual void gemm_f32(Op ta, Op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc) = 0;
+
+ private:
+  struct Scratch {
+    std::unique_ptr<float[]> data;
+    size_t size = 0;
+  };
+  Scratch scratch_[kScratchSlots];
 };
 
 // threads > 0 asks the BLAS for that many threads (process-wide for OpenBLAS).

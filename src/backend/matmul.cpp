@@ -1,24 +1,23 @@
 #include "backend/matmul.hpp"
 
-#include <vector>
-
 namespace s2ft {
 namespace {
 
-// An f32 operand BLAS can read: the view itself, or a packed copy of it.
+// An f32 operand BLAS can read: the view itself, or a packed copy of it in
+// the backend's scratch slot `slot`.
 struct Operand {
-  std::vector<float> packed;
   const float *data = nullptr;
   int64_t ld = 1;
-  Operand(const Matrix &m) {
+  Operand(Backend &backend, int slot, const Matrix &m) {
     if (m.blas_ready()) {
       data = m.f32();
       ld = m.ld();
-    } else {
-      packed = to_f32(m);
-      data = packed.data();
-      ld = m.cols > 0 ? m.cols : 1;
+      return;
     }
+    float *buf = backend.scratch(slot, static_cast<size_t>(m.rows * m.cols));
+    to_f32(m, buf);
+    data = buf;
+    ld = m.cols > 0 ? m.cols : 1;
   }
 };
 
@@ -28,14 +27,15 @@ void matmul(Backend &backend, Op ta, const Matrix &a, Op tb, const Matrix &b, co
   const int64_t m = c.rows, n = c.cols;
   const int64_t k = ta == Op::N ? a.cols : a.rows;
   if (m == 0 || n == 0) return;
-  const Operand A(a), B(b);
+  const Operand A(backend, 0, a), B(backend, 1, b);
   if (c.blas_ready()) {
     backend.gemm_f32(ta, tb, m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, accumulate ? 1.0f : 0.0f, c.f32(), c.ld());
     return;
   }
-  std::vector<float> out = accumulate ? to_f32(c) : std::vector<float>(static_cast<size_t>(m * n));
-  backend.gemm_f32(ta, tb, m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, accumulate ? 1.0f : 0.0f, out.data(), n);
-  from_f32(out.data(), c, false);
+  float *out = backend.scratch(2, static_cast<size_t>(m * n));
+  if (accumulate) to_f32(c, out);
+  backend.gemm_f32(ta, tb, m, n, k, 1.0f, A.data, A.ld, B.data, B.ld, accumulate ? 1.0f : 0.0f, out, n);
+  from_f32(out, c, false);
 }
 
 }  // namespace s2ft

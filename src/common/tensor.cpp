@@ -217,20 +217,63 @@ void require_disjoint(const Matrix &out, const char *on, const Matrix &in, const
   if (overlaps(out, in)) fail_arg(std::string(on) + " overlaps " + in_name + " (outputs must not alias inputs)");
 }
 
+namespace {
+// Row of n elements with unit stride -> f32, one tight loop per dtype (the
+// per-element dtype switch of Matrix::get costs more than the conversion).
+void row_to_f32(const char *src, int32_t dtype, int64_t n, float *dst) {
+  if (dtype == S2FT_F32) {
+    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+    return;
+  }
+  const uint16_t *h = reinterpret_cast<const uint16_t *>(src);
+  if (dtype == S2FT_BF16) {
+    for (int64_t j = 0; j < n; ++j) dst[j] = bf16_to_f32(h[j]);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = f16_to_f32(h[j]);
+  }
+}
+}  // namespace
+
 std::vector<float> to_f32(const Matrix &m) {
   std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
-  for (int64_t i = 0; i < m.rows; ++i)
-    for (int64_t j = 0; j < m.cols; ++j) out[static_cast<size_t>(i * m.cols + j)] = m.get(i, j);
+  to_f32(m, out.data());
   return out;
 }
 
+void to_f32(const Matrix &m, float *out) {
+  const bool unit_cols = m.cols <= 1 || m.cs == 1;
+  for (int64_t i = 0; i < m.rows; ++i) {
+    float *dst = out + i * m.cols;
+    if (unit_cols && m.cols > 0) {
+      row_to_f32(m.at(i, 0), m.dtype, m.cols, dst);
+    } else {
+      for (int64_t j = 0; j < m.cols; ++j) dst[j] = m.get(i, j);
+    }
+  }
+}
+
 void from_f32(const float *src, const Matrix &dst, bool accumulate) {
-  for (int64_t i = 0; i < dst.rows; ++i)
+  const bool fast = !accumulate && (dst.cols <= 1 || dst.cs == 1);
+  for (int64_t i = 0; i < dst.rows; ++i) {
+    const float *row = src + i * dst.cols;
+    if (fast && dst.cols > 0) {  // unit stride: one tight loop per dtype
+      char *p = dst.at(i, 0);
+      uint16_t *h = reinterpret_cast<uint16_t *>(p);
+      if (dst.dtype == S2FT_F32) {
+        std::memcpy(p, row, static_cast<size_t>(dst.cols) * 4);
+      } else if (dst.dtype == S2FT_BF16) {
+        for (int64_t j = 0; j < dst.cols; ++j) h[j] = f32_to_bf16(row[j]);
+      } else {
+        for (int64_t j = 0; j < dst.cols; ++j) h[j] = f32_to_f16(row[j]);
+      }
+      continue;
+    }
     for (int64_t j = 0; j < dst.cols; ++j) {
-      float v = src[i * dst.cols + j];
+      float v = row[j];
       if (accumulate) v += dst.get(i, j);
       dst.set(i, j, v);
     }
+  }
 }
 
 }  // namespace s2ft

@@ -77,6 +77,7 @@ void require_disjoint(const Matrix &out, const char *on, const Matrix &in, const
 
 // Copies a view into a compact row-major f32 buffer, and back.
 std::vector<float> to_f32(const Matrix &m);
+void to_f32(const Matrix &m, float *dst);  // dst holds rows * cols floats
 void from_f32(const float *src, const Matrix &dst, bool accumulate);
 
 }  // namespace s2ft
