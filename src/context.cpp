@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/options.hpp"
 #include "common/tensor.hpp"
 
 #ifdef S2FT_WITH_CUDA
@@ -44,9 +45,7 @@ extern "C" {
 S2FT_API s2ft_status s2ft_context_options_init(s2ft_context_options *opts, uint32_t version) {
   return s2ft::guard("s2ft_context_options_init", [&] {
     s2ft::require_not_null(opts, "opts");
-    if (version != S2FT_CONTEXT_OPTIONS_VERSION)
-      s2ft::fail_arg("unknown options version " + std::to_string(version) + " (this library knows " +
-                     std::to_string(S2FT_CONTEXT_OPTIONS_VERSION) + ")");
+    s2ft::check_init_version(version, S2FT_CONTEXT_OPTIONS_VERSION);
     *opts = s2ft_context_options{};
     opts->version = version;
     opts->device_type = S2FT_DEVICE_CPU;
@@ -60,9 +59,7 @@ S2FT_API s2ft_status s2ft_context_create(const s2ft_context_options *opts, s2ft_
     s2ft_context_options o;
     s2ft_context_options_init(&o, S2FT_CONTEXT_OPTIONS_VERSION);
     if (opts != nullptr) {
-      if (opts->version != S2FT_CONTEXT_OPTIONS_VERSION)
-        s2ft::fail_arg("opts->version is " + std::to_string(opts->version) +
-                       "; initialise options with s2ft_context_options_init()");
+      s2ft::check_options_version(opts->version, S2FT_CONTEXT_OPTIONS_VERSION, "s2ft_context_options_init");
       o = *opts;
     }
     if (o.device_id < 0) s2ft::fail_arg("opts->device_id must be >= 0");

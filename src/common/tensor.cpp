@@ -166,6 +166,17 @@ bool overlaps(const Matrix &a, const Matrix &b) {
   return alo < bhi && blo < ahi;
 }
 
+Matrix f32_view(float *data, int64_t rows, int64_t cols) {
+  Matrix m;
+  m.base = reinterpret_cast<char *>(data);
+  m.dtype = S2FT_F32;
+  m.rows = rows;
+  m.cols = cols;
+  m.rs = cols;
+  m.cs = 1;
+  return m;
+}
+
 Matrix check_matrix(const s2ft_tensor *t, const char *name, const s2ft_device &device) {
   const std::string n(name);
   if (t == nullptr) fail_arg(n + " is NULL");

@@ -63,6 +63,9 @@ struct Matrix {
 
 bool overlaps(const Matrix &a, const Matrix &b);
 
+// A compact row-major [rows, cols] f32 view of host memory (scratch buffers).
+Matrix f32_view(float *data, int64_t rows, int64_t cols);
+
 // Validates `t` as a rank-2 tensor named `name` on `device` and returns the view.
 // Checks: not NULL, rank 2, supported dtype, non-negative shape and strides,
 // data non-NULL when non-empty, and no overflow in the address arithmetic.

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.hpp"
+#include "common/options.hpp"
 #include "common/rng.hpp"
 #include "context.hpp"
 #include "select/selection.hpp"
@@ -72,8 +73,7 @@ int64_t budget(const s2ft_select_options &o, int32_t t, int64_t available) {
 }
 
 void check_options(const s2ft_select_options &o) {
-  if (o.version != S2FT_SELECT_OPTIONS_VERSION)
-    fail_arg("opts->version is " + std::to_string(o.version) + "; initialise options with s2ft_select_options_init()");
+  check_options_version(o.version, S2FT_SELECT_OPTIONS_VERSION, "s2ft_select_options_init");
   if (o.targets == 0) fail_arg("opts->targets is empty; set at least one S2FT_TARGET_BIT()");
   if ((o.targets & ~((1u << S2FT_NUM_TARGETS) - 1u)) != 0)
     fail_arg("opts->targets " + std::to_string(o.targets) + " has bits that are not targets");
@@ -189,9 +189,7 @@ extern "C" {
 S2FT_API s2ft_status s2ft_select_options_init(s2ft_select_options *opts, uint32_t version) {
   return s2ft::guard("s2ft_select_options_init", [&] {
     s2ft::require_not_null(opts, "opts");
-    if (version != S2FT_SELECT_OPTIONS_VERSION)
-      s2ft::fail_arg("unknown options version " + std::to_string(version) + " (this library knows " +
-                     std::to_string(S2FT_SELECT_OPTIONS_VERSION) + ")");
+    s2ft::check_init_version(version, S2FT_SELECT_OPTIONS_VERSION);
     *opts = s2ft_select_options{};
     opts->version = version;
     opts->targets = S2FT_TARGET_BIT(S2FT_TARGET_O) | S2FT_TARGET_BIT(S2FT_TARGET_DOWN);

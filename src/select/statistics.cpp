@@ -216,14 +216,7 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
 
     // dW = dy^T x  ([out, in]) in f32 scratch.
     std::vector<float> scratch(static_cast<size_t>(out_dim * in_dim));
-    s2ft::Matrix dw;
-    dw.base = reinterpret_cast<char *>(scratch.data());
-    dw.dtype = S2FT_F32;
-    dw.rows = out_dim;
-    dw.cols = in_dim;
-    dw.rs = in_dim;
-    dw.cs = 1;
-    dw.device = s.ctx->device;
+    const s2ft::Matrix dw = s2ft::f32_view(scratch.data(), out_dim, in_dim);
     s2ft::matmul(*s.ctx->backend, s2ft::Op::T, dym, s2ft::Op::N, xm, dw, false);
 
     s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/options.hpp"
 #include "context.hpp"
 #include "train/slice.hpp"
 
@@ -28,8 +29,7 @@ std::string num(double x) {
 }
 
 void check_options(const s2ft_optimizer_options &o) {
-  if (o.version != S2FT_OPTIMIZER_OPTIONS_VERSION)
-    fail_arg("opts->version is " + std::to_string(o.version) + "; initialise options with s2ft_optimizer_options_init()");
+  check_options_version(o.version, S2FT_OPTIMIZER_OPTIONS_VERSION, "s2ft_optimizer_options_init");
   if (o.kind != S2FT_OPTIMIZER_ADAMW && o.kind != S2FT_OPTIMIZER_SGD)
     fail_arg("opts->kind must be S2FT_OPTIMIZER_ADAMW or S2FT_OPTIMIZER_SGD, got " + std::to_string(o.kind));
   if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) fail_arg("opts->beta1 must be in [0, 1), got " + num(o.beta1));
@@ -203,9 +203,7 @@ extern "C" {
 S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts, uint32_t version) {
   return s2ft::guard("s2ft_optimizer_options_init", [&] {
     s2ft::require_not_null(opts, "opts");
-    if (version != S2FT_OPTIMIZER_OPTIONS_VERSION)
-      s2ft::fail_arg("unknown options version " + std::to_string(version) + " (this library knows " +
-                     std::to_string(S2FT_OPTIMIZER_OPTIONS_VERSION) + ")");
+    s2ft::check_init_version(version, S2FT_OPTIMIZER_OPTIONS_VERSION);
     *opts = s2ft_optimizer_options{};
     opts->version = version;
     opts->kind = S2FT_OPTIMIZER_ADAMW;

@@ -129,7 +129,7 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *
       matmul(be, Op::T, DY.col_range(lines.begin, k), Op::N, X, DW, acc_dw);
     } else {
       std::vector<float> dys = gather_lines(DY, lines, S2FT_AXIS_COLUMNS);
-      matmul(be, Op::T, f32_view(dys, T, k), Op::N, X, DW, acc_dw);
+      matmul(be, Op::T, f32_view(dys.data(), T, k), Op::N, X, DW, acc_dw);
     }
   });
 }

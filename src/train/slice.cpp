@@ -53,15 +53,4 @@ std::vector<float> gather_lines(const Matrix &m, const Lines &lines, int32_t axi
   return out;
 }
 
-Matrix f32_view(std::vector<float> &buf, int64_t rows, int64_t cols) {
-  Matrix m;
-  m.base = reinterpret_cast<char *>(buf.data());
-  m.dtype = S2FT_F32;
-  m.rows = rows;
-  m.cols = cols;
-  m.rs = cols;
-  m.cs = 1;
-  return m;
-}
-
 }  // namespace s2ft

@@ -29,7 +29,4 @@ Lines check_slice(const s2ft_slice *slice, const char *name, int64_t out, int64_
 // compact f32 copy in line order: [m.rows, count] or [count, m.cols].
 std::vector<float> gather_lines(const Matrix &m, const Lines &lines, int32_t axis);
 
-// A compact row-major f32 CPU view of a buffer.
-Matrix f32_view(std::vector<float> &buf, int64_t rows, int64_t cols);
-
 }  // namespace s2ft

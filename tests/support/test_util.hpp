@@ -168,6 +168,23 @@ inline const char *dtype_label(int32_t dtype) {
   return dtype == S2FT_F32 ? "f32" : dtype == S2FT_F16 ? "f16" : "bf16";
 }
 
+// Owners of library handles, so a failing assertion never leaks one.
+struct Context {
+  s2ft_context *ctx = nullptr;
+  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK) << s2ft_last_error(); }
+  Context(const Context &) = delete;
+  Context &operator=(const Context &) = delete;
+  ~Context() { s2ft_context_destroy(ctx); }
+};
+
+struct Selection {
+  s2ft_selection *sel = nullptr;
+  Selection() = default;
+  Selection(const Selection &) = delete;
+  Selection &operator=(const Selection &) = delete;
+  ~Selection() { s2ft_selection_destroy(sel); }
+};
+
 }  // namespace s2ft_test
 
 // Asserts that `call` fails with `status` and that the last error mentions `needle`.

@@ -10,12 +10,6 @@ using namespace s2ft_test;
 
 namespace {
 
-struct Context {
-  s2ft_context *ctx = nullptr;
-  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
-  ~Context() { s2ft_context_destroy(ctx); }
-};
-
 // k distinct lines out of n, in random order.
 std::vector<int64_t> random_lines(Random &rng, int64_t n, int64_t k) {
   std::vector<int64_t> all(static_cast<size_t>(n));

@@ -13,17 +13,6 @@ using namespace s2ft_test;
 
 namespace {
 
-struct Context {
-  s2ft_context *ctx = nullptr;
-  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
-  ~Context() { s2ft_context_destroy(ctx); }
-};
-
-struct Selection {
-  s2ft_selection *sel = nullptr;
-  ~Selection() { s2ft_selection_destroy(sel); }
-};
-
 // One block's weights in a host dtype, plus the two norms (float64).
 struct Block {
   s2ft_model_shape shape{};

@@ -25,19 +25,6 @@ namespace {
 constexpr int32_t O = S2FT_TARGET_O, V = S2FT_TARGET_V, DOWN = S2FT_TARGET_DOWN, UP = S2FT_TARGET_UP;
 constexpr uint32_t ALL_TARGETS = 0xFu;
 
-struct Context {
-  s2ft_context *ctx = nullptr;
-  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
-  ~Context() { s2ft_context_destroy(ctx); }
-};
-
-struct Selection {
-  s2ft_selection *sel = nullptr;
-  Selection() = default;
-  Selection(const Selection &) = delete;
-  ~Selection() { s2ft_selection_destroy(sel); }
-};
-
 struct Stats {
   s2ft_statistics *stats = nullptr;
   Stats(s2ft_context *ctx, const s2ft_model_shape &shape) {
