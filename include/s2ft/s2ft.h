@@ -662,6 +662,214 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
 S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt,
                                          const char *path);
 
+/* ------------------------------------------------------------------------ */
+/* Adapters                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * An adapter is what fine-tuning changed: for each (layer, target) the
+ * trained weight lines in the base model's original order (columns of o_proj
+ * and down_proj, rows of v_proj and up_proj) and their delta, [out, k] for
+ * column targets and [k, in] for row targets, held in f32. Each line also
+ * carries a fingerprint of the base line it was made against (64-bit FNV-1a
+ * over the line's bytes in the base dtype, 0 when unknown), so applying an
+ * adapter to another base is a clear error. See docs/adapter-format.md
+ * for the file format.
+ */
+typedef struct s2ft_adapter s2ft_adapter;
+
+/**
+ * Creates an empty adapter for a model shape (fill it with
+ * s2ft_adapter_set()). `name` (UTF-8, at most 255 bytes, may be "") is
+ * copied; `default_scale` is the scale used when a caller passes NaN as
+ * the scale to apply functions. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL
+ * out/shape/name, bad shape, name too long, default_scale not finite),
+ * S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_create(const s2ft_model_shape *shape, const char *name,
+                                         double default_scale, s2ft_adapter **out);
+
+/** Destroys an adapter; NULL is a no-op. */
+S2FT_API void s2ft_adapter_destroy(s2ft_adapter *adapter);
+
+/**
+ * Sets the entry of (layer, target): `n_lines` distinct base-order line
+ * indices and their delta ([out, n_lines] for O/DOWN, [n_lines, in] for
+ * V/UP; f32, f16 or bf16 on the CPU; copied to f32). `base` is the full
+ * base weight of that target in base order, used to fingerprint the lines,
+ * or NULL (fingerprints 0: never checked). n_lines == 0 removes the entry.
+ * Do not change an adapter while it is applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer/target,
+ * index out of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE.
+ */
+S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int32_t target,
+                                      const int64_t *lines, int64_t n_lines,
+                                      const s2ft_tensor *delta, const s2ft_tensor *base);
+
+/**
+ * Builds an adapter from a training run: for every (layer, target) the
+ * selection trains, delta = trained slice - base slice (computed in double,
+ * rounded to f32). `base` and `trained` are arrays of n_layers layer
+ * weights; only o, v, down and up are read (those of trained targets must
+ * be set). With `permuted` nonzero both are in the selection's permuted
+ * order (as after s2ft_permute FORWARD) and the lines are mapped back to
+ * base order; fingerprints are always taken in base order.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_from_training(s2ft_context *ctx, const s2ft_selection *sel,
+                                                const s2ft_layer_weights *base,
+                                                const s2ft_layer_weights *trained,
+                                                int32_t permuted, const char *name,
+                                                s2ft_adapter **out);
+
+/** The adapter's name (owned by the adapter, valid until it is destroyed;
+ *  "" for NULL). */
+S2FT_API const char *s2ft_adapter_name(const s2ft_adapter *adapter);
+
+/** Copies the model shape, default scale and target mask (S2FT_TARGET_BIT
+ *  of targets with an entry in some layer); any out pointer may be NULL.
+ *  Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter). */
+S2FT_API s2ft_status s2ft_adapter_info(const s2ft_adapter *adapter, s2ft_model_shape *shape,
+                                       double *default_scale, uint32_t *targets);
+
+/**
+ * Writes the base-order lines of (layer, target), ascending, into
+ * lines[0..*count) and, when `fingerprints` is not NULL, their base
+ * fingerprints. Pass lines NULL to learn *count (0: no entry).
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter/count, bad layer or
+ * target, capacity below the count).
+ */
+S2FT_API s2ft_status s2ft_adapter_lines(const s2ft_adapter *adapter, int32_t layer,
+                                        int32_t target, int64_t *lines,
+                                        uint64_t *fingerprints, int64_t capacity,
+                                        int64_t *count);
+
+/** Copies the delta of (layer, target) into `out` ([out, k] or [k, in] in
+ *  the order of s2ft_adapter_lines; any dtype, rounded). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_STATE (no entry), S2FT_ERR_SHAPE,
+ *  S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. */
+S2FT_API s2ft_status s2ft_adapter_delta(const s2ft_adapter *adapter, int32_t layer,
+                                        int32_t target, s2ft_tensor *out);
+
+/**
+ * Saves an adapter as safetensors (docs/adapter-format.md), named after
+ * the base model's tensors, written under a temporary name and renamed.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
+ */
+S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *path);
+
+/**
+ * Loads an adapter saved by s2ft_adapter_save(). The file is treated as
+ * hostile: every offset, size, dtype, name and index is checked before use.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT.
+ */
+S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
+
+/**
+ * Fuses n adapters into one: per (layer, target) the union of their lines,
+ * delta = sum_i weights[i] * delta_i (in double, rounded once to f32) where
+ * lines overlap. weights NULL means each adapter's default scale. The
+ * result's default scale is 1 and its name joins the inputs' names with
+ * '+'. Applying the result equals applying the inputs one after another
+ * with those scales (up to the f32 rounding of the sum).
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,
+ * different model shapes, the same base line with different nonzero
+ * fingerprints), S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *adapters,
+                                       const double *weights, int64_t n,
+                                       s2ft_adapter **out);
+
+/* ---- Applying adapters to a model --------------------------------------- */
+
+/**
+ * A model: the caller's base weights (borrowed, edited in place) that
+ * adapters are applied to, removed from and switched on. At most one
+ * adapter is applied at a time (fuse several to apply them together).
+ */
+typedef struct s2ft_model s2ft_model;
+
+/**
+ * Creates a model over `layers` (n_layers entries; the o, v, down and up
+ * weights of every target an adapter will touch must be set; the pointers
+ * and the memory they describe must stay valid until the model is
+ * destroyed). `perm` is the selection whose permutation the weights are
+ * in (after s2ft_permute FORWARD), or NULL for base order; it is copied.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape *shape,
+                                       const s2ft_layer_weights *layers,
+                                       const s2ft_selection *perm, s2ft_model **out);
+
+/** Destroys a model; NULL is a no-op. An applied adapter stays merged in
+ *  the weights (call s2ft_adapter_remove first to restore them). */
+S2FT_API void s2ft_model_destroy(s2ft_model *model);
+
+/* Flags for s2ft_adapter_apply and s2ft_adapter_switch. */
+#define S2FT_APPLY_FORCE 1u /* apply even where base fingerprints differ */
+
+/**
+ * Merges `adapter` into the model's weights: W[line] = W[line] + scale *
+ * delta (computed in double, rounded once to the weight's dtype), after
+ * saving the lines it displaces so s2ft_adapter_remove() restores them
+ * bit-exactly. scale NaN means the adapter's default scale. The adapter
+ * must not be destroyed or changed while it is applied. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, scale
+ * infinite, model shape differs, a needed weight missing from the model),
+ * S2FT_ERR_STATE (an adapter is already applied: remove it or switch),
+ * S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;
+ * nothing is changed), S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_apply(s2ft_model *model, const s2ft_adapter *adapter,
+                                        double scale, uint32_t flags);
+
+/** Restores the lines the applied adapter displaced, bit-exactly, and
+ *  forgets it. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL), S2FT_ERR_STATE (no
+ *  adapter applied). */
+S2FT_API s2ft_status s2ft_adapter_remove(s2ft_model *model);
+
+/**
+ * Replaces the applied adapter (if any) by `adapter`, touching only the
+ * union of their lines; the result is bit-identical to remove then apply.
+ * Errors as s2ft_adapter_apply(), except that an applied adapter is not
+ * an error; on error the model is unchanged.
+ */
+S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *adapter,
+                                         double scale, uint32_t flags);
+
+/** The adapter currently applied to the model (NULL when none) and its
+ *  scale (may be NULL). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adapter **adapter,
+                                        double *scale);
+
+/* ---- Serving several adapters at once ----------------------------------- */
+
+/**
+ * Forward of one linear layer for a batch whose rows belong to different
+ * requests, each with its own adapter, without merging anything:
+ *   Y = X W^T, then for each segment j (rows [offsets[j], offsets[j+1]))
+ *   with a = segment_adapter[j] >= 0, column targets (O, DOWN):
+ *     Y_j += scales[a] * X_j[:, S_a] delta_a^T
+ *   row targets (V, UP):  Y_j[:, S_a] += scales[a] * X_j delta_a^T.
+ * `w` is the base weight of `target` in `layer`, in base order, or in the
+ * permuted order of `perm` when perm is not NULL. x [T, in], y [T, out],
+ * one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1
+ * ascending entries from 0 to T; segment_adapter[j] is an index into
+ * adapters (n_adapters entries) or -1 for none; scales NULL means default
+ * scales. An adapter without an entry for (layer, target) adds nothing.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer, int32_t target,
+                                                const s2ft_tensor *x, const s2ft_tensor *w,
+                                                const s2ft_selection *perm,
+                                                const s2ft_adapter *const *adapters,
+                                                const double *scales, int64_t n_adapters,
+                                                const int64_t *offsets,
+                                                const int32_t *segment_adapter,
+                                                int64_t n_segments, s2ft_tensor *y);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
