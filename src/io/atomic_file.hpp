@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace s2ft {
 namespace io {
@@ -15,6 +17,7 @@ void write_file_atomic(const std::string &path, const void *data, size_t size);
 
 // Reads a whole file, refusing files larger than max_bytes. Throws S2FT_ERR_IO.
 std::string read_file(const std::string &path, size_t max_bytes);
+std::vector<uint8_t> read_file_bytes(const std::string &path, size_t max_bytes);
 
 }  // namespace io
 }  // namespace s2ft

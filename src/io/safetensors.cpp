@@ -221,11 +221,7 @@ size_t safetensors_dtype_size(const std::string &dtype) {
 }
 
 SafetensorsFile SafetensorsFile::read(const std::string &path) {
-  std::string raw = read_file(path, kMaxFileBytes);
-  std::vector<uint8_t> bytes(raw.begin(), raw.end());
-  raw.clear();
-  raw.shrink_to_fit();
-  return parse(std::move(bytes), path);
+  return parse(read_file_bytes(path, kMaxFileBytes), path);
 }
 
 SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string &what) {
