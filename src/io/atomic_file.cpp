@@ -66,7 +66,7 @@ Bytes read_whole(const std::string &path, size_t max_bytes) {
     ::close(fd);
     fail(S2FT_ERR_IO, "'" + path + "' is larger than the " + std::to_string(max_bytes) + "-byte limit");
   }
-  Bytes out(static_cast<size_t>(st.st_size));
+  Bytes out(static_cast<size_t>(st.st_size), typename Bytes::value_type{});
   size_t got = 0;
   while (got < out.size()) {
     ssize_t n = ::read(fd, reinterpret_cast<char *>(&out[0]) + got, out.size() - got);
