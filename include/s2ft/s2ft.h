@@ -723,8 +723,15 @@ S2FT_API s2ft_status s2ft_adapter_from_training(s2ft_context *ctx, const s2ft_se
                                                 int32_t permuted, const char *name,
                                                 s2ft_adapter **out);
 
-/** The adapter's name (owned by the adapter, valid until it is destroyed;
- *  "" for NULL). */
+/** Renames an adapter and sets its default scale. `name` follows the rules
+ *  of s2ft_adapter_create() and is copied. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, name too long or not UTF-8,
+ *  default_scale not finite). */
+S2FT_API s2ft_status s2ft_adapter_set_info(s2ft_adapter *adapter, const char *name,
+                                           double default_scale);
+
+/** The adapter's name (owned by the adapter, valid until it is destroyed or
+ *  renamed; "" for NULL). */
 S2FT_API const char *s2ft_adapter_name(const s2ft_adapter *adapter);
 
 /** Copies the model shape, default scale and target mask (S2FT_TARGET_BIT

@@ -1,0 +1,56 @@
+// The adapter object behind s2ft_adapter, the model object behind
+// s2ft_model, and the per-target geometry both rely on.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/tensor.hpp"
+#include "s2ft/s2ft.h"
+#include "select/selection.hpp"
+
+namespace s2ft {
+
+// One (layer, target) of an adapter.
+struct AdapterEntry {
+  std::vector<int64_t> lines;          // ascending, base order, distinct
+  std::vector<uint64_t> fingerprints;  // one per line; 0 = unknown (never checked)
+  std::vector<float> delta;            // row-major [out, k] (columns) or [k, in] (rows)
+  bool empty() const { return lines.empty(); }
+};
+
+// ---- per-target geometry --------------------------------------------------
+
+// S2FT_AXIS_COLUMNS for O and DOWN, S2FT_AXIS_ROWS for V and UP.
+int32_t target_axis(int32_t target);
+// The [out, in] shape of the target's weight (o_proj, v_proj, down_proj, up_proj).
+void target_weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *rows, int64_t *cols);
+// Lines along the trained axis (columns of O/DOWN, rows of V/UP).
+int64_t target_line_count(const s2ft_model_shape &s, int32_t target);
+// Length of one line (rows of the weight for a column target, columns for a row target).
+int64_t target_line_length(const s2ft_model_shape &s, int32_t target);
+// The weight of `target` in a layer's weights (o, v, down or up; may be NULL).
+s2ft_tensor *target_weight(const s2ft_layer_weights &w, int32_t target);
+// Hugging Face tensor name stem, e.g. "model.layers.3.mlp.down_proj".
+std::string target_tensor_stem(int32_t layer, int32_t target);
+
+// Position of base line `line` of (layer, target) in a weight permuted by `sel`.
+int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, int64_t line);
+
+// ---- fingerprints -------------------------------------------------------------
+
+// 64-bit FNV-1a over the dtype id and the bytes of one line of w (axis COLUMNS:
+// w[0..rows, line]; ROWS: w[line, 0..cols]), element by element in order.
+// Never 0 (0 means "unknown"): a zero hash is mapped to 1.
+uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line);
+
+}  // namespace s2ft
+
+struct s2ft_adapter {
+  s2ft_model_shape shape{};
+  std::string name;
+  double default_scale = 1.0;
+  std::vector<std::array<s2ft::AdapterEntry, S2FT_NUM_TARGETS>> layers;  // n_layers
+};

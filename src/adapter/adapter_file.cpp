@@ -1,0 +1,416 @@
+// Adapter files: safetensors named after the base model's tensors
+// (docs/adapter-format.md). Per non-empty (layer, target), with
+// stem = target_tensor_stem(layer, target):
+//   <stem>.s2ft_lines             I64 [k]                 base-order lines, ascending
+//   <stem>.s2ft_delta             F32 [out, k] / [k, in]  the delta slice
+//   <stem>.s2ft_base_fingerprint  U64 [k]                 base-line fingerprints
+// and __metadata__ with the format, version, name, default scale, targets,
+// model shape, axis convention and a "slices" summary.
+//
+// The reader treats the file as hostile. The safetensors layer has checked
+// the container (header, JSON, offsets, overlaps, dtype sizes, byte counts)
+// before anything here runs; this file checks that the content is an
+// adapter: every metadata field, every tensor name, dtype, shape and index,
+// finite deltas, and that the summary agrees with the tensors. Nothing is
+// allocated in proportion to the metadata's model shape except the layer
+// table, whose size is capped.
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "adapter/adapter.hpp"
+#include "common/error.hpp"
+#include "io/safetensors.hpp"
+#include "model_shape.hpp"
+#include "select/selection.hpp"
+
+namespace s2ft {
+namespace {
+
+const char *const kFormat = "s2ft-adapter";
+const char *const kVersion = "1";
+const char *const kAxes = "O:columns,V:rows,DOWN:columns,UP:rows";
+const char *const kLinesSuffix = ".s2ft_lines";
+const char *const kDeltaSuffix = ".s2ft_delta";
+const char *const kFingerprintSuffix = ".s2ft_base_fingerprint";
+constexpr size_t kMaxNameBytes = 255;
+// Bounds the one allocation sized by metadata alone (the layer table).
+constexpr int64_t kMaxLayers = 65536;
+constexpr size_t kMaxSlicesDepth = 4;
+
+using json = nlohmann::json;
+
+const char *const kShapeKeys[6] = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff"};
+int32_t *shape_field(s2ft_model_shape &s, int i) {
+  int32_t *f[6] = {&s.n_layers, &s.d_model, &s.n_heads, &s.n_kv_heads, &s.head_dim, &s.d_ff};
+  return f[i];
+}
+
+const char *axis_name(int32_t target) { return target_axis(target) == S2FT_AXIS_COLUMNS ? "columns" : "rows"; }
+
+std::string num(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// 64-bit FNV-1a over the little-endian bytes of a slice's per-line
+// fingerprints, in line order: one number that summarises the slice's base.
+uint64_t slice_fingerprint(const std::vector<uint64_t> &fps) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint64_t f : fps)
+    for (int b = 0; b < 8; ++b) {
+      h ^= (f >> (8 * b)) & 0xffu;
+      h *= 0x100000001b3ull;
+    }
+  return h;
+}
+
+// A name from a hostile file, quoted and reduced to printable ASCII.
+std::string quoted(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s.substr(0, 200)) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    out += u < 0x20 || u > 0x7e || c == '"' || c == '\\' ? '?' : c;
+  }
+  if (s.size() > 200) out += "...";
+  return out + "\"";
+}
+
+[[noreturn]] void bad(const std::string &path, const std::string &message) {
+  fail(S2FT_ERR_FORMAT, "'" + path + "' is not a valid s2ft adapter file: " + message);
+}
+
+const std::string &meta(const io::SafetensorsFile &f, const char *key, const std::string &path) {
+  auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) bad(path, std::string("its __metadata__ has no \"") + key + "\"");
+  return it->second;
+}
+
+// A decimal integer in [1, INT32_MAX]: digits only, no sign, no leading zero.
+int32_t parse_positive_i32(const std::string &s, const std::string &key, const std::string &path) {
+  bool ok = !s.empty() && s.size() <= 10 && s[0] != '0';
+  for (char c : s) ok = ok && c >= '0' && c <= '9';
+  const long long v = ok ? std::strtoll(s.c_str(), nullptr, 10) : 0;
+  if (!ok || v > 2147483647LL)
+    bad(path, "metadata \"" + key + "\" = " + quoted(s) + " is not a positive 32-bit decimal integer");
+  return static_cast<int32_t>(v);
+}
+
+// A finite number as %.17g writes it (no leading space, nothing after it).
+double parse_finite(const std::string &s, const std::string &key, const std::string &path) {
+  const bool starts_ok = !s.empty() && (s[0] == '-' || s[0] == '+' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9'));
+  char *end = nullptr;
+  errno = 0;
+  const double v = starts_ok ? std::strtod(s.c_str(), &end) : 0.0;
+  if (!starts_ok || errno != 0 || end != s.c_str() + s.size() || !std::isfinite(v))
+    bad(path, "metadata \"" + key + "\" = " + quoted(s) + " is not a finite number");
+  return v;
+}
+
+int32_t target_from_name(const std::string &s) {
+  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+    if (s == target_name(t)) return t;
+  return -1;
+}
+
+// "O,DOWN": the targets with an entry, in target order.
+std::string targets_text(uint32_t mask) {
+  std::string out;
+  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+    if (mask & S2FT_TARGET_BIT(t)) out += (out.empty() ? "" : ",") + std::string(target_name(t));
+  return out;
+}
+
+uint32_t parse_targets(const std::string &s, const std::string &path) {
+  uint32_t mask = 0;
+  if (s.empty()) return 0;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = s.find(',', start);
+    const std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const int32_t t = target_from_name(item);
+    if (t < 0) bad(path, "metadata \"targets\" = " + quoted(s) + " names an unknown target " + quoted(item));
+    if (mask & S2FT_TARGET_BIT(t)) bad(path, "metadata \"targets\" = " + quoted(s) + " lists " + item + " twice");
+    mask |= S2FT_TARGET_BIT(t);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return mask;
+}
+
+// Splits "<stem><suffix>" into (layer, target, kind 0/1/2) for a canonical
+// stem model.layers.<layer>.<...>; false when the name is anything else.
+bool parse_tensor_name(const std::string &name, const s2ft_model_shape &shape, int32_t *layer, int32_t *target,
+                       int *kind) {
+  const char *suffixes[3] = {kLinesSuffix, kDeltaSuffix, kFingerprintSuffix};
+  const std::string prefix = "model.layers.";
+  for (int k = 0; k < 3; ++k) {
+    const size_t sl = std::strlen(suffixes[k]);
+    if (name.size() <= sl + prefix.size() || name.compare(name.size() - sl, sl, suffixes[k]) != 0) continue;
+    const std::string stem = name.substr(0, name.size() - sl);
+    if (stem.compare(0, prefix.size(), prefix) != 0) return false;
+    size_t i = prefix.size(), digits = 0;
+    long long l = 0;
+    while (i < stem.size() && stem[i] >= '0' && stem[i] <= '9' && digits < 11) {
+      l = l * 10 + (stem[i] - '0');
+      ++i, ++digits;
+    }
+    if (digits == 0 || digits > 10 || l >= shape.n_layers) return false;
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+      if (stem == target_tensor_stem(static_cast<int32_t>(l), t)) {
+        *layer = static_cast<int32_t>(l);
+        *target = t;
+        *kind = k;
+        return true;
+      }
+    return false;
+  }
+  return false;
+}
+
+// The three tensors of one (layer, target) as found in the file.
+struct Found {
+  const io::TensorInfo *part[3] = {nullptr, nullptr, nullptr};  // lines, delta, fingerprints
+};
+
+// Reads and checks one entry's tensors into an AdapterEntry.
+AdapterEntry read_entry(const io::SafetensorsFile &f, const Found &found, const s2ft_model_shape &shape, int32_t layer,
+                        int32_t target, const std::string &path) {
+  const std::string stem = target_tensor_stem(layer, target);
+  const char *suffixes[3] = {kLinesSuffix, kDeltaSuffix, kFingerprintSuffix};
+  const char *dtypes[3] = {"I64", "F32", "U64"};
+  for (int k = 0; k < 3; ++k) {
+    if (found.part[k] == nullptr)
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" is missing (every slice needs " + kLinesSuffix + ", " +
+                    kDeltaSuffix + " and " + kFingerprintSuffix + ")");
+    if (found.part[k]->dtype != dtypes[k])
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" has dtype " + quoted(found.part[k]->dtype) + ", expected " +
+                    dtypes[k]);
+  }
+  const io::TensorInfo &li = *found.part[0], &di = *found.part[1], &fi = *found.part[2];
+  if (li.shape.size() != 1) bad(path, "tensor \"" + li.name + "\" must have rank 1, got rank " + std::to_string(li.shape.size()));
+  const int64_t k = li.shape[0];
+  if (k < 1) bad(path, "tensor \"" + li.name + "\" is empty (an empty slice is not stored)");
+  if (fi.shape.size() != 1 || fi.shape[0] != k)
+    bad(path, "tensor \"" + fi.name + "\" must have shape [" + std::to_string(k) + "] like \"" + li.name + "\"");
+  const int32_t axis = target_axis(target);
+  const int64_t len = target_line_length(shape, target), n_avail = target_line_count(shape, target);
+  const int64_t want_r = axis == S2FT_AXIS_COLUMNS ? len : k, want_c = axis == S2FT_AXIS_COLUMNS ? k : len;
+  if (di.shape.size() != 2 || di.shape[0] != want_r || di.shape[1] != want_c) {
+    std::string got;
+    for (size_t i = 0; i < di.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(di.shape[i]);
+    bad(path, "tensor \"" + di.name + "\" has shape [" + got + "], expected [" + std::to_string(want_r) + ", " +
+                  std::to_string(want_c) + "] (" + axis_name(target) + " slice of k = " + std::to_string(k) +
+                  " lines; the k of \"" + li.name + "\" and the model shape)");
+  }
+
+  AdapterEntry e;
+  e.lines.resize(static_cast<size_t>(k));
+  e.fingerprints.resize(static_cast<size_t>(k));
+  e.delta.resize(static_cast<size_t>(k * len));
+  std::memcpy(e.lines.data(), f.data(li), e.lines.size() * sizeof(int64_t));
+  std::memcpy(e.fingerprints.data(), f.data(fi), e.fingerprints.size() * sizeof(uint64_t));
+  std::memcpy(e.delta.data(), f.data(di), e.delta.size() * sizeof(float));
+  // Lines must be strictly ascending: that rules out duplicates and keeps
+  // the one order every reader of the adapter assumes.
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t l = e.lines[static_cast<size_t>(i)];
+    if (l < 0 || l >= n_avail)
+      bad(path, "tensor \"" + li.name + "\" element " + std::to_string(i) + " = " + std::to_string(l) +
+                    " is out of range [0, " + std::to_string(n_avail) + ")");
+    if (i > 0 && l == e.lines[static_cast<size_t>(i - 1)])
+      bad(path, "tensor \"" + li.name + "\" holds line " + std::to_string(l) + " twice (duplicate index)");
+    if (i > 0 && l < e.lines[static_cast<size_t>(i - 1)])
+      bad(path, "tensor \"" + li.name + "\" is not ascending at element " + std::to_string(i));
+  }
+  for (size_t j = 0; j < e.delta.size(); ++j)
+    if (!std::isfinite(e.delta[j]))
+      bad(path, "tensor \"" + di.name + "\" holds a non-finite value (NaN or Inf) at element " + std::to_string(j));
+  return e;
+}
+
+// The "slices" summary: a JSON array with one object per stored slice, in
+// any order. Checked against the entries read from the tensors.
+void check_slices(const std::string &text, const s2ft_adapter &a, const std::string &path) {
+  size_t depth = 0;
+  json slices;
+  try {
+    slices = json::parse(text, [&](int, json::parse_event_t ev, json &) {
+      if (ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) {
+        if (++depth > kMaxSlicesDepth) bad(path, "metadata \"slices\" is nested too deeply");
+      } else if (ev == json::parse_event_t::object_end || ev == json::parse_event_t::array_end) {
+        --depth;
+      }
+      return true;
+    });
+  } catch (const json::exception &) {
+    bad(path, "metadata \"slices\" is not valid JSON");
+  }
+  if (!slices.is_array()) bad(path, "metadata \"slices\" must be a JSON array");
+  std::set<std::string> seen;
+  std::map<std::string, std::pair<int32_t, int32_t>> stored;  // stem -> (layer, target)
+  for (int32_t l = 0; l < a.shape.n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+      if (!a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) stored[target_tensor_stem(l, t)] = {l, t};
+  const size_t entries = stored.size();
+  if (slices.size() != entries)
+    bad(path, "metadata \"slices\" lists " + std::to_string(slices.size()) + " slices but the file stores " +
+                  std::to_string(entries));
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const json &s = slices[i];
+    const std::string at = "metadata \"slices\"[" + std::to_string(i) + "]";
+    if (!s.is_object() || s.size() != 5) bad(path, at + " must be an object with tensor, target, axis, k, fingerprint");
+    for (const char *key : {"tensor", "target", "axis", "fingerprint"})
+      if (!s.contains(key) || !s[key].is_string()) bad(path, at + " has no string \"" + key + "\"");
+    if (!s.contains("k") || !s["k"].is_number_integer()) bad(path, at + " has no integer \"k\"");
+    const std::string tensor = s["tensor"].get<std::string>();
+    auto it = stored.find(tensor);
+    if (it == stored.end()) bad(path, at + " names " + quoted(tensor) + ", which is not a stored slice");
+    const int32_t layer = it->second.first, target = it->second.second;
+    if (!seen.insert(tensor).second) bad(path, at + " lists " + quoted(tensor) + " a second time");
+    const AdapterEntry &e = a.layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+    if (s["target"].get<std::string>() != target_name(target))
+      bad(path, at + " gives target " + quoted(s["target"].get<std::string>()) + " for " + quoted(tensor));
+    if (s["axis"].get<std::string>() != axis_name(target))
+      bad(path, at + " gives axis " + quoted(s["axis"].get<std::string>()) + " for " + quoted(tensor));
+    if (s["k"].get<int64_t>() != static_cast<int64_t>(e.lines.size()))
+      bad(path, at + " gives k = " + std::to_string(s["k"].get<int64_t>()) + " but the tensors hold " +
+                    std::to_string(e.lines.size()) + " lines");
+    const std::string want = hex64(slice_fingerprint(e.fingerprints));
+    if (s["fingerprint"].get<std::string>() != want)
+      bad(path, at + " gives fingerprint " + quoted(s["fingerprint"].get<std::string>()) + " for " + quoted(tensor) +
+                    " but its base fingerprints hash to " + want + " (inconsistent slices metadata)");
+  }
+}
+
+std::unique_ptr<s2ft_adapter> load_adapter(const std::string &path) {
+  const io::SafetensorsFile f = io::SafetensorsFile::read(path);
+  if (meta(f, "format", path) != kFormat)
+    bad(path, "metadata \"format\" is " + quoted(meta(f, "format", path)) + ", expected \"" + kFormat + "\"");
+  if (meta(f, "format_version", path) != kVersion)
+    bad(path, "metadata \"format_version\" is " + quoted(meta(f, "format_version", path)) +
+                  "; this library reads version " + kVersion);
+  if (meta(f, "axes", path) != kAxes)
+    bad(path, "metadata \"axes\" is " + quoted(meta(f, "axes", path)) + ", expected \"" + kAxes + "\"");
+
+  s2ft_model_shape shape{};
+  for (int i = 0; i < 6; ++i) *shape_field(shape, i) = parse_positive_i32(meta(f, kShapeKeys[i], path), kShapeKeys[i], path);
+  try {
+    check_model_shape(&shape, "shape");
+  } catch (const Error &e) {
+    bad(path, std::string("its model shape metadata is invalid: ") + e.what());
+  }
+  if (shape.n_layers > kMaxLayers)
+    bad(path, "metadata \"n_layers\" = " + std::to_string(shape.n_layers) + " is above the limit of " +
+                  std::to_string(kMaxLayers));
+
+  auto a = std::make_unique<s2ft_adapter>();
+  a->shape = shape;
+  a->name = meta(f, "name", path);
+  if (a->name.size() > kMaxNameBytes) bad(path, "metadata \"name\" is longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  if (a->name.find('\0') != std::string::npos) bad(path, "metadata \"name\" contains a NUL character");
+  a->default_scale = parse_finite(meta(f, "default_scale", path), "default_scale", path);
+  const uint32_t declared_targets = parse_targets(meta(f, "targets", path), path);
+  const std::string &slices = meta(f, "slices", path);
+  a->layers.resize(static_cast<size_t>(shape.n_layers));
+
+  std::map<std::pair<int32_t, int32_t>, Found> found;
+  for (const io::TensorInfo &t : f.tensors()) {
+    int32_t layer = 0, target = 0;
+    int kind = 0;
+    if (!parse_tensor_name(t.name, shape, &layer, &target, &kind))
+      bad(path, "tensor " + quoted(t.name) + " is not an adapter tensor (expected model.layers.<i < " +
+                    std::to_string(shape.n_layers) + ">.<self_attn.o_proj|self_attn.v_proj|mlp.down_proj|mlp.up_proj>" +
+                    "." + "<s2ft_lines|s2ft_delta|s2ft_base_fingerprint>)");
+    found[{layer, target}].part[kind] = &t;  // names are unique: the container checked
+  }
+  uint32_t targets = 0;
+  for (const auto &kv : found) {
+    const int32_t layer = kv.first.first, target = kv.first.second;
+    a->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)] = read_entry(f, kv.second, shape, layer, target, path);
+    targets |= S2FT_TARGET_BIT(target);
+  }
+  if (targets != declared_targets)
+    bad(path, "metadata \"targets\" = " + quoted(meta(f, "targets", path)) + " but the file stores slices of \"" +
+                  targets_text(targets) + "\"");
+  check_slices(slices, *a, path);
+  return a;
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *path) {
+  return s2ft::guard("s2ft_adapter_save", [&] {
+    s2ft::require_not_null(adapter, "adapter");
+    s2ft::require_not_null(path, "path");
+    if (*path == '\0') s2ft::fail_arg("path is empty");
+    const s2ft_adapter &a = *adapter;
+    if (a.shape.n_layers > s2ft::kMaxLayers)
+      s2ft::fail_arg("adapter has " + std::to_string(a.shape.n_layers) + " layers; adapter files hold at most " +
+                     std::to_string(s2ft::kMaxLayers));
+    s2ft::io::SafetensorsWriter w;
+    w.set_metadata("format", s2ft::kFormat);
+    w.set_metadata("format_version", s2ft::kVersion);
+    w.set_metadata("name", a.name);
+    w.set_metadata("default_scale", s2ft::num(a.default_scale));
+    w.set_metadata("axes", s2ft::kAxes);
+    s2ft_model_shape shape = a.shape;
+    for (int i = 0; i < 6; ++i) w.set_metadata(s2ft::kShapeKeys[i], std::to_string(*s2ft::shape_field(shape, i)));
+    uint32_t targets = 0;
+    nlohmann::json slices = nlohmann::json::array();
+    for (int32_t l = 0; l < a.shape.n_layers; ++l)
+      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+        const s2ft::AdapterEntry &e = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        if (e.empty()) continue;
+        targets |= S2FT_TARGET_BIT(t);
+        const std::string stem = s2ft::target_tensor_stem(l, t);
+        const int64_t k = static_cast<int64_t>(e.lines.size());
+        const int64_t len = s2ft::target_line_length(a.shape, t);
+        const std::vector<int64_t> dshape =
+            s2ft::target_axis(t) == S2FT_AXIS_COLUMNS ? std::vector<int64_t>{len, k} : std::vector<int64_t>{k, len};
+        w.add(stem + s2ft::kLinesSuffix, "I64", {k}, e.lines.data(), e.lines.size() * sizeof(int64_t));
+        w.add(stem + s2ft::kDeltaSuffix, "F32", dshape, e.delta.data(), e.delta.size() * sizeof(float));
+        w.add(stem + s2ft::kFingerprintSuffix, "U64", {k}, e.fingerprints.data(), e.fingerprints.size() * sizeof(uint64_t));
+        slices.push_back({{"tensor", stem},
+                          {"target", s2ft::target_name(t)},
+                          {"axis", s2ft::axis_name(t)},
+                          {"k", k},
+                          {"fingerprint", s2ft::hex64(s2ft::slice_fingerprint(e.fingerprints))}});
+      }
+    w.set_metadata("targets", s2ft::targets_text(targets));
+    w.set_metadata("slices", slices.dump());
+    w.write(path);
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out) {
+  return s2ft::guard("s2ft_adapter_load", [&] {
+    s2ft::require_not_null(out, "out");
+    *out = nullptr;
+    s2ft::require_not_null(path, "path");
+    if (*path == '\0') s2ft::fail_arg("path is empty");
+    *out = s2ft::load_adapter(path).release();
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,171 @@
+// s2ft_adapter_forward_mixed: one linear layer for a batch whose row
+// segments use different adapters, without merging anything.
+//
+//   Y = X W^T                                   one shared base GEMM [T,in]x[in,out]
+//   column target (O, DOWN), lines S of adapter a, for the rows R of a group:
+//     Y_R += (scale_a * X_R[:, S]) delta_a^T    gathered [n,k] x [k,out]
+//   row target (V, UP):
+//     P = X_R delta_a^T                         [n,in] x [in,k]
+//     Y_R[:, S] += scale_a * P                  scatter-add into k output columns
+// S is the adapter's base-order lines, mapped through the permutation when
+// the weight (and so x's columns or y's columns) are permuted. Consecutive
+// segments with the same adapter form one group and one GEMM.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "adapter/adapter.hpp"
+#include "backend/matmul.hpp"
+#include "common/error.hpp"
+#include "context.hpp"
+
+namespace s2ft {
+namespace {
+
+std::string shape2(int64_t r, int64_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
+
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
+  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
+         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
+}
+
+// An adapter's contribution to this layer: its entry, the entry's lines as
+// positions in w, and its scale.
+struct Use {
+  const AdapterEntry *entry = nullptr;  // NULL: the adapter adds nothing here
+  std::vector<int64_t> positions;
+  float scale = 1.0f;
+};
+
+// Checks adapters[a] against the layer's weight and resolves its lines and scale.
+Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t target, const Matrix &w,
+                  const s2ft_selection *perm, const double *scales) {
+  const std::string name = "adapters[" + std::to_string(a) + "]";
+  if (ad == nullptr) fail_arg(name + " is NULL but a segment uses it");
+  if (layer >= ad->shape.n_layers)
+    fail_arg("layer " + std::to_string(layer) + " is out of range [0, " + std::to_string(ad->shape.n_layers) +
+             ") of " + name);
+  int64_t rows, cols;
+  target_weight_shape(ad->shape, target, &rows, &cols);
+  if (rows != w.rows || cols != w.cols)
+    fail_shape("w is " + shape2(w.rows, w.cols) + " but " + name + " is for a " + target_name(target) + " weight of " +
+               shape2(rows, cols));
+  if (perm != nullptr && !same_shape(ad->shape, perm->shape))
+    fail_arg(name + " was made for a different model shape than perm");
+  Use u;
+  double s = scales != nullptr ? scales[a] : ad->default_scale;
+  if (std::isnan(s)) s = ad->default_scale;  // as for s2ft_adapter_apply: NaN means the default
+  if (!std::isfinite(s)) fail_arg("scales[" + std::to_string(a) + "] is infinite");
+  u.scale = static_cast<float>(s);
+  const AdapterEntry &e = ad->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  if (e.empty()) return u;
+  const int64_t n_lines = target_line_count(ad->shape, target), len = target_line_length(ad->shape, target);
+  const int64_t k = static_cast<int64_t>(e.lines.size());
+  if (e.delta.size() != static_cast<size_t>(k * len)) fail_arg(name + "'s entry has a delta of the wrong size");
+  u.positions.resize(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t line = e.lines[static_cast<size_t>(j)];
+    if (line < 0 || line >= n_lines) fail_arg(name + "'s line " + std::to_string(line) + " is out of range");
+    u.positions[static_cast<size_t>(j)] = perm != nullptr ? permuted_line(*perm, layer, target, line) : line;
+  }
+  u.entry = &e;
+  return u;
+}
+
+// Adds one adapter's correction to the rows [r0, r0 + n) of y.
+void add_correction(Backend &be, const Use &u, bool columns, const Matrix &x, const Matrix &y, int64_t r0, int64_t n) {
+  const int64_t k = static_cast<int64_t>(u.positions.size());
+  // f32_view takes a mutable pointer; the delta is only read.
+  float *d = const_cast<float *>(u.entry->delta.data());
+  const Matrix xr = x.row_range(r0, n), yr = y.row_range(r0, n);
+  if (columns) {
+    // scale * X_R[:, S] gathered to f32 [n, k]; delta is [out, k].
+    std::vector<float> xs(static_cast<size_t>(n * k));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        xs[static_cast<size_t>(i * k + j)] = u.scale * xr.get(i, u.positions[static_cast<size_t>(j)]);
+    matmul(be, Op::N, f32_view(xs.data(), n, k), Op::T, f32_view(d, y.cols, k), yr, true);
+  } else {
+    // P = X_R delta^T, delta is [k, in]; then scatter into the k output columns.
+    std::vector<float> p(static_cast<size_t>(n * k));
+    matmul(be, Op::N, xr, Op::T, f32_view(d, k, x.cols), f32_view(p.data(), n, k), false);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t c = u.positions[static_cast<size_t>(j)];
+        yr.set(i, c, yr.get(i, c) + u.scale * p[static_cast<size_t>(i * k + j)]);
+      }
+  }
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer, int32_t target,
+                                                const s2ft_tensor *x, const s2ft_tensor *w,
+                                                const s2ft_selection *perm, const s2ft_adapter *const *adapters,
+                                                const double *scales, int64_t n_adapters, const int64_t *offsets,
+                                                const int32_t *segment_adapter, int64_t n_segments, s2ft_tensor *y) {
+  return s2ft::guard("s2ft_adapter_forward_mixed", [&] {
+    using namespace s2ft;
+    s2ft_context &c = require_context(ctx);
+    if (!c.backend) fail(S2FT_ERR_UNSUPPORTED, "the context has no compute backend");
+    check_target(target);
+    if (layer < 0) fail_arg("layer " + std::to_string(layer) + " is negative");
+    const Matrix W = check_matrix(w, "w", c.device);
+    const Matrix X = check_matrix(x, "x", c.device);
+    const Matrix Y = check_matrix(y, "y", c.device);
+    const int64_t T = X.rows;
+    require_shape(X, "x", T, W.cols);
+    require_shape(Y, "y", T, W.rows);
+    require_same_dtype(X, "x", W, "w");
+    require_same_dtype(Y, "y", W, "w");
+    require_disjoint(Y, "y", X, "x");
+    require_disjoint(Y, "y", W, "w");
+    if (perm != nullptr) {
+      check_layer(perm->shape, layer);
+      int64_t rows, cols;
+      target_weight_shape(perm->shape, target, &rows, &cols);
+      require_shape(W, "w", rows, cols);
+    }
+    if (n_adapters < 0) fail_arg("n_adapters " + std::to_string(n_adapters) + " is negative");
+    if (n_adapters > 0) require_not_null(adapters, "adapters");
+    if (n_segments < 0) fail_arg("n_segments " + std::to_string(n_segments) + " is negative");
+    require_not_null(offsets, "offsets");
+    if (n_segments > 0) require_not_null(segment_adapter, "segment_adapter");
+    if (offsets[0] != 0) fail_arg("offsets[0] is " + std::to_string(offsets[0]) + ", not 0");
+    for (int64_t j = 0; j < n_segments; ++j)
+      if (offsets[j + 1] < offsets[j])
+        fail_arg("offsets[" + std::to_string(j + 1) + "] = " + std::to_string(offsets[j + 1]) + " is below offsets[" +
+                 std::to_string(j) + "] = " + std::to_string(offsets[j]));
+    if (offsets[n_segments] != T)
+      fail_arg("offsets[n_segments] = " + std::to_string(offsets[n_segments]) + " is not T = " + std::to_string(T) +
+               " (the rows of x)");
+    std::vector<Use> uses(static_cast<size_t>(n_adapters));
+    std::vector<char> checked(static_cast<size_t>(n_adapters), 0);
+    for (int64_t j = 0; j < n_segments; ++j) {
+      const int32_t a = segment_adapter[j];
+      if (a < -1 || a >= n_adapters)
+        fail_arg("segment_adapter[" + std::to_string(j) + "] = " + std::to_string(a) + " is out of range [-1, " +
+                 std::to_string(n_adapters) + ")");
+      if (a < 0 || checked[static_cast<size_t>(a)]) continue;
+      uses[static_cast<size_t>(a)] = check_adapter(adapters[a], a, layer, target, W, perm, scales);
+      checked[static_cast<size_t>(a)] = 1;
+    }
+
+    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
+    const bool columns = target_axis(target) == S2FT_AXIS_COLUMNS;
+    for (int64_t j = 0; j < n_segments;) {
+      const int32_t a = segment_adapter[j];
+      int64_t end = j + 1;
+      while (end < n_segments && segment_adapter[end] == a) ++end;
+      const int64_t r0 = offsets[j], n = offsets[end] - r0;
+      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr)
+        add_correction(*c.backend, uses[static_cast<size_t>(a)], columns, X, Y, r0, n);
+      j = end;
+    }
+  });
+}
+
+}  // extern "C"

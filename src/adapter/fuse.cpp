@@ -1,0 +1,148 @@
+// Fusing adapters: per (layer, target) the union of the inputs' lines, with
+//   delta[line] = sum_i w_i * delta_i[line]   (lines an input lacks add 0)
+// summed in double and rounded once to f32, so applying the result equals
+// applying the inputs one after another up to that one rounding. Each line
+// keeps the base fingerprint the inputs agree on: a zero fingerprint
+// (unknown) defers to a nonzero one; two different nonzero ones mean the
+// inputs were made against different bases, which is an error.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapter/adapter.hpp"
+#include "common/error.hpp"
+#include "select/selection.hpp"
+
+namespace s2ft {
+namespace {
+
+constexpr size_t kMaxNameBytes = 255;
+
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
+  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
+         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
+}
+
+std::string shape_text(const s2ft_model_shape &s) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "{n_layers %d, d_model %d, n_heads %d, n_kv_heads %d, head_dim %d, d_ff %d}",
+                s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
+  return buf;
+}
+
+std::string hex64(uint64_t v) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The inputs' names joined with '+'. Names are limited to 255 bytes, so a
+// longer join is cut at the last whole UTF-8 character that fits.
+std::string joined_name(const s2ft_adapter *const *adapters, int64_t n) {
+  std::string name;
+  for (int64_t i = 0; i < n; ++i) {
+    if (i > 0) name += '+';
+    name += adapters[i]->name;
+  }
+  if (name.size() > kMaxNameBytes) {
+    size_t cut = kMaxNameBytes;
+    while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xc0) == 0x80) --cut;
+    name.resize(cut);
+  }
+  return name;
+}
+
+// Fuses one (layer, target) of all inputs.
+AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
+                        int32_t target) {
+  const s2ft_model_shape &s = adapters[0]->shape;
+  const int64_t n_avail = target_line_count(s, target), len = target_line_length(s, target);
+  const int32_t axis = target_axis(target);
+  const auto entry = [&](int64_t i) -> const AdapterEntry & {
+    return adapters[i]->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  };
+
+  // slot[line] = the line's position in the result, or -1.
+  std::vector<int64_t> slot;
+  bool any = false;
+  for (int64_t i = 0; i < n && !any; ++i) any = !entry(i).empty();
+  if (!any) return AdapterEntry{};
+  slot.assign(static_cast<size_t>(n_avail), -1);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t l : entry(i).lines) slot[static_cast<size_t>(l)] = 0;
+  AdapterEntry out;
+  for (int64_t l = 0; l < n_avail; ++l)
+    if (slot[static_cast<size_t>(l)] == 0) {
+      slot[static_cast<size_t>(l)] = static_cast<int64_t>(out.lines.size());
+      out.lines.push_back(l);
+    }
+  const int64_t k = static_cast<int64_t>(out.lines.size());
+  out.fingerprints.assign(static_cast<size_t>(k), 0);
+  std::vector<double> sum(static_cast<size_t>(k * len), 0.0);
+
+  for (int64_t i = 0; i < n; ++i) {
+    const AdapterEntry &e = entry(i);
+    const int64_t ki = static_cast<int64_t>(e.lines.size());
+    for (int64_t p = 0; p < ki; ++p) {
+      const int64_t line = e.lines[static_cast<size_t>(p)], q = slot[static_cast<size_t>(line)];
+      const uint64_t fp = e.fingerprints[static_cast<size_t>(p)];
+      uint64_t &have = out.fingerprints[static_cast<size_t>(q)];
+      if (fp != 0 && have != 0 && fp != have)
+        fail_arg("adapters[" + std::to_string(i) + "] was made against a different base than an earlier adapter: layer " +
+                 std::to_string(layer) + " target " + target_name(target) + " line " + std::to_string(line) +
+                 " has base fingerprint " + hex64(fp) + ", not " + hex64(have));
+      if (fp != 0) have = fp;
+      for (int64_t x = 0; x < len; ++x) {
+        const size_t src = static_cast<size_t>(axis == S2FT_AXIS_COLUMNS ? x * ki + p : p * len + x);
+        const size_t dst = static_cast<size_t>(axis == S2FT_AXIS_COLUMNS ? x * k + q : q * len + x);
+        sum[dst] += w[static_cast<size_t>(i)] * static_cast<double>(e.delta[src]);
+      }
+    }
+  }
+  out.delta.resize(sum.size());
+  for (size_t j = 0; j < sum.size(); ++j) {
+    out.delta[j] = static_cast<float>(sum[j]);
+    if (!std::isfinite(out.delta[j])) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.9g", sum[j]);
+      fail_arg("the fused delta of layer " + std::to_string(layer) + " target " + target_name(target) +
+               " overflows f32 (" + buf + "); use smaller weights");
+    }
+  }
+  return out;
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *adapters, const double *weights, int64_t n,
+                                                  s2ft_adapter **out) {
+  return s2ft::guard("s2ft_adapter_fuse", [&] {
+    s2ft::require_not_null(out, "out");
+    *out = nullptr;
+    s2ft::require_not_null(adapters, "adapters");
+    if (n < 1) s2ft::fail_arg("n " + std::to_string(n) + " must be at least 1");
+    std::vector<double> w;
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string ai = "adapters[" + std::to_string(i) + "]";
+      if (adapters[i] == nullptr) s2ft::fail_arg(ai + " is NULL");
+      if (!s2ft::same_shape(adapters[i]->shape, adapters[0]->shape))
+        s2ft::fail_arg(ai + " has model shape " + s2ft::shape_text(adapters[i]->shape) + " but adapters[0] has " +
+                       s2ft::shape_text(adapters[0]->shape));
+      const double wi = weights != nullptr ? weights[i] : adapters[i]->default_scale;
+      if (!std::isfinite(wi)) s2ft::fail_arg("weights[" + std::to_string(i) + "] " + std::to_string(wi) + " is not finite");
+      w.push_back(wi);
+    }
+    auto fused = std::make_unique<s2ft_adapter>();
+    fused->shape = adapters[0]->shape;
+    fused->name = s2ft::joined_name(adapters, n);
+    fused->default_scale = 1.0;
+    fused->layers.resize(static_cast<size_t>(fused->shape.n_layers));
+    for (int32_t l = 0; l < fused->shape.n_layers; ++l)
+      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+        fused->layers[static_cast<size_t>(l)][static_cast<size_t>(t)] = s2ft::fuse_entry(adapters, w, n, l, t);
+    *out = fused.release();
+  });
+}

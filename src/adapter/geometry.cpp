@@ -1,0 +1,83 @@
+// Per-target geometry, tensor names, line mapping under a permutation, and
+// base-line fingerprints, shared by adapters, models and the forward.
+#include <string>
+
+#include "adapter/adapter.hpp"
+#include "common/error.hpp"
+
+namespace s2ft {
+
+int32_t target_axis(int32_t target) {
+  return target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN ? S2FT_AXIS_COLUMNS : S2FT_AXIS_ROWS;
+}
+
+void target_weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *rows, int64_t *cols) {
+  const int64_t q = static_cast<int64_t>(s.n_heads) * s.head_dim, kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+  switch (target) {
+    case S2FT_TARGET_O: *rows = s.d_model, *cols = q; break;
+    case S2FT_TARGET_V: *rows = kv, *cols = s.d_model; break;
+    case S2FT_TARGET_DOWN: *rows = s.d_model, *cols = s.d_ff; break;
+    default: *rows = s.d_ff, *cols = s.d_model; break;
+  }
+}
+
+int64_t target_line_count(const s2ft_model_shape &s, int32_t target) {
+  int64_t r, c;
+  target_weight_shape(s, target, &r, &c);
+  return target_axis(target) == S2FT_AXIS_COLUMNS ? c : r;
+}
+
+int64_t target_line_length(const s2ft_model_shape &s, int32_t target) {
+  int64_t r, c;
+  target_weight_shape(s, target, &r, &c);
+  return target_axis(target) == S2FT_AXIS_COLUMNS ? r : c;
+}
+
+s2ft_tensor *target_weight(const s2ft_layer_weights &w, int32_t target) {
+  switch (target) {
+    case S2FT_TARGET_O: return w.o;
+    case S2FT_TARGET_V: return w.v;
+    case S2FT_TARGET_DOWN: return w.down;
+    default: return w.up;
+  }
+}
+
+std::string target_tensor_stem(int32_t layer, int32_t target) {
+  const std::string l = "model.layers." + std::to_string(layer);
+  switch (target) {
+    case S2FT_TARGET_O: return l + ".self_attn.o_proj";
+    case S2FT_TARGET_V: return l + ".self_attn.v_proj";
+    case S2FT_TARGET_DOWN: return l + ".mlp.down_proj";
+    default: return l + ".mlp.up_proj";
+  }
+}
+
+// Heads span head_dim lines each (O columns by query head, V rows by KV
+// head); channels are one line each.
+int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, int64_t line) {
+  const LayerPermutation &p = sel.perms[static_cast<size_t>(layer)];
+  const int64_t hd = sel.shape.head_dim;
+  switch (target) {
+    case S2FT_TARGET_O: return p.heads.pos[static_cast<size_t>(line / hd)] * hd + line % hd;
+    case S2FT_TARGET_V: return p.kv_heads.pos[static_cast<size_t>(line / hd)] * hd + line % hd;
+    default: return p.channels.pos[static_cast<size_t>(line)];
+  }
+}
+
+uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
+  auto mix = [&h](uint8_t b) {
+    h ^= b;
+    h *= 0x100000001b3ull;  // FNV-1a 64 prime
+  };
+  mix(static_cast<uint8_t>(w.dtype));
+  const size_t e = w.elem();
+  const int64_t n = axis == S2FT_AXIS_COLUMNS ? w.rows : w.cols;
+  for (int64_t i = 0; i < n; ++i) {
+    const char *p = axis == S2FT_AXIS_COLUMNS ? w.at(i, line) : w.at(line, i);
+    for (size_t b = 0; b < e; ++b) mix(static_cast<uint8_t>(p[b]));
+  }
+  return h == 0 ? 1 : h;
+}
+
+}  // namespace s2ft

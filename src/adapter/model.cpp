@@ -1,0 +1,433 @@
+// s2ft_model and applying, removing and switching adapters in place.
+//
+// For every line j of an adapter entry, at position p in the weight:
+//   apply:   W[p] = round(double(W0[p]) + scale * double(delta[j]))
+//   remove:  W[p] = W0[p]                        (saved bytes, memcpy)
+// where W0 are the base bytes, saved when the line was first displaced and
+// never recomputed as W - delta (which would not round-trip in bf16/f16).
+// Apply, remove and switch are all one transition from the applied adapter A
+// (maybe none) to a new adapter B (maybe none): lines only in A get their
+// saved bytes back, lines in B get W0 + scale_B * delta_B with W0 taken from
+// the saved bytes where A displaced the line. So switch is bit-identical to
+// remove-then-apply and touches only the union of the two line sets.
+//
+// Every check (arguments, shapes, missing weights, fingerprints) and every
+// allocation happens while building the plan; only then are weights written,
+// and writing cannot fail, so a failed call leaves the model unchanged.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "adapter/model.hpp"
+#include "common/error.hpp"
+#include "context.hpp"
+#include "model_shape.hpp"
+
+namespace s2ft {
+namespace {
+
+// ---- rounding once from double to the weight's dtype ------------------------
+
+// Rounds d to f32 with round-to-odd: truncate, and set the last bit when
+// anything was cut off. Rounding that to bf16/f16 (at least 2 fewer
+// significant bits) to nearest-even then gives the correctly rounded result
+// of d, which a plain double -> f32 -> bf16 chain does not on near-ties.
+float to_f32_round_to_odd(double d) {
+  float f = static_cast<float>(d);
+  if (!std::isfinite(d) || static_cast<double>(f) == d) return f;
+  if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u |= 1u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct CodecF32 {
+  using T = float;
+  static double load(T v) { return v; }
+  static T store(double d) { return static_cast<float>(d); }
+};
+struct CodecBF16 {
+  using T = uint16_t;
+  static double load(T v) { return bf16_to_f32(v); }
+  static T store(double d) { return f32_to_bf16(to_f32_round_to_odd(d)); }
+};
+struct CodecF16 {
+  using T = uint16_t;
+  static double load(T v) { return f16_to_f32(v); }
+  static T store(double d) { return f32_to_f16(to_f32_round_to_odd(d)); }
+};
+
+// ---- line geometry ----------------------------------------------------------
+
+// Where element i of line j lives: in the weight (line at position p) and in
+// the compact [len, k] (columns) or [k, len] (rows) buffers.
+struct LineGeometry {
+  char *base = nullptr;      // the weight's element (0, 0)
+  int64_t step_elem = 0;     // bytes from one element of a line to the next
+  int64_t step_line = 0;     // bytes from one line to the next
+  bool columns = true;
+  int64_t len = 0, k = 0;
+  LineGeometry() = default;
+  LineGeometry(const Matrix &w, bool by_columns, int64_t line_length, int64_t lines)
+      : base(w.base), columns(by_columns), len(line_length), k(lines) {
+    const int64_t e = static_cast<int64_t>(w.elem());
+    step_elem = (by_columns ? w.rs : w.cs) * e;
+    step_line = (by_columns ? w.cs : w.rs) * e;
+  }
+  char *weight_elem(int64_t i, int64_t p) const { return base + i * step_elem + p * step_line; }
+  size_t compact(int64_t i, int64_t j) const { return static_cast<size_t>(columns ? i * k + j : j * len + i); }
+};
+
+// Calls f(i, j, c) for element i of line j, for every j in js and i in
+// [0, len), with c = g.compact(i, j): row by row for column targets (the k
+// lines of a row-major weight's row sit close together), line by line for
+// row targets.
+template <typename F>
+void for_each_element(const LineGeometry &g, const std::vector<int64_t> &js, F &&f) {
+  if (g.columns) {
+    for (int64_t i = 0; i < g.len; ++i)
+      for (int64_t j : js) f(i, j, static_cast<size_t>(i * g.k + j));
+  } else {
+    for (int64_t j : js)
+      for (int64_t i = 0; i < g.len; ++i) f(i, j, static_cast<size_t>(j * g.len + i));
+  }
+}
+
+// ---- writing lines ----------------------------------------------------------
+
+// For the lines js: W[pos[j]] = original[j] when delta is NULL (restore), else
+// round(original[j] + scale * delta[j]).
+template <typename Codec>
+void write_lines(const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js,
+                 const char *original, const float *delta, double scale) {
+  using T = typename Codec::T;
+  const int64_t *p = pos.data();
+  for_each_element(g, js, [&](int64_t i, int64_t j, size_t c) {
+    T v;
+    std::memcpy(&v, original + c * sizeof(T), sizeof(T));
+    if (delta != nullptr) v = Codec::store(Codec::load(v) + scale * static_cast<double>(delta[c]));
+    std::memcpy(g.weight_elem(i, p[j]), &v, sizeof(T));
+  });
+}
+
+// Copies the base bytes of the new lines into `out` (compact layout of g):
+// from the old record (old_g, old_bytes) where from_old[j] >= 0 (the line is
+// displaced now), else from the weight.
+template <typename T>
+void gather_originals(const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js,
+                      const std::vector<int64_t> &from_old, const LineGeometry &old_g, const char *old_bytes,
+                      char *out) {
+  for_each_element(g, js, [&](int64_t i, int64_t j, size_t c) {
+    const int64_t o = from_old[static_cast<size_t>(j)];
+    const char *src = o >= 0 ? old_bytes + old_g.compact(i, o) * sizeof(T) : g.weight_elem(i, pos[static_cast<size_t>(j)]);
+    std::memcpy(out + c * sizeof(T), src, sizeof(T));
+  });
+}
+
+void write_lines_any(int32_t dtype, const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js,
+                     const char *original, const float *delta, double scale) {
+  switch (dtype) {
+    case S2FT_F32: write_lines<CodecF32>(g, pos, js, original, delta, scale); break;
+    case S2FT_BF16: write_lines<CodecBF16>(g, pos, js, original, delta, scale); break;
+    default: write_lines<CodecF16>(g, pos, js, original, delta, scale); break;
+  }
+}
+
+// ---- fingerprints ---------------------------------------------------------------
+
+// The fingerprints of all k lines held in a compact buffer (layout of g), the
+// same values line_fingerprint() gives for those lines in the weight: FNV-1a
+// over the dtype id, then each element's bytes in line order. The k hash
+// chains are advanced together, element by element, so their multiplies
+// overlap instead of running one long dependent chain per line.
+std::vector<uint64_t> fingerprint_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
+  const uint64_t prime = 0x100000001b3ull;
+  const size_t e = dtype_size(dtype);
+  std::vector<uint64_t> h(static_cast<size_t>(g.k), (0xcbf29ce484222325ull ^ static_cast<uint8_t>(dtype)) * prime);
+  for (int64_t i = 0; i < g.len; ++i)
+    for (int64_t j = 0; j < g.k; ++j) {
+      const unsigned char *p = reinterpret_cast<const unsigned char *>(compact) + g.compact(i, j) * e;
+      uint64_t v = h[static_cast<size_t>(j)];
+      for (size_t b = 0; b < e; ++b) v = (v ^ p[b]) * prime;
+      h[static_cast<size_t>(j)] = v;
+    }
+  for (uint64_t &v : h)
+    if (v == 0) v = 1;  // 0 means "unknown"
+  return h;
+}
+
+// ---- the plan -------------------------------------------------------------------
+
+std::string where(int32_t layer, int32_t target) {
+  return "layer " + std::to_string(layer) + " target " + target_name(target);
+}
+
+const char *weight_field(int32_t target) {
+  switch (target) {
+    case S2FT_TARGET_O: return "o";
+    case S2FT_TARGET_V: return "v";
+    case S2FT_TARGET_DOWN: return "down";
+    default: return "up";
+  }
+}
+
+std::string shape_string(const s2ft_model_shape &s) {
+  char b[160];
+  std::snprintf(b, sizeof b, "{n_layers %d, d_model %d, n_heads %d, n_kv_heads %d, head_dim %d, d_ff %d}",
+                s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
+  return b;
+}
+
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
+  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
+         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
+}
+
+// What happens to one (layer, target): the old record is replaced by `next`.
+struct Step {
+  int32_t layer = 0, target = 0;
+  int32_t dtype = S2FT_F32;  // the weight's
+  LineGeometry geometry{};
+  const AdapterEntry *entry = nullptr;  // the new adapter's entry, or NULL
+  Displaced next;                        // positions and base bytes of the new lines
+  std::vector<int64_t> restore;          // indices into the old record of lines to put back
+  std::vector<int64_t> all_new;          // 0..k-1 of the new entry
+};
+
+// Builds the step of (layer, target) for a transition to `entry` (may be
+// NULL): checks the entry against the weight, gathers the base bytes of its
+// lines (from the old record where the line is displaced now), and, unless
+// `force`, compares their fingerprints with the adapter's.
+Step plan_step(const s2ft_model &m, int32_t layer, int32_t target, const AdapterEntry *entry, bool force,
+               std::vector<char> &spare) {
+  const ModelWeight &mw = m.weights[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  const Displaced &old = m.displaced[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  Step s;
+  s.layer = layer;
+  s.target = target;
+  s.entry = entry;
+  if (entry != nullptr && !mw.present)
+    fail_arg("the adapter changes " + where(layer, target) + " but the model was created without that weight (" +
+             "layers[" + std::to_string(layer) + "]." + weight_field(target) + " was NULL)");
+  const int32_t axis = target_axis(target);
+  const int64_t len = target_line_length(m.shape, target), n_lines = target_line_count(m.shape, target);
+  const int64_t k = entry != nullptr ? static_cast<int64_t>(entry->lines.size()) : 0;
+  s.geometry = LineGeometry(mw.view, axis == S2FT_AXIS_COLUMNS, len, k);
+  s.dtype = mw.view.dtype;
+  const size_t e = mw.view.elem();
+
+  // Index of each position in the old record (-1: not displaced now).
+  std::vector<int64_t> old_index;
+  if (!old.empty()) {
+    old_index.assign(static_cast<size_t>(n_lines), -1);
+    for (size_t j = 0; j < old.positions.size(); ++j) old_index[static_cast<size_t>(old.positions[j])] = static_cast<int64_t>(j);
+  }
+  const int64_t k_old = static_cast<int64_t>(old.positions.size());
+  const LineGeometry old_geometry(mw.view, axis == S2FT_AXIS_COLUMNS, len, k_old);
+
+  if (entry != nullptr) {
+    if (entry->fingerprints.size() != entry->lines.size() || entry->delta.size() != static_cast<size_t>(k * len))
+      fail_arg("the adapter's entry for " + where(layer, target) + " is inconsistent (lines, fingerprints and delta sizes differ)");
+    s.next.positions.resize(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t line = entry->lines[static_cast<size_t>(j)];
+      if (line < 0 || line >= n_lines)
+        fail_arg("the adapter's " + where(layer, target) + " line " + std::to_string(line) + " is out of range [0, " +
+                 std::to_string(n_lines) + ")");
+      s.next.positions[static_cast<size_t>(j)] = m.perm ? permuted_line(*m.perm, layer, target, line) : line;
+    }
+    // Base bytes of the new lines, in the compact layout.
+    s.next.original.swap(spare);  // reuse the buffer of the record before last
+    s.next.original.resize(static_cast<size_t>(k * len) * e);
+    const LineGeometry &g = s.geometry;
+    std::vector<int64_t> from_old(static_cast<size_t>(k), -1);  // index in the old record, or -1
+    if (!old_index.empty())
+      for (int64_t j = 0; j < k; ++j) from_old[static_cast<size_t>(j)] = old_index[static_cast<size_t>(s.next.positions[static_cast<size_t>(j)])];
+    s.all_new.resize(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) s.all_new[static_cast<size_t>(j)] = j;
+    if (e == 4)
+      gather_originals<uint32_t>(g, s.next.positions, s.all_new, from_old, old_geometry, old.original.data(), s.next.original.data());
+    else
+      gather_originals<uint16_t>(g, s.next.positions, s.all_new, from_old, old_geometry, old.original.data(), s.next.original.data());
+
+    if (!force) {
+      const std::vector<uint64_t> got = fingerprint_lines(g, s.dtype, s.next.original.data());
+      for (int64_t j = 0; j < k; ++j) {
+        const uint64_t want = entry->fingerprints[static_cast<size_t>(j)];
+        if (want != 0 && got[static_cast<size_t>(j)] != want)
+          fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + where(layer, target) + " line " +
+                                    std::to_string(entry->lines[static_cast<size_t>(j)]) +
+                                    ": the adapter was made for a different base model (or dtype); pass "
+                                    "S2FT_APPLY_FORCE to apply it anyway");
+      }
+    }
+  }
+
+  // Old lines the new adapter does not cover go back to their base bytes.
+  if (!old.empty()) {
+    std::vector<char> in_new(static_cast<size_t>(n_lines), 0);
+    for (int64_t p : s.next.positions) in_new[static_cast<size_t>(p)] = 1;
+    for (int64_t j = 0; j < k_old; ++j)
+      if (!in_new[static_cast<size_t>(old.positions[static_cast<size_t>(j)])]) s.restore.push_back(j);
+  }
+  return s;
+}
+
+// Resolves the scale argument: NaN means the adapter's default.
+double resolve_scale(double scale, const s2ft_adapter &a) {
+  if (std::isnan(scale)) return a.default_scale;
+  if (!std::isfinite(scale)) fail_arg("scale is infinite");
+  return scale;
+}
+
+void check_flags(uint32_t flags) {
+  if (flags & ~S2FT_APPLY_FORCE) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%x", flags & ~S2FT_APPLY_FORCE);
+    fail_arg(std::string("flags has unknown bits 0x") + b);
+  }
+}
+
+// Moves the model from its applied adapter (if any) to `adapter` (NULL:
+// none) at `scale`. All checks first; then the writes, which cannot fail.
+void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool force) {
+  if (adapter != nullptr && !same_shape(adapter->shape, m.shape))
+    fail_arg("adapter's model shape " + shape_string(adapter->shape) + " differs from the model's " +
+             shape_string(m.shape));
+  std::vector<Step> steps;
+  for (int32_t l = 0; l < m.shape.n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      const AdapterEntry *e = nullptr;
+      if (adapter != nullptr) {
+        const AdapterEntry &ae = adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        if (!ae.empty()) e = &ae;
+      }
+      if (e == nullptr && m.displaced[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) continue;
+      steps.push_back(plan_step(m, l, t, e, force, m.spare[static_cast<size_t>(l)][static_cast<size_t>(t)]));
+    }
+
+  for (Step &s : steps) {
+    Displaced &old = m.displaced[static_cast<size_t>(s.layer)][static_cast<size_t>(s.target)];
+    if (!s.restore.empty()) {
+      LineGeometry g = s.geometry;
+      g.k = static_cast<int64_t>(old.positions.size());
+      write_lines_any(s.dtype, g, old.positions, s.restore, old.original.data(), nullptr, 0.0);
+    }
+    if (s.entry != nullptr)
+      write_lines_any(s.dtype, s.geometry, s.next.positions, s.all_new, s.next.original.data(), s.entry->delta.data(), scale);
+    m.spare[static_cast<size_t>(s.layer)][static_cast<size_t>(s.target)] = std::move(old.original);
+    old = std::move(s.next);
+  }
+  m.applied = adapter;
+  m.scale = adapter != nullptr ? scale : 0.0;
+}
+
+s2ft_model &require_model(s2ft_model *m) {
+  require_not_null(m, "model");
+  return *m;
+}
+
+}  // namespace
+}  // namespace s2ft
+
+extern "C" {
+
+S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape *shape,
+                                       const s2ft_layer_weights *layers, const s2ft_selection *perm,
+                                       s2ft_model **out) {
+  if (out != nullptr) *out = nullptr;
+  return s2ft::guard("s2ft_model_create", [&] {
+    using namespace s2ft;
+    require_not_null(out, "out");
+    s2ft_context &c = require_context(ctx);
+    if (c.device.type != S2FT_DEVICE_CPU)
+      fail(S2FT_ERR_DEVICE, "models edit host memory in this version; use a CPU context and CPU tensors");
+    check_model_shape(shape, "shape");
+    require_not_null(layers, "layers");
+    if (perm != nullptr && !same_shape(perm->shape, *shape))
+      fail_arg("perm was made for model shape " + shape_string(perm->shape) + ", not " + shape_string(*shape));
+
+    auto m = std::make_unique<s2ft_model>();
+    m->ctx = ctx;
+    m->shape = *shape;
+    m->weights.resize(static_cast<size_t>(shape->n_layers));
+    m->displaced.resize(static_cast<size_t>(shape->n_layers));
+    m->spare.resize(static_cast<size_t>(shape->n_layers));
+    std::vector<std::pair<Matrix, std::string>> all;
+    for (int32_t l = 0; l < shape->n_layers; ++l)
+      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+        const s2ft_tensor *tensor = target_weight(layers[l], t);
+        if (tensor == nullptr) continue;
+        const std::string name = "layers[" + std::to_string(l) + "]." + weight_field(t);
+        ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        w.view = check_matrix(tensor, name.c_str(), c.device);
+        int64_t rows, cols;
+        target_weight_shape(*shape, t, &rows, &cols);
+        require_shape(w.view, name.c_str(), rows, cols);
+        w.tensor = *tensor;
+        w.present = true;
+        all.emplace_back(w.view, name);
+      }
+    // Applying writes each weight; two weights sharing memory would corrupt each other.
+    for (size_t i = 0; i < all.size(); ++i)
+      for (size_t j = i + 1; j < all.size(); ++j)
+        require_disjoint(all[i].first, all[i].second.c_str(), all[j].first, all[j].second.c_str());
+    if (perm != nullptr) m->perm = std::make_unique<s2ft_selection>(*perm);
+    *out = m.release();
+  });
+}
+
+S2FT_API void s2ft_model_destroy(s2ft_model *model) { delete model; }
+
+S2FT_API s2ft_status s2ft_adapter_apply(s2ft_model *model, const s2ft_adapter *adapter, double scale,
+                                        uint32_t flags) {
+  return s2ft::guard("s2ft_adapter_apply", [&] {
+    using namespace s2ft;
+    s2ft_model &m = require_model(model);
+    require_not_null(adapter, "adapter");
+    check_flags(flags);
+    const double s = resolve_scale(scale, *adapter);
+    if (m.applied != nullptr)
+      fail(S2FT_ERR_STATE, "model already has adapter '" + m.applied->name +
+                               "' applied; remove it first or use s2ft_adapter_switch");
+    transition(m, adapter, s, (flags & S2FT_APPLY_FORCE) != 0);
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_remove(s2ft_model *model) {
+  return s2ft::guard("s2ft_adapter_remove", [&] {
+    using namespace s2ft;
+    s2ft_model &m = require_model(model);
+    if (m.applied == nullptr) fail(S2FT_ERR_STATE, "model has no adapter applied");
+    transition(m, nullptr, 0.0, true);
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *adapter, double scale,
+                                         uint32_t flags) {
+  return s2ft::guard("s2ft_adapter_switch", [&] {
+    using namespace s2ft;
+    s2ft_model &m = require_model(model);
+    require_not_null(adapter, "adapter");
+    check_flags(flags);
+    const double s = resolve_scale(scale, *adapter);
+    transition(m, adapter, s, (flags & S2FT_APPLY_FORCE) != 0);
+  });
+}
+
+S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adapter **adapter, double *scale) {
+  return s2ft::guard("s2ft_model_applied", [&] {
+    using namespace s2ft;
+    require_not_null(model, "model");
+    require_not_null(adapter, "adapter");
+    *adapter = model->applied;
+    if (scale != nullptr) *scale = model->scale;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,42 @@
+// s2ft fuse ADAPTER[:SCALE]... -o OUT.safetensors: one adapter equal to
+// applying the inputs one after another with their scales.
+#include <iostream>
+
+#include "adapter_args.hpp"
+#include "args.hpp"
+#include "commands.hpp"
+#include "output.hpp"
+
+namespace s2ft {
+namespace cli {
+
+const char *const kFuseHelp =
+    "usage: s2ft fuse ADAPTER[:SCALE]... -o OUT.safetensors [--name NAME]\n"
+    "\n"
+    "Fuses adapters into one: per weight the union of their lines, with the deltas added,\n"
+    "each times its SCALE (default: the adapter's default scale). The result's default scale\n"
+    "is 1 and its name joins the inputs' names with '+' unless --name is given.\n"
+    "\n"
+    "  -o, --output PATH          the adapter file to write\n"
+    "  --name NAME                the fused adapter's name (at most 255 bytes)\n";
+
+int run_fuse(const Words &words) {
+  const ParsedArgs args = parse_args(words, {"--output", "--name"}, {});
+  if (args.positional.empty()) die("expected at least one adapter (see --help)");
+  if (!args.has("--output")) die("-o OUT.safetensors is required");
+  const std::string out = args.get("--output");
+  std::vector<std::string> inputs;
+  for (const std::string &t : args.positional) inputs.push_back(parse_adapter_arg(t).path);
+  check_output_file(out, inputs);
+
+  LoadedAdapters loaded = load_adapters(args.positional);
+  AdapterPtr fused = fuse_adapters(loaded);
+  if (args.has("--name")) set_adapter_name(fused.get(), args.get("--name"));
+  check(s2ft_adapter_save(fused.get(), out.c_str()));
+  std::cout << "wrote adapter " << out << " (\"" << s2ft_adapter_name(fused.get()) << "\", fused from "
+            << loaded.adapters.size() << ")\n";
+  return 0;
+}
+
+}  // namespace cli
+}  // namespace s2ft

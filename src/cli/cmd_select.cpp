@@ -1,0 +1,41 @@
+// s2ft select CKPT -o SEL.json [selection options]: scores the checkpoint's
+// weights and writes the selection.
+#include <iostream>
+
+#include "args.hpp"
+#include "checkpoint.hpp"
+#include "commands.hpp"
+#include "output.hpp"
+#include "selection_options.hpp"
+
+namespace s2ft {
+namespace cli {
+
+const char *const kSelectHelp =
+    "usage: s2ft select CKPT -o SEL.json [selection options]\n"
+    "\n"
+    "Chooses the heads and FFN channels to train in every layer of the checkpoint folder CKPT\n"
+    "and writes the selection (docs/selection-format.md) to SEL.json.\n"
+    "\n"
+    "  -o, --output PATH          the selection file to write\n";
+
+int run_select(const Words &words) {
+  std::vector<std::string> value_options = selection_value_options();
+  value_options.push_back("--output");
+  const ParsedArgs args = parse_args(words, value_options, {});
+  if (args.positional.size() != 1) die("expected exactly one checkpoint folder (see --help)");
+  if (!args.has("--output")) die("-o SEL.json is required");
+  const std::string ckpt_dir = args.positional[0], out = args.get("--output");
+  const s2ft_select_options opts = select_options_from_args(args);
+  check_output_file(out, {ckpt_dir});
+
+  std::unique_ptr<Checkpoint> ckpt = Checkpoint::load(ckpt_dir);
+  ContextPtr ctx = make_cpu_context();
+  SelectionPtr sel = select_for_checkpoint(ctx.get(), *ckpt, opts);
+  check(s2ft_selection_save(sel.get(), out.c_str()));
+  std::cout << "wrote selection " << out << "\n";
+  return 0;
+}
+
+}  // namespace cli
+}  // namespace s2ft

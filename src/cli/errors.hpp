@@ -1,0 +1,33 @@
+// Error handling for the s2ft command-line tool: every failure is a CliError
+// whose message becomes the one line "s2ft <cmd>: error: <message>" on stderr.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "s2ft/s2ft.h"
+
+namespace s2ft {
+namespace cli {
+
+class CliError : public std::runtime_error {
+ public:
+  explicit CliError(const std::string &message) : std::runtime_error(message) {}
+};
+
+[[noreturn]] inline void die(const std::string &message) { throw CliError(message); }
+
+// Turns a failed library call into a CliError carrying s2ft_last_error()
+// (which already names the function and the argument).
+inline void check(s2ft_status status) {
+  if (status == S2FT_OK) return;
+  std::string message = s2ft_last_error();
+  if (message.empty()) message = s2ft_status_string(status);
+  die(message);
+}
+
+// Prints "s2ft <cmd>: warning: <message>" on stderr.
+void warn(const std::string &command, const std::string &message);
+
+}  // namespace cli
+}  // namespace s2ft

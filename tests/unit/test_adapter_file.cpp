@@ -1,0 +1,441 @@
+// Hostile adapter files: a corpus of broken files, each built here from a
+// valid one by changing one thing (in the container, the metadata or the
+// tensors), must give S2FT_ERR_FORMAT (S2FT_ERR_IO when unreadable) with a
+// message naming the problem, and never read out of bounds (run under the
+// sanitizer build too).
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.hpp"
+#include "support/test_util.hpp"
+
+using namespace s2ft_test;
+
+namespace {
+
+const s2ft_model_shape kShape{2, 5, 4, 2, 3, 7};
+
+std::string temp_path(const std::string &name) {
+  return ::testing::TempDir() + "s2ft_adapter_file_" + std::to_string(getpid()) + "_" + name;
+}
+
+void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char *>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A valid adapter file as editable parts: metadata and tensors in order.
+struct Tensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
+struct Spec {
+  std::map<std::string, std::string> meta;
+  std::vector<Tensor> tensors;
+
+  Tensor &find(const std::string &name) {
+    for (auto &t : tensors)
+      if (t.name == name) return t;
+    ADD_FAILURE() << "no tensor " << name;
+    return tensors[0];
+  }
+  void erase(const std::string &name) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      if (tensors[i].name == name) {
+        tensors.erase(tensors.begin() + static_cast<long>(i));
+        return;
+      }
+    ADD_FAILURE() << "no tensor " << name;
+  }
+  std::vector<uint8_t> serialize() const {
+    s2ft::io::SafetensorsWriter w;
+    for (const auto &kv : meta) w.set_metadata(kv.first, kv.second);
+    for (const auto &t : tensors) w.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+    return w.serialize();
+  }
+};
+
+const std::string kDown0 = "model.layers.0.mlp.down_proj";  // DOWN of layer 0: lines {1, 4, 6}
+const std::string kV1 = "model.layers.1.self_attn.v_proj";  // V of layer 1: lines {3, 4, 5}
+
+// Saves an adapter with DOWN in layer 0 and V in layer 1 (fingerprinted)
+// through the library and reads the file back as parts.
+Spec valid_spec() {
+  s2ft_adapter *a = nullptr;
+  EXPECT_EQ(s2ft_adapter_create(&kShape, "valid", 0.5, &a), S2FT_OK);
+  Random rng(1);
+  HostMatrix down_base(S2FT_BF16, kShape.d_model, kShape.d_ff), v_base(S2FT_BF16, 6, kShape.d_model);
+  down_base.fill_random(rng);
+  v_base.fill_random(rng);
+  HostMatrix dd(S2FT_F32, kShape.d_model, 3), dv(S2FT_F32, 3, kShape.d_model);
+  dd.fill_random(rng);
+  dv.fill_random(rng);
+  const int64_t down_lines[] = {6, 1, 4}, v_lines[] = {3, 4, 5};
+  EXPECT_EQ(s2ft_adapter_set(a, 0, S2FT_TARGET_DOWN, down_lines, 3, &dd.t, &down_base.t), S2FT_OK);
+  EXPECT_EQ(s2ft_adapter_set(a, 1, S2FT_TARGET_V, v_lines, 3, &dv.t, &v_base.t), S2FT_OK);
+  const std::string path = temp_path("valid.safetensors");
+  EXPECT_EQ(s2ft_adapter_save(a, path.c_str()), S2FT_OK) << s2ft_last_error();
+  s2ft_adapter_destroy(a);
+  const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(path);
+  std::remove(path.c_str());
+  Spec s;
+  s.meta = f.metadata();
+  for (const auto &t : f.tensors()) {
+    const uint8_t *p = f.data(t);
+    s.tensors.push_back(Tensor{t.name, t.dtype, t.shape, std::vector<uint8_t>(p, p + (t.end - t.begin))});
+  }
+  return s;
+}
+
+// Loads `bytes` as an adapter file and expects `status` with `needle` in the message.
+void expect_rejected(const std::vector<uint8_t> &bytes, const std::string &case_name, const std::string &needle,
+                     s2ft_status status = S2FT_ERR_FORMAT) {
+  SCOPED_TRACE(case_name);
+  const std::string path = temp_path(case_name + ".safetensors");
+  write_bytes(path, bytes);
+  s2ft_adapter *a = reinterpret_cast<s2ft_adapter *>(0x1);
+  EXPECT_S2FT_ERROR(s2ft_adapter_load(path.c_str(), &a), status, needle);
+  EXPECT_EQ(a, nullptr);
+  s2ft_adapter_destroy(a == reinterpret_cast<s2ft_adapter *>(0x1) ? nullptr : a);
+  std::remove(path.c_str());
+}
+
+void expect_rejected(const Spec &s, const std::string &case_name, const std::string &needle) {
+  expect_rejected(s.serialize(), case_name, needle);
+}
+
+// [u64 N][header JSON padded to N][data]
+std::vector<uint8_t> raw_file(const std::string &header, const std::vector<uint8_t> &data, uint64_t n_override = 0) {
+  std::vector<uint8_t> out;
+  const uint64_t n = n_override ? n_override : header.size();
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+template <typename T>
+void put(std::vector<uint8_t> &bytes, size_t index, T v) {
+  std::memcpy(bytes.data() + index * sizeof(T), &v, sizeof(T));
+}
+
+TEST(AdapterFileCorpus, TheValidFileLoads) {
+  const Spec s = valid_spec();
+  const std::string path = temp_path("ok.safetensors");
+  write_bytes(path, s.serialize());
+  s2ft_adapter *a = nullptr;
+  ASSERT_S2FT_OK(s2ft_adapter_load(path.c_str(), &a));
+  int64_t n = 0;
+  int64_t lines[3];
+  ASSERT_S2FT_OK(s2ft_adapter_lines(a, 0, S2FT_TARGET_DOWN, lines, nullptr, 3, &n));
+  EXPECT_EQ(std::vector<int64_t>(lines, lines + n), (std::vector<int64_t>{1, 4, 6}));
+  s2ft_adapter_destroy(a);
+  std::remove(path.c_str());
+  // The metadata the format documents.
+  EXPECT_EQ(s.meta.at("format"), "s2ft-adapter");
+  EXPECT_EQ(s.meta.at("format_version"), "1");
+  EXPECT_EQ(s.meta.at("targets"), "V,DOWN");
+  EXPECT_EQ(s.meta.at("n_kv_heads"), "2");
+  EXPECT_EQ(s.meta.at("default_scale"), "0.5");
+  const auto slices = nlohmann::json::parse(s.meta.at("slices"));
+  ASSERT_EQ(slices.size(), 2u);
+  EXPECT_EQ(slices[0]["tensor"], kDown0);
+  EXPECT_EQ(slices[0]["axis"], "columns");
+  EXPECT_EQ(slices[0]["k"], 3);
+  EXPECT_EQ(slices[0]["fingerprint"].get<std::string>().size(), 16u);
+}
+
+// ---- the container (checked by the safetensors layer) ---------------------------------
+
+TEST(AdapterFileCorpus, Container) {
+  const std::vector<uint8_t> good = valid_spec().serialize();
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | good[static_cast<size_t>(i)];
+
+  std::vector<uint8_t> b = good;
+  put<uint64_t>(b, 0, good.size());  // header length past the end
+  expect_rejected(b, "header_past_end", "runs past the end");
+  b = good;
+  put<uint64_t>(b, 0, uint64_t{1} << 40);
+  expect_rejected(b, "absurd_header", "limit");
+  for (size_t cut : {size_t{0}, size_t{5}, size_t{8}, static_cast<size_t>(8 + n / 2), static_cast<size_t>(8 + n),
+                     good.size() - 1}) {
+    std::vector<uint8_t> t(good.begin(), good.begin() + static_cast<long>(cut));
+    expect_rejected(t, "truncated_at_" + std::to_string(cut), "not a valid safetensors file");
+  }
+
+  const std::string meta = R"("__metadata__":{"format":"s2ft-adapter"})";
+  const std::vector<uint8_t> data(64, 0);
+  expect_rejected(raw_file("{" + meta + R"(,"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)" +
+                               R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
+                           data),
+                  "overlapping_offsets", "overlap");
+  expect_rejected(raw_file("{" + meta + R"(,"a":{"dtype":"F32","shape":[4],"data_offsets":[60,76]}})", data),
+                  "offsets_out_of_range", "past the data buffer");
+  expect_rejected(raw_file("{" + meta + R"(,"a":{"dtype":"Q4","shape":[4],"data_offsets":[0,16]}})", data),
+                  "unknown_dtype", "unknown dtype");
+  expect_rejected(raw_file("{" + meta + R"(,"a":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}})", data),
+                  "shape_byte_mismatch", "bytes");
+  expect_rejected(raw_file("{" + meta + R"(,"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)" +
+                               R"("a":{"dtype":"F32","shape":[4],"data_offsets":[16,32]}})",
+                           data),
+                  "duplicate_tensor_names", "more than once");
+  expect_rejected(raw_file("{not json", data), "bad_json", "JSON");
+}
+
+TEST(AdapterFileCorpus, UnreadableIsAnIoError) {
+  s2ft_adapter *a = nullptr;
+  EXPECT_S2FT_ERROR(s2ft_adapter_load(temp_path("does_not_exist").c_str(), &a), S2FT_ERR_IO, "does_not_exist");
+}
+
+// ---- metadata ------------------------------------------------------------------------
+
+TEST(AdapterFileCorpus, Metadata) {
+  const Spec good = valid_spec();
+  auto with = [&](const std::string &key, const std::string &value) {
+    Spec s = good;
+    s.meta[key] = value;
+    return s;
+  };
+  auto without = [&](const std::string &key) {
+    Spec s = good;
+    s.meta.erase(key);
+    return s;
+  };
+  expect_rejected(with("format", "s2ft-selection"), "wrong_format", "\"format\"");
+  expect_rejected(with("format_version", "2"), "wrong_version", "\"format_version\"");
+  for (const char *key : {"format", "format_version", "name", "default_scale", "targets", "slices", "axes", "n_layers",
+                          "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff"})
+    expect_rejected(without(key), std::string("missing_") + key, std::string("no \"") + key + "\"");
+  expect_rejected(with("n_kv_heads", "3"), "shape_not_divisible", "n_kv_heads");
+  expect_rejected(with("d_model", "0"), "shape_zero", "\"d_model\"");
+  expect_rejected(with("d_model", "-5"), "shape_negative", "\"d_model\"");
+  expect_rejected(with("d_model", "5x"), "shape_trailing", "\"d_model\"");
+  expect_rejected(with("d_model", " 5"), "shape_space", "\"d_model\"");
+  expect_rejected(with("d_model", "05"), "shape_leading_zero", "\"d_model\"");
+  expect_rejected(with("d_model", "4294967301"), "shape_overflow", "\"d_model\"");
+  expect_rejected(with("n_layers", "2000000000"), "absurd_layers", "\"n_layers\"");
+  expect_rejected(with("default_scale", "nan"), "scale_nan", "\"default_scale\"");
+  expect_rejected(with("default_scale", "1e999"), "scale_inf", "\"default_scale\"");
+  expect_rejected(with("default_scale", "0.5 "), "scale_trailing", "\"default_scale\"");
+  expect_rejected(with("targets", "V,DOWN,UP"), "targets_extra", "\"targets\"");
+  expect_rejected(with("targets", "DOWN"), "targets_missing", "\"targets\"");
+  expect_rejected(with("targets", "V,Q"), "targets_unknown", "unknown target");
+  expect_rejected(with("targets", "V,V,DOWN"), "targets_twice", "twice");
+  expect_rejected(with("axes", "O:rows,V:rows,DOWN:columns,UP:rows"), "wrong_axes", "\"axes\"");
+  expect_rejected(with("name", std::string(256, 'n')), "name_too_long", "\"name\"");
+  expect_rejected(with("name", std::string("a\0b", 3)), "name_nul", "\"name\"");
+}
+
+TEST(AdapterFileCorpus, SlicesMetadata) {
+  const Spec good = valid_spec();
+  const nlohmann::json slices = nlohmann::json::parse(good.meta.at("slices"));
+  auto with_slices = [&](const nlohmann::json &j) {
+    Spec s = good;
+    s.meta["slices"] = j.dump();
+    return s;
+  };
+  nlohmann::json j = slices;
+  j[0]["fingerprint"] = "0123456789abcdef";
+  expect_rejected(with_slices(j), "slices_fingerprint", "fingerprint");
+  j = slices;
+  j[1]["k"] = 2;
+  expect_rejected(with_slices(j), "slices_k", "k = 2");
+  j = slices;
+  j[0]["axis"] = "rows";
+  expect_rejected(with_slices(j), "slices_axis", "axis");
+  j = slices;
+  j[0]["target"] = "UP";
+  expect_rejected(with_slices(j), "slices_target", "target");
+  j = slices;
+  j.erase(1);
+  expect_rejected(with_slices(j), "slices_missing", "lists 1 slices");
+  j = slices;
+  j[1] = slices[0];
+  expect_rejected(with_slices(j), "slices_duplicate", "second time");
+  j = slices;
+  j[0]["tensor"] = "model.layers.1.mlp.up_proj";
+  expect_rejected(with_slices(j), "slices_unknown_tensor", "not a stored slice");
+  j = slices;
+  j[0].erase("k");
+  expect_rejected(with_slices(j), "slices_no_k", "\"slices\"[0]");
+  j = slices;
+  j[0]["k"] = "3";
+  expect_rejected(with_slices(j), "slices_k_string", "integer \"k\"");
+  expect_rejected(with_slices(nlohmann::json::object()), "slices_not_array", "array");
+  Spec s = good;
+  s.meta["slices"] = "[{";
+  expect_rejected(s, "slices_bad_json", "not valid JSON");
+  s.meta["slices"] = "[[[[[[[[1]]]]]]]]";
+  expect_rejected(s, "slices_deep", "nested");
+}
+
+// ---- tensors -------------------------------------------------------------------------
+
+TEST(AdapterFileCorpus, TensorNamesAndParts) {
+  const Spec good = valid_spec();
+  for (const char *suffix : {".s2ft_lines", ".s2ft_delta", ".s2ft_base_fingerprint"}) {
+    Spec s = good;
+    s.erase(kDown0 + suffix);
+    expect_rejected(s, std::string("missing") + suffix, kDown0 + suffix + "\" is missing");
+  }
+  for (const std::string &name :
+       {std::string("model.layers.0.mlp.gate_proj.s2ft_delta"), std::string("model.layers.2.mlp.down_proj.s2ft_lines"),
+        std::string("model.layers.00.mlp.down_proj.s2ft_lines"), std::string("model.layers.0.mlp.down_proj.weight"),
+        std::string("lm_head.s2ft_lines"), std::string("model.layers.99999999999.mlp.down_proj.s2ft_lines")}) {
+    Spec s = good;
+    s.tensors.push_back(Tensor{name, "I64", {1}, std::vector<uint8_t>(8, 0)});
+    expect_rejected(s, "unknown_name_" + std::to_string(name.size()), "is not an adapter tensor");
+  }
+}
+
+TEST(AdapterFileCorpus, TensorDtypesAndShapes) {
+  const Spec good = valid_spec();
+  {
+    Spec s = good;
+    Tensor &t = s.find(kDown0 + ".s2ft_lines");
+    t.dtype = "I32";
+    t.shape = {6};
+    expect_rejected(s, "lines_dtype", "expected I64");
+  }
+  {
+    Spec s = good;
+    Tensor &t = s.find(kDown0 + ".s2ft_delta");
+    t.dtype = "F16";
+    t.shape = {kShape.d_model, 6};  // the same 60 bytes
+    expect_rejected(s, "delta_dtype", "expected F32");
+  }
+  {
+    Spec s = good;
+    s.find(kDown0 + ".s2ft_base_fingerprint").dtype = "I64";
+    expect_rejected(s, "fingerprint_dtype", "expected U64");
+  }
+  {
+    Spec s = good;  // k mismatch: 2 lines and fingerprints, delta still [d_model, 3]
+    for (const char *suffix : {".s2ft_lines", ".s2ft_base_fingerprint"}) {
+      Tensor &t = s.find(kDown0 + suffix);
+      t.shape = {2};
+      t.bytes.resize(16);
+    }
+    expect_rejected(s, "k_mismatch_lines_delta", "expected [5, 2]");
+  }
+  {
+    Spec s = good;
+    Tensor &t = s.find(kDown0 + ".s2ft_base_fingerprint");
+    t.shape = {2};
+    t.bytes.resize(16);
+    expect_rejected(s, "k_mismatch_fingerprint", "must have shape [3]");
+  }
+  {
+    Spec s = good;  // row layout for a column target
+    s.find(kDown0 + ".s2ft_delta").shape = {3, kShape.d_model};
+    expect_rejected(s, "delta_transposed", "expected [5, 3]");
+  }
+  {
+    Spec s = good;
+    s.find(kV1 + ".s2ft_delta").shape = {15};
+    expect_rejected(s, "delta_rank", "expected [3, 5]");
+  }
+  {
+    Spec s = good;
+    s.find(kDown0 + ".s2ft_lines").shape = {3, 1};
+    expect_rejected(s, "lines_rank", "rank 1");
+  }
+  {
+    Spec s = good;  // an empty slice
+    for (const char *suffix : {".s2ft_lines", ".s2ft_delta", ".s2ft_base_fingerprint"}) {
+      Tensor &t = s.find(kDown0 + suffix);
+      t.bytes.clear();
+      t.shape = std::string(suffix) == ".s2ft_delta" ? std::vector<int64_t>{kShape.d_model, 0} : std::vector<int64_t>{0};
+    }
+    expect_rejected(s, "empty_slice", "is empty");
+  }
+  {
+    Spec s = good;  // d_model in the metadata disagrees with the tensors
+    s.meta["d_model"] = "6";
+    expect_rejected(s, "model_shape_mismatch", "expected [6, 3]");
+  }
+}
+
+TEST(AdapterFileCorpus, TensorValues) {
+  const Spec good = valid_spec();
+  const std::string lines = kDown0 + ".s2ft_lines";
+  {
+    Spec s = good;
+    put<int64_t>(s.find(lines).bytes, 2, 7);  // d_ff = 7
+    expect_rejected(s, "index_out_of_range", "= 7 is out of range [0, 7)");
+  }
+  {
+    Spec s = good;
+    put<int64_t>(s.find(lines).bytes, 0, -1);
+    expect_rejected(s, "index_negative", "= -1 is out of range");
+  }
+  {
+    Spec s = good;
+    put<int64_t>(s.find(lines).bytes, 1, std::numeric_limits<int64_t>::min());
+    expect_rejected(s, "index_min", "out of range");
+  }
+  {
+    Spec s = good;
+    put<int64_t>(s.find(lines).bytes, 1, 1);  // {1, 1, 6}
+    expect_rejected(s, "duplicate_index", "twice");
+  }
+  {
+    Spec s = good;
+    put<int64_t>(s.find(lines).bytes, 0, 5);  // {5, 4, 6}
+    expect_rejected(s, "unsorted_index", "not ascending");
+  }
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    Spec s = good;
+    put<float>(s.find(kV1 + ".s2ft_delta").bytes, 7, bad);
+    expect_rejected(s, "nonfinite_delta_" + std::to_string(std::isnan(bad) ? 0 : (bad > 0 ? 1 : 2)),
+                    "non-finite value (NaN or Inf) at element 7");
+  }
+  {
+    // A changed fingerprint makes the slices summary inconsistent.
+    Spec s = good;
+    put<uint64_t>(s.find(kV1 + ".s2ft_base_fingerprint").bytes, 0, 12345);
+    expect_rejected(s, "fingerprint_changed", "inconsistent slices");
+  }
+}
+
+// Every single-byte corruption of the header and truncation of a valid file
+// is rejected cleanly or loads; never crashes (the sanitizer build checks reads).
+TEST(AdapterFileCorpus, ByteFlipsNeverCrash) {
+  const std::vector<uint8_t> good = valid_spec().serialize();
+  const std::string path = temp_path("flip.safetensors");
+  Random rng(77);
+  for (int round = 0; round < 300; ++round) {
+    std::vector<uint8_t> b = good;
+    const size_t at = static_cast<size_t>(rng.below(static_cast<int64_t>(b.size())));
+    b[at] = static_cast<uint8_t>(rng.next());
+    if (round % 5 == 0) b.resize(static_cast<size_t>(rng.below(static_cast<int64_t>(b.size()))));
+    write_bytes(path, b);
+    s2ft_adapter *a = nullptr;
+    const s2ft_status st = s2ft_adapter_load(path.c_str(), &a);
+    if (st == S2FT_OK) {
+      ASSERT_NE(a, nullptr);
+      s2ft_adapter_destroy(a);
+    } else {
+      EXPECT_EQ(st, S2FT_ERR_FORMAT) << s2ft_last_error();
+      EXPECT_EQ(a, nullptr);
+      EXPECT_NE(std::string(s2ft_last_error()), "");
+    }
+  }
+  std::remove(path.c_str());
+}
+
+}  // namespace
