@@ -7,8 +7,23 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 [ "${S2FT_SKIP_SETUP:-0}" = 1 ] || bash scripts/setup-debian.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$JOBS" --target s2ft-quickstart s2ft-bench-backward
+cmake --build build -j"$JOBS" --target s2ft-quickstart s2ft-bench-backward s2ft-cli
 echo "== examples/c/quickstart.c =="
 ./build/examples/s2ft-quickstart
 echo "== bench/bench_backward.cpp =="
 ./build/bench/s2ft-bench-backward --reps 3
+data=${S2FT_TEST_DATA:-../shared/data}
+if [ -d "$data/stories260K-hf" ]; then
+  echo "== the s2ft tool on stories260K =="
+  out=$(mktemp -d)
+  s2ft=./build/src/cli/s2ft
+  $s2ft inspect "$data/stories260K-hf"
+  $s2ft select "$data/stories260K-hf" -o "$out/selection.json" --strategy weight --order smallest \
+    --ratio-o 0.25 --ratio-down 0.05
+  $s2ft inspect "$out/selection.json"
+  $s2ft permute "$data/stories260K-hf" --selection "$out/selection.json" -o "$out/permuted"
+  $s2ft inspect "$out/permuted"
+  rm -rf "$out"
+else
+  echo "(no $data/stories260K-hf: skipping the s2ft tool demonstration)"
+fi
