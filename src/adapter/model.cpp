@@ -83,18 +83,62 @@ struct LineGeometry {
   size_t compact(int64_t i, int64_t j) const { return static_cast<size_t>(columns ? i * k + j : j * len + i); }
 };
 
-// Calls f(i, j, c) for element i of line j, for every j in js and i in
-// [0, len), with c = g.compact(i, j): row by row for column targets (the k
-// lines of a row-major weight's row sit close together), line by line for
-// row targets.
+// A span: n elements of the lines whose weight bytes sit at w + t * ws and
+// whose compact index is c0 + t (t in [0, n)). Column targets give one span
+// per weight row and run of lines that are consecutive both in the list and
+// in the weight (a permuted model's whole trained block is one run); row
+// targets give one span per line. Spans let the inner loops run over
+// contiguous memory, which is what makes a switch memory-bound.
+struct Span {
+  char *w;
+  int64_t ws;
+  size_t c0;
+  int64_t n;
+  int64_t first_line;  // index into js of the span's first line (column targets: of its run)
+};
+
+// Runs of js where consecutive entries are consecutive lines at consecutive positions.
+std::vector<std::pair<size_t, int64_t>> line_runs(const std::vector<int64_t> &js, const std::vector<int64_t> &pos) {
+  std::vector<std::pair<size_t, int64_t>> runs;  // (start in js, length)
+  for (size_t t = 0; t < js.size(); ++t) {
+    if (!runs.empty()) {
+      const size_t prev = t - 1;
+      if (js[t] == js[prev] + 1 && pos[static_cast<size_t>(js[t])] == pos[static_cast<size_t>(js[prev])] + 1) {
+        ++runs.back().second;
+        continue;
+      }
+    }
+    runs.push_back({t, 1});
+  }
+  return runs;
+}
+
 template <typename F>
-void for_each_element(const LineGeometry &g, const std::vector<int64_t> &js, F &&f) {
+void for_each_span(const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js, F &&f) {
   if (g.columns) {
+    const auto runs = line_runs(js, pos);
     for (int64_t i = 0; i < g.len; ++i)
-      for (int64_t j : js) f(i, j, static_cast<size_t>(i * g.k + j));
+      for (const auto &r : runs) {
+        const int64_t j0 = js[r.first];
+        f(Span{g.weight_elem(i, pos[static_cast<size_t>(j0)]), g.step_line, g.compact(i, j0), r.second,
+               static_cast<int64_t>(r.first)});
+      }
   } else {
-    for (int64_t j : js)
-      for (int64_t i = 0; i < g.len; ++i) f(i, j, static_cast<size_t>(j * g.len + i));
+    for (size_t t = 0; t < js.size(); ++t) {
+      const int64_t j = js[t];
+      f(Span{g.weight_elem(0, pos[static_cast<size_t>(j)]), g.step_elem, g.compact(0, j), g.len, static_cast<int64_t>(t)});
+    }
+  }
+}
+
+// Copies n elements of T; short runs (scattered lines) stay inline instead of
+// paying a library memcpy call per element.
+template <typename T>
+inline void copy_elems(char *dst, const char *src, int64_t n) {
+  if (n <= 8) {
+    for (int64_t t = 0; t < n; ++t) std::memcpy(dst + t * sizeof(T), src + t * sizeof(T), sizeof(T));
+  } else {
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
   }
 }
 
@@ -106,12 +150,21 @@ template <typename Codec>
 void write_lines(const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js,
                  const char *original, const float *delta, double scale) {
   using T = typename Codec::T;
-  const int64_t *p = pos.data();
-  for_each_element(g, js, [&](int64_t i, int64_t j, size_t c) {
-    T v;
-    std::memcpy(&v, original + c * sizeof(T), sizeof(T));
-    if (delta != nullptr) v = Codec::store(Codec::load(v) + scale * static_cast<double>(delta[c]));
-    std::memcpy(g.weight_elem(i, p[j]), &v, sizeof(T));
+  for_each_span(g, pos, js, [&](const Span &sp) {
+    const T *o = reinterpret_cast<const T *>(original) + sp.c0;  // compact buffers are T-aligned
+    const float *d = delta != nullptr ? delta + sp.c0 : nullptr;
+    const bool dense = sp.ws == static_cast<int64_t>(sizeof(T)) && reinterpret_cast<uintptr_t>(sp.w) % alignof(T) == 0;
+    if (dense && d == nullptr) {
+      copy_elems<T>(sp.w, reinterpret_cast<const char *>(o), sp.n);
+    } else if (dense) {
+      T *w = reinterpret_cast<T *>(sp.w);
+      for (int64_t t = 0; t < sp.n; ++t) w[t] = Codec::store(Codec::load(o[t]) + scale * static_cast<double>(d[t]));
+    } else {
+      for (int64_t t = 0; t < sp.n; ++t) {
+        const T v = d == nullptr ? o[t] : Codec::store(Codec::load(o[t]) + scale * static_cast<double>(d[t]));
+        std::memcpy(sp.w + t * sp.ws, &v, sizeof(T));
+      }
+    }
   });
 }
 
@@ -122,10 +175,48 @@ template <typename T>
 void gather_originals(const LineGeometry &g, const std::vector<int64_t> &pos, const std::vector<int64_t> &js,
                       const std::vector<int64_t> &from_old, const LineGeometry &old_g, const char *old_bytes,
                       char *out) {
-  for_each_element(g, js, [&](int64_t i, int64_t j, size_t c) {
-    const int64_t o = from_old[static_cast<size_t>(j)];
-    const char *src = o >= 0 ? old_bytes + old_g.compact(i, o) * sizeof(T) : g.weight_elem(i, pos[static_cast<size_t>(j)]);
-    std::memcpy(out + c * sizeof(T), src, sizeof(T));
+  bool any_old = false;
+  for (int64_t j : js) any_old = any_old || from_old[static_cast<size_t>(j)] >= 0;
+  if (!any_old) {  // the common case: every line comes straight from the weight
+    for_each_span(g, pos, js, [&](const Span &sp) {
+      char *dst = out + sp.c0 * sizeof(T);
+      if (sp.ws == static_cast<int64_t>(sizeof(T))) {
+        copy_elems<T>(dst, sp.w, sp.n);
+      } else {
+        for (int64_t t = 0; t < sp.n; ++t) std::memcpy(dst + t * sizeof(T), sp.w + t * sp.ws, sizeof(T));
+      }
+    });
+    return;
+  }
+  for_each_span(g, pos, js, [&](const Span &sp) {
+    const int64_t lines_in_span = g.columns ? sp.n : 1;
+    for (int64_t u = 0; u < lines_in_span; ++u) {  // element-wise where a line comes from the old record
+      const int64_t j = js[static_cast<size_t>(sp.first_line + u)];
+      if (from_old[static_cast<size_t>(j)] < 0) continue;
+      const int64_t o = from_old[static_cast<size_t>(j)];
+      if (g.columns) {
+        const int64_t i = static_cast<int64_t>(sp.c0) / g.k;
+        std::memcpy(out + (sp.c0 + static_cast<size_t>(u)) * sizeof(T), old_bytes + old_g.compact(i, o) * sizeof(T), sizeof(T));
+      } else {
+        for (int64_t i = 0; i < g.len; ++i)
+          std::memcpy(out + (sp.c0 + static_cast<size_t>(i)) * sizeof(T), old_bytes + old_g.compact(i, o) * sizeof(T), sizeof(T));
+      }
+    }
+    for (int64_t t = 0; t < sp.n; ++t) {  // the rest straight from the weight
+      const int64_t j = js[static_cast<size_t>(sp.first_line + (g.columns ? t : 0))];
+      if (from_old[static_cast<size_t>(j)] >= 0) {
+        if (!g.columns) break;
+        continue;
+      }
+      if (sp.ws == static_cast<int64_t>(sizeof(T))) {  // contiguous: copy the rest of the span at once
+        int64_t end = t;
+        while (end < sp.n && from_old[static_cast<size_t>(js[static_cast<size_t>(sp.first_line + (g.columns ? end : 0))])] < 0) ++end;
+        std::memcpy(out + (sp.c0 + static_cast<size_t>(t)) * sizeof(T), sp.w + t * sp.ws, static_cast<size_t>(end - t) * sizeof(T));
+        t = end - 1;
+        continue;
+      }
+      std::memcpy(out + (sp.c0 + static_cast<size_t>(t)) * sizeof(T), sp.w + t * sp.ws, sizeof(T));
+    }
   });
 }
 
