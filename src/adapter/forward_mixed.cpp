@@ -18,6 +18,7 @@
 #include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "train/linear_args.hpp"
 
 namespace s2ft {
 namespace {
@@ -110,19 +111,12 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
   return s2ft::guard("s2ft_adapter_forward_mixed", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    if (!c.backend) fail(S2FT_ERR_UNSUPPORTED, "the context has no compute backend");
+    require_backend(c);
     check_target(target);
     if (layer < 0) fail_arg("layer " + std::to_string(layer) + " is negative");
-    const Matrix W = check_matrix(w, "w", c.device);
-    const Matrix X = check_matrix(x, "x", c.device);
-    const Matrix Y = check_matrix(y, "y", c.device);
+    const LinearArgs args = check_linear(c, x, w, y);
+    const Matrix &W = args.w, &X = args.x, &Y = args.y;
     const int64_t T = X.rows;
-    require_shape(X, "x", T, W.cols);
-    require_shape(Y, "y", T, W.rows);
-    require_same_dtype(X, "x", W, "w");
-    require_same_dtype(Y, "y", W, "w");
-    require_disjoint(Y, "y", X, "x");
-    require_disjoint(Y, "y", W, "w");
     if (perm != nullptr) {
       check_layer(perm->shape, layer);
       int64_t rows, cols;

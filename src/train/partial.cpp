@@ -6,14 +6,11 @@
 #include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "train/linear_args.hpp"
 #include "train/slice.hpp"
 
 namespace s2ft {
 namespace {
-
-void require_cpu_backend(s2ft_context &ctx) {
-  if (!ctx.backend) fail(S2FT_ERR_UNSUPPORTED, "the context has no compute backend");
-}
 
 // Copies x[:, S] (columns) or all of x (rows) into x_saved.
 void save_input(const Matrix &x, const Lines &lines, const Matrix &x_saved) {
@@ -44,18 +41,11 @@ S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx, const s2ft_slice *s
   return s2ft::guard("s2ft_forward_partial", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_cpu_backend(c);
-    const Matrix W = check_matrix(w, "w", c.device);
+    require_backend(c);
+    const LinearArgs a = check_linear(c, x, w, y);
+    const Matrix &W = a.w, &X = a.x, &Y = a.y;
     const Lines lines = check_slice(slice, "slice", W.rows, W.cols);
-    const Matrix X = check_matrix(x, "x", c.device);
-    const Matrix Y = check_matrix(y, "y", c.device);
     const int64_t T = X.rows;
-    require_shape(X, "x", T, W.cols);
-    require_shape(Y, "y", T, W.rows);
-    require_same_dtype(X, "x", W, "w");
-    require_same_dtype(Y, "y", W, "w");
-    require_disjoint(Y, "y", X, "x");
-    require_disjoint(Y, "y", W, "w");
     Matrix S;
     if (x_saved != nullptr) {
       S = check_matrix(x_saved, "x_saved", c.device);
@@ -82,7 +72,7 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *
   return s2ft::guard("s2ft_backward_partial", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_cpu_backend(c);
+    require_backend(c);
     if (flags & ~(S2FT_ACCUMULATE_DW | S2FT_ACCUMULATE_DX))
       fail_arg("flags has unknown bits 0x" + [&] {
         char b[16];

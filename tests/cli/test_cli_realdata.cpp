@@ -10,17 +10,15 @@
 
 #include "cli/cli_test_util.hpp"
 #include "support/llama_model_ref.hpp"
+#include "support/realdata.hpp"
 #include "support/test_util.hpp"
 
 using namespace cli_test;
 
 namespace {
 
-std::string data_dir() {
-  const char *env = std::getenv("S2FT_TEST_DATA");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(S2FT_TEST_DATA_DIR);
-}
-std::string model_dir() { return data_dir() + "/stories260K-hf"; }
+using s2ft_test::data_dir;
+using s2ft_test::model_dir;
 
 struct Loaded {
   s2ft_ref::BlockShape shape;

@@ -20,18 +20,13 @@
 
 #include "io/safetensors.hpp"
 #include "support/llama_model_ref.hpp"
+#include "support/realdata.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
 
 namespace {
 
-std::string data_dir() {
-  const char *env = std::getenv("S2FT_TEST_DATA");
-  return env != nullptr && *env != '\0' ? std::string(env) : std::string(S2FT_TEST_DATA_DIR);
-}
-
-std::string model_dir() { return data_dir() + "/stories260K-hf"; }
 
 bool file_exists(const std::string &p) { return std::ifstream(p).good(); }
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/target_geometry.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -22,26 +23,6 @@ namespace {
 
 // GQA (4 query heads over 2 KV heads of 3) with odd sizes.
 const s2ft_model_shape kShape{2, 5, 4, 2, 3, 7};
-const int32_t kTargets[] = {S2FT_TARGET_O, S2FT_TARGET_V, S2FT_TARGET_DOWN, S2FT_TARGET_UP};
-
-bool by_columns(int32_t t) { return t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN; }
-void weight_shape(const s2ft_model_shape &s, int32_t t, int64_t *r, int64_t *c) {
-  const int64_t q = int64_t{s.n_heads} * s.head_dim, kv = int64_t{s.n_kv_heads} * s.head_dim;
-  if (t == S2FT_TARGET_O) *r = s.d_model, *c = q;
-  else if (t == S2FT_TARGET_V) *r = kv, *c = s.d_model;
-  else if (t == S2FT_TARGET_DOWN) *r = s.d_model, *c = s.d_ff;
-  else *r = s.d_ff, *c = s.d_model;
-}
-int64_t line_count(const s2ft_model_shape &s, int32_t t) {
-  int64_t r, c;
-  weight_shape(s, t, &r, &c);
-  return by_columns(t) ? c : r;
-}
-int64_t line_length(const s2ft_model_shape &s, int32_t t) {
-  int64_t r, c;
-  weight_shape(s, t, &r, &c);
-  return by_columns(t) ? r : c;
-}
 // A delta for k lines: [len, k] for column targets, [k, len] for rows.
 HostMatrix delta_matrix(const s2ft_model_shape &s, int32_t t, int64_t k, int32_t dtype = S2FT_F32) {
   const int64_t len = line_length(s, t);

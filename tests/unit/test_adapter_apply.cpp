@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "support/target_geometry.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -18,26 +19,6 @@ namespace {
 
 // GQA and odd sizes: 4 query heads over 2 KV heads of 3, d_ff 11.
 const s2ft_model_shape kShape{2, 13, 4, 2, 3, 11};
-const int32_t kTargets[] = {S2FT_TARGET_O, S2FT_TARGET_V, S2FT_TARGET_DOWN, S2FT_TARGET_UP};
-
-void weight_shape(const s2ft_model_shape &s, int32_t t, int64_t *r, int64_t *c) {
-  const int64_t q = int64_t{s.n_heads} * s.head_dim, kv = int64_t{s.n_kv_heads} * s.head_dim;
-  if (t == S2FT_TARGET_O) *r = s.d_model, *c = q;
-  if (t == S2FT_TARGET_V) *r = kv, *c = s.d_model;
-  if (t == S2FT_TARGET_DOWN) *r = s.d_model, *c = s.d_ff;
-  if (t == S2FT_TARGET_UP) *r = s.d_ff, *c = s.d_model;
-}
-bool by_columns(int32_t t) { return t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN; }
-int64_t line_count(const s2ft_model_shape &s, int32_t t) {
-  int64_t r, c;
-  weight_shape(s, t, &r, &c);
-  return by_columns(t) ? c : r;
-}
-int64_t line_length(const s2ft_model_shape &s, int32_t t) {
-  int64_t r, c;
-  weight_shape(s, t, &r, &c);
-  return by_columns(t) ? r : c;
-}
 
 // The correctly rounded dtype value of d, found independently of the
 // library: the nearest of the three patterns around the double-rounded
