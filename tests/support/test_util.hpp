@@ -168,6 +168,21 @@ inline const char *dtype_label(int32_t dtype) {
   return dtype == S2FT_F32 ? "f32" : dtype == S2FT_F16 ? "f16" : "bf16";
 }
 
+// Random-strategy options that train count[t] units of every target with
+// count[t] > 0 (and no ratio budgets).
+inline s2ft_select_options count_options(const int64_t count[S2FT_NUM_TARGETS], int32_t head_granularity) {
+  s2ft_select_options opts;
+  EXPECT_EQ(s2ft_select_options_init(&opts, S2FT_SELECT_OPTIONS_VERSION), S2FT_OK);
+  opts.targets = 0;
+  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+    opts.ratio[t] = 0.0;
+    opts.count[t] = count[t];
+    if (count[t] > 0) opts.targets |= S2FT_TARGET_BIT(t);
+  }
+  opts.head_granularity = head_granularity;
+  return opts;
+}
+
 // Owners of library handles, so a failing assertion never leaks one.
 struct Context {
   s2ft_context *ctx = nullptr;

@@ -281,15 +281,7 @@ TEST_P(FromTraining, HoldsTrainedMinusBaseAndIgnoresPermutation) {
   const TrainCase c = GetParam();
   const s2ft_model_shape &s = c.shape;
   Context cx;
-  s2ft_select_options opts;
-  ASSERT_S2FT_OK(s2ft_select_options_init(&opts, S2FT_SELECT_OPTIONS_VERSION));
-  opts.targets = 0;
-  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-    opts.ratio[t] = 0.0;
-    opts.count[t] = c.count[t];
-    if (c.count[t] > 0) opts.targets |= S2FT_TARGET_BIT(t);
-  }
-  opts.head_granularity = c.granularity;
+  s2ft_select_options opts = count_options(c.count, c.granularity);
   opts.seed = 42;
   Selection sel;
   ASSERT_S2FT_OK(s2ft_select(cx.ctx, &s, &opts, nullptr, &sel.sel));

@@ -105,15 +105,7 @@ TEST_P(PermuteInvariance, BlockOutputUnchangedAndLinesWherePromised) {
   const Case c = GetParam();
   Context cx;
   const s2ft_model_shape shape{2, c.d_model, c.n_heads, c.n_kv, c.head_dim, c.d_ff};
-  s2ft_select_options opts;
-  ASSERT_S2FT_OK(s2ft_select_options_init(&opts, S2FT_SELECT_OPTIONS_VERSION));
-  opts.targets = 0;
-  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-    opts.ratio[t] = 0.0;
-    opts.count[t] = c.count[t];
-    if (c.count[t] > 0) opts.targets |= S2FT_TARGET_BIT(t);
-  }
-  opts.head_granularity = c.granularity;
+  s2ft_select_options opts = count_options(c.count, c.granularity);
   const int64_t T = 7;
   const int32_t layer = 1;
 
