@@ -713,8 +713,11 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
  * weights; only o, v, down and up are read (those of trained targets must
  * be set). With `permuted` nonzero both are in the selection's permuted
  * order (as after s2ft_permute FORWARD) and the lines are mapped back to
- * base order; fingerprints are always taken in base order.
- * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * base order; fingerprints are always taken in base order. Weights are
+ * read on the CPU; base and trained may differ in dtype (e.g. an f32
+ * master against a bf16 base).
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (also: a delta that overflows f32, a
+ * name that is not UTF-8), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
  */
 S2FT_API s2ft_status s2ft_adapter_from_training(s2ft_context *ctx, const s2ft_selection *sel,
@@ -778,11 +781,11 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
  * delta = sum_i weights[i] * delta_i (in double, rounded once to f32) where
  * lines overlap. weights NULL means each adapter's default scale. The
  * result's default scale is 1 and its name joins the inputs' names with
- * '+'. Applying the result equals applying the inputs one after another
+ * '+' (cut to 255 bytes at a character boundary). Applying the result equals applying the inputs one after another
  * with those scales (up to the f32 rounding of the sum).
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,
  * different model shapes, the same base line with different nonzero
- * fingerprints), S2FT_ERR_OUT_OF_MEMORY.
+ * fingerprints, a fused delta that overflows f32), S2FT_ERR_OUT_OF_MEMORY.
  */
 S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *adapters,
                                        const double *weights, int64_t n,
@@ -863,8 +866,8 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  * permuted order of `perm` when perm is not NULL. x [T, in], y [T, out],
  * one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1
  * ascending entries from 0 to T; segment_adapter[j] is an index into
- * adapters (n_adapters entries) or -1 for none; scales NULL means default
- * scales. An adapter without an entry for (layer, target) adds nothing.
+ * adapters (n_adapters entries) or -1 for none; scales NULL (or a NaN
+ * entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
  */
