@@ -10,5 +10,10 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config binutils \
   libopenblas-dev nlohmann-json3-dev \
-  libgtest-dev googletest >/dev/null
+  libgtest-dev googletest \
+  bindgen libclang-dev swig default-jdk-headless junit4 golang-go >/dev/null
+# Rust: use a toolchain already on PATH (e.g. rustup's), else Debian's.
+if ! command -v cargo >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null
+fi
 echo "setup: packages installed"

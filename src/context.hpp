@@ -1,12 +1,14 @@
 // The context object behind the opaque s2ft_context handle.
 #pragma once
 
+#include "common/live_handles.hpp"
 #include <memory>
 
 #include "backend/backend.hpp"
 #include "s2ft/s2ft.h"
 
 struct s2ft_context {
+  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_device device{S2FT_DEVICE_CPU, 0};
   std::unique_ptr<s2ft::Backend> backend;
 };

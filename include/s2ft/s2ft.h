@@ -94,6 +94,11 @@ S2FT_API const char *s2ft_last_error(void);
 /** Clears this thread's last error message (s2ft_last_error() returns ""). */
 S2FT_API void s2ft_clear_error(void);
 
+/** The number of library objects (contexts, statistics, selections,
+ *  optimizers, adapters, models) created and not yet destroyed in this
+ *  process, for leak checks in tests and bindings. Thread-safe. */
+S2FT_API int64_t s2ft_live_handles(void);
+
 /* ------------------------------------------------------------------------ */
 /* Tensors (DLPack-compatible descriptors)                                  */
 /* ------------------------------------------------------------------------ */

@@ -2,6 +2,7 @@
 // s2ft_model, and the per-target geometry both rely on.
 #pragma once
 
+#include "common/live_handles.hpp"
 #include <array>
 #include <cstdint>
 #include <string>
@@ -49,6 +50,7 @@ uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line);
 }  // namespace s2ft
 
 struct s2ft_adapter {
+  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_model_shape shape{};
   std::string name;
   double default_scale = 1.0;

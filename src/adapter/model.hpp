@@ -4,6 +4,7 @@
 // bit-exactly.
 #pragma once
 
+#include "common/live_handles.hpp"
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -39,6 +40,7 @@ struct Displaced {
 }  // namespace s2ft
 
 struct s2ft_model {
+  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_context *ctx = nullptr;
   s2ft_model_shape shape{};
   std::vector<std::array<s2ft::ModelWeight, S2FT_NUM_TARGETS>> weights;  // n_layers

@@ -1,5 +1,6 @@
 // Status strings, the thread-local last error, and the version queries.
 #include "common/error.hpp"
+#include "common/live_handles.hpp"
 
 #include <string>
 
@@ -19,6 +20,11 @@ s2ft_status set_error(s2ft_status status, const std::string &message) {
 }
 
 void fail(s2ft_status status, const std::string &message) { throw Error(status, message); }
+
+std::atomic<int64_t> &live_handle_count() {
+  static std::atomic<int64_t> count{0};
+  return count;
+}
 
 }  // namespace s2ft
 
@@ -45,6 +51,8 @@ S2FT_API const char *s2ft_status_string(s2ft_status status) {
 S2FT_API const char *s2ft_last_error(void) { return s2ft::last_error_message.c_str(); }
 
 S2FT_API void s2ft_clear_error(void) { s2ft::last_error_message.clear(); }
+
+S2FT_API int64_t s2ft_live_handles(void) { return s2ft::live_handle_count().load(std::memory_order_relaxed); }
 
 #define S2FT_STR2(x) #x
 #define S2FT_STR(x) S2FT_STR2(x)

@@ -3,6 +3,7 @@
 // gradients, accumulated in double.
 #pragma once
 
+#include "common/live_handles.hpp"
 #include <array>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "s2ft/s2ft.h"
 
 struct s2ft_statistics {
+  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   struct Record {
     bool present = false;
     std::vector<double> sums;  // one per unit of the target

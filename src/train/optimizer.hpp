@@ -2,6 +2,7 @@
 // whose state covers only the trained slice of each weight.
 #pragma once
 
+#include "common/live_handles.hpp"
 #include <cstdint>
 #include <vector>
 
@@ -44,6 +45,7 @@ void write_master_to_weight(const OptimizerParam &p);
 }  // namespace s2ft
 
 struct s2ft_optimizer {
+  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_device device{S2FT_DEVICE_CPU, 0};
   s2ft_optimizer_options options{};
   int64_t steps = 0;  // completed steps; AdamW's bias correction uses steps + 1

@@ -208,3 +208,28 @@ TEST(ModelShape, RejectsHeadsNotMultipleOfKvHeads) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(LiveHandles, CountsEveryHandleUntilDestroyed) {
+  const int64_t before = s2ft_live_handles();
+  s2ft_context *ctx = nullptr;
+  ASSERT_S2FT_OK(s2ft_context_create(nullptr, &ctx));
+  const s2ft_model_shape shape{2, 8, 4, 2, 2, 6};
+  s2ft_selection *sel = nullptr;
+  s2ft_select_options opts;
+  ASSERT_S2FT_OK(s2ft_select_options_init(&opts, S2FT_SELECT_OPTIONS_VERSION));
+  ASSERT_S2FT_OK(s2ft_select(ctx, &shape, &opts, nullptr, &sel));
+  s2ft_adapter *a = nullptr;
+  ASSERT_S2FT_OK(s2ft_adapter_create(&shape, "a", 1.0, &a));
+  EXPECT_EQ(s2ft_live_handles(), before + 3);
+  s2ft_adapter *fail = nullptr;
+  EXPECT_NE(s2ft_adapter_create(&shape, nullptr, 1.0, &fail), S2FT_OK);  // a failed create leaves nothing behind
+  EXPECT_EQ(s2ft_live_handles(), before + 3);
+  s2ft_adapter_destroy(a);
+  s2ft_selection_destroy(sel);
+  s2ft_context_destroy(ctx);
+  EXPECT_EQ(s2ft_live_handles(), before);
+}
+
+}  // namespace
