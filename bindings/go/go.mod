@@ -1,0 +1,3 @@
+module s2ft.dev/s2ft
+
+go 1.19

@@ -1,0 +1,320 @@
+package s2ft
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"s2ft.dev/s2ft/internal/capi"
+)
+
+// ModelShape is the shape of a LLaMA-architecture decoder.
+type ModelShape struct {
+	NLayers, DModel, NHeads, NKVHeads, HeadDim, DFF int
+}
+
+func (s ModelShape) native() capi.S2ft_model_shape {
+	n := capi.NewS2ft_model_shape()
+	n.SetN_layers(s.NLayers)
+	n.SetD_model(s.DModel)
+	n.SetN_heads(s.NHeads)
+	n.SetN_kv_heads(s.NKVHeads)
+	n.SetHead_dim(s.HeadDim)
+	n.SetD_ff(s.DFF)
+	return n
+}
+
+// Check validates the shape with the library.
+func (s ModelShape) Check() error {
+	n := s.native()
+	defer capi.DeleteS2ft_model_shape(n)
+	return call(func() int { return capi.S2ft_model_shape_check(n) })
+}
+
+// Context binds the library to one backend and device.
+type Context struct{ p capi.Struct_SS_s2ft_context }
+
+// NewContext creates a CPU context with defaults.
+func NewContext() (*Context, error) {
+	cell := capi.New_context_out()
+	defer capi.Delete_context_out(cell)
+	if err := call(func() int { return capi.S2ft_context_create(capi.SwigcptrS2ft_context_options(0), cell) }); err != nil {
+		return nil, err
+	}
+	return &Context{capi.Context_out_value(cell)}, nil
+}
+
+// Close destroys the context (idempotent).
+func (c *Context) Close() {
+	if c != nil && c.p != nil {
+		capi.S2ft_context_destroy(c.p)
+		c.p = nil
+	}
+}
+
+// ForwardPartial computes y = x W^T and saves x[:, S] into xSaved (may be nil).
+func (c *Context) ForwardPartial(s Slice, x, w, y, xSaved *Tensor) error {
+	sl := s.native()
+	defer capi.S2ft_go_free(sl.Swigcptr())
+	return call(func() int { return capi.S2ft_forward_partial(c.p, sl, x.ptr(), w.ptr(), y.ptr(), xSaved.ptr()) })
+}
+
+// BackwardPartial computes dx = dy W (dx may be nil) and the slice's weight gradient.
+func (c *Context) BackwardPartial(s Slice, w, xIn, dy, dx, dwSlice *Tensor, flags uint) error {
+	sl := s.native()
+	defer capi.S2ft_go_free(sl.Swigcptr())
+	return call(func() int {
+		return capi.S2ft_backward_partial(c.p, sl, w.ptr(), xIn.ptr(), dy.ptr(), dx.ptr(), dwSlice.ptr(), flags)
+	})
+}
+
+// SelectOptions configures Select; zero budgets keep the library's defaults.
+type SelectOptions struct {
+	Targets  uint32 // mask of TargetBit; 0 keeps the default O|DOWN
+	Strategy int    // 0 random, 1 weight, 2 activation, 3 weight*act, 4 gradient
+	Seed     uint64
+	Count    [4]int64   // per target; a nonzero count replaces the ratio
+	Ratio    [4]float64 // per target; a nonzero ratio replaces the default
+	// Order (OrderLargest, OrderSmallest), Allocation (AllocatePerLayer,
+	// AllocateGlobal) and HeadGranularity (HeadsByGroup, HeadsSingle):
+	// the zero values are the library's defaults.
+	Order, Allocation, HeadGranularity int
+}
+
+// Selection says which units of each layer are trained.
+type Selection struct{ p capi.Struct_SS_s2ft_selection }
+
+// Select chooses units to train (random strategy needs no statistics; see
+// SelectWithStatistics for the others).
+func Select(ctx *Context, shape ModelShape, opts SelectOptions) (*Selection, error) {
+	return selectUnits(ctx, shape, opts, capi.SwigcptrStruct_SS_s2ft_statistics(0))
+}
+
+func selectUnits(ctx *Context, shape ModelShape, opts SelectOptions, stats capi.Struct_SS_s2ft_statistics) (*Selection, error) {
+	ns := shape.native()
+	defer capi.DeleteS2ft_model_shape(ns)
+	no := capi.NewS2ft_select_options()
+	defer capi.DeleteS2ft_select_options(no)
+	if err := call(func() int { return capi.S2ft_select_options_init(no, 1) }); err != nil {
+		return nil, err
+	}
+	if opts.Targets != 0 {
+		no.SetTargets(uint(opts.Targets))
+	}
+	no.SetStrategy(opts.Strategy)
+	no.SetSeed(opts.Seed)
+	no.SetOrder(opts.Order)
+	no.SetAllocation(opts.Allocation)
+	no.SetHead_granularity(opts.HeadGranularity)
+	ratio := unsafe.Slice((*float64)(unsafe.Pointer(no.GetRatio())), 4)
+	count := unsafe.Slice((*int64)(unsafe.Pointer(no.GetCount())), 4)
+	for t := 0; t < 4; t++ {
+		if opts.Count[t] != 0 {
+			count[t], ratio[t] = opts.Count[t], 0
+		} else if opts.Ratio[t] != 0 {
+			count[t], ratio[t] = 0, opts.Ratio[t]
+		}
+	}
+	cell := capi.New_selection_out()
+	defer capi.Delete_selection_out(cell)
+	if err := call(func() int {
+		return capi.S2ft_select(ctx.p, ns, no, stats, cell)
+	}); err != nil {
+		return nil, err
+	}
+	return &Selection{capi.Selection_out_value(cell)}, nil
+}
+
+// Close destroys the selection (idempotent).
+func (s *Selection) Close() {
+	if s != nil && s.p != nil {
+		capi.S2ft_selection_destroy(s.p)
+		s.p = nil
+	}
+}
+
+// Indices returns the selected indices of (layer, target), ascending.
+func (s *Selection) Indices(layer, target int, flags uint) ([]int64, error) {
+	var n int64
+	if err := call(func() int { return capi.S2ft_selection_indices(s.p, layer, target, flags, nil, 0, &n) }); err != nil {
+		return nil, err
+	}
+	out := make([]int64, n)
+	if n == 0 {
+		return out, nil
+	}
+	err := call(func() int { return capi.S2ft_selection_indices(s.p, layer, target, flags, &out[0], n, &n) })
+	return out, err
+}
+
+// Adapter is what fine-tuning changed: per (layer, target) lines and deltas.
+type Adapter struct{ p capi.Struct_SS_s2ft_adapter }
+
+// NewAdapter creates an empty adapter.
+func NewAdapter(shape ModelShape, name string, defaultScale float64) (*Adapter, error) {
+	ns := shape.native()
+	defer capi.DeleteS2ft_model_shape(ns)
+	cell := capi.New_adapter_out()
+	defer capi.Delete_adapter_out(cell)
+	if err := call(func() int { return capi.S2ft_adapter_create(ns, name, defaultScale, cell) }); err != nil {
+		return nil, err
+	}
+	return &Adapter{capi.Adapter_out_value(cell)}, nil
+}
+
+// LoadAdapter loads an adapter saved by Save.
+func LoadAdapter(path string) (*Adapter, error) {
+	cell := capi.New_adapter_out()
+	defer capi.Delete_adapter_out(cell)
+	if err := call(func() int { return capi.S2ft_adapter_load(path, cell) }); err != nil {
+		return nil, err
+	}
+	return &Adapter{capi.Adapter_out_value(cell)}, nil
+}
+
+func adapterArray(adapters []*Adapter) capi.Struct_SS_s2ft_adapter {
+	arr := capi.S2ft_go_adapters_new(int64(len(adapters)))
+	for i, a := range adapters {
+		capi.S2ft_go_adapters_set(arr, int64(i), a.p)
+	}
+	return arr
+}
+
+// FuseAdapters fuses adapters (weights nil: default scales).
+func FuseAdapters(adapters []*Adapter, weights []float64) (*Adapter, error) {
+	if len(adapters) == 0 || (weights != nil && len(weights) != len(adapters)) {
+		return nil, &Error{Status: ErrInvalidArgument, Message: "FuseAdapters: need one weight per adapter and at least one adapter"}
+	}
+	arr := adapterArray(adapters)
+	defer capi.S2ft_go_free(arr.Swigcptr())
+	var w *float64
+	if weights != nil {
+		w = &weights[0]
+	}
+	cell := capi.New_adapter_out()
+	defer capi.Delete_adapter_out(cell)
+	if err := call(func() int { return capi.S2ft_adapter_fuse(arr.Swigcptr(), w, int64(len(adapters)), cell) }); err != nil {
+		return nil, err
+	}
+	return &Adapter{capi.Adapter_out_value(cell)}, nil
+}
+
+// Close destroys the adapter (idempotent). Not while applied to a Model.
+func (a *Adapter) Close() {
+	if a != nil && a.p != nil {
+		capi.S2ft_adapter_destroy(a.p)
+		a.p = nil
+	}
+}
+
+// Set sets the entry of (layer, target); base (may be nil) fingerprints the lines.
+func (a *Adapter) Set(layer, target int, lines []int64, delta, base *Tensor) error {
+	var p *int64
+	if len(lines) > 0 {
+		p = &lines[0]
+	}
+	return call(func() int {
+		return capi.S2ft_adapter_set(a.p, layer, target, p, int64(len(lines)), delta.ptr(), base.ptr())
+	})
+}
+
+// Name is the adapter's name.
+func (a *Adapter) Name() string { return capi.S2ft_adapter_name(a.p) }
+
+// Lines returns the base-order lines of (layer, target).
+func (a *Adapter) Lines(layer, target int) ([]int64, error) {
+	var n int64
+	if err := call(func() int { return capi.S2ft_adapter_lines(a.p, layer, target, nil, nil, 0, &n) }); err != nil {
+		return nil, err
+	}
+	out := make([]int64, n)
+	if n == 0 {
+		return out, nil
+	}
+	err := call(func() int { return capi.S2ft_adapter_lines(a.p, layer, target, &out[0], nil, n, &n) })
+	return out, err
+}
+
+// Delta copies the delta of (layer, target) into out.
+func (a *Adapter) Delta(layer, target int, out *Tensor) error {
+	return call(func() int { return capi.S2ft_adapter_delta(a.p, layer, target, out.ptr()) })
+}
+
+// Save writes the adapter as safetensors.
+func (a *Adapter) Save(path string) error {
+	return call(func() int { return capi.S2ft_adapter_save(a.p, path) })
+}
+
+// Model holds base weights (C memory tensors) that adapters are applied to.
+type Model struct {
+	p      capi.Struct_SS_s2ft_model
+	layers []LayerWeights // keeps the tensors reachable
+}
+
+// NewModel creates a model over the weights (base order).
+func NewModel(ctx *Context, shape ModelShape, layers []LayerWeights) (*Model, error) {
+	ns := shape.native()
+	defer capi.DeleteS2ft_model_shape(ns)
+	arr := nativeLayers(layers)
+	defer capi.S2ft_go_free(arr.Swigcptr())
+	cell := capi.New_model_out()
+	defer capi.Delete_model_out(cell)
+	if err := call(func() int {
+		return capi.S2ft_model_create(ctx.p, ns, arr, capi.SwigcptrStruct_SS_s2ft_selection(0), cell)
+	}); err != nil {
+		return nil, err
+	}
+	return &Model{p: capi.Model_out_value(cell), layers: layers}, nil
+}
+
+// Close destroys the model (idempotent); an applied adapter stays merged.
+func (m *Model) Close() {
+	if m != nil && m.p != nil {
+		capi.S2ft_model_destroy(m.p)
+		m.p = nil
+	}
+}
+
+// Apply merges an adapter (scale NaN: its default scale).
+func (m *Model) Apply(a *Adapter, scale float64) error {
+	return call(func() int { return capi.S2ft_adapter_apply(m.p, a.p, scale, 0) })
+}
+
+// Switch replaces the applied adapter; bit-identical to Remove then Apply.
+func (m *Model) Switch(a *Adapter, scale float64) error {
+	return call(func() int { return capi.S2ft_adapter_switch(m.p, a.p, scale, 0) })
+}
+
+// Remove restores the displaced lines bit-exactly.
+func (m *Model) Remove() error {
+	return call(func() int { return capi.S2ft_adapter_remove(m.p) })
+}
+
+// DefaultScale is the NaN scale that selects an adapter's default scale.
+var DefaultScale = math.NaN()
+
+// ForwardMixed runs one linear layer for a batch of segments, segment j
+// (rows offsets[j]..offsets[j+1]) using adapters[segmentAdapter[j]] or none
+// (-1). scales nil: default scales. w is in base order.
+func ForwardMixed(ctx *Context, layer, target int, x, w *Tensor, adapters []*Adapter, scales []float64,
+	offsets []int64, segmentAdapter []int32, y *Tensor) error {
+	if len(offsets) != len(segmentAdapter)+1 || len(segmentAdapter) == 0 {
+		return &Error{Status: ErrInvalidArgument, Message: fmt.Sprintf("ForwardMixed: %d offsets for %d segments", len(offsets), len(segmentAdapter))}
+	}
+	if scales != nil && len(scales) != len(adapters) {
+		return &Error{Status: ErrInvalidArgument, Message: "ForwardMixed: need one scale per adapter"}
+	}
+	arr := adapterArray(adapters)
+	defer capi.S2ft_go_free(arr.Swigcptr())
+	var sp *float64
+	if scales != nil {
+		sp = &scales[0]
+	}
+	// SWIG shows int32_t* as *int; the C side reads int32 values.
+	seg := (*int)(unsafe.Pointer(&segmentAdapter[0]))
+	return call(func() int {
+		return capi.S2ft_adapter_forward_mixed(ctx.p, layer, target, x.ptr(), w.ptr(),
+			capi.SwigcptrStruct_SS_s2ft_selection(0), arr.Swigcptr(), sp, int64(len(adapters)),
+			&offsets[0], seg, int64(len(segmentAdapter)), y.ptr())
+	})
+}

@@ -1,0 +1,146 @@
+package org.s2ft;
+
+import org.s2ft.swig.S2ftNative;
+import org.s2ft.swig.s2ft_model_shape;
+
+/**
+ * What fine-tuning changed (s2ft_adapter): per (layer, target) the trained
+ * lines in base order and their f32 deltas. Do not close an adapter while it
+ * is applied to a {@link Model}.
+ */
+public final class Adapter extends NativeHandle {
+  private Adapter(long p) {
+    super(p);
+  }
+
+  /** An empty adapter; fill it with {@link #set}. */
+  public static Adapter create(ModelShape shape, String name, double defaultScale) {
+    s2ft_model_shape s = shape.toNative();
+    try {
+      return new Adapter(S2ftNative.s2ft_adapter_create(s, name, defaultScale));
+    } finally {
+      s.delete();
+    }
+  }
+
+  /** delta = trained - base for every slice the selection trains (s2ft_adapter_from_training). */
+  public static Adapter fromTraining(Context ctx, Selection sel, LayerWeights[] base, LayerWeights[] trained,
+      boolean permuted, String name) {
+    return new Adapter(S2ftNative.s2ft_adapter_from_training(ctx.ptr(), sel.ptr(), base, trained,
+        permuted ? 1 : 0, name));
+  }
+
+  /** Loads an adapter saved by {@link #save}. */
+  public static Adapter load(String path) {
+    return new Adapter(S2ftNative.s2ft_adapter_load(path));
+  }
+
+  /** Fuses adapters: union of lines, weighted sum of deltas (weights null: default scales). */
+  public static Adapter fuse(Adapter[] adapters, double[] weights) {
+    if (weights != null && weights.length != adapters.length)
+      throw new IllegalArgumentException("weights has " + weights.length + " entries for " + adapters.length
+          + " adapters");
+    return new Adapter(S2ftNative.s2ft_adapter_fuse(pointers(adapters), weights, adapters.length));
+  }
+
+  static long[] pointers(Adapter[] adapters) {
+    long[] p = new long[adapters.length];
+    for (int i = 0; i < p.length; ++i) {
+      if (adapters[i] == null) throw new NullPointerException("adapters[" + i + "] is null");
+      p[i] = adapters[i].ptr();
+    }
+    return p;
+  }
+
+  @Override
+  void destroy(long p) {
+    S2ftNative.s2ft_adapter_destroy(p);
+  }
+
+  /**
+   * Sets the entry of (layer, target): distinct base-order lines and their delta
+   * ([out, n] for O/DOWN, [n, in] for V/UP); base (may be null) fingerprints the lines.
+   */
+  public void set(int layer, int target, long[] lines, Tensor delta, Tensor base) {
+    S2ftNative.s2ft_adapter_set(ptr(), layer, target, lines, delta, base);
+  }
+
+  public void setInfo(String name, double defaultScale) {
+    S2ftNative.s2ft_adapter_set_info(ptr(), name, defaultScale);
+  }
+
+  public String name() {
+    return S2ftNative.s2ft_adapter_name(ptr());
+  }
+
+  public ModelShape shape() {
+    s2ft_model_shape s = new s2ft_model_shape();
+    try {
+      S2ftNative.s2ft_adapter_info(ptr(), s, null, null);
+      return ModelShape.fromNative(s);
+    } finally {
+      s.delete();
+    }
+  }
+
+  public double defaultScale() {
+    double[] scale = new double[1];
+    S2ftNative.s2ft_adapter_info(ptr(), null, scale, null);
+    return scale[0];
+  }
+
+  /** Mask of targets with an entry in some layer. */
+  public int targets() {
+    long[] t = new long[1];
+    S2ftNative.s2ft_adapter_info(ptr(), null, null, t);
+    return (int) t[0];
+  }
+
+  /** Base-order lines of (layer, target), ascending; empty when there is no entry. */
+  public long[] lines(int layer, int target) {
+    long n = S2ftNative.s2ft_adapter_lines(ptr(), layer, target, null);
+    long[] out = new long[(int) n];
+    if (n > 0) S2ftNative.s2ft_adapter_lines(ptr(), layer, target, out);
+    return out;
+  }
+
+  /** Copies the delta of (layer, target) into out. */
+  public void delta(int layer, int target, Tensor out) {
+    S2ftNative.s2ft_adapter_delta(ptr(), layer, target, out);
+  }
+
+  /** The delta of (layer, target) as a compact f32 array ([out, k] or [k, in]). */
+  public float[] delta(int layer, int target) {
+    ModelShape s = shape();
+    long[] w = s.weightShape(target);
+    long k = lines(layer, target).length;
+    boolean columns = target == S2ft.TARGET_O || target == S2ft.TARGET_DOWN;
+    long[] shape = columns ? new long[] {w[0], k} : new long[] {k, w[1]};
+    float[] out = new float[(int) (shape[0] * shape[1])];
+    delta(layer, target, Tensor.of(out, shape));
+    return out;
+  }
+
+  public void save(String path) {
+    S2ftNative.s2ft_adapter_save(ptr(), path);
+  }
+
+  /**
+   * One linear layer's forward for a batch of segments with their own adapters
+   * (s2ft_adapter_forward_mixed): y = x W^T plus, for segment j (rows
+   * offsets[j]..offsets[j+1]) with a = segmentAdapter[j] >= 0, adapter a's term.
+   * perm may be null (w in base order); scales null means default scales.
+   */
+  public static void forwardMixed(Context ctx, int layer, int target, Tensor x, Tensor w, Selection perm,
+      Adapter[] adapters, double[] scales, long[] offsets, int[] segmentAdapter, Tensor y) {
+    if (offsets == null || segmentAdapter == null) throw new NullPointerException("offsets/segmentAdapter");
+    if (offsets.length != segmentAdapter.length + 1)
+      throw new IllegalArgumentException("offsets needs one entry more than segmentAdapter (" + offsets.length
+          + " vs " + segmentAdapter.length + ")");
+    if (scales != null && scales.length != adapters.length)
+      throw new IllegalArgumentException("scales has " + scales.length + " entries for " + adapters.length
+          + " adapters");
+    S2ftNative.s2ft_adapter_forward_mixed(ctx.ptr(), layer, target, x, w, ptrOrZero(perm), pointers(adapters),
+        scales, adapters.length, offsets, segmentAdapter, segmentAdapter.length, y);
+  }
+}

@@ -1,0 +1,48 @@
+package org.s2ft;
+
+/** One layer's weights (s2ft_layer_weights); any may be null. Fields are set fluently. */
+public final class LayerWeights {
+  // Read by the JNI layer by name.
+  Tensor q, k, v, o, gate, up, down;
+
+  public LayerWeights q(Tensor t) { q = t; return this; }
+  public LayerWeights k(Tensor t) { k = t; return this; }
+  public LayerWeights v(Tensor t) { v = t; return this; }
+  public LayerWeights o(Tensor t) { o = t; return this; }
+  public LayerWeights gate(Tensor t) { gate = t; return this; }
+  public LayerWeights up(Tensor t) { up = t; return this; }
+  public LayerWeights down(Tensor t) { down = t; return this; }
+
+  /** Sets the weight of a trainable target (O, V, DOWN, UP). */
+  public LayerWeights target(int target, Tensor t) {
+    if (target == S2ft.TARGET_O) o = t;
+    else if (target == S2ft.TARGET_V) v = t;
+    else if (target == S2ft.TARGET_DOWN) down = t;
+    else if (target == S2ft.TARGET_UP) up = t;
+    else throw new IllegalArgumentException("target " + target + " is not one of O, V, DOWN, UP");
+    return this;
+  }
+
+  public Tensor target(int target) {
+    if (target == S2ft.TARGET_O) return o;
+    if (target == S2ft.TARGET_V) return v;
+    if (target == S2ft.TARGET_DOWN) return down;
+    if (target == S2ft.TARGET_UP) return up;
+    throw new IllegalArgumentException("target " + target + " is not one of O, V, DOWN, UP");
+  }
+
+  Tensor[] all() {
+    return new Tensor[] {q, k, v, o, gate, up, down};
+  }
+
+  /** Throws unless every set tensor keeps its memory in place (no float[]). */
+  static void requireStable(LayerWeights[] layers, String what) {
+    for (int l = 0; l < layers.length; ++l) {
+      if (layers[l] == null) throw new NullPointerException(what + "[" + l + "] is null");
+      for (Tensor t : layers[l].all())
+        if (t != null && !t.isStable())
+          throw new IllegalArgumentException(what + "[" + l + "]: weights kept by the library must be direct "
+              + "ByteBuffer tensors (Tensor.allocate/ofBuffer), not float[] tensors");
+    }
+  }
+}

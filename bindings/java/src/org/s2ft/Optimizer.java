@@ -1,0 +1,83 @@
+package org.s2ft;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.s2ft.swig.S2ftNative;
+import org.s2ft.swig.s2ft_optimizer_options;
+
+/**
+ * AdamW or SGD on trained slices only (s2ft_optimizer). The optimizer keeps
+ * the weights' memory, so parameters must be direct-buffer tensors; this
+ * object also keeps a reference to them until it is closed.
+ */
+public final class Optimizer extends NativeHandle {
+  public static final int ADAMW = 0, SGD = 1;
+
+  /** Optimizer options; defaults are the library's (AdamW 0.9/0.999/1e-8, no decay, no clipping). */
+  public static final class Options {
+    public int kind = ADAMW;
+    public double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0, momentum = 0;
+    public boolean nesterov = false;
+    public double maxGradNorm = 0;
+  }
+
+  private final List<Tensor> params = new ArrayList<>();
+
+  public Optimizer(Context ctx, Options options) {
+    super(create(ctx, options == null ? new Options() : options));
+  }
+
+  private static long create(Context ctx, Options opt) {
+    s2ft_optimizer_options o = new s2ft_optimizer_options();
+    try {
+      S2ftNative.s2ft_optimizer_options_init(o, S2ftNativeVersions.OPTIMIZER_OPTIONS);
+      o.setKind(opt.kind);
+      o.setBeta1(opt.beta1);
+      o.setBeta2(opt.beta2);
+      o.setEps(opt.eps);
+      o.setWeight_decay(opt.weightDecay);
+      o.setMomentum(opt.momentum);
+      o.setNesterov(opt.nesterov ? 1 : 0);
+      o.setMax_grad_norm(opt.maxGradNorm);
+      return S2ftNative.s2ft_optimizer_create(ctx.ptr(), o);
+    } finally {
+      o.delete();
+    }
+  }
+
+  @Override
+  void destroy(long p) {
+    S2ftNative.s2ft_optimizer_destroy(p);
+    params.clear();
+  }
+
+  /** Registers the trained slice of a weight; returns its parameter index. */
+  public int addParam(Tensor weight, Slice slice) {
+    if (weight == null) throw new NullPointerException("weight");
+    if (!weight.isStable())
+      throw new IllegalArgumentException("weight: the optimizer keeps the weight's memory, so it must be a "
+          + "direct ByteBuffer tensor (Tensor.allocate/ofBuffer), not a float[] tensor");
+    long index = S2ftNative.s2ft_optimizer_add_param(ptr(), weight, slice);
+    params.add(weight);
+    return (int) index;
+  }
+
+  /** One step over all parameters; returns the global gradient norm before clipping. */
+  public double step(double lr, Tensor... grads) {
+    double[] norm = new double[1];
+    S2ftNative.s2ft_optimizer_step(ptr(), lr, grads, norm);
+    return norm[0];
+  }
+
+  public long stepCount() {
+    return S2ftNative.s2ft_optimizer_step_count(ptr());
+  }
+
+  public void save(String path) {
+    S2ftNative.s2ft_optimizer_save(ptr(), path);
+  }
+
+  public void load(String path) {
+    S2ftNative.s2ft_optimizer_load(ptr(), path);
+  }
+}

@@ -1,0 +1,101 @@
+package org.s2ft;
+
+import org.s2ft.swig.S2ftNative;
+import org.s2ft.swig.S2ftNativeConstants;
+
+/**
+ * Library-wide functions and constants, and loading of the JNI library.
+ *
+ * <p>The JNI library ({@code libs2ft_jni.so}, linked to {@code libs2ft.so}) is
+ * loaded from the path in the system property {@code s2ft.jni.path} when set,
+ * else with {@code System.loadLibrary("s2ft_jni")} (java.library.path).
+ *
+ * <p>Threads: as in the C library, handles are not locked; use one
+ * {@link Context} (and the objects made from it) per thread.
+ */
+public final class S2ft {
+  private S2ft() {}
+
+  public static final int OK = S2ftNativeConstants.S2FT_OK;
+  public static final int ERR_INVALID_ARGUMENT = S2ftNativeConstants.S2FT_ERR_INVALID_ARGUMENT;
+  public static final int ERR_SHAPE = S2ftNativeConstants.S2FT_ERR_SHAPE;
+  public static final int ERR_DTYPE = S2ftNativeConstants.S2FT_ERR_DTYPE;
+  public static final int ERR_DEVICE = S2ftNativeConstants.S2FT_ERR_DEVICE;
+  public static final int ERR_OUT_OF_MEMORY = S2ftNativeConstants.S2FT_ERR_OUT_OF_MEMORY;
+  public static final int ERR_IO = S2ftNativeConstants.S2FT_ERR_IO;
+  public static final int ERR_FORMAT = S2ftNativeConstants.S2FT_ERR_FORMAT;
+  public static final int ERR_UNSUPPORTED = S2ftNativeConstants.S2FT_ERR_UNSUPPORTED;
+  public static final int ERR_STATE = S2ftNativeConstants.S2FT_ERR_STATE;
+  public static final int ERR_BACKEND = S2ftNativeConstants.S2FT_ERR_BACKEND;
+  public static final int ERR_INTERNAL = S2ftNativeConstants.S2FT_ERR_INTERNAL;
+
+  public static final int DEVICE_CPU = S2ftNativeConstants.S2FT_DEVICE_CPU;
+  public static final int DEVICE_CUDA = S2ftNativeConstants.S2FT_DEVICE_CUDA;
+  public static final int F32 = S2ftNativeConstants.S2FT_F32;
+  public static final int F16 = S2ftNativeConstants.S2FT_F16;
+  public static final int BF16 = S2ftNativeConstants.S2FT_BF16;
+
+  public static final int TARGET_O = S2ftNativeConstants.S2FT_TARGET_O;
+  public static final int TARGET_V = S2ftNativeConstants.S2FT_TARGET_V;
+  public static final int TARGET_DOWN = S2ftNativeConstants.S2FT_TARGET_DOWN;
+  public static final int TARGET_UP = S2ftNativeConstants.S2FT_TARGET_UP;
+  public static final int NUM_TARGETS = S2ftNativeConstants.S2FT_NUM_TARGETS;
+
+  /** The bit of a target in a target mask. */
+  public static int targetBit(int target) {
+    return 1 << target;
+  }
+
+  public static final int INDEX_UNITS = 0;
+  public static final int INDEX_LINES = 1;
+  public static final int INDEX_BASE = 0;
+  public static final int INDEX_PERMUTED = 2;
+
+  public static final int PERM_HEADS = S2ftNativeConstants.S2FT_PERM_HEADS;
+  public static final int PERM_KV_HEADS = S2ftNativeConstants.S2FT_PERM_KV_HEADS;
+  public static final int PERM_CHANNELS = S2ftNativeConstants.S2FT_PERM_CHANNELS;
+  public static final int PERMUTE_FORWARD = S2ftNativeConstants.S2FT_PERMUTE_FORWARD;
+  public static final int PERMUTE_INVERSE = S2ftNativeConstants.S2FT_PERMUTE_INVERSE;
+
+  public static final int ACCUMULATE_DW = 1;
+  public static final int ACCUMULATE_DX = 2;
+  public static final int APPLY_FORCE = 1;
+
+  public static final int STAT_WEIGHT = S2ftNativeConstants.S2FT_STAT_WEIGHT;
+  public static final int STAT_ACTIVATION = S2ftNativeConstants.S2FT_STAT_ACTIVATION;
+  public static final int STAT_GRADIENT = S2ftNativeConstants.S2FT_STAT_GRADIENT;
+
+  private static boolean loaded;
+
+  /** Loads the JNI library once (called by the generated layer before its first use). */
+  public static synchronized void loadNative() {
+    if (loaded) return;
+    String path = System.getProperty("s2ft.jni.path");
+    if (path != null && !path.isEmpty()) {
+      System.load(path);
+    } else {
+      System.loadLibrary("s2ft_jni");
+    }
+    loaded = true;
+  }
+
+  /** The loaded library's version number (major * 10000 + minor * 100 + patch). */
+  public static long version() {
+    return S2ftNative.s2ft_version();
+  }
+
+  /** The loaded library's version, e.g. "0.1.0". */
+  public static String versionString() {
+    return S2ftNative.s2ft_version_string();
+  }
+
+  /** A short name for a status code, e.g. "invalid argument". */
+  public static String statusString(int status) {
+    return S2ftNative.s2ft_status_string(status);
+  }
+
+  /** Library objects created and not yet destroyed in this process (for leak checks). */
+  public static long liveHandles() {
+    return S2ftNative.s2ft_live_handles();
+  }
+}

@@ -1,0 +1,45 @@
+package org.s2ft;
+
+import org.s2ft.swig.S2ftNative;
+import org.s2ft.swig.s2ft_model_shape;
+
+/** Calibration statistics that score units for selection (s2ft_statistics). */
+public final class Statistics extends NativeHandle {
+  public Statistics(Context ctx, ModelShape shape) {
+    super(create(ctx, shape));
+  }
+
+  private static long create(Context ctx, ModelShape shape) {
+    s2ft_model_shape s = shape.toNative();
+    try {
+      return S2ftNative.s2ft_statistics_create(ctx.ptr(), s);
+    } finally {
+      s.delete();
+    }
+  }
+
+  @Override
+  void destroy(long p) {
+    S2ftNative.s2ft_statistics_destroy(p);
+  }
+
+  public void addWeight(int layer, int target, Tensor weight) {
+    S2ftNative.s2ft_statistics_add_weight(ptr(), layer, target, weight);
+  }
+
+  public void addActivation(int layer, int target, Tensor x) {
+    S2ftNative.s2ft_statistics_add_activation(ptr(), layer, target, x);
+  }
+
+  public void addGradient(int layer, int target, Tensor x, Tensor dy) {
+    S2ftNative.s2ft_statistics_add_gradient(ptr(), layer, target, x, dy);
+  }
+
+  /** Per-unit sums of squares of one statistic (kind: S2ft.STAT_*). */
+  public double[] get(int layer, int target, int kind) {
+    long n = S2ftNative.s2ft_statistics_get(ptr(), layer, target, kind, null);
+    double[] out = new double[(int) n];
+    S2ftNative.s2ft_statistics_get(ptr(), layer, target, kind, out);
+    return out;
+  }
+}

@@ -1,0 +1,242 @@
+//! Adapters: what fine-tuning changed, as sparse line deltas.
+
+use std::ffi::CStr;
+use std::path::Path;
+use std::ptr;
+
+use s2ft_sys as sys;
+
+use crate::context::Context;
+use crate::error::{check, Error, Result};
+use crate::partial::require_len;
+use crate::path::{c_name, c_path};
+use crate::selection::Selection;
+use crate::shape::{ModelShape, Target};
+use crate::tensor::{TensorMut, TensorRef};
+use crate::weights::LayerWeightsRef;
+
+/// What [`Adapter::info`] reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdapterInfo {
+    /// The model shape.
+    pub shape: ModelShape,
+    /// The scale used when none is given.
+    pub default_scale: f64,
+    /// Mask of targets with an entry in some layer.
+    pub targets: u32,
+}
+
+/// Per (layer, target): trained base-order lines and their f32 deltas,
+/// with fingerprints of the base lines.
+///
+/// ```
+/// use s2ft::*;
+/// let shape = ModelShape { n_layers: 1, d_model: 2, n_heads: 1, n_kv_heads: 1, head_dim: 2, d_ff: 3 };
+/// let mut a = Adapter::new(&shape, "demo", 1.0).unwrap();
+/// let delta = [0.5f32, -0.5]; // [d_model = 2, k = 1] for a Down column
+/// a.set(0, Target::Down, &[2], &TensorRef::matrix(&delta, 2, 1).unwrap(), None).unwrap();
+/// assert_eq!(a.name(), "demo");
+/// assert_eq!(a.lines(0, Target::Down).unwrap().0, vec![2]);
+/// assert_eq!(a.delta_f32(0, Target::Down).unwrap(), vec![0.5, -0.5]);
+/// ```
+#[derive(Debug)]
+pub struct Adapter {
+    pub(crate) raw: *mut sys::s2ft_adapter,
+}
+
+// SAFETY: an adapter keeps no context or thread-bound state; moving it
+// between threads is sound. Not Sync: handles are not internally locked.
+unsafe impl Send for Adapter {}
+
+impl Adapter {
+    /// An empty adapter (fill it with [`Adapter::set`]).
+    pub fn new(shape: &ModelShape, name: &str, default_scale: f64) -> Result<Adapter> {
+        let shape = shape.to_raw();
+        let name = c_name(name)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: valid pointers; we own *raw on success.
+        check(unsafe { sys::s2ft_adapter_create(&shape, name.as_ptr(), default_scale, &mut raw) })?;
+        Ok(Adapter { raw })
+    }
+
+    /// Builds an adapter from training: for every trained (layer, target),
+    /// delta = trained slice - base slice. `base` and `trained` have one
+    /// entry per layer; `permuted` says both are in the selection's
+    /// permuted order.
+    pub fn from_training(ctx: &Context, sel: &Selection, base: &[LayerWeightsRef<'_>], trained: &[LayerWeightsRef<'_>], permuted: bool, name: &str) -> Result<Adapter> {
+        let n = sel.shape()?.n_layers as usize;
+        require_len("base", base.len(), n)?;
+        require_len("trained", trained.len(), n)?;
+        let b: Vec<_> = base.iter().map(|l| l.to_raw()).collect();
+        let t: Vec<_> = trained.iter().map(|l| l.to_raw()).collect();
+        let name = c_name(name)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: b and t hold n_layers entries pointing at descriptors
+        // borrowed for the call; the library only reads them.
+        check(unsafe { sys::s2ft_adapter_from_training(ctx.raw, sel.raw, b.as_ptr(), t.as_ptr(), permuted as i32, name.as_ptr(), &mut raw) })?;
+        Ok(Adapter { raw })
+    }
+
+    /// Sets (layer, target) to the distinct base-order `lines` and their
+    /// `delta` (`[out, k]` for O/Down, `[k, in]` for V/Up). `base` is the
+    /// full base weight, to fingerprint the lines, or `None`. No lines
+    /// removes the entry.
+    pub fn set(&mut self, layer: i32, target: Target, lines: &[i64], delta: &TensorRef<'_>, base: Option<&TensorRef<'_>>) -> Result<()> {
+        let base = base.map_or(ptr::null(), |b| &b.raw as *const _);
+        // SAFETY: exclusive access (no model can hold a shared borrow now);
+        // lines has lines.len() values; tensors borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_set(self.raw, layer, target.to_raw(), lines.as_ptr(), lines.len() as i64, &delta.raw, base) })
+    }
+
+    /// Renames the adapter and sets its default scale.
+    pub fn set_info(&mut self, name: &str, default_scale: f64) -> Result<()> {
+        let name = c_name(name)?;
+        // SAFETY: live handle, NUL-terminated name.
+        check(unsafe { sys::s2ft_adapter_set_info(self.raw, name.as_ptr(), default_scale) })
+    }
+
+    /// The adapter's name.
+    pub fn name(&self) -> String {
+        // SAFETY: never NULL, valid until renamed (needs &mut self); copied.
+        unsafe { CStr::from_ptr(sys::s2ft_adapter_name(self.raw)) }.to_string_lossy().into_owned()
+    }
+
+    /// The model shape, default scale and target mask.
+    pub fn info(&self) -> Result<AdapterInfo> {
+        let mut shape = ModelShape::default().to_raw();
+        let (mut scale, mut targets) = (0.0f64, 0u32);
+        // SAFETY: live handle, valid out pointers.
+        check(unsafe { sys::s2ft_adapter_info(self.raw, &mut shape, &mut scale, &mut targets) })?;
+        Ok(AdapterInfo { shape: ModelShape::from_raw(shape), default_scale: scale, targets })
+    }
+
+    /// The base-order lines of (layer, target), ascending, and their base
+    /// fingerprints (0 = unknown). Empty when there is no entry.
+    pub fn lines(&self, layer: i32, target: Target) -> Result<(Vec<i64>, Vec<u64>)> {
+        let mut n = 0i64;
+        // SAFETY: lines NULL asks for the count.
+        check(unsafe { sys::s2ft_adapter_lines(self.raw, layer, target.to_raw(), ptr::null_mut(), ptr::null_mut(), 0, &mut n) })?;
+        let mut lines = vec![0i64; n as usize];
+        let mut prints = vec![0u64; n as usize];
+        // SAFETY: both buffers have capacity n.
+        check(unsafe { sys::s2ft_adapter_lines(self.raw, layer, target.to_raw(), lines.as_mut_ptr(), prints.as_mut_ptr(), n, &mut n) })?;
+        lines.truncate(n as usize);
+        prints.truncate(n as usize);
+        Ok((lines, prints))
+    }
+
+    /// Copies the delta of (layer, target) into `out` (any dtype, rounded).
+    pub fn delta(&self, layer: i32, target: Target, out: &mut TensorMut<'_>) -> Result<()> {
+        // SAFETY: live handle; out exclusively borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_delta(self.raw, layer, target.to_raw(), &mut out.raw) })
+    }
+
+    /// The delta of (layer, target) as a row-major f32 vector (`[out, k]`
+    /// for O/Down, `[k, in]` for V/Up).
+    pub fn delta_f32(&self, layer: i32, target: Target) -> Result<Vec<f32>> {
+        let info = self.info()?;
+        let k = self.lines(layer, target)?.0.len();
+        if k == 0 {
+            return Err(Error::new(sys::S2FT_ERR_STATE, format!("the adapter has no entry for layer {layer}, target {target:?}")));
+        }
+        let s = info.shape;
+        let (rows, cols) = match target {
+            Target::O | Target::Down => (s.d_model as usize, k),
+            Target::V => (k, s.d_model as usize),
+            Target::Up => (k, s.d_model as usize),
+        };
+        let mut out = vec![0.0f32; rows * cols];
+        self.delta(layer, target, &mut TensorMut::matrix(&mut out, rows, cols)?)?;
+        Ok(out)
+    }
+
+    /// Saves the adapter as safetensors (written atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let p = c_path(path.as_ref())?;
+        // SAFETY: live handle, NUL-terminated path.
+        check(unsafe { sys::s2ft_adapter_save(self.raw, p.as_ptr()) })
+    }
+
+    /// Loads an adapter saved by [`Adapter::save`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Adapter> {
+        let p = c_path(path.as_ref())?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: NUL-terminated path, valid out pointer.
+        check(unsafe { sys::s2ft_adapter_load(p.as_ptr(), &mut raw) })?;
+        Ok(Adapter { raw })
+    }
+
+    /// Fuses adapters into one: union of lines, `sum_i weights[i] * delta_i`
+    /// (`None`: each adapter's default scale). Applying the result equals
+    /// applying the inputs one after another.
+    pub fn fuse(adapters: &[&Adapter], weights: Option<&[f64]>) -> Result<Adapter> {
+        if let Some(w) = weights {
+            require_len("weights", w.len(), adapters.len())?;
+        }
+        let ptrs: Vec<*const sys::s2ft_adapter> = adapters.iter().map(|a| a.raw as *const _).collect();
+        let mut raw = ptr::null_mut();
+        // SAFETY: ptrs holds n live handles; weights NULL or n values.
+        check(unsafe { sys::s2ft_adapter_fuse(ptrs.as_ptr(), weights.map_or(ptr::null(), |w| w.as_ptr()), ptrs.len() as i64, &mut raw) })?;
+        Ok(Adapter { raw })
+    }
+
+    /// The C handle (for use with `s2ft-sys`); still owned by this value.
+    pub fn as_raw(&self) -> *const sys::s2ft_adapter {
+        self.raw
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; no model holds it (borrows).
+        unsafe { sys::s2ft_adapter_destroy(self.raw) }
+    }
+}
+
+/// Forward of one linear layer for a batch whose row segments use
+/// different adapters, without merging: `Y = X W^T` plus, for segment j
+/// (rows `offsets[j]..offsets[j+1]`) with adapter `a = segment_adapter[j]`
+/// (>= 0; -1 for none), `scales[a]` times that adapter's term. `w` is the
+/// base weight of `target` in `layer` (in `perm`'s order when given).
+/// `scales` `None` (or a NaN entry) means the default scales.
+///
+/// ```
+/// use s2ft::*;
+/// let ctx = Context::new().unwrap();
+/// let shape = ModelShape { n_layers: 1, d_model: 2, n_heads: 1, n_kv_heads: 1, head_dim: 2, d_ff: 2 };
+/// let mut a = Adapter::new(&shape, "a", 1.0).unwrap();
+/// a.set(0, Target::Down, &[1], &TensorRef::matrix(&[1.0, 0.0], 2, 1).unwrap(), None).unwrap();
+/// let w = [0.0f32; 4];        // down_proj [d_model = 2, d_ff = 2]
+/// let x = [1.0f32, 2.0, 3.0, 4.0]; // [T = 2, d_ff = 2]
+/// let mut y = vec![f32::NAN; 4];
+/// forward_mixed(&ctx, 0, Target::Down, &TensorRef::matrix(&x, 2, 2).unwrap(), &TensorRef::matrix(&w, 2, 2).unwrap(),
+///     None, &[&a], None, &[0, 1, 2], &[-1, 0], &mut TensorMut::matrix(&mut y, 2, 2).unwrap()).unwrap();
+/// assert_eq!(y, vec![0.0, 0.0, 4.0, 0.0]); // only row 1 gets x[1, 1] * delta
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn forward_mixed(ctx: &Context, layer: i32, target: Target, x: &TensorRef<'_>, w: &TensorRef<'_>, perm: Option<&Selection>, adapters: &[&Adapter], scales: Option<&[f64]>, offsets: &[i64], segment_adapter: &[i32], y: &mut TensorMut<'_>) -> Result<()> {
+    if let Some(s) = scales {
+        require_len("scales", s.len(), adapters.len())?;
+    }
+    require_len("offsets", offsets.len(), segment_adapter.len() + 1)?;
+    let ptrs: Vec<*const sys::s2ft_adapter> = adapters.iter().map(|a| a.raw as *const _).collect();
+    // SAFETY: every array has the length passed with it (checked above);
+    // tensors are borrowed for the call, y exclusively.
+    check(unsafe {
+        sys::s2ft_adapter_forward_mixed(
+            ctx.raw,
+            layer,
+            target.to_raw(),
+            &x.raw,
+            &w.raw,
+            perm.map_or(ptr::null(), |p| p.raw as *const _),
+            ptrs.as_ptr(),
+            scales.map_or(ptr::null(), |s| s.as_ptr()),
+            ptrs.len() as i64,
+            offsets.as_ptr(),
+            segment_adapter.as_ptr(),
+            segment_adapter.len() as i64,
+            &mut y.raw,
+        )
+    })
+}
