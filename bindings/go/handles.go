@@ -44,6 +44,25 @@ func NewContext() (*Context, error) {
 	return &Context{capi.Context_out_value(cell)}, nil
 }
 
+// NewContextOn creates a context on a device (DeviceCPU or DeviceCUDA) with
+// numThreads BLAS threads (0: the BLAS default).
+func NewContextOn(deviceType, deviceID, numThreads int) (*Context, error) {
+	opts := capi.NewS2ft_context_options()
+	defer capi.DeleteS2ft_context_options(opts)
+	if err := call(func() int { return capi.S2ft_context_options_init(opts, uint(capi.S2FT_CONTEXT_OPTIONS_VERSION)) }); err != nil {
+		return nil, err
+	}
+	opts.SetDevice_type(deviceType)
+	opts.SetDevice_id(deviceID)
+	opts.SetNum_threads(numThreads)
+	cell := capi.New_context_out()
+	defer capi.Delete_context_out(cell)
+	if err := call(func() int { return capi.S2ft_context_create(opts, cell) }); err != nil {
+		return nil, err
+	}
+	return &Context{capi.Context_out_value(cell)}, nil
+}
+
 // Close destroys the context (idempotent).
 func (c *Context) Close() {
 	if c != nil && c.p != nil {
@@ -251,8 +270,22 @@ type Model struct {
 	layers []LayerWeights // keeps the tensors reachable
 }
 
-// NewModel creates a model over the weights (base order).
+// selectionPtr is the C handle of sel, or NULL for a nil selection.
+func selectionPtr(sel *Selection) capi.Struct_SS_s2ft_selection {
+	if sel == nil {
+		return capi.SwigcptrStruct_SS_s2ft_selection(0)
+	}
+	return sel.p
+}
+
+// NewModel creates a model over the weights in base order.
 func NewModel(ctx *Context, shape ModelShape, layers []LayerWeights) (*Model, error) {
+	return NewPermutedModel(ctx, shape, layers, nil)
+}
+
+// NewPermutedModel creates a model over weights co-permuted by perm (as after
+// Permute forward); a nil perm means base order. Adapters stay in base order.
+func NewPermutedModel(ctx *Context, shape ModelShape, layers []LayerWeights, perm *Selection) (*Model, error) {
 	ns := shape.native()
 	defer capi.DeleteS2ft_model_shape(ns)
 	arr := nativeLayers(layers)
@@ -260,7 +293,7 @@ func NewModel(ctx *Context, shape ModelShape, layers []LayerWeights) (*Model, er
 	cell := capi.New_model_out()
 	defer capi.Delete_model_out(cell)
 	if err := call(func() int {
-		return capi.S2ft_model_create(ctx.p, ns, arr, capi.SwigcptrStruct_SS_s2ft_selection(0), cell)
+		return capi.S2ft_model_create(ctx.p, ns, arr, selectionPtr(perm), cell)
 	}); err != nil {
 		return nil, err
 	}
@@ -275,14 +308,23 @@ func (m *Model) Close() {
 	}
 }
 
-// Apply merges an adapter (scale NaN: its default scale).
-func (m *Model) Apply(a *Adapter, scale float64) error {
-	return call(func() int { return capi.S2ft_adapter_apply(m.p, a.p, scale, 0) })
+func applyFlags(flags []uint32) uint {
+	var f uint
+	for _, x := range flags {
+		f |= uint(x)
+	}
+	return f
+}
+
+// Apply merges an adapter (scale NaN: its default scale). Flags: ApplyForce.
+func (m *Model) Apply(a *Adapter, scale float64, flags ...uint32) error {
+	return call(func() int { return capi.S2ft_adapter_apply(m.p, a.p, scale, applyFlags(flags)) })
 }
 
 // Switch replaces the applied adapter; bit-identical to Remove then Apply.
-func (m *Model) Switch(a *Adapter, scale float64) error {
-	return call(func() int { return capi.S2ft_adapter_switch(m.p, a.p, scale, 0) })
+// Flags: ApplyForce.
+func (m *Model) Switch(a *Adapter, scale float64, flags ...uint32) error {
+	return call(func() int { return capi.S2ft_adapter_switch(m.p, a.p, scale, applyFlags(flags)) })
 }
 
 // Remove restores the displaced lines bit-exactly.
@@ -298,6 +340,13 @@ var DefaultScale = math.NaN()
 // (-1). scales nil: default scales. w is in base order.
 func ForwardMixed(ctx *Context, layer, target int, x, w *Tensor, adapters []*Adapter, scales []float64,
 	offsets []int64, segmentAdapter []int32, y *Tensor) error {
+	return ForwardMixedPermuted(ctx, layer, target, x, w, nil, adapters, scales, offsets, segmentAdapter, y)
+}
+
+// ForwardMixedPermuted is ForwardMixed for a base weight w (and inputs)
+// co-permuted by perm; a nil perm means base order.
+func ForwardMixedPermuted(ctx *Context, layer, target int, x, w *Tensor, perm *Selection, adapters []*Adapter,
+	scales []float64, offsets []int64, segmentAdapter []int32, y *Tensor) error {
 	if len(offsets) != len(segmentAdapter)+1 || len(segmentAdapter) == 0 {
 		return &Error{Status: ErrInvalidArgument, Message: fmt.Sprintf("ForwardMixed: %d offsets for %d segments", len(offsets), len(segmentAdapter))}
 	}
@@ -314,7 +363,7 @@ func ForwardMixed(ctx *Context, layer, target int, x, w *Tensor, adapters []*Ada
 	seg := (*int)(unsafe.Pointer(&segmentAdapter[0]))
 	return call(func() int {
 		return capi.S2ft_adapter_forward_mixed(ctx.p, layer, target, x.ptr(), w.ptr(),
-			capi.SwigcptrStruct_SS_s2ft_selection(0), arr.Swigcptr(), sp, int64(len(adapters)),
+			selectionPtr(perm), arr.Swigcptr(), sp, int64(len(adapters)),
 			&offsets[0], seg, int64(len(segmentAdapter)), y.ptr())
 	})
 }
