@@ -22,6 +22,36 @@ void check_model_shape(const s2ft_model_shape *shape, const char *name) {
              std::to_string(shape->n_kv_heads) + ")");
 }
 
+int32_t target_axis(int32_t target) {
+  return target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN ? S2FT_AXIS_COLUMNS : S2FT_AXIS_ROWS;
+}
+
+void target_weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *rows, int64_t *cols) {
+  const int64_t q = static_cast<int64_t>(s.n_heads) * s.head_dim, kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+  switch (target) {
+    case S2FT_TARGET_O: *rows = s.d_model, *cols = q; break;
+    case S2FT_TARGET_V: *rows = kv, *cols = s.d_model; break;
+    case S2FT_TARGET_DOWN: *rows = s.d_model, *cols = s.d_ff; break;
+    default: *rows = s.d_ff, *cols = s.d_model; break;
+  }
+}
+
+int64_t target_line_count(const s2ft_model_shape &s, int32_t target) {
+  int64_t r, c;
+  target_weight_shape(s, target, &r, &c);
+  return target_axis(target) == S2FT_AXIS_COLUMNS ? c : r;
+}
+
+int64_t target_line_length(const s2ft_model_shape &s, int32_t target) {
+  int64_t r, c;
+  target_weight_shape(s, target, &r, &c);
+  return target_axis(target) == S2FT_AXIS_COLUMNS ? r : c;
+}
+
+int64_t target_unit_width(const s2ft_model_shape &s, int32_t target) {
+  return target == S2FT_TARGET_O || target == S2FT_TARGET_V ? s.head_dim : 1;
+}
+
 }  // namespace s2ft
 
 extern "C" S2FT_API s2ft_status s2ft_model_shape_check(const s2ft_model_shape *shape) {

@@ -1,5 +1,8 @@
-// Checks on the model shape that every selection and permutation relies on.
+// Checks on the model shape that every selection and permutation relies on,
+// and the per-target weight geometry that follows from it.
 #pragma once
+
+#include <cstdint>
 
 #include "s2ft/s2ft.h"
 
@@ -8,5 +11,18 @@ namespace s2ft {
 // Throws S2FT_ERR_INVALID_ARGUMENT naming `name` and the bad field: NULL, a
 // field <= 0, or n_heads not a multiple of n_kv_heads.
 void check_model_shape(const s2ft_model_shape *shape, const char *name);
+
+// ---- per-target weight geometry ----------------------------------------------
+
+// S2FT_AXIS_COLUMNS for O and DOWN (inputs trained), S2FT_AXIS_ROWS for V and UP.
+int32_t target_axis(int32_t target);
+// The [out, in] shape of the target's weight (o_proj, v_proj, down_proj, up_proj).
+void target_weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *rows, int64_t *cols);
+// Lines along the trained axis (columns of O/DOWN, rows of V/UP).
+int64_t target_line_count(const s2ft_model_shape &s, int32_t target);
+// Length of one line (rows of the weight for a column target, columns for a row target).
+int64_t target_line_length(const s2ft_model_shape &s, int32_t target);
+// Lines per selection unit: head_dim for the head targets (O, V), 1 for channels.
+int64_t target_unit_width(const s2ft_model_shape &s, int32_t target);
 
 }  // namespace s2ft

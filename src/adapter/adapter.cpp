@@ -118,7 +118,7 @@ std::vector<int64_t> trained_lines(const s2ft_selection &sel, int32_t layer, int
   std::vector<int64_t> units = target == S2FT_TARGET_O ? o_query_heads(sel.shape, sel.head_granularity, u)
                                                        : u.units[static_cast<size_t>(target)];
   std::sort(units.begin(), units.end());
-  const int64_t width = target == S2FT_TARGET_O || target == S2FT_TARGET_V ? sel.shape.head_dim : 1;
+  const int64_t width = target_unit_width(sel.shape, target);
   std::vector<int64_t> lines;
   lines.reserve(units.size() * static_cast<size_t>(width));
   for (int64_t v : units)

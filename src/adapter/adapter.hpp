@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/tensor.hpp"
+#include "model_shape.hpp"
 #include "s2ft/s2ft.h"
 #include "select/selection.hpp"
 
@@ -22,16 +23,8 @@ struct AdapterEntry {
   bool empty() const { return lines.empty(); }
 };
 
-// ---- per-target geometry --------------------------------------------------
+// ---- per-target geometry (the shape-only part is in model_shape.hpp) -------
 
-// S2FT_AXIS_COLUMNS for O and DOWN, S2FT_AXIS_ROWS for V and UP.
-int32_t target_axis(int32_t target);
-// The [out, in] shape of the target's weight (o_proj, v_proj, down_proj, up_proj).
-void target_weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *rows, int64_t *cols);
-// Lines along the trained axis (columns of O/DOWN, rows of V/UP).
-int64_t target_line_count(const s2ft_model_shape &s, int32_t target);
-// Length of one line (rows of the weight for a column target, columns for a row target).
-int64_t target_line_length(const s2ft_model_shape &s, int32_t target);
 // The weight of `target` in a layer's weights (o, v, down or up; may be NULL).
 s2ft_tensor *target_weight(const s2ft_layer_weights &w, int32_t target);
 // Hugging Face tensor name stem, e.g. "model.layers.3.mlp.down_proj".

@@ -27,11 +27,7 @@
 namespace s2ft {
 
 int64_t statistic_units(const s2ft_model_shape &s, int32_t target) {
-  switch (target) {
-    case S2FT_TARGET_O: return s.n_heads;
-    case S2FT_TARGET_V: return s.n_kv_heads;
-    default: return s.d_ff;
-  }
+  return selection_units(s, target, S2FT_HEADS_SINGLE);  // statistics are per query head
 }
 
 const char *statistic_kind_name(int32_t kind) {
@@ -86,25 +82,6 @@ s2ft_statistics &require_stats(s2ft_statistics *stats) {
   return *stats;
 }
 
-// Shape of the weight of `target`: [out, in].
-void weight_shape(const s2ft_model_shape &s, int32_t target, int64_t *out, int64_t *in) {
-  const int64_t heads = static_cast<int64_t>(s.n_heads) * s.head_dim;
-  const int64_t kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
-  switch (target) {
-    case S2FT_TARGET_O: *out = s.d_model, *in = heads; break;
-    case S2FT_TARGET_V: *out = kv, *in = s.d_model; break;
-    case S2FT_TARGET_DOWN: *out = s.d_model, *in = s.d_ff; break;
-    default: *out = s.d_ff, *in = s.d_model; break;
-  }
-}
-
-// Lines per unit: head_dim for the head targets, 1 for channels.
-int64_t unit_width(const s2ft_model_shape &s, int32_t target) {
-  return target == S2FT_TARGET_O || target == S2FT_TARGET_V ? s.head_dim : 1;
-}
-
-bool column_units(int32_t target) { return target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN; }
-
 // sums[u] += sum of m[i, j]^2 over the lines of unit u, where a unit is
 // `width` consecutive columns (by_columns) or rows.
 void add_line_squares(const Matrix &m, bool by_columns, int64_t width, std::vector<double> &sums) {
@@ -156,12 +133,13 @@ S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats, int32_t 
     s2ft::check_target(target);
     const s2ft::Matrix w = s2ft::check_matrix(weight, "weight", s.ctx->device);
     int64_t rows = 0, cols = 0;
-    s2ft::weight_shape(s.shape, target, &rows, &cols);
+    s2ft::target_weight_shape(s.shape, target, &rows, &cols);
     s2ft::require_shape(w, "weight", rows, cols);
     // Replace: compute into a fresh record, then swap it in.
     s2ft_statistics::Record r;
     s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(w, s2ft::column_units(target), s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::add_line_squares(w, s2ft::target_axis(target) == S2FT_AXIS_COLUMNS,
+                           s2ft::target_unit_width(s.shape, target), r.sums);
     s2ft::record(s, layer, target, S2FT_STAT_WEIGHT) = std::move(r);
   });
 }
@@ -172,14 +150,14 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int3
     s2ft_statistics &s = s2ft::require_stats(stats);
     s2ft::check_layer(s.shape, layer);
     s2ft::check_target(target);
-    if (!s2ft::column_units(target))
+    if (!s2ft::target_axis(target) == S2FT_AXIS_COLUMNS)
       s2ft::fail_arg(std::string("target ") + s2ft::target_name(target) +
                      " has no input activation of its own: pass the " +
                      (target == S2FT_TARGET_V ? "o_proj input with S2FT_TARGET_O" : "down_proj input with S2FT_TARGET_DOWN") +
                      " (its units are scored from it)");
     const s2ft::Matrix m = s2ft::check_matrix(x, "x", s.ctx->device);
     int64_t rows = 0, cols = 0;
-    s2ft::weight_shape(s.shape, target, &rows, &cols);
+    s2ft::target_weight_shape(s.shape, target, &rows, &cols);
     if (m.cols != cols)
       s2ft::fail_shape("x must be [T, " + std::to_string(cols) + "] (the input of " +
                        (target == S2FT_TARGET_O ? "o_proj" : "down_proj") + "), got [" + std::to_string(m.rows) +
@@ -188,7 +166,7 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int3
     // Accumulate into a copy so a failure leaves the record untouched.
     s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
     s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(m, true, s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::add_line_squares(m, true, s2ft::target_unit_width(s.shape, target), r.sums);
     s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION) = std::move(r);
   });
 }
@@ -202,7 +180,7 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
     const s2ft::Matrix xm = s2ft::check_matrix(x, "x", s.ctx->device);
     const s2ft::Matrix dym = s2ft::check_matrix(dy, "dy", s.ctx->device);
     int64_t out_dim = 0, in_dim = 0;
-    s2ft::weight_shape(s.shape, target, &out_dim, &in_dim);
+    s2ft::target_weight_shape(s.shape, target, &out_dim, &in_dim);
     if (xm.cols != in_dim)
       s2ft::fail_shape("x must be [T, " + std::to_string(in_dim) + "], got [" + std::to_string(xm.rows) + ", " +
                        std::to_string(xm.cols) + "]");
@@ -221,7 +199,8 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
 
     s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
     s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(dw, s2ft::column_units(target), s2ft::unit_width(s.shape, target), r.sums);
+    s2ft::add_line_squares(dw, s2ft::target_axis(target) == S2FT_AXIS_COLUMNS,
+                           s2ft::target_unit_width(s.shape, target), r.sums);
     s2ft::record(s, layer, target, S2FT_STAT_GRADIENT) = std::move(r);
   });
 }

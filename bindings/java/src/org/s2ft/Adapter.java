@@ -65,14 +65,17 @@ public final class Adapter extends NativeHandle {
     S2ftNative.s2ft_adapter_set(ptr(), layer, target, lines, delta, base);
   }
 
+  /** Renames the adapter and sets its default scale (s2ft_adapter_set_info). */
   public void setInfo(String name, double defaultScale) {
     S2ftNative.s2ft_adapter_set_info(ptr(), name, defaultScale);
   }
 
+  /** The adapter's name. */
   public String name() {
     return S2ftNative.s2ft_adapter_name(ptr());
   }
 
+  /** The model shape the adapter was made for. */
   public ModelShape shape() {
     s2ft_model_shape s = new s2ft_model_shape();
     try {
@@ -83,6 +86,7 @@ public final class Adapter extends NativeHandle {
     }
   }
 
+  /** The scale used when NaN is passed to apply, switch or the mixed forward. */
   public double defaultScale() {
     double[] scale = new double[1];
     S2ftNative.s2ft_adapter_info(ptr(), null, scale, null);
@@ -121,6 +125,7 @@ public final class Adapter extends NativeHandle {
     return out;
   }
 
+  /** Saves the adapter as safetensors (written atomically); throws S2ftException on I/O errors. */
   public void save(String path) {
     S2ftNative.s2ft_adapter_save(ptr(), path);
   }

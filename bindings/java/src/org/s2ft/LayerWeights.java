@@ -5,12 +5,19 @@ public final class LayerWeights {
   // Read by the JNI layer by name.
   Tensor q, k, v, o, gate, up, down;
 
+  /** Sets q_proj, [n_heads*head_dim, d_model]; returns this. */
   public LayerWeights q(Tensor t) { q = t; return this; }
+  /** Sets k_proj, [n_kv_heads*head_dim, d_model]; returns this. */
   public LayerWeights k(Tensor t) { k = t; return this; }
+  /** Sets v_proj, [n_kv_heads*head_dim, d_model]; returns this. */
   public LayerWeights v(Tensor t) { v = t; return this; }
+  /** Sets o_proj, [d_model, n_heads*head_dim]; returns this. */
   public LayerWeights o(Tensor t) { o = t; return this; }
+  /** Sets gate_proj, [d_ff, d_model]; returns this. */
   public LayerWeights gate(Tensor t) { gate = t; return this; }
+  /** Sets up_proj, [d_ff, d_model]; returns this. */
   public LayerWeights up(Tensor t) { up = t; return this; }
+  /** Sets down_proj, [d_model, d_ff]; returns this. */
   public LayerWeights down(Tensor t) { down = t; return this; }
 
   /** Sets the weight of a trainable target (O, V, DOWN, UP). */
@@ -23,6 +30,7 @@ public final class LayerWeights {
     return this;
   }
 
+  /** The weight of a trainable target (S2ft.TARGET_O, _V, _DOWN, _UP), or null. */
   public Tensor target(int target) {
     if (target == S2ft.TARGET_O) return o;
     if (target == S2ft.TARGET_V) return v;

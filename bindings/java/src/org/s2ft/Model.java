@@ -42,6 +42,7 @@ public final class Model extends NativeHandle {
     applied = adapter;
   }
 
+  /** Merges an adapter at its default scale, checking base fingerprints. */
   public void apply(Adapter adapter) {
     apply(adapter, Double.NaN, 0);
   }
@@ -58,6 +59,7 @@ public final class Model extends NativeHandle {
     applied = adapter;
   }
 
+  /** Switches to an adapter at its default scale, checking base fingerprints. */
   public void switchTo(Adapter adapter) {
     switchTo(adapter, Double.NaN, 0);
   }

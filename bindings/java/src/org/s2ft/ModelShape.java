@@ -5,8 +5,10 @@ import org.s2ft.swig.s2ft_model_shape;
 
 /** The shape of a LLaMA-architecture decoder (see s2ft_model_shape). Immutable. */
 public final class ModelShape {
+  /** Layers, model width, query heads, KV heads, head size, FFN width. */
   public final int nLayers, dModel, nHeads, nKvHeads, headDim, dFf;
 
+  /** A LLaMA decoder shape; nHeads must be a multiple of nKvHeads. */
   public ModelShape(int nLayers, int dModel, int nHeads, int nKvHeads, int headDim, int dFf) {
     this.nLayers = nLayers;
     this.dModel = dModel;

@@ -23,6 +23,7 @@ abstract class NativeHandle implements AutoCloseable {
     return h == null ? 0 : h.ptr();
   }
 
+  /** True once close() has run. */
   public final boolean isClosed() {
     return ptr == 0;
   }

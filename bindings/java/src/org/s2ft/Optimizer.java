@@ -23,6 +23,7 @@ public final class Optimizer extends NativeHandle {
 
   private final List<Tensor> params = new ArrayList<>();
 
+  /** Creates an optimizer with no parameters; throws S2ftException on bad options. */
   public Optimizer(Context ctx, Options options) {
     super(create(ctx, options == null ? new Options() : options));
   }
@@ -69,14 +70,17 @@ public final class Optimizer extends NativeHandle {
     return norm[0];
   }
 
+  /** The number of steps taken (restored by load). */
   public long stepCount() {
     return S2ftNative.s2ft_optimizer_step_count(ptr());
   }
 
+  /** Saves the optimizer state (moments, masters, step count) to a safetensors file. */
   public void save(String path) {
     S2ftNative.s2ft_optimizer_save(ptr(), path);
   }
 
+  /** Restores state saved by save() into an optimizer with the same parameters, so training resumes exactly. */
   public void load(String path) {
     S2ftNative.s2ft_optimizer_load(ptr(), path);
   }

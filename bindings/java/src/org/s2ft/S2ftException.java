@@ -9,6 +9,7 @@ public class S2ftException extends RuntimeException {
   private static final long serialVersionUID = 1L;
   private final int status;
 
+  /** An exception for a failed call: the library status and its message. */
   public S2ftException(int status, String message) {
     super(message);
     this.status = status;

@@ -21,6 +21,7 @@ public final class SelectOptions {
   private final double[] ratio;
   private final long[] count;
 
+  /** The library defaults: O and DOWN, random strategy, ratios 0.05 and 0.02. */
   public SelectOptions() {
     s2ft_select_options o = new s2ft_select_options();
     try {
@@ -40,9 +41,13 @@ public final class SelectOptions {
 
   /** Target mask (S2ft.targetBit(...) values or'ed). */
   public SelectOptions targets(int mask) { targets = mask & 0xffffffffL; return this; }
+  /** Strategy: STRATEGY_RANDOM, _WEIGHT, _ACTIVATION, _WEIGHT_ACT or _GRADIENT. */
   public SelectOptions strategy(int s) { strategy = s; return this; }
+  /** Order: ORDER_LARGEST or ORDER_SMALLEST. */
   public SelectOptions order(int o) { order = o; return this; }
+  /** Allocation: ALLOCATE_PER_LAYER or ALLOCATE_GLOBAL. */
   public SelectOptions allocation(int a) { allocation = a; return this; }
+  /** Head granularity: HEADS_BY_GROUP or HEADS_SINGLE. */
   public SelectOptions headGranularity(int g) { headGranularity = g; return this; }
   /** The seed (the 64 bits of a Java long, read as unsigned). */
   public SelectOptions seed(long s) { seed = s; return this; }
@@ -61,8 +66,11 @@ public final class SelectOptions {
     return this;
   }
 
+  /** The target mask. */
   public int targets() { return (int) targets; }
+  /** The ratio budget of a target (0 when a count is set). */
   public double ratio(int target) { return ratio[target]; }
+  /** The count budget of a target (0 when a ratio is set). */
   public long count(int target) { return count[target]; }
 
   s2ft_select_options toNative() {
