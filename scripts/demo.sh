@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine, builds libs2ft and runs the demonstration:
-# the C quick start (one layer trained through a selected slice) and the
-# partial-vs-full backward benchmark at a LLaMA-2-7B down_proj shape.
+# the C quick start (one layer trained through a selected slice), the
+# partial-vs-full backward benchmark at a LLaMA-2-7B down_proj shape, the
+# s2ft tool and a real fine-tune of stories260K (when ../shared/data is
+# there), and last the end-to-end comparison of S2FT, full fine-tuning and
+# LoRA (examples/finetune), which ends with its table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 [ "${S2FT_SKIP_SETUP:-0}" = 1 ] || bash scripts/setup-debian.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$JOBS" --target s2ft-quickstart s2ft-bench-backward s2ft-cli
+cmake --build build -j"$JOBS" --target s2ft-quickstart s2ft-bench-backward s2ft-cli s2ft-finetune
 echo "== examples/c/quickstart.c =="
 ./build/examples/s2ft-quickstart
 echo "== bench/bench_backward.cpp =="
@@ -23,7 +26,12 @@ if [ -d "$data/stories260K-hf" ]; then
   $s2ft inspect "$out/selection.json"
   $s2ft permute "$data/stories260K-hf" --selection "$out/selection.json" -o "$out/permuted"
   $s2ft inspect "$out/permuted"
+  echo "== examples/finetune on stories260K: S2FT on a text file, adapter merged with the s2ft tool =="
+  ./build/examples/finetune/s2ft-finetune --model "$data/stories260K-hf" \
+    --data examples/finetune/data/pip-stories.txt --steps 200 --out "$out/finetune"
   rm -rf "$out"
 else
-  echo "(no $data/stories260K-hf: skipping the s2ft tool demonstration)"
+  echo "(no $data/stories260K-hf: skipping the s2ft tool and the real fine-tune)"
 fi
+echo "== examples/finetune: S2FT vs full fine-tuning vs LoRA on synthetic tasks =="
+./build/examples/finetune/s2ft-finetune

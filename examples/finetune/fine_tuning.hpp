@@ -1,0 +1,93 @@
+// The three ways the example fine-tunes a model, behind one interface so that
+// one training loop runs them all and their costs are counted the same way:
+//  - FullFineTuning: every weight (projections, embedding, norms, head);
+//  - LoraFineTuning: low-rank adapters on q, k, v, up and down projections
+//    (the paper's LoRA baseline), base weights frozen;
+//  - S2ftFineTuning (s2ft_method.hpp): selected heads and channels through
+//    libs2ft.
+// Every method trains with libs2ft's AdamW (the same optimizer code for all),
+// gradients in f32, global-norm clipping.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <s2ft/s2ft.h>
+
+#include "llama_model.hpp"
+#include "s2ft_handles.hpp"
+
+namespace ft {
+
+struct OptimizerSettings {
+  double weight_decay = 0.0;
+  double max_grad_norm = 1.0;
+};
+
+class FineTuning {
+ public:
+  FineTuning(s2ft_context *ctx, const OptimizerSettings &opt);
+  virtual ~FineTuning() = default;
+  FineTuning(const FineTuning &) = delete;
+  FineTuning &operator=(const FineTuning &) = delete;
+
+  virtual const char *name() const = 0;
+  // Installs the method's projections into `model` (which must outlive the
+  // method) and registers what it trains with the optimizer.
+  virtual void attach(LlamaModel<float> &model) = 0;
+
+  // Parameters the optimizer updates.
+  int64_t trainable_parameters() const { return trained_; }
+  // Bytes of the weight gradients the method allocated (f32).
+  int64_t gradient_bytes() const { return grad_bytes_; }
+  // Bytes of optimizer state: AdamW's two f32 moments per trained element
+  // (libs2ft keeps no master copy for f32 weights).
+  int64_t optimizer_bytes() const { return 2 * trained_ * static_cast<int64_t>(sizeof(float)); }
+
+  // One AdamW step with the gradients of the last backward; returns the
+  // global gradient norm before clipping.
+  double step(double lr);
+
+ protected:
+  // Registers rows x cols `weight` (all of it, or the lines of `slice`) with
+  // its gradient tensor `grad`.
+  void add(float *weight, int64_t rows, int64_t cols, const s2ft_slice *slice, const s2ft_tensor &grad);
+  // Registers a whole tensor of `count` values (a vector counts as [1, count]).
+  void add_dense(float *weight, const float *grad, int64_t rows, int64_t cols);
+
+  s2ft_context *ctx_;
+
+ private:
+  OptimizerPtr opt_;
+  std::vector<s2ft_tensor> grads_;
+  int64_t trained_ = 0, grad_bytes_ = 0;
+};
+
+class FullFineTuning : public FineTuning {
+ public:
+  using FineTuning::FineTuning;
+  const char *name() const override { return "full"; }
+  void attach(LlamaModel<float> &model) override;
+};
+
+class LoraFineTuning : public FineTuning {
+ public:
+  // alpha / rank scales the low-rank update; A is initialised uniform in
+  // +-1/sqrt(in) from `seed`, B at zero.
+  LoraFineTuning(s2ft_context *ctx, const OptimizerSettings &opt, int64_t rank, double alpha, uint64_t seed);
+  const char *name() const override { return "lora"; }
+  void attach(LlamaModel<float> &model) override;
+  int64_t rank() const { return rank_; }
+
+  // The projections LoRA adapts, as in the paper's baseline.
+  static constexpr Proj kTargets[5] = {Proj::Q, Proj::K, Proj::V, Proj::UP, Proj::DOWN};
+  // LoRA parameters per unit of rank over the whole model.
+  static int64_t parameters_per_rank(const LlamaConfig &c);
+
+ private:
+  int64_t rank_;
+  double alpha_;
+  uint64_t seed_;
+};
+
+}  // namespace ft

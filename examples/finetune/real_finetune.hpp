@@ -1,0 +1,24 @@
+// Fine-tuning a real checkpoint on a text file with S2FT, end to end:
+// load (Hugging Face folder or llama2.c file) -> tokenize -> calibrate,
+// select, permute, train through libs2ft -> export the adapter -> merge it
+// into the unpermuted base with the `s2ft` tool -> check the merged
+// checkpoint reproduces the fine-tuned model -> sample before and after.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+namespace ft {
+
+struct RealFinetuneSettings {
+  std::string model, data, tokenizer, out = "s2ft-finetune-out", cli;
+  int64_t steps = 300, seq = 64, batch = 8;
+  double lr = 3e-3;
+  uint64_t seed = 0;
+};
+
+// Returns 0 on success, 1 when a check fails; throws on bad input.
+int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out);
+
+}  // namespace ft
