@@ -90,6 +90,9 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
   ss.seed = s.seed;
   ss.count[S2FT_TARGET_O] = 1;  // one KV group of query heads per layer
   ss.count[S2FT_TARGET_DOWN] = std::max<int64_t>(1, cfg.d_ff / 20);  // ~5% of the FFN channels
+  ss.count[S2FT_TARGET_V] = 1;                                        // one KV head
+  ss.count[S2FT_TARGET_UP] = ss.count[S2FT_TARGET_DOWN];
+  if (s.targets != 0) ss.targets = s.targets;
   S2ftFineTuning method(ctx.get(), OptimizerSettings{}, ss, calibration);
   method.attach(model);
   out << "S2FT: " << method.trainable_parameters() << " trainable parameters ("

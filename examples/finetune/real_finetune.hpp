@@ -16,6 +16,7 @@ struct RealFinetuneSettings {
   int64_t steps = 300, seq = 64, batch = 8;
   double lr = 3e-3;
   uint64_t seed = 0;
+  uint32_t targets = 0;  // S2FT_TARGET_BIT mask; 0 = O and DOWN
 };
 
 // Returns 0 on success, 1 when a check fails; throws on bad input.
