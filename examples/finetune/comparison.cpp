@@ -319,6 +319,8 @@ int run_comparison(const ComparisonSettings &s, std::ostream &out) {
       results[m].push_back(r);
     }
 
+  // The verdict first, so that the table is the last thing printed.
+  out << (failures == 0 ? "all checks passed\n" : "some checks FAILED\n");
   if (!s.short_mode) {
     out << "\n| method | trainable params | weight grads + optimizer state | saved activations | training state "
            "total | peak RSS | time/step | task-B accuracy | task-A accuracy after (before: "
@@ -344,7 +346,6 @@ int run_comparison(const ComparisonSettings &s, std::ostream &out) {
     out << "(task-B accuracy before fine-tuning: " << fixed(base_b, 3) << "; means ± sd over " << s.seeds
         << " seeds)\n";
   }
-  out << (failures == 0 ? "all checks passed\n" : "some checks FAILED\n");
   return failures == 0 ? 0 : 1;
 }
 
