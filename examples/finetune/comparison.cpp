@@ -17,7 +17,7 @@
 #include "llama_model.hpp"
 #include "peak_memory.hpp"
 #include "s2ft_check.hpp"
-#include "s2ft_checks.hpp"
+#include "s2ft_verify.hpp"
 #include "synthetic_tasks.hpp"
 #include "trainer.hpp"
 

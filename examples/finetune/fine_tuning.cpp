@@ -59,7 +59,7 @@ void FullFineTuning::attach(LlamaModel<float> &model) {
     add_dense(w.layers[li].ffn_norm.data(), g.layers[li].ffn_norm.data(), 1, c.d_model);
     for (int p = 0; p < kNumProj; ++p) {
       const Proj pp = static_cast<Proj>(p);
-      const int64_t out = model.out_features(pp), in = model.in_features(pp);
+      const int64_t out = model.config().out_features(pp), in = model.config().in_features(pp);
       float *wp = model.weight(l, pp).data();
       auto proj = std::make_unique<DenseProjection<float>>(wp, out, in);
       add_dense(wp, proj->grad.data(), out, in);
@@ -77,8 +77,8 @@ LoraFineTuning::LoraFineTuning(s2ft_context *ctx, const OptimizerSettings &opt, 
 
 int64_t LoraFineTuning::parameters_per_rank(const LlamaConfig &c) {
   // A [r, in] and B [out, r] per adapted projection.
-  const int64_t d = c.d_model;
-  const int64_t per_layer = (d + c.q_dim()) + 2 * (d + c.kv_dim()) + 2 * (d + c.d_ff);
+  int64_t per_layer = 0;
+  for (Proj p : kTargets) per_layer += c.in_features(p) + c.out_features(p);
   return per_layer * c.n_layers;
 }
 
@@ -86,7 +86,7 @@ void LoraFineTuning::attach(LlamaModel<float> &model) {
   Rng rng(seed_);
   for (int64_t l = 0; l < model.config().n_layers; ++l)
     for (Proj p : kTargets) {
-      const int64_t out = model.out_features(p), in = model.in_features(p);
+      const int64_t out = model.config().out_features(p), in = model.config().in_features(p);
       auto proj = std::make_unique<LoraProjection<float>>(model.weight(l, p).data(), out, in, rank_, alpha_);
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       for (float &a : proj->a) a = static_cast<float>(bound * (2.0 * rng.uniform() - 1.0));

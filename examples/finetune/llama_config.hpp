@@ -9,6 +9,14 @@
 
 namespace ft {
 
+// The seven linear projections of a block, y = x W^T with W [out, in].
+enum class Proj { Q, K, V, O, GATE, UP, DOWN };
+constexpr int kNumProj = 7;
+inline const char *proj_name(Proj p) {
+  static const char *names[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return names[static_cast<int>(p)];
+}
+
 struct LlamaConfig {
   int64_t vocab = 0;
   int64_t d_model = 0;
@@ -25,6 +33,11 @@ struct LlamaConfig {
 
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  // The [out, in] shape of projection `p`'s weight.
+  int64_t out_features(Proj p) const {
+    return p == Proj::Q ? q_dim() : p == Proj::K || p == Proj::V ? kv_dim() : p == Proj::GATE || p == Proj::UP ? d_ff : d_model;
+  }
+  int64_t in_features(Proj p) const { return p == Proj::O ? q_dim() : p == Proj::DOWN ? d_ff : d_model; }
 
   // Throws std::runtime_error naming the first field that is out of range
   // (non-positive, n_heads not a multiple of n_kv_heads, odd head_dim, or

@@ -37,46 +37,12 @@ LlamaModel<T>::LlamaModel(const LlamaConfig &c, LlamaWeights<T> &w) : cfg_(c), w
     require_size(w.layers[static_cast<size_t>(l)].attn_norm, d, at + "attn_norm");
     require_size(w.layers[static_cast<size_t>(l)].ffn_norm, d, at + "ffn_norm");
     for (int p = 0; p < kNumProj; ++p)
-      require_size(weight(l, static_cast<Proj>(p)), out_features(static_cast<Proj>(p)) * in_features(static_cast<Proj>(p)),
+      require_size(weight(l, static_cast<Proj>(p)), cfg_.out_features(static_cast<Proj>(p)) * cfg_.in_features(static_cast<Proj>(p)),
                    at + proj_name(static_cast<Proj>(p)));
   }
   proj_.resize(static_cast<size_t>(c.n_layers * kNumProj));
   reset_projections();
   acts_.resize(static_cast<size_t>(c.n_layers));
-}
-
-template <typename T>
-std::vector<T> &LlamaModel<T>::weight(int64_t layer, Proj p) {
-  LayerWeights<T> &l = w_.layers.at(static_cast<size_t>(layer));
-  switch (p) {
-    case Proj::Q: return l.q;
-    case Proj::K: return l.k;
-    case Proj::V: return l.v;
-    case Proj::O: return l.o;
-    case Proj::GATE: return l.gate;
-    case Proj::UP: return l.up;
-    case Proj::DOWN: break;
-  }
-  return l.down;
-}
-
-template <typename T>
-int64_t LlamaModel<T>::out_features(Proj p) const {
-  switch (p) {
-    case Proj::Q: return cfg_.q_dim();
-    case Proj::K:
-    case Proj::V: return cfg_.kv_dim();
-    case Proj::GATE:
-    case Proj::UP: return cfg_.d_ff;
-    case Proj::O:
-    case Proj::DOWN: break;
-  }
-  return cfg_.d_model;
-}
-
-template <typename T>
-int64_t LlamaModel<T>::in_features(Proj p) const {
-  return p == Proj::O ? cfg_.q_dim() : p == Proj::DOWN ? cfg_.d_ff : cfg_.d_model;
 }
 
 template <typename T>
@@ -89,10 +55,10 @@ size_t LlamaModel<T>::index(int64_t layer, Proj p) const {
 
 template <typename T>
 void LlamaModel<T>::set_projection(int64_t layer, Proj p, std::unique_ptr<Projection<T>> proj) {
-  if (!proj || proj->out() != out_features(p) || proj->in() != in_features(p))
+  if (!proj || proj->out() != cfg_.out_features(p) || proj->in() != cfg_.in_features(p))
     throw std::invalid_argument(std::string("LlamaModel::set_projection: ") + proj_name(p) +
-                                " needs a projection of shape [" + std::to_string(out_features(p)) + ", " +
-                                std::to_string(in_features(p)) + "]");
+                                " needs a projection of shape [" + std::to_string(cfg_.out_features(p)) + ", " +
+                                std::to_string(cfg_.in_features(p)) + "]");
   proj_[index(layer, p)] = std::move(proj);
 }
 
@@ -101,7 +67,7 @@ void LlamaModel<T>::reset_projections() {
   for (int64_t l = 0; l < cfg_.n_layers; ++l)
     for (int p = 0; p < kNumProj; ++p) {
       const Proj pp = static_cast<Proj>(p);
-      proj_[index(l, pp)] = std::make_unique<Projection<T>>(weight(l, pp).data(), out_features(pp), in_features(pp));
+      proj_[index(l, pp)] = std::make_unique<Projection<T>>(weight(l, pp).data(), cfg_.out_features(pp), cfg_.in_features(pp));
     }
 }
 

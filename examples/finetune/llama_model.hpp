@@ -32,10 +32,8 @@ class LlamaModel {
   const LlamaConfig &config() const { return cfg_; }
   LlamaWeights<T> &weights() { return w_; }
 
-  // The weight of projection `p` in `layer`, and its [out, in] shape.
-  std::vector<T> &weight(int64_t layer, Proj p);
-  int64_t out_features(Proj p) const;
-  int64_t in_features(Proj p) const;
+  // The weight of projection `p` in `layer` (shape: config().out_features(p), in_features(p)).
+  std::vector<T> &weight(int64_t layer, Proj p) { return w_.layers.at(static_cast<size_t>(layer)).weight(p); }
 
   Projection<T> &projection(int64_t layer, Proj p) { return *proj_[index(layer, p)]; }
   void set_projection(int64_t layer, Proj p, std::unique_ptr<Projection<T>> proj);

@@ -17,13 +17,10 @@ LlamaWeights<T> empty_weights(const LlamaConfig &c) {
   for (auto &l : w.layers) {
     l.attn_norm.assign(static_cast<size_t>(c.d_model), T(1));
     l.ffn_norm.assign(static_cast<size_t>(c.d_model), T(1));
-    l.q.assign(n(c.q_dim(), c.d_model), T(0));
-    l.k.assign(n(c.kv_dim(), c.d_model), T(0));
-    l.v.assign(n(c.kv_dim(), c.d_model), T(0));
-    l.o.assign(n(c.d_model, c.q_dim()), T(0));
-    l.gate.assign(n(c.d_ff, c.d_model), T(0));
-    l.up.assign(n(c.d_ff, c.d_model), T(0));
-    l.down.assign(n(c.d_model, c.d_ff), T(0));
+    for (int p = 0; p < kNumProj; ++p) {
+      const Proj pp = static_cast<Proj>(p);
+      l.weight(pp).assign(n(c.out_features(pp), c.in_features(pp)), T(0));
+    }
   }
   return w;
 }

@@ -22,6 +22,13 @@ struct LayerWeights {
   std::vector<T> up;         // [d_ff, d_model]
   std::vector<T> down;       // [d_model, d_ff]
 
+  // The weight of projection `p`.
+  std::vector<T> &weight(Proj p) {
+    std::vector<T> *w[kNumProj] = {&q, &k, &v, &o, &gate, &up, &down};
+    return *w[static_cast<int>(p)];
+  }
+  const std::vector<T> &weight(Proj p) const { return const_cast<LayerWeights *>(this)->weight(p); }
+
   // Visits every tensor with its Hugging Face name suffix
   // ("self_attn.q_proj.weight", "input_layernorm.weight", ...).
   template <typename F>

@@ -9,15 +9,9 @@
 #include <vector>
 
 #include "gemm.hpp"
+#include "llama_config.hpp"
 
 namespace ft {
-
-enum class Proj { Q, K, V, O, GATE, UP, DOWN };
-constexpr int kNumProj = 7;
-inline const char *proj_name(Proj p) {
-  static const char *names[kNumProj] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  return names[static_cast<int>(p)];
-}
 
 template <typename T>
 class Projection {
@@ -86,15 +80,17 @@ class LoraProjection : public Projection<T> {
  public:
   LoraProjection(const T *w, int64_t out, int64_t in, int64_t rank, double alpha)
       : Projection<T>(w, out, in),
-        rank_(rank),
-        scale_(static_cast<T>(alpha / static_cast<double>(rank))),
         a(static_cast<size_t>(rank * in), T(0)),
         b(static_cast<size_t>(out * rank), T(0)),
         grad_a(a.size(), T(0)),
-        grad_b(b.size(), T(0)) {}
+        grad_b(b.size(), T(0)),
+        rank_(rank),
+        scale_(static_cast<T>(alpha / static_cast<double>(rank))) {}
 
   int64_t rank() const { return rank_; }
   T scale() const { return scale_; }
+
+  std::vector<T> a, b, grad_a, grad_b;  // A [r, in], B [out, r] and their gradients
 
   void forward(const T *x, int64_t n, T *y, bool training) override {
     Projection<T>::forward(x, n, y, training);
@@ -120,12 +116,7 @@ class LoraProjection : public Projection<T> {
  private:
   int64_t rank_;
   T scale_;
-
- public:
-  std::vector<T> a, b, grad_a, grad_b;
-
- private:
-  std::vector<T> x_, u_, du_;
+  std::vector<T> x_, u_, du_;  // saved input, saved x A^T, scratch s dy B
 };
 
 }  // namespace ft

@@ -13,7 +13,7 @@
 #include "llama_model.hpp"
 #include "run_tool.hpp"
 #include "s2ft_check.hpp"
-#include "s2ft_checks.hpp"
+#include "s2ft_verify.hpp"
 #include "s2ft_method.hpp"
 #include "text_data.hpp"
 #include "tokenizer.hpp"
@@ -107,13 +107,14 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
                               [&](int64_t step, double loss, double) {
                                 if ((step + 1) % 50 == 0 || step == 0)
                                   out << "  step " << step + 1 << "/" << ts.steps << ": loss " << std::fixed
-                                      << std::setprecision(4) << loss << "\n";
+                                      << std::setprecision(4) << loss << std::defaultfloat << "\n";
                                 out.flush();
                                 return true;
                               });
   const double eval_after = mean_loss(model, eval);
   out << std::fixed << std::setprecision(4) << "held-out loss: " << eval_before << " -> " << eval_after << " ("
-      << std::setprecision(1) << 1e3 * st.seconds_per_step << " ms/step)\n";
+      << std::setprecision(1) << 1e3 * st.seconds_per_step << " ms/step)\n"
+      << std::defaultfloat << std::setprecision(6);
 
   // Export: trained minus base slices, in the base model's order.
   LlamaWeights<float> base_permuted = base.weights;
@@ -158,7 +159,9 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
       << diff << std::defaultfloat << "\n";
   LlamaModel<float> tuned(cfg, merged.weights);
   print_samples("after fine-tuning (merged checkpoint)", tuned, tok, out);
-  const bool ok = fc.changed_frozen == 0 && fc.changed_trained > 0 && diff <= 1e-4 && eval_after < eval_before;
+  // Without held-out text (a tiny file) the loss check is skipped.
+  const bool ok = fc.changed_frozen == 0 && fc.changed_trained > 0 && diff <= 1e-4 &&
+                  (eval.empty() || eval_after < eval_before);
   out << (ok ? "all checks passed\n" : "some checks FAILED\n");
   return ok ? 0 : 1;
 }

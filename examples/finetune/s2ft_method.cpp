@@ -8,25 +8,42 @@
 
 namespace ft {
 
-s2ft_layer_weights LayerTensors::view() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+namespace {
+
+// libs2ft's targets, the projection each trains and along which axis.
+struct Target {
+  int32_t id;
+  Proj proj;
+  int32_t axis;
+};
+constexpr Target kTrainable[] = {{S2FT_TARGET_O, Proj::O, S2FT_AXIS_COLUMNS},
+                                 {S2FT_TARGET_V, Proj::V, S2FT_AXIS_ROWS},
+                                 {S2FT_TARGET_DOWN, Proj::DOWN, S2FT_AXIS_COLUMNS},
+                                 {S2FT_TARGET_UP, Proj::UP, S2FT_AXIS_ROWS}};
+
+}  // namespace
+
+s2ft_layer_weights LayerTensors::view() {
+  auto at = [&](Proj p) { return &t[static_cast<int>(p)]; };
+  return {at(Proj::Q), at(Proj::K), at(Proj::V), at(Proj::O), at(Proj::GATE), at(Proj::UP), at(Proj::DOWN)};
+}
 
 std::vector<LayerTensors> layer_tensors(const LlamaConfig &c, LlamaWeights<float> &w) {
   if (static_cast<int64_t>(w.layers.size()) != c.n_layers)
     throw std::invalid_argument("layer_tensors: " + std::to_string(w.layers.size()) + " layers, expected " +
                                 std::to_string(c.n_layers));
   // Descriptors are only as safe as the sizes behind them.
-  auto t = [](std::vector<float> &v, int64_t rows, int64_t cols, const char *name) {
-    if (static_cast<int64_t>(v.size()) != rows * cols)
-      throw std::invalid_argument(std::string("layer_tensors: ") + name + " has " + std::to_string(v.size()) +
-                                  " values, expected " + std::to_string(rows * cols));
-    return f32_tensor(v.data(), rows, cols);
-  };
-  std::vector<LayerTensors> out;
-  for (auto &l : w.layers)
-    out.push_back({t(l.q, c.q_dim(), c.d_model, "q"), t(l.k, c.kv_dim(), c.d_model, "k"),
-                   t(l.v, c.kv_dim(), c.d_model, "v"), t(l.o, c.d_model, c.q_dim(), "o"),
-                   t(l.gate, c.d_ff, c.d_model, "gate"), t(l.up, c.d_ff, c.d_model, "up"),
-                   t(l.down, c.d_model, c.d_ff, "down")});
+  std::vector<LayerTensors> out(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (int p = 0; p < kNumProj; ++p) {
+      const Proj pp = static_cast<Proj>(p);
+      std::vector<float> &v = w.layers[l].weight(pp);
+      const int64_t rows = c.out_features(pp), cols = c.in_features(pp);
+      if (static_cast<int64_t>(v.size()) != rows * cols)
+        throw std::invalid_argument("layer_tensors: layer " + std::to_string(l) + " " + proj_name(pp) + " has " +
+                                    std::to_string(v.size()) + " values, expected " + std::to_string(rows * cols));
+      out[l].t[p] = f32_tensor(v.data(), rows, cols);
+    }
   return out;
 }
 
@@ -39,7 +56,7 @@ void S2ftFineTuning::calibrate(LlamaModel<float> &model, s2ft_statistics *stats)
   // o_proj and down_proj (V and UP units reuse them).
   model.set_input_tap([&](int64_t layer, Proj p, const float *x, int64_t n) {
     if (p != Proj::O && p != Proj::DOWN) return;
-    const s2ft_tensor t = f32_tensor(x, n, model.in_features(p));
+    const s2ft_tensor t = f32_tensor(x, n, model.config().in_features(p));
     s2ft_check(s2ft_statistics_add_activation(stats, static_cast<int32_t>(layer),
                                               p == Proj::O ? S2FT_TARGET_O : S2FT_TARGET_DOWN, &t),
                "s2ft_statistics_add_activation");
@@ -57,12 +74,10 @@ void S2ftFineTuning::attach(LlamaModel<float> &model) {
   StatisticsPtr stats(stats_raw);
   // Weight scores for every target (the weight and weight x activation strategies use them).
   std::vector<LayerTensors> lt = layer_tensors(c, model.weights());
-  for (int32_t l = 0; l < shape_.n_layers; ++l) {
-    s2ft_check(s2ft_statistics_add_weight(stats.get(), l, S2FT_TARGET_O, &lt[l].o), "s2ft_statistics_add_weight");
-    s2ft_check(s2ft_statistics_add_weight(stats.get(), l, S2FT_TARGET_V, &lt[l].v), "s2ft_statistics_add_weight");
-    s2ft_check(s2ft_statistics_add_weight(stats.get(), l, S2FT_TARGET_DOWN, &lt[l].down), "s2ft_statistics_add_weight");
-    s2ft_check(s2ft_statistics_add_weight(stats.get(), l, S2FT_TARGET_UP, &lt[l].up), "s2ft_statistics_add_weight");
-  }
+  for (int32_t l = 0; l < shape_.n_layers; ++l)
+    for (const Target &t : kTrainable)
+      s2ft_check(s2ft_statistics_add_weight(stats.get(), l, t.id, &lt[static_cast<size_t>(l)].t[static_cast<int>(t.proj)]),
+                 "s2ft_statistics_add_weight");
   const bool needs_activations =
       settings_.strategy == S2FT_STRATEGY_ACTIVATION || settings_.strategy == S2FT_STRATEGY_WEIGHT_ACT;
   if (needs_activations) {
@@ -89,24 +104,15 @@ void S2ftFineTuning::attach(LlamaModel<float> &model) {
   permute(model.weights(), S2FT_PERMUTE_FORWARD);
 
   // Install the trained slices: after permuting, each is one contiguous range.
-  struct Target {
-    int32_t id;
-    Proj proj;
-    int32_t axis;
-  };
-  const Target targets[] = {{S2FT_TARGET_O, Proj::O, S2FT_AXIS_COLUMNS},
-                            {S2FT_TARGET_V, Proj::V, S2FT_AXIS_ROWS},
-                            {S2FT_TARGET_DOWN, Proj::DOWN, S2FT_AXIS_COLUMNS},
-                            {S2FT_TARGET_UP, Proj::UP, S2FT_AXIS_ROWS}};
   for (int32_t l = 0; l < shape_.n_layers; ++l)
-    for (const Target &t : targets) {
+    for (const Target &t : kTrainable) {
       if (!(settings_.targets & S2FT_TARGET_BIT(t.id))) continue;
       int64_t begin = 0, count = 0;
       s2ft_check(s2ft_selection_range(sel_.get(), l, t.id, &begin, &count), "s2ft_selection_range");
       if (count == 0) continue;
       std::vector<int64_t> lines(static_cast<size_t>(count));
       for (int64_t i = 0; i < count; ++i) lines[static_cast<size_t>(i)] = begin + i;
-      const int64_t out = model.out_features(t.proj), in = model.in_features(t.proj);
+      const int64_t out = model.config().out_features(t.proj), in = model.config().in_features(t.proj);
       float *w = model.weight(l, t.proj).data();
       auto proj = std::make_unique<S2ftProjection>(ctx_, w, out, in, t.axis, std::move(lines));
       add(w, out, in, &proj->slice(), proj->grad_tensor());

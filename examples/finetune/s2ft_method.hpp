@@ -56,11 +56,13 @@ class S2ftFineTuning : public FineTuning {
   s2ft_model_shape shape_{};
 };
 
-// The layer weights of `w` as libs2ft descriptors (q, k, v, o, gate, up, down).
+// One layer's projection weights as libs2ft descriptors, indexed by Proj.
 struct LayerTensors {
-  s2ft_tensor q, k, v, o, gate, up, down;
+  s2ft_tensor t[kNumProj];
   s2ft_layer_weights view();
 };
+// The descriptors of every layer of `w`; throws if a weight's size does not
+// match `c`.
 std::vector<LayerTensors> layer_tensors(const LlamaConfig &c, LlamaWeights<float> &w);
 
 }  // namespace ft

@@ -139,8 +139,8 @@ TEST(FinetuneModel, FullBackwardMatchesFiniteDifferences) {
     for (int64_t l = 0; l < c.n_layers; ++l)
       for (int p = 0; p < ft::kNumProj; ++p) {
         const Proj pp = static_cast<Proj>(p);
-        auto proj = std::make_unique<ft::DenseProjection<double>>(model.weight(l, pp).data(), model.out_features(pp),
-                                                                  model.in_features(pp));
+        auto proj = std::make_unique<ft::DenseProjection<double>>(model.weight(l, pp).data(), model.config().out_features(pp),
+                                                                  model.config().in_features(pp));
         dense.push_back(proj.get());
         model.set_projection(l, pp, std::move(proj));
       }
@@ -173,8 +173,8 @@ TEST(FinetuneModel, LoraBackwardMatchesFiniteDifferences) {
   s2ft_test::Random rng(9);
   for (int64_t l = 0; l < c.n_layers; ++l)
     for (Proj pp : {Proj::Q, Proj::K, Proj::V, Proj::UP, Proj::DOWN}) {
-      auto proj = std::make_unique<ft::LoraProjection<double>>(model.weight(l, pp).data(), model.out_features(pp),
-                                                               model.in_features(pp), 3, 6.0);
+      auto proj = std::make_unique<ft::LoraProjection<double>>(model.weight(l, pp).data(), model.config().out_features(pp),
+                                                               model.config().in_features(pp), 3, 6.0);
       for (double &x : proj->a) x = rng.uniform(-0.5, 0.5);
       for (double &x : proj->b) x = rng.uniform(-0.5, 0.5);  // nonzero so that dA is nonzero
       lora.emplace_back("layer " + std::to_string(l) + " " + ft::proj_name(pp), proj.get());
@@ -203,8 +203,8 @@ struct FloatRun {
 template <typename MakeProj>
 FloatRun float_step(const LlamaConfig &c, LlamaWeights<float> &w, Proj p, MakeProj make) {
   LlamaModel<float> model(c, w);
-  auto q0 = std::make_unique<ft::DenseProjection<float>>(model.weight(0, Proj::Q).data(), model.out_features(Proj::Q),
-                                                         model.in_features(Proj::Q));
+  auto q0 = std::make_unique<ft::DenseProjection<float>>(model.weight(0, Proj::Q).data(), model.config().out_features(Proj::Q),
+                                                         model.config().in_features(Proj::Q));
   ft::DenseProjection<float> *q0p = q0.get();
   model.set_projection(0, Proj::Q, std::move(q0));
   FloatRun r;
@@ -245,12 +245,12 @@ TEST(FinetuneModel, S2ftProjectionIsASliceOfTheDenseGradient) {
   for (const Case &cs : cases) {
     SCOPED_TRACE(std::string(ft::proj_name(cs.p)) + " k=" + std::to_string(cs.lines.size()));
     const FloatRun dense = float_step(c, w, cs.p, [&](LlamaModel<float> &m) {
-      return std::make_unique<ft::DenseProjection<float>>(m.weight(1, cs.p).data(), m.out_features(cs.p),
-                                                          m.in_features(cs.p));
+      return std::make_unique<ft::DenseProjection<float>>(m.weight(1, cs.p).data(), m.config().out_features(cs.p),
+                                                          m.config().in_features(cs.p));
     });
     const FloatRun sparse = float_step(c, w, cs.p, [&](LlamaModel<float> &m) {
-      return std::make_unique<ft::S2ftProjection>(ctx, m.weight(1, cs.p).data(), m.out_features(cs.p),
-                                                  m.in_features(cs.p), cs.axis, cs.lines);
+      return std::make_unique<ft::S2ftProjection>(ctx, m.weight(1, cs.p).data(), m.config().out_features(cs.p),
+                                                  m.config().in_features(cs.p), cs.axis, cs.lines);
     });
     // The slice of the dense gradient, in the order of `lines`.
     const int64_t out = static_cast<int64_t>(cs.p == Proj::O || cs.p == Proj::DOWN ? c.d_model

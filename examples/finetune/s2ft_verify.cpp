@@ -1,4 +1,4 @@
-#include "s2ft_checks.hpp"
+#include "s2ft_verify.hpp"
 
 #include <cmath>
 #include <cstring>
