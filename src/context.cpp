@@ -1,4 +1,5 @@
-// Context creation: picks and initialises the backend for the requested device.
+// Context creation: picks and initialises the backend for the requested
+// device; the CUDA stream and workspace settings.
 #include "context.hpp"
 
 #include <string>
@@ -7,10 +8,6 @@
 #include "common/options.hpp"
 #include "common/tensor.hpp"
 
-#ifdef S2FT_WITH_CUDA
-#include "cuda_probe.h"
-#endif
-
 namespace s2ft {
 
 s2ft_context &require_context(s2ft_context *ctx, const char *name) {
@@ -18,29 +15,34 @@ s2ft_context &require_context(s2ft_context *ctx, const char *name) {
   return *ctx;
 }
 
-namespace {
-
-void check_cuda_device(int32_t id) {
-#ifdef S2FT_WITH_CUDA
-  int count = 0;
-  std::string why;
-  if (!s2ft_cuda_probe_device_count(&count, &why))
-    fail(S2FT_ERR_UNSUPPORTED, "no usable CUDA runtime or driver: " + why);
-  if (id >= count)
-    fail_arg("opts->device_id " + std::to_string(id) + " is out of range: " + std::to_string(count) +
-             " CUDA device(s) present");
-  fail(S2FT_ERR_UNSUPPORTED,
-       "this version of libs2ft has no CUDA compute backend yet; create a CPU context (device_type S2FT_DEVICE_CPU)");
-#else
-  (void)id;
-  fail(S2FT_ERR_UNSUPPORTED, "libs2ft was built without CUDA (S2FT_WITH_CUDA=OFF); only CPU contexts are available");
-#endif
+cuda::Context &require_cuda(s2ft_context &ctx, const char *what) {
+  if (!ctx.cuda) fail(S2FT_ERR_UNSUPPORTED, std::string(what) + " needs a CUDA context; this context is on the CPU");
+  return *ctx.cuda;
 }
 
-}  // namespace
 }  // namespace s2ft
 
 extern "C" {
+
+S2FT_API s2ft_status s2ft_device_count(int32_t device_type, int32_t *out) {
+  return s2ft::guard("s2ft_device_count", [&] {
+    s2ft::require_not_null(out, "out");
+    *out = 0;
+    if (device_type == S2FT_DEVICE_CPU) {
+      *out = 1;
+    } else if (device_type == S2FT_DEVICE_CUDA) {
+      std::string why;
+      const int n = s2ft::cuda::device_count(&why);
+      if (n < 0) {
+        s2ft::set_error(S2FT_ERR_UNSUPPORTED, "s2ft_device_count: no CUDA devices usable: " + why);
+        return;
+      }
+      *out = n;
+    } else {
+      s2ft::fail_arg("device_type must be S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA, got " + std::to_string(device_type));
+    }
+  });
+}
 
 S2FT_API s2ft_status s2ft_context_options_init(s2ft_context_options *opts, uint32_t version) {
   return s2ft::guard("s2ft_context_options_init", [&] {
@@ -70,7 +72,7 @@ S2FT_API s2ft_status s2ft_context_create(const s2ft_context_options *opts, s2ft_
       if (o.device_id != 0) s2ft::fail_arg("opts->device_id must be 0 for the CPU");
       ctx->backend = s2ft::make_cpu_backend(o.num_threads);
     } else if (o.device_type == S2FT_DEVICE_CUDA) {
-      s2ft::check_cuda_device(o.device_id);
+      ctx->cuda = s2ft::cuda::create_context(o.device_id);
     } else {
       s2ft::fail_arg("opts->device_type must be S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA, got " +
                      std::to_string(o.device_type));
@@ -86,6 +88,42 @@ S2FT_API s2ft_status s2ft_context_device(const s2ft_context *ctx, s2ft_device *o
     s2ft::require_not_null(ctx, "ctx");
     s2ft::require_not_null(out, "out");
     *out = ctx->device;
+  });
+}
+
+S2FT_API s2ft_status s2ft_context_set_stream(s2ft_context *ctx, void *stream) {
+  return s2ft::guard("s2ft_context_set_stream", [&] {
+    s2ft::cuda::set_stream(s2ft::require_cuda(s2ft::require_context(ctx), "a stream"), stream);
+  });
+}
+
+S2FT_API s2ft_status s2ft_context_stream(const s2ft_context *ctx, void **out) {
+  if (out != nullptr) *out = nullptr;
+  return s2ft::guard("s2ft_context_stream", [&] {
+    s2ft::require_not_null(ctx, "ctx");
+    s2ft::require_not_null(out, "out");
+    if (ctx->cuda) *out = s2ft::cuda::stream(*ctx->cuda);
+  });
+}
+
+S2FT_API s2ft_status s2ft_context_set_workspace(s2ft_context *ctx, void *workspace, size_t bytes) {
+  return s2ft::guard("s2ft_context_set_workspace", [&] {
+    s2ft::cuda::set_workspace(s2ft::require_cuda(s2ft::require_context(ctx), "a workspace"), workspace, bytes);
+  });
+}
+
+S2FT_API s2ft_status s2ft_context_workspace_needed(const s2ft_context *ctx, size_t *out) {
+  return s2ft::guard("s2ft_context_workspace_needed", [&] {
+    s2ft::require_not_null(ctx, "ctx");
+    s2ft::require_not_null(out, "out");
+    *out = ctx->cuda ? s2ft::cuda::workspace_high_water(*ctx->cuda) : 0;
+  });
+}
+
+S2FT_API s2ft_status s2ft_context_synchronize(s2ft_context *ctx) {
+  return s2ft::guard("s2ft_context_synchronize", [&] {
+    s2ft_context &c = s2ft::require_context(ctx);
+    if (c.cuda) s2ft::cuda::synchronize(*c.cuda);
   });
 }
 

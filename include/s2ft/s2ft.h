@@ -215,6 +215,67 @@ S2FT_API void s2ft_context_destroy(s2ft_context *ctx);
 S2FT_API s2ft_status s2ft_context_device(const s2ft_context *ctx,
                                          s2ft_device *out);
 
+/**
+ * The number of devices of `device_type` this build of libs2ft can use:
+ * 1 for S2FT_DEVICE_CPU; for S2FT_DEVICE_CUDA the CUDA devices present, or
+ * 0 when the build has no CUDA backend or no driver is installed (never an
+ * error: s2ft_last_error() then says why). Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (out NULL, unknown device type).
+ */
+S2FT_API s2ft_status s2ft_device_count(int32_t device_type, int32_t *out);
+
+/* ---- CUDA contexts ------------------------------------------------------
+ * A CUDA context is bound to one device at creation and queues all its work
+ * on one stream, in call order. Calls return as soon as the work is queued:
+ * the library never synchronises the device or the stream except in the
+ * calls whose documentation says so (s2ft_context_synchronize, object
+ * creation and destruction, calls that return device results to the host).
+ * Tensors passed to a CUDA context must be device (or managed) memory of
+ * its device; the caller keeps them alive until the queued work has run.
+ */
+
+/**
+ * Sets the stream a CUDA context queues its work on: a cudaStream_t passed
+ * as `void *` (NULL: the legacy default stream). The new stream is made to
+ * wait, on the device, for the work the context queued on the old one.
+ * The stream must outlive its use by the context. Does not synchronise.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (ctx NULL), S2FT_ERR_UNSUPPORTED (a CPU
+ * context), S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_context_set_stream(s2ft_context *ctx, void *stream);
+
+/** The stream of a CUDA context (NULL on a CPU context and for the default
+ *  stream). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_context_stream(const s2ft_context *ctx, void **out);
+
+/**
+ * Gives a CUDA context `bytes` of caller-owned device memory at
+ * `workspace` for per-call scratch (packed operands, gathered slices,
+ * uploaded indices), so that calls allocate nothing. NULL (with any size)
+ * returns to the context's own workspace, which grows on demand with
+ * stream-ordered allocations. The memory must stay valid, and must not be
+ * used by the caller while work queued by the context may still read it. A call needing
+ * more scratch than given fails with S2FT_ERR_OUT_OF_MEMORY and states the
+ * size needed; s2ft_context_workspace_needed() reports the most any call
+ * has needed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_UNSUPPORTED (a
+ * CPU context), S2FT_ERR_DEVICE (not memory of the context's device).
+ */
+S2FT_API s2ft_status s2ft_context_set_workspace(s2ft_context *ctx, void *workspace,
+                                                size_t bytes);
+
+/** The most per-call scratch, in bytes, any call on this CUDA context has
+ *  used so far (0 on a CPU context). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_context_workspace_needed(const s2ft_context *ctx,
+                                                   size_t *out);
+
+/**
+ * Blocks until all work the context has queued is done, and reports a
+ * fault that happened in it (S2FT_ERR_BACKEND with CUDA's message). A no-op
+ * on a CPU context, whose calls finish before they return. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_context_synchronize(s2ft_context *ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Model shape and targets                                                  */
 /* ------------------------------------------------------------------------ */

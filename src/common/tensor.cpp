@@ -1,5 +1,7 @@
 #include "common/tensor.hpp"
 
+#include "cuda_context.hpp"
+
 #include <cmath>
 #include <limits>
 
@@ -210,6 +212,9 @@ Matrix check_matrix(const s2ft_tensor *t, const char *name, const s2ft_device &d
   if (t->byte_offset > static_cast<uint64_t>(std::numeric_limits<int64_t>::max() / 2))
     fail_arg(n + ".byte_offset is out of range");
   m.base = static_cast<char *>(t->data) + t->byte_offset;
+  // A descriptor that claims device memory must point at it: a host pointer
+  // handed to a kernel would fault the whole context instead of failing here.
+  if (m.device.type == S2FT_DEVICE_CUDA && !m.empty()) cuda::require_device_pointer(m.device.id, m.base, name);
   return m;
 }
 

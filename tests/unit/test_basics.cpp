@@ -168,15 +168,56 @@ TEST(Context, CreateBadDevice) {
   o.num_threads = -1;
   EXPECT_S2FT_ERROR(s2ft_context_create(&o, &ctx), S2FT_ERR_INVALID_ARGUMENT, "opts->num_threads");
 }
-TEST(Context, CudaContextIsUnsupportedInThisVersion) {
+TEST(Context, CudaContextNeedsADevice) {
+  int32_t n = -1;
+  ASSERT_S2FT_OK(s2ft_device_count(S2FT_DEVICE_CUDA, &n));
+  ASSERT_GE(n, 0);
   s2ft_context_options o;
   s2ft_context_options_init(&o, S2FT_CONTEXT_OPTIONS_VERSION);
   o.device_type = S2FT_DEVICE_CUDA;
   s2ft_context *ctx = nullptr;
   const s2ft_status st = s2ft_context_create(&o, &ctx);
+  if (n == 0) {  // a build without CUDA, or a machine without a driver or device
+    EXPECT_EQ(ctx, nullptr);
+    EXPECT_EQ(st, S2FT_ERR_UNSUPPORTED) << s2ft_last_error();
+    EXPECT_NE(std::string(s2ft_last_error()).find("CUDA"), std::string::npos);
+  } else {
+    EXPECT_EQ(st, S2FT_OK) << s2ft_last_error();
+    s2ft_device d{};
+    ASSERT_S2FT_OK(s2ft_context_device(ctx, &d));
+    EXPECT_EQ(d.type, S2FT_DEVICE_CUDA);
+    s2ft_context_destroy(ctx);
+  }
+  o.device_id = n;  // one past the last device
+  EXPECT_NE(s2ft_context_create(&o, &ctx), S2FT_OK);
   EXPECT_EQ(ctx, nullptr);
-  EXPECT_EQ(st, S2FT_ERR_UNSUPPORTED) << s2ft_last_error();
-  EXPECT_NE(std::string(s2ft_last_error()).find("CUDA"), std::string::npos);
+}
+TEST(Context, DeviceCount) {
+  int32_t n = -1;
+  ASSERT_S2FT_OK(s2ft_device_count(S2FT_DEVICE_CPU, &n));
+  EXPECT_EQ(n, 1);
+  EXPECT_S2FT_ERROR(s2ft_device_count(S2FT_DEVICE_CPU, nullptr), S2FT_ERR_INVALID_ARGUMENT, "out is NULL");
+  EXPECT_S2FT_ERROR(s2ft_device_count(7, &n), S2FT_ERR_INVALID_ARGUMENT, "device_type");
+}
+TEST(Context, StreamAndWorkspaceNeedACudaContext) {
+  s2ft_context *ctx = nullptr;
+  ASSERT_S2FT_OK(s2ft_context_create(nullptr, &ctx));
+  int dummy = 0;
+  EXPECT_S2FT_ERROR(s2ft_context_set_stream(ctx, &dummy), S2FT_ERR_UNSUPPORTED, "needs a CUDA context");
+  EXPECT_S2FT_ERROR(s2ft_context_set_workspace(ctx, &dummy, 4), S2FT_ERR_UNSUPPORTED, "needs a CUDA context");
+  void *stream = &dummy;
+  ASSERT_S2FT_OK(s2ft_context_stream(ctx, &stream));
+  EXPECT_EQ(stream, nullptr);
+  size_t need = 99;
+  ASSERT_S2FT_OK(s2ft_context_workspace_needed(ctx, &need));
+  EXPECT_EQ(need, 0u);
+  ASSERT_S2FT_OK(s2ft_context_synchronize(ctx));
+  s2ft_context_destroy(ctx);
+  EXPECT_S2FT_ERROR(s2ft_context_set_stream(nullptr, nullptr), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_S2FT_ERROR(s2ft_context_stream(nullptr, &stream), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_S2FT_ERROR(s2ft_context_set_workspace(nullptr, nullptr, 0), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_S2FT_ERROR(s2ft_context_workspace_needed(nullptr, &need), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_S2FT_ERROR(s2ft_context_synchronize(nullptr), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
 }
 TEST(Context, DeviceNullArguments) {
   s2ft_device d;
