@@ -946,6 +946,89 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
                                                 const int32_t *segment_adapter,
                                                 int64_t n_segments, s2ft_tensor *y);
 
+/**
+ * Copies an adapter's lines and deltas to the device of a CUDA context now,
+ * so that later s2ft_adapter_apply/switch/remove and
+ * s2ft_adapter_forward_mixed calls on that device copy nothing from the
+ * host (they upload on first use otherwise). The adapter keeps the device
+ * copy until it is changed (s2ft_adapter_set) or destroyed; the copy is
+ * queued on the context's stream. May synchronise (it allocates device
+ * memory). A no-op on a CPU context. Errors: S2FT_ERR_INVALID_ARGUMENT,
+ * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_adapter_upload(s2ft_context *ctx, const s2ft_adapter *adapter);
+
+/* ---- Unstructured sparse deltas ----------------------------------------- */
+
+/**
+ * A weight delta D [rows, cols] in CSR form, held on a context's device:
+ * the path for deltas that are not whole rows or columns (unstructured
+ * sparse methods), computed with cuSPARSE SpMM on a CUDA context and with
+ * a plain loop on the CPU.
+ */
+typedef struct s2ft_sparse_delta s2ft_sparse_delta;
+
+/**
+ * Creates a sparse delta on the context's device from host CSR arrays:
+ * row_offsets (rows + 1 entries, non-decreasing, from 0 to nnz),
+ * col_indices (nnz entries, strictly ascending within each row, each in
+ * [0, cols)) and values (nnz finite f32 values). The arrays are copied.
+ * May synchronise (it allocates device memory). Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, negative sizes, bad offsets or indices,
+ * a value not finite), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_sparse_delta_create(s2ft_context *ctx, int64_t rows, int64_t cols,
+                                              const int64_t *row_offsets,
+                                              const int64_t *col_indices, const float *values,
+                                              int64_t nnz, s2ft_sparse_delta **out);
+
+/**
+ * The delta of an adapter's (layer, target) entry as a sparse delta over
+ * the full weight shape, with its lines in base order or, when `perm` is
+ * not NULL, in that selection's permuted order. An adapter without an
+ * entry there gives an empty delta (nnz 0). Errors: as
+ * s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad
+ * layer or target or a permutation of another model shape.
+ */
+S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2ft_adapter *adapter,
+                                                    int32_t layer, int32_t target,
+                                                    const s2ft_selection *perm,
+                                                    s2ft_sparse_delta **out);
+
+/** Destroys a sparse delta; NULL is a no-op. May synchronise. */
+S2FT_API void s2ft_sparse_delta_destroy(s2ft_sparse_delta *delta);
+
+/** The delta's shape and number of stored entries; any out pointer may be
+ *  NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (delta NULL). */
+S2FT_API s2ft_status s2ft_sparse_delta_info(const s2ft_sparse_delta *delta, int64_t *rows,
+                                            int64_t *cols, int64_t *nnz);
+
+/**
+ * y += scale * x D^T for x [T, cols] and y [T, rows] on the context's
+ * device (the delta must have been created on it); one dtype (f32, f16,
+ * bf16), f32 arithmetic. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, scale
+ * not finite, y overlapping x), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_sparse_delta *delta,
+                                               double scale, const s2ft_tensor *x,
+                                               s2ft_tensor *y);
+
+/* How s2ft_adapter_forward_mixed adds a column/row adapter's delta. */
+#define S2FT_DELTA_PATH_AUTO   0 /* CUDA: time both once per shape, keep the faster */
+#define S2FT_DELTA_PATH_DENSE  1 /* gather the lines, then a dense GEMM            */
+#define S2FT_DELTA_PATH_SPARSE 2 /* the delta as CSR through cuSPARSE SpMM         */
+
+/**
+ * Chooses the delta path of a context's mixed-adapter forward (default
+ * AUTO). On a CPU context only DENSE exists: AUTO means DENSE and SPARSE is
+ * S2FT_ERR_UNSUPPORTED. AUTO on CUDA times both paths the first time it
+ * meets a shape (that call synchronises) and remembers the faster.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown path),
+ * S2FT_ERR_UNSUPPORTED.
+ */
+S2FT_API s2ft_status s2ft_context_set_delta_path(s2ft_context *ctx, int32_t path);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,0 +1,33 @@
+// Device copies of adapters: for each (layer, target) the base-order lines
+// (int64) and the f32 delta, uploaded once per adapter revision and device
+// and kept by the adapter (s2ft_adapter::mirrors) until it changes or dies.
+// Used by the CUDA paths of apply/remove/switch and the mixed forward.
+#pragma once
+
+#include <cstdint>
+
+#include "cuda_context.hpp"
+
+struct s2ft_adapter;
+
+namespace s2ft {
+namespace cuda {
+
+struct AdapterMirror;
+
+// Device pointers of one entry; k == 0 means the adapter has no entry.
+// delta is [out, k] (columns) or [k, in] (rows), row-major, like the host's.
+struct DeviceEntry {
+  const int64_t *lines = nullptr;
+  const float *delta = nullptr;
+  int64_t k = 0;
+};
+
+// The adapter's copy on ctx's device, uploaded on ctx's stream if missing or
+// stale. Thread-safe for one adapter used by several threads; the returned
+// reference stays valid until the adapter is changed or destroyed.
+const AdapterMirror &mirror(Context &ctx, const s2ft_adapter &adapter);
+DeviceEntry entry(const AdapterMirror &m, int32_t layer, int32_t target);
+
+}  // namespace cuda
+}  // namespace s2ft
