@@ -16,6 +16,7 @@
 #include "adapter/adapter.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "cuda_adapter_mirror.hpp"
 #include "model_shape.hpp"
 #include "select/selection.hpp"
 
@@ -173,6 +174,7 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
                      s2ft::where(layer, target));
     if (n_lines == 0) {
       slot = s2ft::AdapterEntry{};
+      adapter->entries_changed();
       return;
     }
     s2ft::require_not_null(lines, "lines");
@@ -220,6 +222,7 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
       }
     }
     slot = std::move(e);
+    adapter->entries_changed();
   });
 }
 
@@ -354,6 +357,17 @@ S2FT_API s2ft_status s2ft_adapter_delta(const s2ft_adapter *adapter, int32_t lay
     s2ft::delta_shape(a.shape, target, static_cast<int64_t>(e.lines.size()), &rows, &cols);
     s2ft::require_shape(m, "out", rows, cols);
     s2ft::from_f32(e.delta.data(), m, false);
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_upload(s2ft_context *ctx, const s2ft_adapter *adapter) {
+  return s2ft::guard("s2ft_adapter_upload", [&] {
+    s2ft_context &c = s2ft::require_context(ctx);
+    const s2ft_adapter &a = s2ft::require_adapter(adapter);
+    if (!c.on_cuda()) return;  // CPU contexts read the host entries directly
+#ifdef S2FT_WITH_CUDA
+    s2ft::cuda::mirror(*c.cuda, a);
+#endif
   });
 }
 

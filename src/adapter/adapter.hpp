@@ -5,6 +5,8 @@
 #include "common/live_handles.hpp"
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -42,10 +44,30 @@ uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line);
 
 }  // namespace s2ft
 
+namespace s2ft {
+namespace cuda {
+struct AdapterMirror;  // kernels/cuda_adapter_mirror.hpp
+}
+}  // namespace s2ft
+
 struct s2ft_adapter {
   s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_model_shape shape{};
   std::string name;
   double default_scale = 1.0;
   std::vector<std::array<s2ft::AdapterEntry, S2FT_NUM_TARGETS>> layers;  // n_layers
+
+  // Device copies of the entries, one per CUDA device, made on first use by
+  // a CUDA call and dropped whenever an entry changes (revision counts the
+  // changes). Guarded by mirror_mutex: const adapters are shared by threads.
+  uint64_t revision = 0;
+  mutable std::mutex mirror_mutex;
+  mutable std::vector<std::shared_ptr<s2ft::cuda::AdapterMirror>> mirrors;
+
+  // Call after changing `layers`.
+  void entries_changed() {
+    std::lock_guard<std::mutex> lock(mirror_mutex);
+    ++revision;
+    mirrors.clear();
+  }
 };

@@ -833,3 +833,13 @@ TEST(AdapterSetInfo, BadNameOrScaleChangesNothing) {
 }
 
 }  // namespace
+
+// Uploading is a CUDA-context matter; on a CPU context it checks its
+// arguments and does nothing else.
+TEST_F(AdapterSetErrors, UploadOnACpuContextIsANoOp) {
+  s2ft_test::Context c;
+  ASSERT_S2FT_OK(s2ft_adapter_set(a.a, 0, 0, lines, 2, &d.t, &base.t));
+  ASSERT_S2FT_OK(s2ft_adapter_upload(c.ctx, a.a));
+  EXPECT_S2FT_ERROR(s2ft_adapter_upload(nullptr, a.a), S2FT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  EXPECT_S2FT_ERROR(s2ft_adapter_upload(c.ctx, nullptr), S2FT_ERR_INVALID_ARGUMENT, "adapter is NULL");
+}
