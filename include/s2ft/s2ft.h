@@ -175,10 +175,12 @@ S2FT_API s2ft_status s2ft_tensor_cpu_f32_2d(s2ft_tensor *t, float *data,
 /* ------------------------------------------------------------------------ */
 
 /** A context binds the library to one backend and device. It owns the
- *  backend's workspace: grow-only scratch memory used to convert f16/bf16 or
- *  strided operands to f32 for GEMMs, reused across calls (so a context that
- *  has run a bf16 backward over a weight keeps about that weight's size in
- *  f32 until it is destroyed). */
+ *  backend's workspace: grow-only scratch memory reused across calls. On
+ *  the CPU it holds f16/bf16 or strided operands converted to f32 for
+ *  GEMMs (so a context that has run a bf16 backward over a weight keeps
+ *  about that weight's size in f32 until it is destroyed); on CUDA it
+ *  holds per-call temporaries and may be the caller's memory
+ *  (s2ft_context_set_workspace). */
 typedef struct s2ft_context s2ft_context;
 
 #define S2FT_CONTEXT_OPTIONS_VERSION 1
