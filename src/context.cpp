@@ -120,6 +120,19 @@ S2FT_API s2ft_status s2ft_context_workspace_needed(const s2ft_context *ctx, size
   });
 }
 
+S2FT_API s2ft_status s2ft_context_set_delta_path(s2ft_context *ctx, int32_t path) {
+  return s2ft::guard("s2ft_context_set_delta_path", [&] {
+    s2ft_context &c = s2ft::require_context(ctx);
+    if (path != S2FT_DELTA_PATH_AUTO && path != S2FT_DELTA_PATH_DENSE && path != S2FT_DELTA_PATH_SPARSE)
+      s2ft::fail_arg("path must be S2FT_DELTA_PATH_AUTO, S2FT_DELTA_PATH_DENSE or S2FT_DELTA_PATH_SPARSE, got " +
+                     std::to_string(path));
+    if (path == S2FT_DELTA_PATH_SPARSE && !c.on_cuda())
+      s2ft::fail(S2FT_ERR_UNSUPPORTED,
+                 "S2FT_DELTA_PATH_SPARSE needs a CUDA context; on the CPU only the dense path exists");
+    c.delta_path = path;
+  });
+}
+
 S2FT_API s2ft_status s2ft_context_synchronize(s2ft_context *ctx) {
   return s2ft::guard("s2ft_context_synchronize", [&] {
     s2ft_context &c = s2ft::require_context(ctx);

@@ -326,7 +326,10 @@ S2FT_API s2ft_status s2ft_model_shape_check(const s2ft_model_shape *shape);
 typedef struct s2ft_statistics s2ft_statistics;
 
 /** Creates empty statistics for a model shape. Errors:
- *  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY. */
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the sums live in device memory allocated here: (3
+ * n_heads + 2 n_kv_heads + 5 d_ff) doubles per layer.
+ */
 S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx,
                                             const s2ft_model_shape *shape,
                                             s2ft_statistics **out);
@@ -341,6 +344,9 @@ S2FT_API void s2ft_statistics_destroy(s2ft_statistics *stats);
  * earlier record for the same (layer, target).
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, layer or target out of range),
  * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ * On a CUDA context the sums are computed on the context's stream; the
+ * call does not synchronise, and the tensors must stay valid until that
+ * work has run.
  */
 S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats,
                                                 int32_t layer, int32_t target,
@@ -352,6 +358,9 @@ S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats,
  * column c. V units use the O columns of their query heads; UP channels use
  * the DOWN columns. Errors as s2ft_statistics_add_weight(); V and UP are
  * rejected (pass their coupled O/DOWN input instead).
+ * On a CUDA context the sums are computed on the context's stream; the
+ * call does not synchronise, and the tensors must stay valid until that
+ * work has run.
  */
 S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats,
                                                     int32_t layer,
@@ -363,6 +372,8 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats,
  * calibration batch, from the layer's input x [T, in] and output gradient
  * dy [T, out] (dW = dy^T x; the full dW is formed in scratch memory).
  * Errors as s2ft_statistics_add_weight().
+ * On a CUDA context dW is formed in device scratch in tiles of at most
+ * 2^24 elements, on the context's stream; the call does not synchronise.
  */
 S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats,
                                                   int32_t layer, int32_t target,
@@ -379,6 +390,8 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats,
  * into out[0..n_units). Call with out NULL to learn *n_units. Errors:
  * S2FT_ERR_INVALID_ARGUMENT (bad layer/target/kind, capacity too small),
  * S2FT_ERR_STATE (nothing recorded yet for that statistic).
+ * On CUDA statistics, the first read after statistics were added copies
+ * the device sums to the host (synchronises).
  */
 S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats,
                                          int32_t layer, int32_t target,
@@ -445,6 +458,8 @@ S2FT_API s2ft_status s2ft_select_options_init(s2ft_select_options *opts,
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape or options, ratio
  * outside (0, 1], count above the units available, missing statistics),
  * S2FT_ERR_OUT_OF_MEMORY.
+ * CUDA statistics are read as by s2ft_statistics_get() (synchronising
+ * once if statistics were added since the last read).
  */
 S2FT_API s2ft_status s2ft_select(s2ft_context *ctx,
                                  const s2ft_model_shape *shape,
@@ -570,6 +585,9 @@ typedef struct s2ft_layer_weights {
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer or direction),
  * S2FT_ERR_SHAPE (a weight's shape does not match the selection's model
  * shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ * On a CUDA context the work is queued on the context's stream and the
+ * call does not synchronise; it needs workspace as large as the largest
+ * weight passed (S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND).
  */
 S2FT_API s2ft_status s2ft_permute(s2ft_context *ctx, const s2ft_selection *sel,
                                   int32_t layer,
@@ -606,6 +624,9 @@ typedef struct s2ft_slice {
  * products accumulate in f32). y and x_saved must not overlap the inputs.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the work is queued on the context's stream and the
+ * call returns without waiting for the device (also S2FT_ERR_BACKEND);
+ * x_saved holds the exact bytes of x's elements.
  */
 S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx,
                                           const s2ft_slice *slice,
@@ -628,6 +649,12 @@ S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx,
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad flags or slice, index out
  * of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,
  * S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the GEMMs run in cuBLAS (GemmEx, f32 accumulation)
+ * straight on strided sub-matrices, queued on the context's stream; the
+ * call does not wait for the device. An indexed row slice gathers dy[:,
+ * S] (T * k elements) into the workspace, and views without a unit
+ * stride are packed there; a caller workspace that is too small gives
+ * S2FT_ERR_OUT_OF_MEMORY. Also S2FT_ERR_BACKEND.
  */
 S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx,
                                            const s2ft_slice *slice,
@@ -668,7 +695,10 @@ S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts,
 
 /** Creates an optimizer with no parameters. Errors:
  *  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or
- *  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY. */
+ *  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the optimizer keeps `ctx`, which must outlive it,
+ * and its state lives in device memory.
+ */
 S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx,
                                            const s2ft_optimizer_options *opts,
                                            s2ft_optimizer **out);
@@ -686,6 +716,9 @@ S2FT_API void s2ft_optimizer_destroy(s2ft_optimizer *opt);
  * copied. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_STATE (after the first step),
  * S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the state is allocated in device memory (this call
+ * may synchronise) and the master is initialised by work queued on the
+ * context's stream.
  */
 S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt,
                                               s2ft_tensor *weight,
@@ -702,12 +735,22 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt,
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, lr negative or not finite,
  * n_grads != number of parameters, a non-finite gradient norm),
  * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE.
+ * On a CUDA context the step is fused kernels queued on the context's
+ * stream. It synchronises only when max_grad_norm > 0 or grad_norm is
+ * not NULL: the global norm is then copied to the host, and a non-finite
+ * norm fails the call as on the CPU (nothing changed, the step not
+ * counted). Otherwise it does not synchronise, and a step whose gradient
+ * norm is not finite is skipped on the device: nothing changes and the
+ * step is not counted (see s2ft_optimizer_step_count()).
  */
 S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr,
                                          const s2ft_tensor *grads,
                                          int64_t n_grads, double *grad_norm);
 
-/** The number of steps taken (restored by s2ft_optimizer_load()). */
+/** The number of steps taken (restored by s2ft_optimizer_load()).
+ * On a CUDA context, after steps that did not synchronise, this call
+ * waits for the context's stream to read the device's count.
+ */
 S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt,
                                                int64_t *out);
 
@@ -715,6 +758,7 @@ S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt,
  * Saves the optimizer state (options, step count, per-parameter moments
  * and f32 master slices) to a safetensors file, written under a temporary
  * name and renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
+ * On a CUDA context the state is copied from the device (synchronises).
  */
 S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
                                          const char *path);
@@ -726,6 +770,8 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
  * weights. The file is treated as hostile. Errors:
  * S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, or
  * not matching this optimizer's parameters).
+ * On a CUDA context the state is copied to the device and the masters
+ * written to the weights; the call waits for this work (synchronises).
  */
 S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt,
                                          const char *path);
@@ -876,13 +922,21 @@ typedef struct s2ft_model s2ft_model;
  * in (after s2ft_permute FORWARD), or NULL for base order; it is copied.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the weights are device tensors: create hashes every
+ * line of every given weight on the device for its base fingerprint and
+ * waits for it (synchronises). Apply and switch check adapters against
+ * these create-time fingerprints, so the weights must not change other
+ * than through the model while it lives.
  */
 S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape *shape,
                                        const s2ft_layer_weights *layers,
                                        const s2ft_selection *perm, s2ft_model **out);
 
 /** Destroys a model; NULL is a no-op. An applied adapter stays merged in
- *  the weights (call s2ft_adapter_remove first to restore them). */
+ *  the weights (call s2ft_adapter_remove first to restore them).
+ * On a CUDA context it waits for the context's stream before releasing
+ * device memory (synchronises).
+ */
 S2FT_API void s2ft_model_destroy(s2ft_model *model);
 
 /* Flags for s2ft_adapter_apply and s2ft_adapter_switch. */
@@ -898,13 +952,23 @@ S2FT_API void s2ft_model_destroy(s2ft_model *model);
  * S2FT_ERR_STATE (an adapter is already applied: remove it or switch),
  * S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;
  * nothing is changed), S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the work (one pass over the lines) is queued on the
+ * context's stream and the call returns without waiting, except that the
+ * first use of an adapter on a device uploads it (synchronises; see
+ * s2ft_adapter_upload) and a call displacing more lines of a weight than
+ * any earlier call on the model first waits for the stream to grow the
+ * saved-line memory (kept until the model is destroyed). Also
+ * S2FT_ERR_BACKEND.
  */
 S2FT_API s2ft_status s2ft_adapter_apply(s2ft_model *model, const s2ft_adapter *adapter,
                                         double scale, uint32_t flags);
 
 /** Restores the lines the applied adapter displaced, bit-exactly, and
  *  forgets it. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL), S2FT_ERR_STATE (no
- *  adapter applied). */
+ *  adapter applied).
+ * On a CUDA context the restore is queued on the context's stream; the
+ * call does not synchronise.
+ */
 S2FT_API s2ft_status s2ft_adapter_remove(s2ft_model *model);
 
 /**
@@ -912,6 +976,8 @@ S2FT_API s2ft_status s2ft_adapter_remove(s2ft_model *model);
  * union of their lines; the result is bit-identical to remove then apply.
  * Errors as s2ft_adapter_apply(), except that an applied adapter is not
  * an error; on error the model is unchanged.
+ * On a CUDA context: as s2ft_adapter_apply(), in one pass over the union
+ * of the two adapters' lines.
  */
 S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *adapter,
                                          double scale, uint32_t flags);
@@ -938,6 +1004,16 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  * entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context, runs of at most 8 rows with one adapter (decode
+ * tokens) are computed for the whole batch by one gathered batched-GEMV
+ * launch with no intermediate buffer; longer runs (prefill) by one
+ * grouped GEMM over the gathered inputs (S2FT_DELTA_PATH_DENSE) or by
+ * cuSPARSE SpMM on a CSR copy of the delta cached by the context per
+ * (adapter, layer, target, perm) (S2FT_DELTA_PATH_SPARSE), as
+ * s2ft_context_set_delta_path() chooses. The work is queued on the
+ * context's stream; the call synchronises only on an adapter's first use
+ * on the device, when it builds or drops a cached CSR, and when AUTO
+ * times the two paths for a new shape. Also S2FT_ERR_BACKEND.
  */
 S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer, int32_t target,
                                                 const s2ft_tensor *x, const s2ft_tensor *w,
@@ -1011,6 +1087,8 @@ S2FT_API s2ft_status s2ft_sparse_delta_info(const s2ft_sparse_delta *delta, int6
  * bf16), f32 arithmetic. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, scale
  * not finite, y overlapping x), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ * On a CUDA context the product is queued on the context's stream and
+ * the call does not synchronise.
  */
 S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_sparse_delta *delta,
                                                double scale, const s2ft_tensor *x,
@@ -1028,6 +1106,10 @@ S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_spa
  * meets a shape (that call synchronises) and remembers the faster.
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown path),
  * S2FT_ERR_UNSUPPORTED.
+ * The path applies to runs of more than 8 rows with one adapter, for
+ * column and row targets; shorter runs always take the batched GEMV.
+ * AUTO keys shapes by (rows rounded up to a power of two, out, in, k,
+ * dtype, target axis) and keeps its choice for the context's lifetime.
  */
 S2FT_API s2ft_status s2ft_context_set_delta_path(s2ft_context *ctx, int32_t path);
 

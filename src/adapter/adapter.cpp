@@ -367,6 +367,8 @@ S2FT_API s2ft_status s2ft_adapter_upload(s2ft_context *ctx, const s2ft_adapter *
     if (!c.on_cuda()) return;  // CPU contexts read the host entries directly
 #ifdef S2FT_WITH_CUDA
     s2ft::cuda::mirror(*c.cuda, a);
+#else
+    (void)a;
 #endif
   });
 }

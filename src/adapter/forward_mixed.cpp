@@ -9,7 +9,9 @@
 //     Y_R[:, S] += scale_a * P                  scatter-add into k output columns
 // S is the adapter's base-order lines, mapped through the permutation when
 // the weight (and so x's columns or y's columns) are permuted. Consecutive
-// segments with the same adapter form one group and one GEMM.
+// segments with the same adapter form one group and one GEMM. On a CUDA
+// context the same groups go to kernels/cuda_forward_mixed.cu (batched GEMV
+// for decode rows, grouped GEMM or cuSPARSE for prefill groups).
 #include <cmath>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "cuda_forward_mixed.hpp"
 #include "train/linear_args.hpp"
 
 namespace s2ft {
@@ -148,8 +151,30 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
       checked[static_cast<size_t>(a)] = 1;
     }
 
-    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
     const bool columns = target_axis(target) == S2FT_AXIS_COLUMNS;
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) {
+      // The same groups as below; the device resolves lines and deltas itself.
+      std::vector<cuda::MixedAdapter> resolved(static_cast<size_t>(n_adapters));
+      for (size_t a = 0; a < resolved.size(); ++a)
+        if (uses[a].entry != nullptr)
+          resolved[a] = cuda::MixedAdapter{adapters[a], uses[a].entry, &uses[a].positions, uses[a].scale};
+      std::vector<cuda::MixedGroup> groups;
+      for (int64_t j = 0; j < n_segments;) {
+        const int32_t a = segment_adapter[j];
+        int64_t end = j + 1;
+        while (end < n_segments && segment_adapter[end] == a) ++end;
+        const int64_t r0 = offsets[j], n = offsets[end] - r0;
+        if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr)
+          groups.push_back(cuda::MixedGroup{r0, n, a});
+        j = end;
+      }
+      const cuda::MixedCall call{layer, target, columns, perm, c.delta_path, &c.cuda_mixed_state};
+      cuda::forward_mixed(*c.cuda, call, X, W, resolved, groups, Y);
+      return;
+    }
+#endif
+    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
     for (int64_t j = 0; j < n_segments;) {
       const int32_t a = segment_adapter[j];
       int64_t end = j + 1;

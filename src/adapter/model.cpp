@@ -14,6 +14,13 @@
 // Every check (arguments, shapes, missing weights, fingerprints) and every
 // allocation happens while building the plan; only then are weights written,
 // and writing cannot fail, so a failed call leaves the model unchanged.
+//
+// On a CUDA context the plan (checks, positions) is made here the same way
+// and the writes are one device pass per group of weights
+// (kernels/cuda_model.cu), queued on the context's stream. Fingerprints are
+// checked against the base fingerprints taken at create, so apply, switch
+// and remove never wait for the device (except to upload an adapter the
+// first time or to grow a record buffer, see cuda_model.hpp).
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +31,7 @@
 #include "adapter/model.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "cuda_model.hpp"
 #include "model_shape.hpp"
 
 namespace s2ft {
@@ -290,6 +298,35 @@ struct Step {
   std::vector<int64_t> all_new;          // 0..k-1 of the new entry
 };
 
+// Checks the new adapter's `entry` of (layer, target) against the model
+// (the weight is present, the entry is consistent, its lines are in range)
+// and returns where each of its lines sits in the weight.
+std::vector<int64_t> entry_positions(const s2ft_model &m, int32_t layer, int32_t target, const AdapterEntry &entry) {
+  const ModelWeight &mw = m.weights[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  if (!mw.present)
+    fail_arg("the adapter changes " + where(layer, target) + " but the model was created without that weight (" +
+             "layers[" + std::to_string(layer) + "]." + weight_field(target) + " was NULL)");
+  const int64_t len = target_line_length(m.shape, target), n_lines = target_line_count(m.shape, target);
+  const int64_t k = static_cast<int64_t>(entry.lines.size());
+  if (entry.fingerprints.size() != entry.lines.size() || entry.delta.size() != static_cast<size_t>(k * len))
+    fail_arg("the adapter's entry for " + where(layer, target) + " is inconsistent (lines, fingerprints and delta sizes differ)");
+  std::vector<int64_t> positions(static_cast<size_t>(k));
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t line = entry.lines[static_cast<size_t>(j)];
+    if (line < 0 || line >= n_lines)
+      fail_arg("the adapter's " + where(layer, target) + " line " + std::to_string(line) + " is out of range [0, " +
+               std::to_string(n_lines) + ")");
+    positions[static_cast<size_t>(j)] = m.perm ? permuted_line(*m.perm, layer, target, line) : line;
+  }
+  return positions;
+}
+
+[[noreturn]] void fingerprint_mismatch(int32_t layer, int32_t target, int64_t line) {
+  fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + where(layer, target) + " line " + std::to_string(line) +
+                            ": the adapter was made for a different base model (or dtype); pass "
+                            "S2FT_APPLY_FORCE to apply it anyway");
+}
+
 // Builds the step of (layer, target) for a transition to `entry` (may be
 // NULL): checks the entry against the weight, gathers the base bytes of its
 // lines (from the old record where the line is displaced now), and, unless
@@ -302,9 +339,7 @@ Step plan_step(const s2ft_model &m, int32_t layer, int32_t target, const Adapter
   s.layer = layer;
   s.target = target;
   s.entry = entry;
-  if (entry != nullptr && !mw.present)
-    fail_arg("the adapter changes " + where(layer, target) + " but the model was created without that weight (" +
-             "layers[" + std::to_string(layer) + "]." + weight_field(target) + " was NULL)");
+  if (entry != nullptr) s.next.positions = entry_positions(m, layer, target, *entry);
   const int32_t axis = target_axis(target);
   const int64_t len = target_line_length(m.shape, target), n_lines = target_line_count(m.shape, target);
   const int64_t k = entry != nullptr ? static_cast<int64_t>(entry->lines.size()) : 0;
@@ -322,16 +357,6 @@ Step plan_step(const s2ft_model &m, int32_t layer, int32_t target, const Adapter
   const LineGeometry old_geometry(mw.view, axis == S2FT_AXIS_COLUMNS, len, k_old);
 
   if (entry != nullptr) {
-    if (entry->fingerprints.size() != entry->lines.size() || entry->delta.size() != static_cast<size_t>(k * len))
-      fail_arg("the adapter's entry for " + where(layer, target) + " is inconsistent (lines, fingerprints and delta sizes differ)");
-    s.next.positions.resize(static_cast<size_t>(k));
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t line = entry->lines[static_cast<size_t>(j)];
-      if (line < 0 || line >= n_lines)
-        fail_arg("the adapter's " + where(layer, target) + " line " + std::to_string(line) + " is out of range [0, " +
-                 std::to_string(n_lines) + ")");
-      s.next.positions[static_cast<size_t>(j)] = m.perm ? permuted_line(*m.perm, layer, target, line) : line;
-    }
     // Base bytes of the new lines, in the compact layout.
     s.next.original.swap(spare);  // reuse the buffer of the record before last
     s.next.original.resize(static_cast<size_t>(k * len) * e);
@@ -351,10 +376,7 @@ Step plan_step(const s2ft_model &m, int32_t layer, int32_t target, const Adapter
       for (int64_t j = 0; j < k; ++j) {
         const uint64_t want = entry->fingerprints[static_cast<size_t>(j)];
         if (want != 0 && got[static_cast<size_t>(j)] != want)
-          fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + where(layer, target) + " line " +
-                                    std::to_string(entry->lines[static_cast<size_t>(j)]) +
-                                    ": the adapter was made for a different base model (or dtype); pass "
-                                    "S2FT_APPLY_FORCE to apply it anyway");
+          fingerprint_mismatch(layer, target, entry->lines[static_cast<size_t>(j)]);
       }
     }
   }
@@ -386,10 +408,75 @@ void check_flags(uint32_t flags) {
 
 // Moves the model from its applied adapter (if any) to `adapter` (NULL:
 // none) at `scale`. All checks first; then the writes, which cannot fail.
+#ifdef S2FT_WITH_CUDA
+// The CUDA transition: the same checks in the same order as plan_step (with
+// the fingerprints taken at create), then one device pass
+// (cuda::model_transition), which either queues every write or fails
+// before any.
+void transition_cuda(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool force) {
+  struct Planned {
+    int32_t layer, target;
+    std::vector<int64_t> positions;
+  };
+  std::vector<Planned> planned;
+  for (int32_t l = 0; l < m.shape.n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      const AdapterEntry *e = nullptr;
+      if (adapter != nullptr) {
+        const AdapterEntry &ae = adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        if (!ae.empty()) e = &ae;
+      }
+      if (e == nullptr && m.displaced[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) continue;
+      Planned p{l, t, {}};
+      if (e != nullptr) {
+        p.positions = entry_positions(m, l, t, *e);
+        if (!force) {
+          const std::vector<uint64_t> &got = m.base_fingerprints[static_cast<size_t>(l)][static_cast<size_t>(t)];
+          for (size_t j = 0; j < p.positions.size(); ++j) {
+            const uint64_t want = e->fingerprints[j];
+            if (want != 0 && got.at(static_cast<size_t>(p.positions[j])) != want) fingerprint_mismatch(l, t, e->lines[j]);
+          }
+        }
+      }
+      planned.push_back(std::move(p));
+    }
+
+  std::vector<cuda::TransitionStep> steps;
+  steps.reserve(planned.size());
+  for (const Planned &p : planned) {
+    const ModelWeight &mw = m.weights[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)];
+    cuda::TransitionStep st;
+    st.layer = p.layer;
+    st.target = p.target;
+    st.w = mw.view;  // present: a new entry was checked, an old record implies one was
+    st.by_columns = target_axis(p.target) == S2FT_AXIS_COLUMNS;
+    st.line_length = target_line_length(m.shape, p.target);
+    st.old_positions = &m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)].positions;
+    st.new_positions = &p.positions;
+    steps.push_back(st);
+  }
+  cuda::model_transition(*m.ctx->cuda, *m.device, steps, adapter, scale);
+
+  for (Planned &p : planned) {
+    Displaced &d = m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)];
+    d.positions = std::move(p.positions);
+    d.original.clear();
+  }
+  m.applied = adapter;
+  m.scale = adapter != nullptr ? scale : 0.0;
+}
+#endif
+
 void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool force) {
   if (adapter != nullptr && !same_shape(adapter->shape, m.shape))
     fail_arg("adapter's model shape " + shape_string(adapter->shape) + " differs from the model's " +
              shape_string(m.shape));
+#ifdef S2FT_WITH_CUDA
+  if (m.ctx->on_cuda()) {
+    transition_cuda(m, adapter, scale, force);
+    return;
+  }
+#endif
   std::vector<Step> steps;
   for (int32_t l = 0; l < m.shape.n_layers; ++l)
     for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
@@ -436,8 +523,6 @@ S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape
     using namespace s2ft;
     require_not_null(out, "out");
     s2ft_context &c = require_context(ctx);
-    if (c.device.type != S2FT_DEVICE_CPU)
-      fail(S2FT_ERR_DEVICE, "models edit host memory in this version; use a CPU context and CPU tensors");
     check_model_shape(shape, "shape");
     require_not_null(layers, "layers");
     if (perm != nullptr && !same_shape(perm->shape, *shape))
@@ -469,6 +554,22 @@ S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape
       for (size_t j = i + 1; j < all.size(); ++j)
         require_disjoint(all[i].first, all[i].second.c_str(), all[j].first, all[j].second.c_str());
     if (perm != nullptr) m->perm = std::make_unique<s2ft_selection>(*perm);
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) {
+      // Fingerprint every line of every present weight now (one download:
+      // synchronises), so apply and switch can check without the device.
+      m->base_fingerprints.resize(static_cast<size_t>(shape->n_layers));
+      std::vector<cuda::FingerprintJob> jobs;
+      for (int32_t l = 0; l < shape->n_layers; ++l)
+        for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+          const ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
+          if (w.present)
+            jobs.push_back({w.view, target_axis(t), &m->base_fingerprints[static_cast<size_t>(l)][static_cast<size_t>(t)]});
+        }
+      cuda::line_fingerprints(*c.cuda, jobs);
+      m->device = cuda::make_model_buffers(*c.cuda, shape->n_layers);
+    }
+#endif
     *out = m.release();
   });
 }

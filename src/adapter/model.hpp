@@ -1,7 +1,9 @@
 // The model object behind s2ft_model: the caller's borrowed base weights
 // (o, v, down, up of every layer), the permutation they are stored in, and
 // what the applied adapter displaced so that removing it restores the base
-// bit-exactly.
+// bit-exactly. On a CUDA context the weights are device memory, the
+// displaced bytes live on the device (kernels/cuda_model.hpp) and only
+// their positions are kept here.
 #pragma once
 
 #include "common/live_handles.hpp"
@@ -16,6 +18,9 @@
 #include "select/selection.hpp"
 
 namespace s2ft {
+namespace cuda {
+struct ModelBuffers;  // kernels/cuda_model.hpp
+}
 
 // One target weight of one layer, as the caller described it at create.
 struct ModelWeight {
@@ -31,6 +36,7 @@ struct ModelWeight {
 // like the adapter's delta: [line_length, k] row-major for column targets,
 // [k, line_length] for row targets, so a row-major weight is read and
 // written row by row.
+// On CUDA models `original` stays empty: the bytes are in the device record.
 struct Displaced {
   std::vector<int64_t> positions;
   std::vector<char> original;
@@ -55,4 +61,13 @@ struct s2ft_model {
   // one so that switching back and forth does not allocate and page-fault.
   // Not state: a failed call may leave them empty.
   std::vector<std::array<std::vector<char>, S2FT_NUM_TARGETS>> spare;  // n_layers
+
+  // CUDA models only. The base fingerprint of every line of every present
+  // weight, by position in the weight, taken at create (the CPU hashes the
+  // host lines at apply time instead; the base bytes of a line never change
+  // while the model lives, since remove restores them exactly), so apply
+  // and switch check fingerprints without reading the device. And the
+  // device records of displaced lines (freed after the stream's work).
+  std::vector<std::array<std::vector<uint64_t>, S2FT_NUM_TARGETS>> base_fingerprints;  // n_layers
+  std::shared_ptr<s2ft::cuda::ModelBuffers> device;
 };

@@ -12,7 +12,9 @@
 //
 // The tensor's lines are first copied to a compact scratch buffer and then
 // written back in the new order. Raw bytes are moved, never converted, so
-// any dtype works and INVERSE restores the weights bit-exactly.
+// any dtype works and INVERSE restores the weights bit-exactly. On a CUDA
+// context the same happens on the device (kernels/cuda_permute.cu), queued
+// on the context's stream, with the same result byte for byte.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "common/error.hpp"
 #include "common/tensor.hpp"
 #include "context.hpp"
+#include "cuda_permute.hpp"
 #include "select/selection.hpp"
 
 namespace s2ft {
@@ -96,9 +99,6 @@ S2FT_API s2ft_status s2ft_permute(s2ft_context *ctx, const s2ft_selection *sel, 
     if (direction != S2FT_PERMUTE_FORWARD && direction != S2FT_PERMUTE_INVERSE)
       s2ft::fail_arg("direction " + std::to_string(direction) +
                      " is not S2FT_PERMUTE_FORWARD (0) or S2FT_PERMUTE_INVERSE (1)");
-    if (c.device.type != S2FT_DEVICE_CPU)
-      s2ft::fail(S2FT_ERR_DEVICE, "s2ft_permute moves host memory in this version; use a CPU context and CPU tensors");
-
     const s2ft_model_shape &sh = s.shape;
     const int64_t hd = sh.head_dim;
     const int64_t q_rows = static_cast<int64_t>(sh.n_heads) * hd;
@@ -131,6 +131,14 @@ S2FT_API s2ft_status s2ft_permute(s2ft_context *ctx, const s2ft_selection *sel, 
       jobs.push_back({m, sp.by_columns, sp.perm, sp.width});
     }
     const bool forward = direction == S2FT_PERMUTE_FORWARD;
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) {
+      std::vector<s2ft::cuda::PermuteJob> device_jobs;
+      for (const s2ft::Job &j : jobs) device_jobs.push_back({j.m, j.by_columns, &j.perm->order, j.width});
+      s2ft::cuda::permute(*c.cuda, device_jobs, forward);
+      return;
+    }
+#endif
     for (const s2ft::Job &j : jobs) s2ft::run(j, forward);
   });
 }

@@ -13,8 +13,14 @@
 //             lines, dW = dy^T x for the batch.
 // Sums are kept in double so that millions of tokens do not lose the small
 // contributions.
+//
+// On a CUDA context the same sums are computed by kernels
+// (kernels/cuda_statistics.cu) into a device arena; adding never
+// synchronises, and reading (s2ft_statistics_get, s2ft_select) downloads
+// the records changed since the last read, in one synchronising copy.
 #include "select/statistics.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -23,6 +29,9 @@
 #include "common/tensor.hpp"
 #include "context.hpp"
 #include "select/selection.hpp"
+#ifdef S2FT_WITH_CUDA
+#include "cuda_statistics.hpp"
+#endif
 
 namespace s2ft {
 
@@ -55,7 +64,48 @@ std::string missing_statistic_message(int32_t layer, int32_t target, int32_t kin
   }
 }
 
+namespace {
+
+// Calls f(record) for every record the statistics can hold (activations
+// exist only for O and DOWN).
+template <typename S, typename F>
+void for_each_record(S &stats, F &&f) {
+  for (auto &layer : stats.records)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+      for (int32_t k = S2FT_STAT_WEIGHT; k <= S2FT_STAT_GRADIENT; ++k) {
+        if (k == S2FT_STAT_ACTIVATION && target_axis(t) != S2FT_AXIS_COLUMNS) continue;
+        f(layer[static_cast<size_t>(t)][static_cast<size_t>(k)], t);
+      }
+}
+
+// CUDA: copies the device sums of every stale record to its host vector,
+// with one download of the span that covers them all.
+void refresh_host_sums(const s2ft_statistics &stats) {
+  if (!stats.stale) return;
+#ifdef S2FT_WITH_CUDA
+  int64_t lo = INT64_MAX, hi = 0;
+  for_each_record(stats, [&](const s2ft_statistics::Record &r, int32_t) {
+    if (!r.stale) return;
+    lo = std::min(lo, r.offset);
+    hi = std::max(hi, r.offset + static_cast<int64_t>(r.sums.size()));
+  });
+  if (hi > lo) {
+    std::vector<double> span(static_cast<size_t>(hi - lo));
+    cuda::download_sums(*stats.ctx->cuda, *stats.arena, lo, hi - lo, span.data());
+    for_each_record(stats, [&](const s2ft_statistics::Record &r, int32_t) {
+      if (!r.stale) return;
+      std::copy_n(span.begin() + (r.offset - lo), r.sums.size(), r.sums.begin());
+      r.stale = false;
+    });
+  }
+#endif
+  stats.stale = false;
+}
+
+}  // namespace
+
 bool unit_sums(const s2ft_statistics &stats, int32_t layer, int32_t target, int32_t kind, std::vector<double> *out) {
+  refresh_host_sums(stats);
   const auto &rec = stats.records[static_cast<size_t>(layer)];
   if (kind == S2FT_STAT_ACTIVATION && target == S2FT_TARGET_V) {
     // A KV head's input activation is that of the O columns of its query heads.
@@ -77,8 +127,6 @@ namespace {
 
 s2ft_statistics &require_stats(s2ft_statistics *stats) {
   require_not_null(stats, "stats");
-  if (stats->ctx->device.type != S2FT_DEVICE_CPU)
-    fail(S2FT_ERR_UNSUPPORTED, "statistics are computed on the CPU in this version; use a CPU context");
   return *stats;
 }
 
@@ -104,6 +152,28 @@ void ensure_record(s2ft_statistics::Record &r, int64_t units) {
   }
 }
 
+#ifdef S2FT_WITH_CUDA
+// Where the kernels put (layer, target, kind)'s unit sums; `accumulate`
+// adds to the record (which then must exist to be added to).
+cuda::UnitSums device_record(const s2ft_statistics &s, const s2ft_statistics::Record &r, int32_t target,
+                             bool accumulate) {
+  cuda::UnitSums u;
+  u.offset = r.offset;
+  u.units = statistic_units(s.shape, target);
+  u.width = target_unit_width(s.shape, target);
+  u.by_columns = target_axis(target) == S2FT_AXIS_COLUMNS;
+  u.accumulate = accumulate && r.present;
+  return u;
+}
+
+// After kernels changed record r on the device: its host copy is stale.
+void mark_device_record(s2ft_statistics &s, s2ft_statistics::Record &r, int64_t units) {
+  ensure_record(r, units);
+  r.stale = true;
+  s.stale = true;
+}
+#endif
+
 }  // namespace
 }  // namespace s2ft
 
@@ -119,6 +189,18 @@ S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx, const s2ft_model_
     stats->ctx = ctx;
     stats->shape = *shape;
     stats->records.resize(static_cast<size_t>(shape->n_layers));
+#ifdef S2FT_WITH_CUDA
+    if (ctx->on_cuda()) {
+      // Every record gets its place in one device arena now, so that adding
+      // never allocates (and never synchronises).
+      int64_t size = 0;
+      s2ft::for_each_record(*stats, [&](s2ft_statistics::Record &r, int32_t t) {
+        r.offset = size;
+        size += s2ft::statistic_units(*shape, t);
+      });
+      stats->arena = s2ft::cuda::create_statistics_arena(*ctx->cuda, size);
+    }
+#endif
     *out = stats.release();
   });
 }
@@ -135,6 +217,14 @@ S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats, int32_t 
     int64_t rows = 0, cols = 0;
     s2ft::target_weight_shape(s.shape, target, &rows, &cols);
     s2ft::require_shape(w, "weight", rows, cols);
+#ifdef S2FT_WITH_CUDA
+    if (s.ctx->on_cuda()) {  // replace the record's sums on the device
+      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_WEIGHT);
+      s2ft::cuda::add_line_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, false), w);
+      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
+      return;
+    }
+#endif
     // Replace: compute into a fresh record, then swap it in.
     s2ft_statistics::Record r;
     s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
@@ -150,7 +240,7 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int3
     s2ft_statistics &s = s2ft::require_stats(stats);
     s2ft::check_layer(s.shape, layer);
     s2ft::check_target(target);
-    if (!s2ft::target_axis(target) == S2FT_AXIS_COLUMNS)
+    if (s2ft::target_axis(target) != S2FT_AXIS_COLUMNS)
       s2ft::fail_arg(std::string("target ") + s2ft::target_name(target) +
                      " has no input activation of its own: pass the " +
                      (target == S2FT_TARGET_V ? "o_proj input with S2FT_TARGET_O" : "down_proj input with S2FT_TARGET_DOWN") +
@@ -163,6 +253,14 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int3
                        (target == S2FT_TARGET_O ? "o_proj" : "down_proj") + "), got [" + std::to_string(m.rows) +
                        ", " + std::to_string(m.cols) + "]");
     if (m.rows == 0) s2ft::fail_shape("x has no rows (T must be at least 1)");
+#ifdef S2FT_WITH_CUDA
+    if (s.ctx->on_cuda()) {
+      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
+      s2ft::cuda::add_line_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, true), m);
+      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
+      return;
+    }
+#endif
     // Accumulate into a copy so a failure leaves the record untouched.
     s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
     s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
@@ -191,6 +289,14 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
       s2ft::fail_shape("x has " + std::to_string(xm.rows) + " rows but dy has " + std::to_string(dym.rows) +
                        " (both are [T, ...])");
     if (xm.rows == 0) s2ft::fail_shape("x and dy have no rows (T must be at least 1)");
+#ifdef S2FT_WITH_CUDA
+    if (s.ctx->on_cuda()) {
+      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
+      s2ft::cuda::add_gradient_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, true), xm, dym);
+      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
+      return;
+    }
+#endif
 
     // dW = dy^T x  ([out, in]) in f32 scratch.
     std::vector<float> scratch(static_cast<size_t>(out_dim * in_dim));

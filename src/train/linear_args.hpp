@@ -11,7 +11,9 @@ struct LinearArgs {
   Matrix x, w, y;  // [T, in], [out, in], [T, out]
 };
 
-// Throws S2FT_ERR_UNSUPPORTED when the context has no compute backend.
+// Throws S2FT_ERR_UNSUPPORTED when the context has no compute backend: a
+// CPU context has `backend`, a CUDA context `cuda` (and no `backend`, so a
+// caller that accepts both must branch on ctx.on_cuda() before using either).
 void require_backend(const s2ft_context &ctx);
 
 // Validates x, w, y (named "x", "w", "y") on the context's device: shapes

@@ -4,6 +4,14 @@
 // PyTorch's (torch.optim.AdamW, torch.optim.SGD, clip_grad_norm_), computed
 // per element in double from f32 state, so results are deterministic and a
 // saved state resumes bit-exactly.
+//
+// On a CUDA context the state lives on the device and a step is a few
+// kernels (kernels/cuda_optimizer.cu) that apply the same rules with the
+// same double arithmetic. Such a step synchronises only when the caller
+// needs the gradient norm on the host (clipping, or grad_norm != NULL);
+// otherwise a non-finite norm cannot be reported as an error, and the
+// device skips the step instead: no weight or state changes and the step
+// is not counted, as on the CPU, where the call fails.
 #include "train/optimizer.hpp"
 
 #include <algorithm>
@@ -17,6 +25,9 @@
 #include "common/options.hpp"
 #include "context.hpp"
 #include "train/slice.hpp"
+#ifdef S2FT_WITH_CUDA
+#include "cuda_optimizer.hpp"
+#endif
 
 namespace s2ft {
 
@@ -190,6 +201,16 @@ void sgd_step(OptimizerParam &p, const Matrix &grad, const s2ft_optimizer_option
 
 }  // namespace
 
+int64_t current_steps(const s2ft_optimizer &opt) {
+#ifdef S2FT_WITH_CUDA
+  if (opt.on_cuda() && opt.steps_pending) {
+    opt.steps = cuda::download_steps(*opt.ctx->cuda, *opt.dev);
+    opt.steps_pending = false;
+  }
+#endif
+  return opt.steps;
+}
+
 void write_master_to_weight(const OptimizerParam &p) {
   if (!p.has_master()) return;
   for (int64_t i = 0; i < p.rows; ++i)
@@ -225,11 +246,13 @@ S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx, const s2ft_optimiz
     s2ft::require_not_null(opts, "opts");
     s2ft::require_not_null(out, "out");
     s2ft::check_options(*opts);
-    if (c.device.type != S2FT_DEVICE_CPU)
-      s2ft::fail(S2FT_ERR_UNSUPPORTED, "the optimizer runs on the CPU only; ctx is on " + s2ft::device_name(c.device));
     auto opt = std::make_unique<s2ft_optimizer>();
     opt->device = c.device;
+    opt->ctx = &c;
     opt->options = *opts;
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) opt->dev = s2ft::cuda::create_optimizer_state(*c.cuda);
+#endif
     *out = opt.release();
   });
 }
@@ -244,9 +267,10 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *
     s2ft::require_not_null(weight, "weight");
     s2ft::require_not_null(slice, "slice");
     s2ft::require_not_null(index, "index");
-    if (opt->steps > 0)
+    const int64_t steps = s2ft::current_steps(*opt);
+    if (steps > 0)
       s2ft::fail(S2FT_ERR_STATE, "parameters must be added before the first step (the optimizer has taken " +
-                                     std::to_string(opt->steps) + ")");
+                                     std::to_string(steps) + ")");
     s2ft::OptimizerParam p;
     p.weight = s2ft::check_matrix(weight, "weight", opt->device);
     s2ft::require_no_aliasing(p.weight);
@@ -256,6 +280,14 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *
     const int64_t k = slice->count;
     p.rows = p.axis == S2FT_AXIS_COLUMNS ? p.weight.rows : k;
     p.cols = p.axis == S2FT_AXIS_COLUMNS ? k : p.weight.cols;
+#ifdef S2FT_WITH_CUDA
+    if (opt->on_cuda()) {
+      p.dev = s2ft::cuda::create_param_state(*opt->ctx->cuda, p, opt->options);
+      opt->params.push_back(std::move(p));
+      *index = static_cast<int64_t>(opt->params.size()) - 1;
+      return;
+    }
+#endif
     if (s2ft::uses_adam_moments(opt->options)) {
       p.m.assign(p.size(), 0.0f);
       p.v.assign(p.size(), 0.0f);
@@ -277,6 +309,29 @@ S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s
     s2ft::require_not_null(opt, "opt");
     if (!(std::isfinite(lr) && lr >= 0.0)) s2ft::fail_arg("lr must be finite and >= 0, got " + s2ft::num(lr));
     const std::vector<s2ft::Matrix> g = s2ft::check_grads(*opt, grads, n_grads);
+    const s2ft_optimizer_options &o = opt->options;
+#ifdef S2FT_WITH_CUDA
+    if (opt->on_cuda()) {
+      // The norm is needed on the host only to clip (the factor is applied on
+      // the device, but a non-finite norm must fail the call) or to report it.
+      const bool report = o.max_grad_norm > 0.0 || grad_norm != nullptr;
+      s2ft::cuda::StepReport r;
+      s2ft::cuda::optimizer_step(*opt->ctx->cuda, *opt->dev, opt->params, g, o, lr, opt->steps, report, &r);
+      if (!report) {
+        ++opt->steps;  // assumed applied; the device knows (current_steps)
+        opt->steps_pending = true;
+        return;
+      }
+      opt->steps = r.steps;
+      opt->steps_pending = false;
+      if (grad_norm != nullptr) *grad_norm = r.norm;
+      if (!r.applied)
+        s2ft::fail_arg("the global gradient norm is not finite" +
+                       (r.bad >= 0 ? " (grads[" + std::to_string(r.bad) + "] holds inf or NaN)" : std::string()) +
+                       "; no parameter was changed");
+      return;
+    }
+#endif
     int64_t bad = -1;
     const double norm = s2ft::global_norm(g, &bad);
     if (grad_norm != nullptr) *grad_norm = norm;
@@ -285,7 +340,6 @@ S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s
                      (bad >= 0 ? " (grads[" + std::to_string(bad) + "] holds inf or NaN)" : std::string()) +
                      "; no parameter was changed");
     // clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
-    const s2ft_optimizer_options &o = opt->options;
     const double scale = o.max_grad_norm > 0.0 ? std::min(1.0, o.max_grad_norm / (norm + 1e-6)) : 1.0;
     const int64_t t = opt->steps + 1;
     for (size_t i = 0; i < opt->params.size(); ++i) {
@@ -300,7 +354,7 @@ S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt, int64_
   return s2ft::guard("s2ft_optimizer_step_count", [&] {
     s2ft::require_not_null(opt, "opt");
     s2ft::require_not_null(out, "out");
-    *out = opt->steps;
+    *out = s2ft::current_steps(*opt);
   });
 }
 

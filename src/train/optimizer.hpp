@@ -4,6 +4,7 @@
 
 #include "common/live_handles.hpp"
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "common/tensor.hpp"
@@ -11,9 +12,16 @@
 
 namespace s2ft {
 
+namespace cuda {
+struct OptimizerDeviceState;  // kernels/cuda_optimizer.hpp
+struct ParamDeviceState;
+}  // namespace cuda
+
 // One registered parameter: the trained lines of one weight. The slice is a
 // [rows, cols] matrix ([out, k] for columns, [k, in] for rows); all state
-// vectors are compact row-major f32 of that shape (empty when unused).
+// vectors are compact row-major f32 of that shape (empty when unused). On a
+// CUDA optimizer the weight is a device view, the state lives on the device
+// (`dev`) and the host vectors stay empty; get/set must not be used there.
 struct OptimizerParam {
   Matrix weight;                 // the whole weight (borrowed memory)
   int32_t axis = S2FT_AXIS_COLUMNS;
@@ -23,6 +31,7 @@ struct OptimizerParam {
   std::vector<float> m, v;       // AdamW first and second moments
   std::vector<float> momentum;   // SGD momentum buffer (momentum > 0 only)
   std::vector<float> master;     // f32 master slice for f16/bf16 weights
+  std::shared_ptr<cuda::ParamDeviceState> dev;  // CUDA optimizers: the state above, on the device
 
   size_t size() const { return static_cast<size_t>(rows * cols); }
   bool has_master() const { return weight.dtype != S2FT_F32; }
@@ -47,7 +56,24 @@ void write_master_to_weight(const OptimizerParam &p);
 struct s2ft_optimizer {
   s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   s2ft_device device{S2FT_DEVICE_CPU, 0};
+  s2ft_context *ctx = nullptr;  // the creating context (must outlive the optimizer)
   s2ft_optimizer_options options{};
-  int64_t steps = 0;  // completed steps; AdamW's bias correction uses steps + 1
+  // Completed steps; AdamW's bias correction uses steps + 1. On CUDA the
+  // device keeps the authoritative count (a step without clipping and
+  // without a requested norm is skipped there when its gradient norm is not
+  // finite, which the host cannot see without synchronising): while
+  // `steps_pending`, `steps` assumes every such step was applied, and
+  // current_steps() reads the device's count.
+  mutable int64_t steps = 0;
+  mutable bool steps_pending = false;
+  std::shared_ptr<s2ft::cuda::OptimizerDeviceState> dev;  // CUDA optimizers
   std::vector<s2ft::OptimizerParam> params;
+
+  bool on_cuda() const { return device.type == S2FT_DEVICE_CUDA; }
 };
+
+namespace s2ft {
+// The number of completed steps; on CUDA with steps pending this reads the
+// device's count (synchronising) and caches it.
+int64_t current_steps(const s2ft_optimizer &opt);
+}  // namespace s2ft

@@ -7,6 +7,9 @@
 //     param.{i}.master (f16/bf16 weights).
 // Loading checks the whole file against this optimizer before it changes
 // anything, so a bad file leaves the optimizer and the weights untouched.
+// On a CUDA optimizer the state is downloaded to save (synchronising) and
+// uploaded on load, with the masters written back to the weights by a
+// kernel; the file is the same, so state moves freely between backends.
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -17,8 +20,12 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "context.hpp"
 #include "io/safetensors.hpp"
 #include "train/optimizer.hpp"
+#ifdef S2FT_WITH_CUDA
+#include "cuda_optimizer.hpp"
+#endif
 
 namespace s2ft {
 
@@ -51,6 +58,21 @@ const StateKind kStates[] = {
     {"master", &OptimizerParam::master,
      [](const s2ft_optimizer_options &, const OptimizerParam &p) { return p.has_master(); }},
 };
+
+// The values of state tensor `s` (an index into kStates) of parameter p, on
+// the host: the host vector itself on the CPU, a download on CUDA.
+std::vector<float> state_values(const s2ft_optimizer &opt, const OptimizerParam &p, size_t s) {
+#ifdef S2FT_WITH_CUDA
+  if (opt.on_cuda()) {
+    std::vector<float> v(p.size());
+    cuda::download_state(*opt.ctx->cuda, *p.dev, static_cast<cuda::StateTensor>(s), v.data(), v.size());
+    return v;
+  }
+#else
+  (void)opt;
+#endif
+  return p.*kStates[s].member;
+}
 
 std::string tensor_name(size_t i, const char *suffix) { return "param." + std::to_string(i) + "." + suffix; }
 
@@ -100,7 +122,7 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
     w.set_metadata("format", s2ft::kFormat);
     w.set_metadata("version", s2ft::kVersion);
     w.set_metadata("kind", s2ft::kind_name(o.kind));
-    w.set_metadata("step", std::to_string(opt->steps));
+    w.set_metadata("step", std::to_string(s2ft::current_steps(*opt)));
     w.set_metadata("n_params", std::to_string(opt->params.size()));
     w.set_metadata("beta1", s2ft::num(o.beta1));
     w.set_metadata("beta2", s2ft::num(o.beta2));
@@ -112,9 +134,10 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
     for (size_t i = 0; i < opt->params.size(); ++i) {
       const s2ft::OptimizerParam &p = opt->params[i];
       w.set_metadata("param." + std::to_string(i) + ".axis", s2ft::axis_name(p.axis));
-      for (const auto &k : s2ft::kStates) {
+      for (size_t s = 0; s < std::size(s2ft::kStates); ++s) {
+        const auto &k = s2ft::kStates[s];
         if (!k.present(o, p)) continue;
-        const std::vector<float> &v = p.*k.member;
+        const std::vector<float> v = s2ft::state_values(*opt, p, s);
         w.add(s2ft::tensor_name(i, k.suffix), "F32", {p.rows, p.cols}, v.data(), v.size() * sizeof(float));
       }
     }
@@ -195,7 +218,25 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
       }
     }
 
-    // 3. Commit (nothing below can fail).
+    // 3. Commit (nothing below can fail, but for a CUDA error).
+#ifdef S2FT_WITH_CUDA
+    if (opt->on_cuda()) {
+      s2ft::cuda::Context &cc = *opt->ctx->cuda;
+      for (size_t i = 0; i < opt->params.size(); ++i) {
+        s2ft::OptimizerParam &p = opt->params[i];
+        for (size_t s = 0; s < std::size(s2ft::kStates); ++s)
+          if (s2ft::kStates[s].present(o, p))
+            s2ft::cuda::upload_state(cc, *p.dev, static_cast<s2ft::cuda::StateTensor>(s), staged[i][s].data(),
+                                     staged[i][s].size());
+        s2ft::cuda::write_master_to_weight(cc, p);
+      }
+      s2ft::cuda::upload_steps(cc, *opt->dev, step);
+      s2ft::cuda::synchronize(cc);
+      opt->steps = step;
+      opt->steps_pending = false;
+      return;
+    }
+#endif
     for (size_t i = 0; i < opt->params.size(); ++i) {
       s2ft::OptimizerParam &p = opt->params[i];
       for (size_t s = 0; s < std::size(s2ft::kStates); ++s) {

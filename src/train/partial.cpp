@@ -9,6 +9,10 @@
 #include "train/linear_args.hpp"
 #include "train/slice.hpp"
 
+#ifdef S2FT_WITH_CUDA
+#include "cuda_partial.hpp"
+#endif
+
 namespace s2ft {
 namespace {
 
@@ -55,6 +59,12 @@ S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx, const s2ft_slice *s
       require_disjoint(S, "x_saved", W, "w");
       require_disjoint(S, "x_saved", Y, "y");
     }
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) {
+      cuda::forward_partial(*c.cuda, lines, X, W, Y, x_saved != nullptr ? &S : nullptr);
+      return;
+    }
+#endif
     matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
     if (x_saved != nullptr) save_input(X, lines, S);
   });
@@ -111,6 +121,12 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *
       require_disjoint(DX, "dx", DW, "dw_slice");
     }
     const bool acc_dw = (flags & S2FT_ACCUMULATE_DW) != 0, acc_dx = (flags & S2FT_ACCUMULATE_DX) != 0;
+#ifdef S2FT_WITH_CUDA
+    if (c.on_cuda()) {
+      cuda::backward_partial(*c.cuda, lines, W, X, DY, dx != nullptr ? &DX : nullptr, DW, acc_dx, acc_dw);
+      return;
+    }
+#endif
     Backend &be = *c.backend;
     if (dx != nullptr) matmul(be, Op::N, DY, Op::N, W, DX, acc_dx);
     if (columns) {

@@ -107,7 +107,12 @@ struct DeviceMatrix {
   size_t bytes() const { return static_cast<size_t>(rows > 0 ? rows * ld : 0) * elem(); }
 
   // All bytes 0xFF: NaN in every dtype.
-  void poison() { EXPECT_EQ(cudaMemset(data, 0xFF, bytes() + 8), cudaSuccess); }
+  // Both finish on the device before returning: the library's work runs on
+  // a non-blocking stream, which does not wait for the legacy stream.
+  void poison() {
+    EXPECT_EQ(cudaMemset(data, 0xFF, bytes() + 8), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  }
   void upload(const HostMatrix &h) {
     ASSERT_EQ(h.dtype, dtype);
     ASSERT_EQ(h.rows, rows);
@@ -116,6 +121,7 @@ struct DeviceMatrix {
     ASSERT_EQ(cudaMemcpy2D(data, static_cast<size_t>(ld) * elem(), h.bytes.data(), static_cast<size_t>(cols) * elem(),
                            static_cast<size_t>(cols) * elem(), static_cast<size_t>(rows), cudaMemcpyHostToDevice),
               cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   // The matrix back on the host (synchronous: call after the context's work is done).
   HostMatrix download() const {

@@ -62,6 +62,10 @@ pub const S2FT_OPTIMIZER_ADAMW: u32 = 0;
 pub const S2FT_OPTIMIZER_SGD: u32 = 1;
 pub const S2FT_OPTIMIZER_OPTIONS_VERSION: u32 = 1;
 pub const S2FT_APPLY_FORCE: u32 = 1;
+pub const S2FT_DELTA_PATH_AUTO: u32 = 0;
+pub const S2FT_DELTA_PATH_DENSE: u32 = 1;
+pub const S2FT_DELTA_PATH_SPARSE: u32 = 2;
+pub type size_t = ::std::os::raw::c_ulong;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -201,6 +205,64 @@ extern "C" {
     #[doc = " The device a context is bound to. Errors: S2FT_ERR_INVALID_ARGUMENT."]
     pub fn s2ft_context_device(ctx: *const s2ft_context, out: *mut s2ft_device) -> s2ft_status;
 }
+extern "C" {
+    #[doc = " The number of devices of `device_type` this build of libs2ft can use:"]
+    #[doc = " 1 for S2FT_DEVICE_CPU; for S2FT_DEVICE_CUDA the CUDA devices present, or"]
+    #[doc = " 0 when the build has no CUDA backend or no driver is installed (never an"]
+    #[doc = " error: s2ft_last_error() then says why). Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (out NULL, unknown device type)."]
+    pub fn s2ft_device_count(device_type: i32, out: *mut i32) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Sets the stream a CUDA context queues its work on: a cudaStream_t passed"]
+    #[doc = " as `void *` (NULL: the legacy default stream). The new stream is made to"]
+    #[doc = " wait, on the device, for the work the context queued on the old one."]
+    #[doc = " The stream must outlive its use by the context. Does not synchronise."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (ctx NULL), S2FT_ERR_UNSUPPORTED (a CPU"]
+    #[doc = " context), S2FT_ERR_BACKEND."]
+    pub fn s2ft_context_set_stream(
+        ctx: *mut s2ft_context,
+        stream: *mut ::std::os::raw::c_void,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The stream of a CUDA context (NULL on a CPU context and for the default"]
+    #[doc = "  stream). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_context_stream(
+        ctx: *const s2ft_context,
+        out: *mut *mut ::std::os::raw::c_void,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Gives a CUDA context `bytes` of caller-owned device memory at"]
+    #[doc = " `workspace` for per-call scratch (packed operands, gathered slices,"]
+    #[doc = " uploaded indices), so that calls allocate nothing. NULL (with any size)"]
+    #[doc = " returns to the context's own workspace, which grows on demand with"]
+    #[doc = " stream-ordered allocations. The memory must stay valid, and must not be"]
+    #[doc = " used by the caller while work queued by the context may still read it. A call needing"]
+    #[doc = " more scratch than given fails with S2FT_ERR_OUT_OF_MEMORY and states the"]
+    #[doc = " size needed; s2ft_context_workspace_needed() reports the most any call"]
+    #[doc = " has needed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_UNSUPPORTED (a"]
+    #[doc = " CPU context), S2FT_ERR_DEVICE (not memory of the context's device)."]
+    pub fn s2ft_context_set_workspace(
+        ctx: *mut s2ft_context,
+        workspace: *mut ::std::os::raw::c_void,
+        bytes: size_t,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The most per-call scratch, in bytes, any call on this CUDA context has"]
+    #[doc = "  used so far (0 on a CPU context). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_context_workspace_needed(ctx: *const s2ft_context, out: *mut size_t)
+        -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Blocks until all work the context has queued is done, and reports a"]
+    #[doc = " fault that happened in it (S2FT_ERR_BACKEND with CUDA's message). A no-op"]
+    #[doc = " on a CPU context, whose calls finish before they return. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_BACKEND."]
+    pub fn s2ft_context_synchronize(ctx: *mut s2ft_context) -> s2ft_status;
+}
 #[doc = " The shape of a LLaMA-architecture decoder. n_heads must be a multiple of"]
 #[doc = " n_kv_heads (grouped-query attention when n_kv_heads < n_heads). Weight"]
 #[doc = " shapes per layer: q [n_heads*head_dim, d_model], k and v"]
@@ -229,6 +291,8 @@ pub struct s2ft_statistics {
 extern "C" {
     #[doc = " Creates empty statistics for a model shape. Errors:"]
     #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the sums live in device memory allocated here: (3"]
+    #[doc = " n_heads + 2 n_kv_heads + 5 d_ff) doubles per layer."]
     pub fn s2ft_statistics_create(
         ctx: *mut s2ft_context,
         shape: *const s2ft_model_shape,
@@ -246,6 +310,9 @@ extern "C" {
     #[doc = " earlier record for the same (layer, target)."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, layer or target out of range),"]
     #[doc = " S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE."]
+    #[doc = " On a CUDA context the sums are computed on the context's stream; the"]
+    #[doc = " call does not synchronise, and the tensors must stay valid until that"]
+    #[doc = " work has run."]
     pub fn s2ft_statistics_add_weight(
         stats: *mut s2ft_statistics,
         layer: i32,
@@ -259,6 +326,9 @@ extern "C" {
     #[doc = " column c. V units use the O columns of their query heads; UP channels use"]
     #[doc = " the DOWN columns. Errors as s2ft_statistics_add_weight(); V and UP are"]
     #[doc = " rejected (pass their coupled O/DOWN input instead)."]
+    #[doc = " On a CUDA context the sums are computed on the context's stream; the"]
+    #[doc = " call does not synchronise, and the tensors must stay valid until that"]
+    #[doc = " work has run."]
     pub fn s2ft_statistics_add_activation(
         stats: *mut s2ft_statistics,
         layer: i32,
@@ -271,6 +341,8 @@ extern "C" {
     #[doc = " calibration batch, from the layer's input x [T, in] and output gradient"]
     #[doc = " dy [T, out] (dW = dy^T x; the full dW is formed in scratch memory)."]
     #[doc = " Errors as s2ft_statistics_add_weight()."]
+    #[doc = " On a CUDA context dW is formed in device scratch in tiles of at most"]
+    #[doc = " 2^24 elements, on the context's stream; the call does not synchronise."]
     pub fn s2ft_statistics_add_gradient(
         stats: *mut s2ft_statistics,
         layer: i32,
@@ -284,6 +356,8 @@ extern "C" {
     #[doc = " into out[0..n_units). Call with out NULL to learn *n_units. Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT (bad layer/target/kind, capacity too small),"]
     #[doc = " S2FT_ERR_STATE (nothing recorded yet for that statistic)."]
+    #[doc = " On CUDA statistics, the first read after statistics were added copies"]
+    #[doc = " the device sums to the host (synchronises)."]
     pub fn s2ft_statistics_get(
         stats: *const s2ft_statistics,
         layer: i32,
@@ -327,6 +401,8 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape or options, ratio"]
     #[doc = " outside (0, 1], count above the units available, missing statistics),"]
     #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " CUDA statistics are read as by s2ft_statistics_get() (synchronising"]
+    #[doc = " once if statistics were added since the last read)."]
     pub fn s2ft_select(
         ctx: *mut s2ft_context,
         shape: *const s2ft_model_shape,
@@ -453,6 +529,9 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer or direction),"]
     #[doc = " S2FT_ERR_SHAPE (a weight's shape does not match the selection's model"]
     #[doc = " shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE."]
+    #[doc = " On a CUDA context the work is queued on the context's stream and the"]
+    #[doc = " call does not synchronise; it needs workspace as large as the largest"]
+    #[doc = " weight passed (S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND)."]
     pub fn s2ft_permute(
         ctx: *mut s2ft_context,
         sel: *const s2ft_selection,
@@ -482,6 +561,9 @@ extern "C" {
     #[doc = " products accumulate in f32). y and x_saved must not overlap the inputs."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the work is queued on the context's stream and the"]
+    #[doc = " call returns without waiting for the device (also S2FT_ERR_BACKEND);"]
+    #[doc = " x_saved holds the exact bytes of x's elements."]
     pub fn s2ft_forward_partial(
         ctx: *mut s2ft_context,
         slice: *const s2ft_slice,
@@ -502,6 +584,12 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad flags or slice, index out"]
     #[doc = " of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,"]
     #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the GEMMs run in cuBLAS (GemmEx, f32 accumulation)"]
+    #[doc = " straight on strided sub-matrices, queued on the context's stream; the"]
+    #[doc = " call does not wait for the device. An indexed row slice gathers dy[:,"]
+    #[doc = " S] (T * k elements) into the workspace, and views without a unit"]
+    #[doc = " stride are packed there; a caller workspace that is too small gives"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY. Also S2FT_ERR_BACKEND."]
     pub fn s2ft_backward_partial(
         ctx: *mut s2ft_context,
         slice: *const s2ft_slice,
@@ -543,6 +631,8 @@ extern "C" {
     #[doc = " Creates an optimizer with no parameters. Errors:"]
     #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or"]
     #[doc = "  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the optimizer keeps `ctx`, which must outlive it,"]
+    #[doc = " and its state lives in device memory."]
     pub fn s2ft_optimizer_create(
         ctx: *mut s2ft_context,
         opts: *const s2ft_optimizer_options,
@@ -563,6 +653,9 @@ extern "C" {
     #[doc = " copied. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_STATE (after the first step),"]
     #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the state is allocated in device memory (this call"]
+    #[doc = " may synchronise) and the master is initialised by work queued on the"]
+    #[doc = " context's stream."]
     pub fn s2ft_optimizer_add_param(
         opt: *mut s2ft_optimizer,
         weight: *mut s2ft_tensor,
@@ -580,6 +673,13 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, lr negative or not finite,"]
     #[doc = " n_grads != number of parameters, a non-finite gradient norm),"]
     #[doc = " S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE."]
+    #[doc = " On a CUDA context the step is fused kernels queued on the context's"]
+    #[doc = " stream. It synchronises only when max_grad_norm > 0 or grad_norm is"]
+    #[doc = " not NULL: the global norm is then copied to the host, and a non-finite"]
+    #[doc = " norm fails the call as on the CPU (nothing changed, the step not"]
+    #[doc = " counted). Otherwise it does not synchronise, and a step whose gradient"]
+    #[doc = " norm is not finite is skipped on the device: nothing changes and the"]
+    #[doc = " step is not counted (see s2ft_optimizer_step_count())."]
     pub fn s2ft_optimizer_step(
         opt: *mut s2ft_optimizer,
         lr: f64,
@@ -590,12 +690,15 @@ extern "C" {
 }
 extern "C" {
     #[doc = " The number of steps taken (restored by s2ft_optimizer_load())."]
+    #[doc = " On a CUDA context, after steps that did not synchronise, this call"]
+    #[doc = " waits for the context's stream to read the device's count."]
     pub fn s2ft_optimizer_step_count(opt: *const s2ft_optimizer, out: *mut i64) -> s2ft_status;
 }
 extern "C" {
     #[doc = " Saves the optimizer state (options, step count, per-parameter moments"]
     #[doc = " and f32 master slices) to a safetensors file, written under a temporary"]
     #[doc = " name and renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO."]
+    #[doc = " On a CUDA context the state is copied from the device (synchronises)."]
     pub fn s2ft_optimizer_save(
         opt: *const s2ft_optimizer,
         path: *const ::std::os::raw::c_char,
@@ -608,6 +711,8 @@ extern "C" {
     #[doc = " weights. The file is treated as hostile. Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, or"]
     #[doc = " not matching this optimizer's parameters)."]
+    #[doc = " On a CUDA context the state is copied to the device and the masters"]
+    #[doc = " written to the weights; the call waits for this work (synchronises)."]
     pub fn s2ft_optimizer_load(
         opt: *mut s2ft_optimizer,
         path: *const ::std::os::raw::c_char,
@@ -781,6 +886,11 @@ extern "C" {
     #[doc = " in (after s2ft_permute FORWARD), or NULL for base order; it is copied."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the weights are device tensors: create hashes every"]
+    #[doc = " line of every given weight on the device for its base fingerprint and"]
+    #[doc = " waits for it (synchronises). Apply and switch check adapters against"]
+    #[doc = " these create-time fingerprints, so the weights must not change other"]
+    #[doc = " than through the model while it lives."]
     pub fn s2ft_model_create(
         ctx: *mut s2ft_context,
         shape: *const s2ft_model_shape,
@@ -792,6 +902,8 @@ extern "C" {
 extern "C" {
     #[doc = " Destroys a model; NULL is a no-op. An applied adapter stays merged in"]
     #[doc = "  the weights (call s2ft_adapter_remove first to restore them)."]
+    #[doc = " On a CUDA context it waits for the context's stream before releasing"]
+    #[doc = " device memory (synchronises)."]
     pub fn s2ft_model_destroy(model: *mut s2ft_model);
 }
 extern "C" {
@@ -804,6 +916,13 @@ extern "C" {
     #[doc = " S2FT_ERR_STATE (an adapter is already applied: remove it or switch),"]
     #[doc = " S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;"]
     #[doc = " nothing is changed), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the work (one pass over the lines) is queued on the"]
+    #[doc = " context's stream and the call returns without waiting, except that the"]
+    #[doc = " first use of an adapter on a device uploads it (synchronises; see"]
+    #[doc = " s2ft_adapter_upload) and a call displacing more lines of a weight than"]
+    #[doc = " any earlier call on the model first waits for the stream to grow the"]
+    #[doc = " saved-line memory (kept until the model is destroyed). Also"]
+    #[doc = " S2FT_ERR_BACKEND."]
     pub fn s2ft_adapter_apply(
         model: *mut s2ft_model,
         adapter: *const s2ft_adapter,
@@ -815,6 +934,8 @@ extern "C" {
     #[doc = " Restores the lines the applied adapter displaced, bit-exactly, and"]
     #[doc = "  forgets it. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL), S2FT_ERR_STATE (no"]
     #[doc = "  adapter applied)."]
+    #[doc = " On a CUDA context the restore is queued on the context's stream; the"]
+    #[doc = " call does not synchronise."]
     pub fn s2ft_adapter_remove(model: *mut s2ft_model) -> s2ft_status;
 }
 extern "C" {
@@ -822,6 +943,8 @@ extern "C" {
     #[doc = " union of their lines; the result is bit-identical to remove then apply."]
     #[doc = " Errors as s2ft_adapter_apply(), except that an applied adapter is not"]
     #[doc = " an error; on error the model is unchanged."]
+    #[doc = " On a CUDA context: as s2ft_adapter_apply(), in one pass over the union"]
+    #[doc = " of the two adapters' lines."]
     pub fn s2ft_adapter_switch(
         model: *mut s2ft_model,
         adapter: *const s2ft_adapter,
@@ -853,6 +976,16 @@ extern "C" {
     #[doc = " entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context, runs of at most 8 rows with one adapter (decode"]
+    #[doc = " tokens) are computed for the whole batch by one gathered batched-GEMV"]
+    #[doc = " launch with no intermediate buffer; longer runs (prefill) by one"]
+    #[doc = " grouped GEMM over the gathered inputs (S2FT_DELTA_PATH_DENSE) or by"]
+    #[doc = " cuSPARSE SpMM on a CSR copy of the delta cached by the context per"]
+    #[doc = " (adapter, layer, target, perm) (S2FT_DELTA_PATH_SPARSE), as"]
+    #[doc = " s2ft_context_set_delta_path() chooses. The work is queued on the"]
+    #[doc = " context's stream; the call synchronises only on an adapter's first use"]
+    #[doc = " on the device, when it builds or drops a cached CSR, and when AUTO"]
+    #[doc = " times the two paths for a new shape. Also S2FT_ERR_BACKEND."]
     pub fn s2ft_adapter_forward_mixed(
         ctx: *mut s2ft_context,
         layer: i32,
@@ -868,4 +1001,99 @@ extern "C" {
         n_segments: i64,
         y: *mut s2ft_tensor,
     ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Copies an adapter's lines and deltas to the device of a CUDA context now,"]
+    #[doc = " so that later s2ft_adapter_apply/switch/remove and"]
+    #[doc = " s2ft_adapter_forward_mixed calls on that device copy nothing from the"]
+    #[doc = " host (they upload on first use otherwise). The adapter keeps the device"]
+    #[doc = " copy until it is changed (s2ft_adapter_set) or destroyed; the copy is"]
+    #[doc = " queued on the context's stream. May synchronise (it allocates device"]
+    #[doc = " memory). A no-op on a CPU context. Errors: S2FT_ERR_INVALID_ARGUMENT,"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    pub fn s2ft_adapter_upload(ctx: *mut s2ft_context, adapter: *const s2ft_adapter)
+        -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_sparse_delta {
+    _unused: [u8; 0],
+}
+extern "C" {
+    #[doc = " Creates a sparse delta on the context's device from host CSR arrays:"]
+    #[doc = " row_offsets (rows + 1 entries, non-decreasing, from 0 to nnz),"]
+    #[doc = " col_indices (nnz entries, strictly ascending within each row, each in"]
+    #[doc = " [0, cols)) and values (nnz finite f32 values). The arrays are copied."]
+    #[doc = " May synchronise (it allocates device memory). Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, negative sizes, bad offsets or indices,"]
+    #[doc = " a value not finite), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    pub fn s2ft_sparse_delta_create(
+        ctx: *mut s2ft_context,
+        rows: i64,
+        cols: i64,
+        row_offsets: *const i64,
+        col_indices: *const i64,
+        values: *const f32,
+        nnz: i64,
+        out: *mut *mut s2ft_sparse_delta,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The delta of an adapter's (layer, target) entry as a sparse delta over"]
+    #[doc = " the full weight shape, with its lines in base order or, when `perm` is"]
+    #[doc = " not NULL, in that selection's permuted order. An adapter without an"]
+    #[doc = " entry there gives an empty delta (nnz 0). Errors: as"]
+    #[doc = " s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad"]
+    #[doc = " layer or target or a permutation of another model shape."]
+    pub fn s2ft_sparse_delta_from_adapter(
+        ctx: *mut s2ft_context,
+        adapter: *const s2ft_adapter,
+        layer: i32,
+        target: i32,
+        perm: *const s2ft_selection,
+        out: *mut *mut s2ft_sparse_delta,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Destroys a sparse delta; NULL is a no-op. May synchronise."]
+    pub fn s2ft_sparse_delta_destroy(delta: *mut s2ft_sparse_delta);
+}
+extern "C" {
+    #[doc = " The delta's shape and number of stored entries; any out pointer may be"]
+    #[doc = "  NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (delta NULL)."]
+    pub fn s2ft_sparse_delta_info(
+        delta: *const s2ft_sparse_delta,
+        rows: *mut i64,
+        cols: *mut i64,
+        nnz: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " y += scale * x D^T for x [T, cols] and y [T, rows] on the context's"]
+    #[doc = " device (the delta must have been created on it); one dtype (f32, f16,"]
+    #[doc = " bf16), f32 arithmetic. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, scale"]
+    #[doc = " not finite, y overlapping x), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
+    #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    #[doc = " On a CUDA context the product is queued on the context's stream and"]
+    #[doc = " the call does not synchronise."]
+    pub fn s2ft_sparse_delta_forward(
+        ctx: *mut s2ft_context,
+        delta: *const s2ft_sparse_delta,
+        scale: f64,
+        x: *const s2ft_tensor,
+        y: *mut s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Chooses the delta path of a context's mixed-adapter forward (default"]
+    #[doc = " AUTO). On a CPU context only DENSE exists: AUTO means DENSE and SPARSE is"]
+    #[doc = " S2FT_ERR_UNSUPPORTED. AUTO on CUDA times both paths the first time it"]
+    #[doc = " meets a shape (that call synchronises) and remembers the faster."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown path),"]
+    #[doc = " S2FT_ERR_UNSUPPORTED."]
+    #[doc = " The path applies to runs of more than 8 rows with one adapter, for"]
+    #[doc = " column and row targets; shorter runs always take the batched GEMV."]
+    #[doc = " AUTO keys shapes by (rows rounded up to a power of two, out, in, k,"]
+    #[doc = " dtype, target axis) and keeps its choice for the context's lifetime."]
+    pub fn s2ft_context_set_delta_path(ctx: *mut s2ft_context, path: i32) -> s2ft_status;
 }

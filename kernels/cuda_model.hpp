@@ -1,0 +1,71 @@
+// The CUDA side of s2ft_model: base-line fingerprints of device weights,
+// the device copies of the lines an adapter displaced, and the one-pass
+// apply/remove/switch. Plain C++: no CUDA types, so src/adapter compiles
+// without the CUDA headers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/tensor.hpp"
+#include "cuda_context.hpp"
+
+struct s2ft_adapter;
+
+namespace s2ft {
+namespace cuda {
+
+// One weight whose lines to fingerprint: every column (axis COLUMNS) or
+// every row (axis ROWS) of the device view `m`; `out` receives one value
+// per line, by line index.
+struct FingerprintJob {
+  Matrix m;
+  int32_t axis = 0;
+  std::vector<uint64_t> *out = nullptr;
+};
+
+// line_fingerprint() (src/adapter/geometry.cpp: 64-bit FNV-1a over the
+// dtype id and the line's element bytes, 0 mapped to 1) of every line of
+// every job, computed on the device and copied to the host: synchronises
+// (once, after all jobs). Reads the weights on ctx's stream.
+void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs);
+
+// The device memory of one model: per (layer, target) the original bytes
+// of the lines the applied adapter displaced, plus a spare buffer the next
+// transition writes its record into (swapped in when it is done). Buffers
+// grow on demand and are never shrunk; releasing them waits for the
+// context's stream.
+struct ModelBuffers;
+std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers);
+
+// One (layer, target) of a transition from the applied adapter (whose
+// lines sit at old_positions, in the order of the saved record) to the new
+// adapter's entry (its j-th line at new_positions[j]; empty: no entry).
+struct TransitionStep {
+  int32_t layer = 0, target = 0;
+  Matrix w;                 // the weight (device view)
+  bool by_columns = true;   // lines are columns (O, DOWN) or rows (V, UP)
+  int64_t line_length = 0;  // elements per line
+  const std::vector<int64_t> *old_positions = nullptr;
+  const std::vector<int64_t> *new_positions = nullptr;
+};
+
+// For every step, in one pass over the union of the old and new lines at
+// position p (W0 = the saved original where the line is displaced now,
+// else the weight's current bytes):
+//   line only in the old set:  W[p] = W0                      (bytes)
+//   line in the new entry j:   record'[j] = W0;
+//                              W[p] = round(double(W0) + scale * double(delta[j]))
+// rounded once from double to the weight's dtype, bit-identical to the CPU
+// backend. The new adapter's deltas come from its device mirror
+// (cuda_adapter_mirror.hpp), uploaded first if missing (which
+// synchronises). Record buffers that must grow are reallocated before
+// anything is written (after waiting for the stream: synchronises); a
+// failure then leaves the weights and the records unchanged. Otherwise the
+// work is queued on ctx's stream and the call returns.
+void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<TransitionStep> &steps,
+                      const s2ft_adapter *adapter, double scale);
+
+}  // namespace cuda
+}  // namespace s2ft
