@@ -47,6 +47,10 @@ const (
 	F16        = 1
 	BF16       = 2
 
+	DeltaPathAuto   = 0 // CUDA: time both paths once per shape, keep the faster
+	DeltaPathDense  = 1 // gather the lines, then a dense GEMM
+	DeltaPathSparse = 2 // the delta as CSR through cuSPARSE SpMM (CUDA only)
+
 	AccumulateDW = 1
 	AccumulateDX = 2
 	ApplyForce   = 1

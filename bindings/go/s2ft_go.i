@@ -23,6 +23,7 @@
 %pointer_functions(s2ft_optimizer *, optimizer_out)
 %pointer_functions(s2ft_adapter *, adapter_out)
 %pointer_functions(s2ft_model *, model_out)
+%pointer_functions(s2ft_sparse_delta *, sparse_delta_out)
 
 %inline %{
 #include <stdlib.h>

@@ -246,6 +246,21 @@ S2FT_JAVA_HANDLE(s2ft_selection)
 S2FT_JAVA_HANDLE(s2ft_optimizer)
 S2FT_JAVA_HANDLE(s2ft_adapter)
 S2FT_JAVA_HANDLE(s2ft_model)
+S2FT_JAVA_HANDLE(s2ft_sparse_delta)
+
+/* CUDA streams and workspaces (void *) are raw addresses as Java longs;
+ * s2ft_context_stream returns the stream as the method's result. */
+%define S2FT_JAVA_ADDRESS_IN(NAME)
+%typemap(jni) void *NAME "jlong"
+%typemap(jtype) void *NAME "long"
+%typemap(jstype) void *NAME "long"
+%typemap(javain) void *NAME "$javainput"
+%typemap(in) void *NAME %{ $1 = (void *)(intptr_t)$input; %}
+%enddef
+S2FT_JAVA_ADDRESS_IN(stream)
+S2FT_JAVA_ADDRESS_IN(workspace)
+%typemap(in, numinputs=0) void **out (void *address = NULL) %{ $1 = &address; %}
+%typemap(argout) void **out %{ $result = (jlong)(intptr_t)address$argnum; %}
 
 /* s2ft_model_applied: the applied adapter becomes the result (0: none). */
 %typemap(in, numinputs=0) const s2ft_adapter **adapter (const s2ft_adapter *handle = NULL) %{ $1 = (void *)&handle; %}
@@ -294,6 +309,11 @@ S2FT_JAVA_ARRAY_IN(double, jdoubleArray, double[], jdouble, Double, weights)
 S2FT_JAVA_ARRAY_IN(double, jdoubleArray, double[], jdouble, Double, scales)
 S2FT_JAVA_ARRAY_IN(int64_t, jlongArray, long[], jlong, Long, offsets)
 S2FT_JAVA_ARRAY_IN(int32_t, jintArray, int[], jint, Int, segment_adapter)
+/* s2ft_sparse_delta_create: CSR arrays; org.s2ft.SparseDelta checks their
+ * lengths against rows and nnz before the call. */
+S2FT_JAVA_ARRAY_IN(int64_t, jlongArray, long[], jlong, Long, row_offsets)
+S2FT_JAVA_ARRAY_IN(int64_t, jlongArray, long[], jlong, Long, col_indices)
+S2FT_JAVA_ARRAY_IN(float, jfloatArray, float[], jfloat, Float, values)
 
 /* s2ft_adapter_set: (lines, n_lines) from one nullable long[]. */
 %typemap(jni) (const int64_t *lines, int64_t n_lines) "jlongArray"
@@ -356,6 +376,8 @@ S2FT_JAVA_COUNT_QUERY(double, out, n_units, jdoubleArray, double[], jdouble, Dou
 S2FT_JAVA_RESULT_OUT(int64_t, index)      /* s2ft_optimizer_add_param */
 S2FT_JAVA_RESULT_OUT(int64_t, out)        /* s2ft_optimizer_step_count */
 S2FT_JAVA_RESULT_OUT(uint32_t, out)       /* s2ft_selection_targets */
+S2FT_JAVA_RESULT_OUT(int32_t, out)        /* s2ft_device_count */
+S2FT_JAVA_RESULT_OUT(size_t, out)         /* s2ft_context_workspace_needed */
 
 %define S2FT_JAVA_ARRAY_OUT(CTYPE, JARRAY, JTYPE, JELEM, KIND, NAME)
 %typemap(jni) CTYPE *NAME "JARRAY"
@@ -373,6 +395,9 @@ S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, default_sca
 S2FT_JAVA_ARRAY_OUT(uint32_t, jlongArray, long[], jlong, Long, targets)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, begin)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, count)
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, rows)   /* s2ft_sparse_delta_info */
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, cols)
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, nnz)
 
 /* ---- tensors --------------------------------------------------------------- */
 %typemap(jni) const s2ft_tensor *, s2ft_tensor * "jobject"

@@ -23,6 +23,7 @@ typedef struct s2ft_selection s2ft_selection;
 typedef struct s2ft_optimizer s2ft_optimizer;
 typedef struct s2ft_adapter s2ft_adapter;
 typedef struct s2ft_model s2ft_model;
+typedef struct s2ft_sparse_delta s2ft_sparse_delta;
 
 /* An array-of-pointers parameter no target language maps naturally; the
  * bindings build selections with s2ft_select or load them from files. */

@@ -180,6 +180,17 @@ impl Adapter {
         Ok(Adapter { raw })
     }
 
+    /// Copies the adapter's lines and deltas to the device of a CUDA
+    /// context now, so that later apply/switch/remove and
+    /// [`forward_mixed`] calls there copy nothing from the host. The copy
+    /// lasts until the adapter is changed or dropped. A no-op on a CPU
+    /// context.
+    pub fn upload(&self, ctx: &Context) -> Result<()> {
+        // SAFETY: live handles; the library only adds a device mirror,
+        // which the adapter owns and frees with itself.
+        check(unsafe { sys::s2ft_adapter_upload(ctx.raw, self.raw) })
+    }
+
     /// The C handle (for use with `s2ft-sys`); still owned by this value.
     pub fn as_raw(&self) -> *const sys::s2ft_adapter {
         self.raw

@@ -1,5 +1,6 @@
 //! The context: one backend and device, and its workspace.
 
+use std::ffi::c_void;
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -7,6 +8,48 @@ use s2ft_sys as sys;
 
 use crate::error::{check, Result};
 use crate::tensor::Device;
+
+c_enum! {
+    /// How [`crate::forward_mixed`] adds a column/row adapter's delta on a
+    /// context ([`Context::set_delta_path`]).
+    DeltaPath {
+        /// CUDA: time both paths once per shape and keep the faster; on the
+        /// CPU the same as `Dense`.
+        Auto = sys::S2FT_DELTA_PATH_AUTO,
+        /// Gather the lines, then a dense GEMM.
+        Dense = sys::S2FT_DELTA_PATH_DENSE,
+        /// The delta as CSR through cuSPARSE SpMM (CUDA only).
+        Sparse = sys::S2FT_DELTA_PATH_SPARSE,
+    }
+}
+
+/// Kinds of device, for [`device_count`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceType {
+    /// The host CPU (always one).
+    Cpu,
+    /// CUDA devices.
+    Cuda,
+}
+
+/// The number of devices of a kind this build of libs2ft can use: 1 for
+/// the CPU; for CUDA the devices present, or 0 when the build has no CUDA
+/// backend or no driver is installed (not an error; [`crate::last_error`]
+/// says why).
+///
+/// ```
+/// assert_eq!(s2ft::device_count(s2ft::DeviceType::Cpu).unwrap(), 1);
+/// ```
+pub fn device_count(device_type: DeviceType) -> Result<i32> {
+    let t = match device_type {
+        DeviceType::Cpu => sys::S2FT_DEVICE_CPU,
+        DeviceType::Cuda => sys::S2FT_DEVICE_CUDA,
+    } as i32;
+    let mut n = 0i32;
+    // SAFETY: n is a valid out pointer.
+    check(unsafe { sys::s2ft_device_count(t, &mut n) })?;
+    Ok(n)
+}
 
 /// Options for [`Context::with_options`]; `Default` matches the C defaults
 /// (`s2ft_context_options_init`): the CPU, BLAS's own thread count.
@@ -82,6 +125,69 @@ impl Context {
         // SAFETY: self.raw is live; d is a valid out pointer.
         check(unsafe { sys::s2ft_context_device(self.raw, &mut d) })?;
         Ok(Device::from_raw(d))
+    }
+
+    /// Blocks until all work the context has queued is done, and reports a
+    /// device fault that happened in it (`ErrorKind::Backend`). A no-op on a
+    /// CPU context, whose calls finish before they return.
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: self.raw is live; the context is not shared between
+        // threads (not Sync), so no other call runs on it now.
+        check(unsafe { sys::s2ft_context_synchronize(self.raw) })
+    }
+
+    /// The most per-call scratch, in bytes, any call on this CUDA context
+    /// has used so far (0 on a CPU context).
+    pub fn workspace_needed(&self) -> Result<usize> {
+        let mut n = 0;
+        // SAFETY: self.raw is live; n is a valid out pointer.
+        check(unsafe { sys::s2ft_context_workspace_needed(self.raw, &mut n) })?;
+        Ok(n as usize)
+    }
+
+    /// Chooses the delta path of [`crate::forward_mixed`] on this context
+    /// (default `Auto`). A CPU context has only `Dense` (`Auto` means it);
+    /// `Sparse` there gives `ErrorKind::Unsupported`.
+    pub fn set_delta_path(&self, path: DeltaPath) -> Result<()> {
+        // SAFETY: self.raw is live; not shared between threads.
+        check(unsafe { sys::s2ft_context_set_delta_path(self.raw, path.to_raw()) })
+    }
+
+    /// The CUDA stream (a `cudaStream_t`) the context queues its work on;
+    /// null on a CPU context and for the legacy default stream.
+    pub fn stream(&self) -> Result<*mut c_void> {
+        let mut s = ptr::null_mut();
+        // SAFETY: self.raw is live; s is a valid out pointer.
+        check(unsafe { sys::s2ft_context_stream(self.raw, &mut s) })?;
+        Ok(s)
+    }
+
+    /// Sets the CUDA stream the context queues its work on (null: the
+    /// legacy default stream); the new stream waits for the work queued on
+    /// the old one. A CPU context gives `ErrorKind::Unsupported`.
+    ///
+    /// # Safety
+    /// `stream` must be null or a valid `cudaStream_t` of the context's
+    /// device that stays alive while the context may use it.
+    pub unsafe fn set_stream(&self, stream: *mut c_void) -> Result<()> {
+        // SAFETY: self.raw is live; the caller vouches for the stream.
+        check(unsafe { sys::s2ft_context_set_stream(self.raw, stream) })
+    }
+
+    /// Gives a CUDA context `bytes` of caller-owned device memory at
+    /// `workspace` for per-call scratch, so that calls allocate nothing
+    /// (null returns to the context's own workspace). A call needing more
+    /// fails with `ErrorKind::OutOfMemory`; see
+    /// [`Context::workspace_needed`]. A CPU context gives
+    /// `ErrorKind::Unsupported`.
+    ///
+    /// # Safety
+    /// `workspace` must be null or `bytes` of device memory of the
+    /// context's device that stays valid, and is not used by the caller,
+    /// while work queued by the context may still read it.
+    pub unsafe fn set_workspace(&self, workspace: *mut c_void, bytes: usize) -> Result<()> {
+        // SAFETY: self.raw is live; the caller vouches for the memory.
+        check(unsafe { sys::s2ft_context_set_workspace(self.raw, workspace, bytes as _) })
     }
 
     /// The C handle (for use with `s2ft-sys`); still owned by this value.

@@ -12,6 +12,7 @@
 //! - [`permute`]: the co-permutation of one layer's weights.
 //! - [`forward_partial`], [`backward_partial`], [`Optimizer`]: training.
 //! - [`Adapter`], [`Model`], [`forward_mixed`]: shipping and serving.
+//! - [`SparseDelta`]: unstructured sparse deltas (CSR) on a context's device.
 //!
 //! Threads: handles are `Send` where they hold no context (selections,
 //! adapters) and so is a [`Context`], but nothing is `Sync`: the library
@@ -35,6 +36,7 @@ mod partial;
 mod path;
 mod selection;
 mod shape;
+mod sparse;
 mod statistics;
 mod tensor;
 mod weights;
@@ -42,13 +44,14 @@ mod weights;
 use std::ffi::CStr;
 
 pub use adapter::{forward_mixed, Adapter, AdapterInfo};
-pub use context::{Context, ContextOptions};
+pub use context::{device_count, Context, ContextOptions, DeltaPath, DeviceType};
 pub use error::{clear_error, last_error, status_string, Error, ErrorKind, Result};
 pub use model::{ApplyOptions, Model};
 pub use optimizer::{Optimizer, OptimizerKind, OptimizerOptions};
 pub use partial::{backward_partial, forward_partial, Accumulate, Axis, Slice};
 pub use selection::{Allocation, HeadGranularity, IndexKind, IndexOrder, Order, PermKind, SelectOptions, Selection, Strategy};
 pub use shape::{ModelShape, Target};
+pub use sparse::SparseDelta;
 pub use statistics::{StatKind, Statistics};
 pub use tensor::{DType, Device, TensorMut, TensorRef};
 pub use weights::{permute, Direction, LayerWeights, LayerWeightsRef};

@@ -131,6 +131,15 @@ public final class Adapter extends NativeHandle {
   }
 
   /**
+   * Copies the adapter's lines and deltas to the device of a CUDA context now, so that later
+   * apply/switch/remove and {@link #forwardMixed} calls there copy nothing from the host. The copy
+   * lasts until the adapter is changed or closed. A no-op on a CPU context.
+   */
+  public void upload(Context ctx) {
+    S2ftNative.s2ft_adapter_upload(ctx.ptr(), ptr());
+  }
+
+  /**
    * One linear layer's forward for a batch of segments with their own adapters
    * (s2ft_adapter_forward_mixed): y = x W^T plus, for segment j (rows
    * offsets[j]..offsets[j+1]) with a = segmentAdapter[j] >= 0, adapter a's term.

@@ -49,6 +49,51 @@ public final class Context extends NativeHandle {
     }
   }
 
+  /**
+   * Blocks until all work the context has queued is done and reports a device fault in it
+   * (S2ftException with {@link S2ft#ERR_BACKEND}). A no-op on a CPU context.
+   */
+  public void synchronize() {
+    S2ftNative.s2ft_context_synchronize(ptr());
+  }
+
+  /** The most per-call scratch, in bytes, any call on this CUDA context has used (0 on the CPU). */
+  public long workspaceNeeded() {
+    return S2ftNative.s2ft_context_workspace_needed(ptr());
+  }
+
+  /**
+   * Chooses the delta path of {@link Adapter#forwardMixed} (S2ft.DELTA_PATH_*; default AUTO). A CPU
+   * context has only DENSE (AUTO means it); SPARSE there throws with {@link S2ft#ERR_UNSUPPORTED}.
+   */
+  public void setDeltaPath(int path) {
+    S2ftNative.s2ft_context_set_delta_path(ptr(), path);
+  }
+
+  /** The CUDA stream (a cudaStream_t address) the context queues its work on; 0 on a CPU context. */
+  public long stream() {
+    return S2ftNative.s2ft_context_stream(ptr());
+  }
+
+  /**
+   * Sets the CUDA stream (a cudaStream_t address; 0: the legacy default stream) the context queues
+   * its work on. The stream must outlive its use by the context. A CPU context throws with
+   * {@link S2ft#ERR_UNSUPPORTED}.
+   */
+  public void setStream(long stream) {
+    S2ftNative.s2ft_context_set_stream(ptr(), stream);
+  }
+
+  /**
+   * Gives a CUDA context {@code bytes} of caller-owned device memory at address {@code workspace}
+   * for per-call scratch (0: back to the context's own). The memory must stay valid, and unused by
+   * the caller, while queued work may read it. A CPU context throws with {@link S2ft#ERR_UNSUPPORTED}.
+   */
+  public void setWorkspace(long workspace, long bytes) {
+    if (bytes < 0) throw new IllegalArgumentException("bytes = " + bytes + " is negative");
+    S2ftNative.s2ft_context_set_workspace(ptr(), workspace, bytes);
+  }
+
   /** y = x W^T, saving x[:, S] into xSaved for a column slice (xSaved may be null). */
   public void forwardPartial(Slice slice, Tensor x, Tensor w, Tensor y, Tensor xSaved) {
     S2ftNative.s2ft_forward_partial(ptr(), slice, x, w, y, xSaved);

@@ -57,6 +57,11 @@ public final class S2ft {
   public static final int PERMUTE_FORWARD = S2ftNativeConstants.S2FT_PERMUTE_FORWARD;
   public static final int PERMUTE_INVERSE = S2ftNativeConstants.S2FT_PERMUTE_INVERSE;
 
+  /** Delta paths of a context's mixed-adapter forward ({@link Context#setDeltaPath}). */
+  public static final int DELTA_PATH_AUTO = S2ftNativeConstants.S2FT_DELTA_PATH_AUTO;
+  public static final int DELTA_PATH_DENSE = S2ftNativeConstants.S2FT_DELTA_PATH_DENSE;
+  public static final int DELTA_PATH_SPARSE = S2ftNativeConstants.S2FT_DELTA_PATH_SPARSE;
+
   public static final int ACCUMULATE_DW = 1;
   public static final int ACCUMULATE_DX = 2;
   public static final int APPLY_FORCE = 1;
@@ -92,6 +97,14 @@ public final class S2ft {
   /** A short name for a status code, e.g. "invalid argument". */
   public static String statusString(int status) {
     return S2ftNative.s2ft_status_string(status);
+  }
+
+  /**
+   * The number of devices of a kind ({@link #DEVICE_CPU}, {@link #DEVICE_CUDA}) this build can use:
+   * 1 for the CPU; for CUDA the devices present, or 0 without a CUDA backend or driver.
+   */
+  public static int deviceCount(int deviceType) {
+    return (int) S2ftNative.s2ft_device_count(deviceType);
   }
 
   /** Library objects created and not yet destroyed in this process (for leak checks). */
