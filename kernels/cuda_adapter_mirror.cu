@@ -89,6 +89,13 @@ const AdapterMirror &mirror(Context &ctx, const s2ft_adapter &a) {
   return *a.mirrors.back();
 }
 
+std::shared_ptr<AdapterMirror> mirror_token(const s2ft_adapter &a, const AdapterMirror &m) {
+  std::lock_guard<std::mutex> lock(a.mirror_mutex);
+  for (const auto &p : a.mirrors)
+    if (p.get() == &m) return p;
+  return nullptr;
+}
+
 DeviceEntry entry(const AdapterMirror &m, int32_t layer, int32_t target) {
   const size_t i = static_cast<size_t>(layer) * S2FT_NUM_TARGETS + static_cast<size_t>(target);
   if (layer < 0 || target < 0 || target >= S2FT_NUM_TARGETS || i >= m.entries.size())

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "cuda_context.hpp"
 
@@ -28,6 +29,11 @@ struct DeviceEntry {
 // reference stays valid until the adapter is changed or destroyed.
 const AdapterMirror &mirror(Context &ctx, const s2ft_adapter &adapter);
 DeviceEntry entry(const AdapterMirror &m, int32_t layer, int32_t target);
+
+// The owning pointer of copy `m` of `adapter` (NULL once the adapter dropped
+// it): caches keyed on an adapter keep it as a weak_ptr, which expires when
+// the adapter changes or dies, so a reused address never matches.
+std::shared_ptr<AdapterMirror> mirror_token(const s2ft_adapter &adapter, const AdapterMirror &m);
 
 }  // namespace cuda
 }  // namespace s2ft

@@ -413,13 +413,6 @@ MixedState &state_of(const MixedCall &call) {
   return *static_cast<MixedState *>(call.state->get());
 }
 
-std::shared_ptr<AdapterMirror> mirror_token(const s2ft_adapter &a, const AdapterMirror &m) {
-  std::lock_guard<std::mutex> lock(a.mirror_mutex);
-  for (const auto &p : a.mirrors)
-    if (p.get() == &m) return p;
-  return nullptr;
-}
-
 // The device CSR of adapter entry r over the full [out, in] weight, cached
 // per (adapter, layer, target, perm). Building one uploads it (synchronises).
 const DeviceCsr &csr_for(MixedState &st, Context &ctx, const MixedCall &call, const Resolved &r,
