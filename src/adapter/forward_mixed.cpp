@@ -104,6 +104,16 @@ void add_correction(Backend &be, const Use &u, bool columns, const Matrix &x, co
 }  // namespace
 }  // namespace s2ft
 
+namespace s2ft {
+namespace {
+// Rows [r0, r0 + n) of a batch that one adapter corrects.
+struct Run {
+  int64_t r0, n;
+  int32_t adapter;
+};
+}  // namespace
+}  // namespace s2ft
+
 extern "C" {
 
 S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer, int32_t target,
@@ -152,38 +162,33 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
     }
 
     const bool columns = target_axis(target) == S2FT_AXIS_COLUMNS;
+    // Consecutive segments with one adapter form one run of rows; runs
+    // without an adapter entry add nothing.
+    std::vector<Run> runs;
+    for (int64_t j = 0; j < n_segments;) {
+      const int32_t a = segment_adapter[j];
+      int64_t end = j + 1;
+      while (end < n_segments && segment_adapter[end] == a) ++end;
+      const int64_t r0 = offsets[j], n = offsets[end] - r0;
+      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr) runs.push_back(Run{r0, n, a});
+      j = end;
+    }
 #ifdef S2FT_WITH_CUDA
     if (c.on_cuda()) {
-      // The same groups as below; the device resolves lines and deltas itself.
+      // The same runs as the CPU path; the device resolves lines and deltas itself.
       std::vector<cuda::MixedAdapter> resolved(static_cast<size_t>(n_adapters));
       for (size_t a = 0; a < resolved.size(); ++a)
         if (uses[a].entry != nullptr)
           resolved[a] = cuda::MixedAdapter{adapters[a], uses[a].entry, &uses[a].positions, uses[a].scale};
       std::vector<cuda::MixedGroup> groups;
-      for (int64_t j = 0; j < n_segments;) {
-        const int32_t a = segment_adapter[j];
-        int64_t end = j + 1;
-        while (end < n_segments && segment_adapter[end] == a) ++end;
-        const int64_t r0 = offsets[j], n = offsets[end] - r0;
-        if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr)
-          groups.push_back(cuda::MixedGroup{r0, n, a});
-        j = end;
-      }
+      for (const Run &r : runs) groups.push_back(cuda::MixedGroup{r.r0, r.n, r.adapter});
       const cuda::MixedCall call{layer, target, columns, perm, c.delta_path, &c.cuda_mixed_state};
       cuda::forward_mixed(*c.cuda, call, X, W, resolved, groups, Y);
       return;
     }
 #endif
     matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
-    for (int64_t j = 0; j < n_segments;) {
-      const int32_t a = segment_adapter[j];
-      int64_t end = j + 1;
-      while (end < n_segments && segment_adapter[end] == a) ++end;
-      const int64_t r0 = offsets[j], n = offsets[end] - r0;
-      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr)
-        add_correction(*c.backend, uses[static_cast<size_t>(a)], columns, X, Y, r0, n);
-      j = end;
-    }
+    for (const Run &r : runs) add_correction(*c.backend, uses[static_cast<size_t>(r.adapter)], columns, X, Y, r.r0, r.n);
   });
 }
 

@@ -408,6 +408,23 @@ void check_flags(uint32_t flags) {
 
 // Moves the model from its applied adapter (if any) to `adapter` (NULL:
 // none) at `scale`. All checks first; then the writes, which cannot fail.
+// Calls f(layer, target, entry) for every (layer, target) a transition to
+// `adapter` touches: where the new adapter has an entry (entry non-NULL) or
+// the applied one displaced lines (entry NULL when the new one has none).
+template <typename F>
+void for_each_changed(const s2ft_model &m, const s2ft_adapter *adapter, F &&f) {
+  for (int32_t l = 0; l < m.shape.n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      const AdapterEntry *e = nullptr;
+      if (adapter != nullptr) {
+        const AdapterEntry &ae = adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        if (!ae.empty()) e = &ae;
+      }
+      if (e == nullptr && m.displaced[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) continue;
+      f(l, t, e);
+    }
+}
+
 #ifdef S2FT_WITH_CUDA
 // The CUDA transition: the same checks in the same order as plan_step (with
 // the fingerprints taken at create), then one device pass
@@ -419,27 +436,20 @@ void transition_cuda(s2ft_model &m, const s2ft_adapter *adapter, double scale, b
     std::vector<int64_t> positions;
   };
   std::vector<Planned> planned;
-  for (int32_t l = 0; l < m.shape.n_layers; ++l)
-    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-      const AdapterEntry *e = nullptr;
-      if (adapter != nullptr) {
-        const AdapterEntry &ae = adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
-        if (!ae.empty()) e = &ae;
-      }
-      if (e == nullptr && m.displaced[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) continue;
-      Planned p{l, t, {}};
-      if (e != nullptr) {
-        p.positions = entry_positions(m, l, t, *e);
-        if (!force) {
-          const std::vector<uint64_t> &got = m.base_fingerprints[static_cast<size_t>(l)][static_cast<size_t>(t)];
-          for (size_t j = 0; j < p.positions.size(); ++j) {
-            const uint64_t want = e->fingerprints[j];
-            if (want != 0 && got.at(static_cast<size_t>(p.positions[j])) != want) fingerprint_mismatch(l, t, e->lines[j]);
-          }
+  for_each_changed(m, adapter, [&](int32_t l, int32_t t, const AdapterEntry *e) {
+    Planned p{l, t, {}};
+    if (e != nullptr) {
+      p.positions = entry_positions(m, l, t, *e);
+      if (!force) {
+        const std::vector<uint64_t> &got = m.base_fingerprints[static_cast<size_t>(l)][static_cast<size_t>(t)];
+        for (size_t j = 0; j < p.positions.size(); ++j) {
+          const uint64_t want = e->fingerprints[j];
+          if (want != 0 && got.at(static_cast<size_t>(p.positions[j])) != want) fingerprint_mismatch(l, t, e->lines[j]);
         }
       }
-      planned.push_back(std::move(p));
     }
+    planned.push_back(std::move(p));
+  });
 
   std::vector<cuda::TransitionStep> steps;
   steps.reserve(planned.size());
@@ -478,16 +488,9 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
   }
 #endif
   std::vector<Step> steps;
-  for (int32_t l = 0; l < m.shape.n_layers; ++l)
-    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-      const AdapterEntry *e = nullptr;
-      if (adapter != nullptr) {
-        const AdapterEntry &ae = adapter->layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
-        if (!ae.empty()) e = &ae;
-      }
-      if (e == nullptr && m.displaced[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) continue;
-      steps.push_back(plan_step(m, l, t, e, force, m.spare[static_cast<size_t>(l)][static_cast<size_t>(t)]));
-    }
+  for_each_changed(m, adapter, [&](int32_t l, int32_t t, const AdapterEntry *e) {
+    steps.push_back(plan_step(m, l, t, e, force, m.spare[static_cast<size_t>(l)][static_cast<size_t>(t)]));
+  });
 
   for (Step &s : steps) {
     Displaced &old = m.displaced[static_cast<size_t>(s.layer)][static_cast<size_t>(s.target)];

@@ -135,6 +135,10 @@ struct DeviceMatrix {
   }
 };
 
+// Waits for all device work (the tests' own legacy-stream copies and the
+// library's queued work) before the host reads or reuses memory.
+inline void settle() { EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
+
 // Largest |got - want| relative to the largest |want| (1 when want is all zero).
 inline double max_rel_diff(const HostMatrix &got, const HostMatrix &want) {
   double diff = 0.0, scale = 0.0;

@@ -95,14 +95,6 @@ void expect_same(const DevWeights &d, const HostWeights &h, const std::string &w
     }
 }
 
-struct AdapterOwner {
-  s2ft_adapter *a = nullptr;
-  AdapterOwner() = default;
-  AdapterOwner(const AdapterOwner &) = delete;
-  AdapterOwner &operator=(const AdapterOwner &) = delete;
-  ~AdapterOwner() { s2ft_adapter_destroy(a); }
-};
-
 struct ModelOwner {
   s2ft_model *m = nullptr;
   ModelOwner() = default;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gpu/gpu_support.hpp"
+#include "support/target_geometry.hpp"
 
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
@@ -26,30 +27,6 @@ namespace {
 // GEMV chunk (2048) for every target that has them.
 const s2ft_model_shape kSmall{2, 45, 4, 2, 5, 37};
 const s2ft_model_shape kBig{1, 2100, 2, 1, 8, 2304};
-
-void weight_shape(const s2ft_model_shape &s, int32_t t, int64_t *r, int64_t *c) {
-  const int64_t q = int64_t{s.n_heads} * s.head_dim, kv = int64_t{s.n_kv_heads} * s.head_dim;
-  *r = 0;
-  *c = 0;
-  if (t == S2FT_TARGET_O) *r = s.d_model, *c = q;
-  if (t == S2FT_TARGET_V) *r = kv, *c = s.d_model;
-  if (t == S2FT_TARGET_DOWN) *r = s.d_model, *c = s.d_ff;
-  if (t == S2FT_TARGET_UP) *r = s.d_ff, *c = s.d_model;
-}
-bool by_columns(int32_t t) { return t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN; }
-int64_t line_count(const s2ft_model_shape &s, int32_t t) {
-  int64_t r, c;
-  weight_shape(s, t, &r, &c);
-  return by_columns(t) ? c : r;
-}
-
-struct AdapterOwner {
-  s2ft_adapter *a = nullptr;
-  AdapterOwner() = default;
-  AdapterOwner(const AdapterOwner &) = delete;
-  AdapterOwner &operator=(const AdapterOwner &) = delete;
-  ~AdapterOwner() { s2ft_adapter_destroy(a); }
-};
 
 // Sets (layer, target) of `a` to `lines` with a random delta.
 void set_entry(s2ft_adapter *a, const s2ft_model_shape &s, int32_t layer, int32_t t, const std::vector<int64_t> &lines,

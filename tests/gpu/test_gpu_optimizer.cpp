@@ -25,23 +25,10 @@ namespace {
 
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
+using s2ft_gpu::settle;
 using s2ft_test::HostMatrix;
 using s2ft_test::Random;
-
-// DeviceMatrix fills and uploads with legacy-stream calls, which are not
-// ordered with the context's non-blocking stream: wait for them before the
-// library reads the memory.
-void settle() { EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
-
-// The [cols, rows] transpose, bit for bit.
-HostMatrix transpose(const HostMatrix &h) {
-  HostMatrix t(h.dtype, h.cols, h.rows);
-  const size_t e = h.elem();
-  for (int64_t i = 0; i < h.rows; ++i)
-    for (int64_t j = 0; j < h.cols; ++j)
-      std::memcpy(&t.bytes[static_cast<size_t>(j * h.rows + i) * e], &h.bytes[static_cast<size_t>(i * h.cols + j) * e], e);
-  return t;
-}
+using s2ft_test::transpose;
 
 std::vector<int64_t> range(int64_t begin, int64_t count) {
   std::vector<int64_t> v;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gpu/gpu_support.hpp"
+#include "support/csr.hpp"
 
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
@@ -15,40 +16,11 @@ using namespace s2ft_test;
 
 namespace {
 
-struct Csr {
-  int64_t rows = 0, cols = 0;
-  std::vector<int64_t> offsets{0}, indices;
-  std::vector<float> values;
-  int64_t nnz() const { return static_cast<int64_t>(indices.size()); }
-};
-
-Csr random_csr(Random &rng, int64_t rows, int64_t cols, double density) {
-  Csr c;
-  c.rows = rows;
-  c.cols = cols;
-  for (int64_t r = 0; r < rows; ++r) {
-    const bool empty = r % 7 == 3;
-    for (int64_t j = 0; j < cols && !empty; ++j)
-      if (rng.uniform(0.0, 1.0) < density) {
-        c.indices.push_back(j);
-        c.values.push_back(static_cast<float>(rng.uniform()));
-      }
-    c.offsets.push_back(c.nnz());
-  }
-  return c;
-}
-
-struct DeltaOwner {
-  s2ft_sparse_delta *d = nullptr;
-  DeltaOwner() = default;
-  DeltaOwner(const DeltaOwner &) = delete;
-  DeltaOwner &operator=(const DeltaOwner &) = delete;
-  ~DeltaOwner() { s2ft_sparse_delta_destroy(d); }
-};
-
-s2ft_status create(s2ft_context *ctx, const Csr &c, s2ft_sparse_delta **out) {
-  return s2ft_sparse_delta_create(ctx, c.rows, c.cols, c.offsets.data(), c.indices.data(), c.values.data(), c.nnz(),
-                                  out);
+// Every seventh row (3, 10, 17, ...) empty.
+Csr random_csr_with_gaps(Random &rng, int64_t rows, int64_t cols, double density) {
+  std::vector<int64_t> empty;
+  for (int64_t r = 3; r < rows; r += 7) empty.push_back(r);
+  return random_csr(rng, rows, cols, density, empty);
 }
 
 class GpuSparseForward : public ::testing::TestWithParam<int32_t> {};
@@ -66,10 +38,10 @@ TEST_P(GpuSparseForward, MatchesCpu) {
   };
   for (const Shape sh : {Shape{7, 13, 11, 0.3}, Shape{1, 45, 37, 0.2}, Shape{33, 300, 257, 0.02},
                          Shape{5, 1, 9, 1.0}, Shape{64, 129, 1, 0.5}, Shape{3, 20, 2100, 0.01}}) {
-    const Csr c = random_csr(rng, sh.rows, sh.cols, sh.density);
+    const Csr c = random_csr_with_gaps(rng, sh.rows, sh.cols, sh.density);
     DeltaOwner dc, dg;
-    ASSERT_S2FT_OK(create(cx.ctx, c, &dc.d));
-    ASSERT_S2FT_OK(create(g.ctx, c, &dg.d));
+    ASSERT_S2FT_OK(create_sparse_delta(cx.ctx, c, &dc.d));
+    ASSERT_S2FT_OK(create_sparse_delta(g.ctx, c, &dg.d));
     int64_t rows = 0, cols = 0, nnz = -1;
     ASSERT_S2FT_OK(s2ft_sparse_delta_info(dg.d, &rows, &cols, &nnz));
     EXPECT_EQ(rows, sh.rows);

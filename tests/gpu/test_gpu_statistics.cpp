@@ -17,30 +17,18 @@
 #include <vector>
 
 #include "gpu/gpu_support.hpp"
+#include "support/target_geometry.hpp"
 
 namespace {
 
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
+using s2ft_gpu::settle;
 using s2ft_test::HostMatrix;
 using s2ft_test::Random;
+using s2ft_test::transpose;
 
 constexpr int32_t O = S2FT_TARGET_O, V = S2FT_TARGET_V, DOWN = S2FT_TARGET_DOWN, UP = S2FT_TARGET_UP;
-
-// DeviceMatrix fills and uploads with legacy-stream calls, which are not
-// ordered with the context's non-blocking stream: wait for them before the
-// library reads the memory.
-void settle() { EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
-
-// The [cols, rows] transpose, bit for bit.
-HostMatrix transpose(const HostMatrix &h) {
-  HostMatrix t(h.dtype, h.cols, h.rows);
-  const size_t e = h.elem();
-  for (int64_t i = 0; i < h.rows; ++i)
-    for (int64_t j = 0; j < h.cols; ++j)
-      std::memcpy(&t.bytes[static_cast<size_t>(j * h.rows + i) * e], &h.bytes[static_cast<size_t>(i * h.cols + j) * e], e);
-  return t;
-}
 
 // A device copy of a host matrix in one of three layouts: 0 compact,
 // 1 padded rows, 2 column-major (transposed storage); `t` describes it.
@@ -68,16 +56,8 @@ struct Stats {
   Stats &operator=(const Stats &) = delete;
 };
 
-void weight_shape(const s2ft_model_shape &s, int32_t t, int64_t *out, int64_t *in) {
-  const int64_t nq = int64_t{s.n_heads} * s.head_dim, nkv = int64_t{s.n_kv_heads} * s.head_dim;
-  switch (t) {
-    case O: *out = s.d_model, *in = nq; break;
-    case V: *out = nkv, *in = s.d_model; break;
-    case DOWN: *out = s.d_model, *in = s.d_ff; break;
-    default: *out = s.d_ff, *in = s.d_model; break;
-  }
-}
-bool column_target(int32_t t) { return t == O || t == DOWN; }
+using s2ft_test::weight_shape;  // [out, in] of a target
+bool column_target(int32_t t) { return s2ft_test::by_columns(t); }
 int64_t unit_width(const s2ft_model_shape &s, int32_t t) { return t == O || t == V ? s.head_dim : 1; }
 
 std::vector<double> get(const s2ft_statistics *st, int32_t layer, int32_t target, int32_t kind) {

@@ -21,25 +21,14 @@
 using s2ft_gpu::bit_equal;
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
+using s2ft_gpu::settle;
 using s2ft_gpu::max_rel_diff;
 using s2ft_test::HostMatrix;
 using s2ft_test::Random;
+using s2ft_test::shuffled_lines;
 using s2ft_test::tolerance;
 
 namespace {
-
-// Waits for all device work, DeviceMatrix's poisoning cudaMemset on the
-// legacy default stream included (the context's non-blocking stream does
-// not wait for it).
-void settle() { ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess); }
-
-std::vector<int64_t> shuffled_lines(Random &rng, int64_t n, int64_t k) {
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  std::iota(all.begin(), all.end(), 0);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(rng.below(i + 1))]);
-  all.resize(static_cast<size_t>(k));
-  return all;
-}
 
 HostMatrix random_matrix(Random &rng, int32_t dtype, int64_t rows, int64_t cols) {
   HostMatrix m(dtype, rows, cols);

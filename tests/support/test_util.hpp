@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "s2ft/s2ft.h"
@@ -134,6 +135,25 @@ struct HostMatrix {
   }
 };
 
+// k distinct lines out of n, in random (shuffled) order.
+inline std::vector<int64_t> shuffled_lines(Random &rng, int64_t n, int64_t k) {
+  std::vector<int64_t> all(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(i)] = i;
+  for (int64_t i = n - 1; i > 0; --i) std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(rng.below(i + 1))]);
+  all.resize(static_cast<size_t>(k));
+  return all;
+}
+
+// The [cols, rows] transpose of h, bit for bit.
+inline HostMatrix transpose(const HostMatrix &h) {
+  HostMatrix t(h.dtype, h.cols, h.rows);
+  const size_t e = h.elem();
+  for (int64_t i = 0; i < h.rows; ++i)
+    for (int64_t j = 0; j < h.cols; ++j)
+      std::memcpy(&t.bytes[static_cast<size_t>(j * h.rows + i) * e], &h.bytes[static_cast<size_t>(i * h.cols + j) * e], e);
+  return t;
+}
+
 // C[m,n] = op(A) op(B) in double; A is [ar, ac] row-major.
 inline std::vector<double> ref_matmul(const std::vector<double> &a, int64_t ar, int64_t ac, bool ta,
                                       const std::vector<double> &b, int64_t br, int64_t bc, bool tb) {
@@ -198,6 +218,14 @@ struct Selection {
   Selection(const Selection &) = delete;
   Selection &operator=(const Selection &) = delete;
   ~Selection() { s2ft_selection_destroy(sel); }
+};
+
+struct AdapterOwner {
+  s2ft_adapter *a = nullptr;
+  AdapterOwner() = default;
+  AdapterOwner(const AdapterOwner &) = delete;
+  AdapterOwner &operator=(const AdapterOwner &) = delete;
+  ~AdapterOwner() { s2ft_adapter_destroy(a); }
 };
 
 }  // namespace s2ft_test

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/target_geometry.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -17,14 +18,7 @@ namespace {
 const s2ft_model_shape kShape{2, 13, 4, 2, 3, 11};  // GQA, odd sizes
 const int32_t kLayer = 1;
 
-void weight_shape(int32_t t, int64_t *r, int64_t *c) {
-  const int64_t q = int64_t{kShape.n_heads} * kShape.head_dim, kv = int64_t{kShape.n_kv_heads} * kShape.head_dim;
-  if (t == S2FT_TARGET_O) *r = kShape.d_model, *c = q;
-  if (t == S2FT_TARGET_V) *r = kv, *c = kShape.d_model;
-  if (t == S2FT_TARGET_DOWN) *r = kShape.d_model, *c = kShape.d_ff;
-  if (t == S2FT_TARGET_UP) *r = kShape.d_ff, *c = kShape.d_model;
-}
-bool by_columns(int32_t t) { return t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN; }
+void weight_shape(int32_t t, int64_t *r, int64_t *c) { s2ft_test::weight_shape(kShape, t, r, c); }
 
 struct AdapterOwner {
   s2ft_adapter *a = nullptr;
@@ -62,19 +56,9 @@ void make_adapter(AdapterOwner &ad, int32_t target, std::vector<int64_t> lines, 
 
 // Where base line `line` of the target sits in the permuted weight.
 int64_t position(const s2ft_selection *sel, int32_t target, int64_t line) {
-  if (sel == nullptr) return line;
-  const int32_t kind = target == S2FT_TARGET_O ? S2FT_PERM_HEADS
-                       : target == S2FT_TARGET_V ? S2FT_PERM_KV_HEADS
-                                                 : S2FT_PERM_CHANNELS;
-  int64_t n = 0;
-  EXPECT_EQ(s2ft_selection_permutation(sel, kLayer, kind, nullptr, 0, &n), S2FT_OK);
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  EXPECT_EQ(s2ft_selection_permutation(sel, kLayer, kind, order.data(), n, &n), S2FT_OK);
-  const int64_t width = kind == S2FT_PERM_CHANNELS ? 1 : kShape.head_dim;
-  for (int64_t p = 0; p < n; ++p)
-    if (order[static_cast<size_t>(p)] == line / width) return p * width + line % width;
-  ADD_FAILURE() << "unit of line " << line << " not in the permutation";
-  return 0;
+  const int64_t p = permuted_position(sel, kLayer, target, line, kShape.head_dim);
+  EXPECT_GE(p, 0) << "unit of line " << line << " not in the permutation";
+  return p < 0 ? 0 : p;
 }
 
 struct Case {

@@ -10,15 +10,6 @@ using namespace s2ft_test;
 
 namespace {
 
-// k distinct lines out of n, in random order.
-std::vector<int64_t> random_lines(Random &rng, int64_t n, int64_t k) {
-  std::vector<int64_t> all(static_cast<size_t>(n));
-  std::iota(all.begin(), all.end(), 0);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(all[static_cast<size_t>(i)], all[static_cast<size_t>(rng.below(i + 1))]);
-  all.resize(static_cast<size_t>(k));
-  return all;
-}
-
 struct Case {
   int64_t T, out, in, k;
   int32_t axis;
@@ -42,7 +33,7 @@ TEST_P(PartialParity, MatchesFloat64DenseReferenceSliced) {
   std::vector<int64_t> idx;
   s2ft_slice slice{c.axis, 0, c.k, nullptr};
   if (c.indexed) {
-    idx = random_lines(rng, extent, c.k);
+    idx = shuffled_lines(rng, extent, c.k);
     slice.indices = idx.data();
   } else {
     slice.begin = rng.below(extent - c.k + 1);
@@ -142,7 +133,7 @@ TEST(Partial, PermutedAndIndexedModesAgree) {
     Context cx;
     const int64_t T = 13, out = 10, in = 14, k = 5;
     const int64_t extent = axis == S2FT_AXIS_COLUMNS ? in : out;
-    std::vector<int64_t> sel = random_lines(rng, extent, k);
+    std::vector<int64_t> sel = shuffled_lines(rng, extent, k);
     std::sort(sel.begin(), sel.end());
     // perm[p] = base line at position p: selected first, then the rest in order.
     std::vector<int64_t> perm = sel;

@@ -11,50 +11,13 @@
 #include <tuple>
 #include <vector>
 
+#include "support/csr.hpp"
+#include "support/target_geometry.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
 
 namespace {
-
-struct Csr {
-  int64_t rows = 0, cols = 0;
-  std::vector<int64_t> offsets{0}, indices;
-  std::vector<float> values;
-  int64_t nnz() const { return static_cast<int64_t>(indices.size()); }
-};
-
-// A random CSR with about `density` of its entries set; rows listed in
-// `empty` get none.
-Csr random_csr(Random &rng, int64_t rows, int64_t cols, double density, const std::vector<int64_t> &empty = {}) {
-  Csr c;
-  c.rows = rows;
-  c.cols = cols;
-  for (int64_t r = 0; r < rows; ++r) {
-    bool skip = false;
-    for (int64_t e : empty) skip = skip || e == r;
-    for (int64_t j = 0; j < cols && !skip; ++j)
-      if (rng.uniform(0.0, 1.0) < density) {
-        c.indices.push_back(j);
-        c.values.push_back(static_cast<float>(rng.uniform()));
-      }
-    c.offsets.push_back(c.nnz());
-  }
-  return c;
-}
-
-struct DeltaOwner {
-  s2ft_sparse_delta *d = nullptr;
-  DeltaOwner() = default;
-  DeltaOwner(const DeltaOwner &) = delete;
-  DeltaOwner &operator=(const DeltaOwner &) = delete;
-  ~DeltaOwner() { s2ft_sparse_delta_destroy(d); }
-};
-
-s2ft_status create(s2ft_context *ctx, const Csr &c, s2ft_sparse_delta **out) {
-  return s2ft_sparse_delta_create(ctx, c.rows, c.cols, c.offsets.data(), c.indices.data(), c.values.data(), c.nnz(),
-                                  out);
-}
 
 // want = y0 + scale * x D^T in float64.
 std::vector<double> reference(const Csr &c, double scale, const HostMatrix &x, const HostMatrix &y0) {
@@ -85,7 +48,7 @@ TEST_P(SparseForward, MatchesFloat64Reference) {
                          Shape{3, 6, 29, 0.05}}) {
     const Csr c = random_csr(rng, sh.rows, sh.cols, sh.density, {0, sh.rows / 2});
     DeltaOwner d;
-    ASSERT_S2FT_OK(create(cx.ctx, c, &d.d));
+    ASSERT_S2FT_OK(create_sparse_delta(cx.ctx, c, &d.d));
     int64_t r = -1, k = -1, nnz = -1;
     ASSERT_S2FT_OK(s2ft_sparse_delta_info(d.d, &r, &k, &nnz));
     EXPECT_EQ(r, sh.rows);
@@ -109,7 +72,7 @@ TEST_P(SparseForward, StridedViews) {
   Random rng(21);
   const Csr c = random_csr(rng, 9, 7, 0.4, {3});
   DeltaOwner d;
-  ASSERT_S2FT_OK(create(cx.ctx, c, &d.d));
+  ASSERT_S2FT_OK(create_sparse_delta(cx.ctx, c, &d.d));
   // x is the first 7 columns of a [5, 10] buffer; y the first 9 of a [5, 12] one.
   HostMatrix xb(dt, 5, 10), yb(dt, 5, 12);
   xb.fill_random(rng);
@@ -167,7 +130,7 @@ TEST(SparseDelta, EmptyShapes) {
   Random rng(4);
   const Csr c = random_csr(rng, 3, 5, 0.5);
   DeltaOwner d;
-  ASSERT_S2FT_OK(create(cx.ctx, c, &d.d));
+  ASSERT_S2FT_OK(create_sparse_delta(cx.ctx, c, &d.d));
   HostMatrix x2(S2FT_F32, 0, 5), y2(S2FT_F32, 0, 3);
   ASSERT_S2FT_OK(s2ft_sparse_delta_forward(cx.ctx, d.d, 1.0, &x2.t, &y2.t));
 }
@@ -180,7 +143,7 @@ TEST(SparseDelta, DestroyNullAndHandleCount) {
     Random rng(5);
     const Csr c = random_csr(rng, 4, 4, 0.5);
     DeltaOwner d;
-    ASSERT_S2FT_OK(create(cx.ctx, c, &d.d));
+    ASSERT_S2FT_OK(create_sparse_delta(cx.ctx, c, &d.d));
     EXPECT_EQ(s2ft_live_handles(), before + 2);
   }
   EXPECT_EQ(s2ft_live_handles(), before);
@@ -363,39 +326,14 @@ TEST_F(SparseForwardErrors, OutputOverlapsInput) {
 const s2ft_model_shape kShape{2, 13, 4, 2, 3, 11};  // GQA, odd sizes
 const int32_t kLayer = 1;
 
-void weight_shape(int32_t t, int64_t *r, int64_t *c) {
-  const int64_t q = int64_t{kShape.n_heads} * kShape.head_dim, kv = int64_t{kShape.n_kv_heads} * kShape.head_dim;
-  if (t == S2FT_TARGET_O) *r = kShape.d_model, *c = q;
-  if (t == S2FT_TARGET_V) *r = kv, *c = kShape.d_model;
-  if (t == S2FT_TARGET_DOWN) *r = kShape.d_model, *c = kShape.d_ff;
-  if (t == S2FT_TARGET_UP) *r = kShape.d_ff, *c = kShape.d_model;
-}
-bool by_columns(int32_t t) { return t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN; }
+void weight_shape(int32_t t, int64_t *r, int64_t *c) { s2ft_test::weight_shape(kShape, t, r, c); }
 
 // Where base line `line` of the target sits in the permuted weight.
 int64_t position(const s2ft_selection *sel, int32_t target, int64_t line) {
-  if (sel == nullptr) return line;
-  const int32_t kind = target == S2FT_TARGET_O   ? S2FT_PERM_HEADS
-                       : target == S2FT_TARGET_V ? S2FT_PERM_KV_HEADS
-                                                 : S2FT_PERM_CHANNELS;
-  int64_t n = 0;
-  EXPECT_EQ(s2ft_selection_permutation(sel, kLayer, kind, nullptr, 0, &n), S2FT_OK);
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  EXPECT_EQ(s2ft_selection_permutation(sel, kLayer, kind, order.data(), n, &n), S2FT_OK);
-  const int64_t width = kind == S2FT_PERM_CHANNELS ? 1 : kShape.head_dim;
-  for (int64_t p = 0; p < n; ++p)
-    if (order[static_cast<size_t>(p)] == line / width) return p * width + line % width;
-  ADD_FAILURE() << "unit of line " << line << " not in the permutation";
-  return 0;
+  const int64_t p = permuted_position(sel, kLayer, target, line, kShape.head_dim);
+  EXPECT_GE(p, 0) << "unit of line " << line << " not in the permutation";
+  return p < 0 ? 0 : p;
 }
-
-struct AdapterOwner {
-  s2ft_adapter *a = nullptr;
-  AdapterOwner() = default;
-  AdapterOwner(const AdapterOwner &) = delete;
-  AdapterOwner &operator=(const AdapterOwner &) = delete;
-  ~AdapterOwner() { s2ft_adapter_destroy(a); }
-};
 
 class FromAdapter : public ::testing::TestWithParam<std::tuple<int32_t, bool>> {};
 
