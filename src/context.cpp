@@ -1,23 +1,19 @@
-// Context creation: picks and initialises the backend for the requested
-// device; the CUDA stream and workspace settings.
+// Contexts: a device, its backend (the CPU's, or a module loaded on first
+// use) and the backend's instance; the stream and workspace settings.
 #include "context.hpp"
 
+#include <memory>
 #include <string>
 
+#include "backend/loader.hpp"
 #include "common/error.hpp"
 #include "common/options.hpp"
-#include "common/tensor.hpp"
 
 namespace s2ft {
 
 s2ft_context &require_context(s2ft_context *ctx, const char *name) {
   require_not_null(ctx, name);
   return *ctx;
-}
-
-cuda::Context &require_cuda(s2ft_context &ctx, const char *what) {
-  if (!ctx.cuda) fail(S2FT_ERR_UNSUPPORTED, std::string(what) + " needs a CUDA context; this context is on the CPU");
-  return *ctx.cuda;
 }
 
 }  // namespace s2ft
@@ -28,19 +24,22 @@ S2FT_API s2ft_status s2ft_device_count(int32_t device_type, int32_t *out) {
   return s2ft::guard("s2ft_device_count", [&] {
     s2ft::require_not_null(out, "out");
     *out = 0;
-    if (device_type == S2FT_DEVICE_CPU) {
-      *out = 1;
-    } else if (device_type == S2FT_DEVICE_CUDA) {
-      std::string why;
-      const int n = s2ft::cuda::device_count(&why);
-      if (n < 0) {
-        s2ft::set_error(S2FT_ERR_UNSUPPORTED, "s2ft_device_count: no CUDA devices usable: " + why);
-        return;
-      }
-      *out = n;
-    } else {
+    if (device_type != S2FT_DEVICE_CPU && device_type != S2FT_DEVICE_CUDA)
       s2ft::fail_arg("device_type must be S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA, got " + std::to_string(device_type));
+    // No usable backend means no devices, not an error; the message says why.
+    std::string why;
+    const s2ft::backend::Ops *ops = s2ft::backend::find_ops(device_type, &why);
+    int32_t n = 0;
+    if (ops != nullptr && ops->device_count(&n) != S2FT_OK) {
+      why = ops->last_error();
+      ops = nullptr;
     }
+    if (ops == nullptr) {
+      s2ft::set_error(S2FT_ERR_UNSUPPORTED, "s2ft_device_count: no " + s2ft::device_name(s2ft_device{device_type, 0}) +
+                                                " devices usable: " + why);
+      return;
+    }
+    *out = n;
   });
 }
 
@@ -64,19 +63,16 @@ S2FT_API s2ft_status s2ft_context_create(const s2ft_context_options *opts, s2ft_
       s2ft::check_options_version(opts->version, S2FT_CONTEXT_OPTIONS_VERSION, "s2ft_context_options_init");
       o = *opts;
     }
-    if (o.device_id < 0) s2ft::fail_arg("opts->device_id must be >= 0");
-    if (o.num_threads < 0) s2ft::fail_arg("opts->num_threads must be >= 0");
-    auto ctx = std::make_unique<s2ft_context>();
-    ctx->device = s2ft_device{o.device_type, o.device_id};
-    if (o.device_type == S2FT_DEVICE_CPU) {
-      if (o.device_id != 0) s2ft::fail_arg("opts->device_id must be 0 for the CPU");
-      ctx->backend = s2ft::make_cpu_backend(o.num_threads);
-    } else if (o.device_type == S2FT_DEVICE_CUDA) {
-      ctx->cuda = s2ft::cuda::create_context(o.device_id);
-    } else {
+    if (o.device_type != S2FT_DEVICE_CPU && o.device_type != S2FT_DEVICE_CUDA)
       s2ft::fail_arg("opts->device_type must be S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA, got " +
                      std::to_string(o.device_type));
-    }
+    if (o.device_id < 0) s2ft::fail_arg("opts->device_id must be >= 0");
+    if (o.num_threads < 0) s2ft::fail_arg("opts->num_threads must be >= 0");
+    if (o.device_type == S2FT_DEVICE_CPU && o.device_id != 0) s2ft::fail_arg("opts->device_id must be 0 for the CPU");
+    auto ctx = std::make_unique<s2ft_context>();
+    ctx->device = s2ft_device{o.device_type, o.device_id};
+    ctx->ops = &s2ft::backend::ops_for(o.device_type);
+    s2ft::backend::check(*ctx->ops, ctx->ops->create(o.device_id, o.num_threads, &ctx->instance));
     *out = ctx.release();
   });
 }
@@ -93,7 +89,7 @@ S2FT_API s2ft_status s2ft_context_device(const s2ft_context *ctx, s2ft_device *o
 
 S2FT_API s2ft_status s2ft_context_set_stream(s2ft_context *ctx, void *stream) {
   return s2ft::guard("s2ft_context_set_stream", [&] {
-    s2ft::cuda::set_stream(s2ft::require_cuda(s2ft::require_context(ctx), "a stream"), stream);
+    s2ft::run(s2ft::require_context(ctx), &s2ft::backend::Ops::set_stream, stream);
   });
 }
 
@@ -102,13 +98,13 @@ S2FT_API s2ft_status s2ft_context_stream(const s2ft_context *ctx, void **out) {
   return s2ft::guard("s2ft_context_stream", [&] {
     s2ft::require_not_null(ctx, "ctx");
     s2ft::require_not_null(out, "out");
-    if (ctx->cuda) *out = s2ft::cuda::stream(*ctx->cuda);
+    s2ft::run(*ctx, &s2ft::backend::Ops::stream, out);
   });
 }
 
 S2FT_API s2ft_status s2ft_context_set_workspace(s2ft_context *ctx, void *workspace, size_t bytes) {
   return s2ft::guard("s2ft_context_set_workspace", [&] {
-    s2ft::cuda::set_workspace(s2ft::require_cuda(s2ft::require_context(ctx), "a workspace"), workspace, bytes);
+    s2ft::run(s2ft::require_context(ctx), &s2ft::backend::Ops::set_workspace, workspace, bytes);
   });
 }
 
@@ -116,7 +112,7 @@ S2FT_API s2ft_status s2ft_context_workspace_needed(const s2ft_context *ctx, size
   return s2ft::guard("s2ft_context_workspace_needed", [&] {
     s2ft::require_not_null(ctx, "ctx");
     s2ft::require_not_null(out, "out");
-    *out = ctx->cuda ? s2ft::cuda::workspace_high_water(*ctx->cuda) : 0;
+    s2ft::run(*ctx, &s2ft::backend::Ops::workspace_needed, out);
   });
 }
 
@@ -126,17 +122,16 @@ S2FT_API s2ft_status s2ft_context_set_delta_path(s2ft_context *ctx, int32_t path
     if (path != S2FT_DELTA_PATH_AUTO && path != S2FT_DELTA_PATH_DENSE && path != S2FT_DELTA_PATH_SPARSE)
       s2ft::fail_arg("path must be S2FT_DELTA_PATH_AUTO, S2FT_DELTA_PATH_DENSE or S2FT_DELTA_PATH_SPARSE, got " +
                      std::to_string(path));
-    if (path == S2FT_DELTA_PATH_SPARSE && !c.on_cuda())
-      s2ft::fail(S2FT_ERR_UNSUPPORTED,
-                 "S2FT_DELTA_PATH_SPARSE needs a CUDA context; on the CPU only the dense path exists");
+    if (path == S2FT_DELTA_PATH_SPARSE && !(c.ops->capabilities & s2ft::backend::kCapSparseDeltaPath))
+      s2ft::fail(S2FT_ERR_UNSUPPORTED, std::string("S2FT_DELTA_PATH_SPARSE needs a CUDA context; the ") +
+                                           c.ops->name + " backend has only the dense path");
     c.delta_path = path;
   });
 }
 
 S2FT_API s2ft_status s2ft_context_synchronize(s2ft_context *ctx) {
   return s2ft::guard("s2ft_context_synchronize", [&] {
-    s2ft_context &c = s2ft::require_context(ctx);
-    if (c.cuda) s2ft::cuda::synchronize(*c.cuda);
+    s2ft::run(s2ft::require_context(ctx), &s2ft::backend::Ops::synchronize);
   });
 }
 

@@ -16,7 +16,6 @@
 #include "adapter/adapter.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
-#include "cuda_adapter_mirror.hpp"
 #include "model_shape.hpp"
 #include "select/selection.hpp"
 
@@ -363,13 +362,7 @@ S2FT_API s2ft_status s2ft_adapter_delta(const s2ft_adapter *adapter, int32_t lay
 S2FT_API s2ft_status s2ft_adapter_upload(s2ft_context *ctx, const s2ft_adapter *adapter) {
   return s2ft::guard("s2ft_adapter_upload", [&] {
     s2ft_context &c = s2ft::require_context(ctx);
-    const s2ft_adapter &a = s2ft::require_adapter(adapter);
-    if (!c.on_cuda()) return;  // CPU contexts read the host entries directly
-#ifdef S2FT_WITH_CUDA
-    s2ft::cuda::mirror(*c.cuda, a);
-#else
-    (void)a;
-#endif
+    s2ft::run(c, &s2ft::backend::Ops::adapter_upload, s2ft::require_adapter(adapter));
   });
 }
 

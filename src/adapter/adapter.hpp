@@ -45,9 +45,11 @@ uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line);
 }  // namespace s2ft
 
 namespace s2ft {
-namespace cuda {
-struct AdapterMirror;  // kernels/cuda_adapter_mirror.hpp
-}
+namespace backend {
+// A backend's copy of an adapter's entries on one of its devices (defined by
+// the backend that makes it: kernels/cuda_adapter_mirror.cu).
+struct AdapterCopy;
+}  // namespace backend
 }  // namespace s2ft
 
 struct s2ft_adapter {
@@ -57,12 +59,12 @@ struct s2ft_adapter {
   double default_scale = 1.0;
   std::vector<std::array<s2ft::AdapterEntry, S2FT_NUM_TARGETS>> layers;  // n_layers
 
-  // Device copies of the entries, one per CUDA device, made on first use by
-  // a CUDA call and dropped whenever an entry changes (revision counts the
+  // Device copies of the entries, one per device, made by a device backend
+  // on first use and dropped whenever an entry changes (revision counts the
   // changes). Guarded by mirror_mutex: const adapters are shared by threads.
   uint64_t revision = 0;
   mutable std::mutex mirror_mutex;
-  mutable std::vector<std::shared_ptr<s2ft::cuda::AdapterMirror>> mirrors;
+  mutable std::vector<std::shared_ptr<s2ft::backend::AdapterCopy>> mirrors;
 
   // Call after changing `layers`.
   void entries_changed() {

@@ -9,18 +9,16 @@
 //     Y_R[:, S] += scale_a * P                  scatter-add into k output columns
 // S is the adapter's base-order lines, mapped through the permutation when
 // the weight (and so x's columns or y's columns) are permuted. Consecutive
-// segments with the same adapter form one group and one GEMM. On a CUDA
-// context the same groups go to kernels/cuda_forward_mixed.cu (batched GEMV
-// for decode rows, grouped GEMM or cuSPARSE for prefill groups).
+// segments with the same adapter form one group, which the context's
+// backend adds in one product (the CPU: one GEMM per group; CUDA: a batched
+// GEMV for decode rows, a grouped GEMM or cuSPARSE for prefill groups).
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "adapter/adapter.hpp"
-#include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
-#include "cuda_forward_mixed.hpp"
 #include "train/linear_args.hpp"
 
 namespace s2ft {
@@ -76,41 +74,6 @@ Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t targ
   return u;
 }
 
-// Adds one adapter's correction to the rows [r0, r0 + n) of y.
-void add_correction(Backend &be, const Use &u, bool columns, const Matrix &x, const Matrix &y, int64_t r0, int64_t n) {
-  const int64_t k = static_cast<int64_t>(u.positions.size());
-  // f32_view takes a mutable pointer; the delta is only read.
-  float *d = const_cast<float *>(u.entry->delta.data());
-  const Matrix xr = x.row_range(r0, n), yr = y.row_range(r0, n);
-  if (columns) {
-    // scale * X_R[:, S] gathered to f32 [n, k]; delta is [out, k].
-    std::vector<float> xs(static_cast<size_t>(n * k));
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j)
-        xs[static_cast<size_t>(i * k + j)] = u.scale * xr.get(i, u.positions[static_cast<size_t>(j)]);
-    matmul(be, Op::N, f32_view(xs.data(), n, k), Op::T, f32_view(d, y.cols, k), yr, true);
-  } else {
-    // P = X_R delta^T, delta is [k, in]; then scatter into the k output columns.
-    std::vector<float> p(static_cast<size_t>(n * k));
-    matmul(be, Op::N, xr, Op::T, f32_view(d, k, x.cols), f32_view(p.data(), n, k), false);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t c = u.positions[static_cast<size_t>(j)];
-        yr.set(i, c, yr.get(i, c) + u.scale * p[static_cast<size_t>(i * k + j)]);
-      }
-  }
-}
-
-}  // namespace
-}  // namespace s2ft
-
-namespace s2ft {
-namespace {
-// Rows [r0, r0 + n) of a batch that one adapter corrects.
-struct Run {
-  int64_t r0, n;
-  int32_t adapter;
-};
 }  // namespace
 }  // namespace s2ft
 
@@ -124,7 +87,6 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
   return s2ft::guard("s2ft_adapter_forward_mixed", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_backend(c);
     check_target(target);
     if (layer < 0) fail_arg("layer " + std::to_string(layer) + " is negative");
     const LinearArgs args = check_linear(c, x, w, y);
@@ -161,34 +123,23 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
       checked[static_cast<size_t>(a)] = 1;
     }
 
-    const bool columns = target_axis(target) == S2FT_AXIS_COLUMNS;
-    // Consecutive segments with one adapter form one run of rows; runs
+    // Consecutive segments with one adapter form one group of rows; groups
     // without an adapter entry add nothing.
-    std::vector<Run> runs;
+    std::vector<backend::MixedGroup> groups;
     for (int64_t j = 0; j < n_segments;) {
       const int32_t a = segment_adapter[j];
       int64_t end = j + 1;
       while (end < n_segments && segment_adapter[end] == a) ++end;
       const int64_t r0 = offsets[j], n = offsets[end] - r0;
-      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr) runs.push_back(Run{r0, n, a});
+      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr) groups.push_back({r0, n, a});
       j = end;
     }
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) {
-      // The same runs as the CPU path; the device resolves lines and deltas itself.
-      std::vector<cuda::MixedAdapter> resolved(static_cast<size_t>(n_adapters));
-      for (size_t a = 0; a < resolved.size(); ++a)
-        if (uses[a].entry != nullptr)
-          resolved[a] = cuda::MixedAdapter{adapters[a], uses[a].entry, &uses[a].positions, uses[a].scale};
-      std::vector<cuda::MixedGroup> groups;
-      for (const Run &r : runs) groups.push_back(cuda::MixedGroup{r.r0, r.n, r.adapter});
-      const cuda::MixedCall call{layer, target, columns, perm, c.delta_path, &c.cuda_mixed_state};
-      cuda::forward_mixed(*c.cuda, call, X, W, resolved, groups, Y);
-      return;
-    }
-#endif
-    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
-    for (const Run &r : runs) add_correction(*c.backend, uses[static_cast<size_t>(r.adapter)], columns, X, Y, r.r0, r.n);
+    std::vector<backend::MixedAdapter> resolved(static_cast<size_t>(n_adapters));
+    for (size_t a = 0; a < resolved.size(); ++a)
+      if (uses[a].entry != nullptr)
+        resolved[a] = backend::MixedAdapter{adapters[a], uses[a].entry, &uses[a].positions, uses[a].scale};
+    const backend::MixedCall call{layer, target, target_axis(target) == S2FT_AXIS_COLUMNS, perm, c.delta_path};
+    run(c, &backend::Ops::forward_mixed, call, X, W, resolved, groups, Y);
   });
 }
 

@@ -1,7 +1,7 @@
 // s2ft_sparse_delta_*: weight deltas that are not whole rows or columns, in
-// CSR form on a context's device. The CPU forward is a plain loop (the
-// reference: f32 accumulation, one rounding into y); the CUDA forward is
-// cusparseSpMM (kernels/cuda_sparse.cu).
+// CSR form on a context's device, applied by its backend (the CPU: a plain
+// loop, the reference, f32 accumulation and one rounding into y; CUDA:
+// cusparseSpMM).
 //   y[t, r] += scale * sum_{e in row r} values[e] * x[t, indices[e]]
 #include "adapter/sparse_delta.hpp"
 
@@ -15,7 +15,6 @@
 #include "common/error.hpp"
 #include "common/tensor.hpp"
 #include "context.hpp"
-#include "cuda_sparse.hpp"
 #include "model_shape.hpp"
 #include "select/selection.hpp"
 
@@ -29,41 +28,15 @@ bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
          a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
 }
 
-// The delta object for `csr` on ctx's device (uploaded on CUDA).
+// The delta object for `csr` on ctx's device (the backend takes the arrays).
 s2ft_sparse_delta *make_delta(s2ft_context &c, HostCsr &&csr) {
   auto d = std::make_unique<s2ft_sparse_delta>();
   d->device = c.device;
   d->rows = csr.rows;
   d->cols = csr.cols;
   d->nnz = csr.nnz();
-  if (c.on_cuda()) {
-#ifdef S2FT_WITH_CUDA
-    d->dev = cuda::upload_csr(*c.cuda, csr);
-#else
-    fail(S2FT_ERR_UNSUPPORTED, "libs2ft was built without CUDA");
-#endif
-  } else {
-    d->host = std::move(csr);
-  }
+  run(c, &backend::Ops::csr_create, &csr, &d->csr);
   return d.release();
-}
-
-// y += scale * x D^T on the host, row by row of x: f32 sums, one rounding.
-void cpu_forward(const HostCsr &d, float scale, const Matrix &x, const Matrix &y) {
-  const int64_t T = x.rows;
-  if (T == 0 || d.rows == 0) return;
-  const std::vector<float> xf = to_f32(x);  // [T, cols]
-  for (int64_t t = 0; t < T; ++t) {
-    const float *xt = xf.data() + static_cast<size_t>(t * d.cols);
-    for (int64_t r = 0; r < d.rows; ++r) {
-      const int64_t b = d.offsets[static_cast<size_t>(r)], e = d.offsets[static_cast<size_t>(r + 1)];
-      if (b == e) continue;  // an empty row of D leaves y as it is
-      float acc = 0.0f;
-      for (int64_t i = b; i < e; ++i)
-        acc += d.values[static_cast<size_t>(i)] * xt[static_cast<size_t>(d.indices[static_cast<size_t>(i)])];
-      y.set(t, r, y.get(t, r) + scale * acc);
-    }
-  }
 }
 
 }  // namespace
@@ -116,56 +89,6 @@ HostCsr checked_csr(int64_t rows, int64_t cols, const int64_t *row_offsets, cons
   h.offsets.assign(row_offsets, row_offsets + rows + 1);
   h.indices.assign(col_indices, col_indices + nnz);
   h.values.assign(values, values + nnz);
-  return h;
-}
-
-HostCsr entry_csr(int64_t out, int64_t in, int32_t axis, const AdapterEntry &e, const std::vector<int64_t> &positions) {
-  HostCsr h;
-  h.rows = out;
-  h.cols = in;
-  h.offsets.assign(static_cast<size_t>(out + 1), 0);
-  const int64_t k = static_cast<int64_t>(e.lines.size());
-  if (k == 0) return h;
-  if (static_cast<int64_t>(positions.size()) != k) fail(S2FT_ERR_INTERNAL, "entry_csr: one position per line needed");
-  const int64_t n_lines = axis == S2FT_AXIS_COLUMNS ? in : out;
-  for (int64_t p : positions)
-    if (p < 0 || p >= n_lines) fail(S2FT_ERR_INTERNAL, "entry_csr: a line position is out of range");
-  if (axis == S2FT_AXIS_COLUMNS) {
-    // delta [out, k]: row o holds delta[o, j] at column positions[j]; the
-    // columns go in ascending order.
-    if (static_cast<int64_t>(e.delta.size()) != out * k) fail(S2FT_ERR_INTERNAL, "entry_csr: delta size");
-    std::vector<int64_t> order(static_cast<size_t>(k));
-    for (int64_t j = 0; j < k; ++j) order[static_cast<size_t>(j)] = j;
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      return positions[static_cast<size_t>(a)] < positions[static_cast<size_t>(b)];
-    });
-    h.indices.resize(static_cast<size_t>(out * k));
-    h.values.resize(static_cast<size_t>(out * k));
-    for (int64_t o = 0; o < out; ++o) {
-      h.offsets[static_cast<size_t>(o + 1)] = (o + 1) * k;
-      for (int64_t q = 0; q < k; ++q) {
-        const int64_t j = order[static_cast<size_t>(q)];
-        h.indices[static_cast<size_t>(o * k + q)] = positions[static_cast<size_t>(j)];
-        h.values[static_cast<size_t>(o * k + q)] = e.delta[static_cast<size_t>(o * k + j)];
-      }
-    }
-  } else {
-    // delta [k, in]: row positions[j] holds delta[j, :] at every column.
-    if (static_cast<int64_t>(e.delta.size()) != k * in) fail(S2FT_ERR_INTERNAL, "entry_csr: delta size");
-    std::vector<int64_t> line_at(static_cast<size_t>(out), -1);  // row -> j
-    for (int64_t j = 0; j < k; ++j) line_at[static_cast<size_t>(positions[static_cast<size_t>(j)])] = j;
-    h.indices.reserve(static_cast<size_t>(k * in));
-    h.values.reserve(static_cast<size_t>(k * in));
-    for (int64_t r = 0; r < out; ++r) {
-      const int64_t j = line_at[static_cast<size_t>(r)];
-      if (j >= 0)
-        for (int64_t c = 0; c < in; ++c) {
-          h.indices.push_back(c);
-          h.values.push_back(e.delta[static_cast<size_t>(j * in + c)]);
-        }
-      h.offsets[static_cast<size_t>(r + 1)] = static_cast<int64_t>(h.indices.size());
-    }
-  }
   return h;
 }
 
@@ -241,13 +164,7 @@ S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_spa
     require_shape(Y, "y", X.rows, delta->rows);
     require_same_dtype(Y, "y", X, "x");
     require_disjoint(Y, "y", X, "x");
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) {
-      cuda::sparse_forward(*c.cuda, *delta->dev, s, X, Y);
-      return;
-    }
-#endif
-    cpu_forward(delta->host, s, X, Y);
+    run(c, &backend::Ops::csr_forward, delta->csr.get(), s, X, Y);
   });
 }
 

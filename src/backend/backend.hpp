@@ -1,56 +1,267 @@
-// The narrow interface between the core and a compute backend. The core
-// validates arguments and plans the work; a backend only runs dense f32
-// kernels on memory of its own device. The CPU backend wraps BLAS (or a
-// portable loop nest when the build has no BLAS); the CUDA backend (kernels/)
-// implements the same calls with cuBLAS and custom kernels.
+// The one interface between the core and a compute backend: a table of
+// operations (Ops) per backend. A public function validates its arguments,
+// plans the work, and makes one call through the table of its context's
+// backend; it never asks which device it is on.
+//
+// The CPU backend (src/backend/cpu/) is compiled into libs2ft.so; the CUDA
+// backend (kernels/) is the separate library libs2ft_cuda.so, which the
+// loader (src/backend/loader.cpp) opens with dlopen the first time a CUDA
+// context is created or CUDA devices are counted. Both sides are built from
+// these headers by the same build, so C++ types cross the table; no
+// exception does: every operation returns a status, and on failure the
+// backend's last_error() holds the message (see entry.hpp).
+//
+// The operations receive arguments the core has already checked (shapes,
+// dtypes, devices, aliasing): a backend only checks what the core cannot
+// know (device pointers, its own limits) and reports its own failures.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
+
+#include "common/tensor.hpp"
+#include "s2ft/s2ft.h"
+
+struct s2ft_adapter;
+struct s2ft_selection;
 
 namespace s2ft {
 
+struct AdapterEntry;    // adapter/adapter.hpp
+struct HostCsr;         // adapter/csr.hpp
+struct Lines;           // train/slice.hpp
+struct OptimizerParam;  // train/optimizer.hpp
+
 enum class Op { N, T };  // use a matrix as stored, or transposed
 
-class Backend {
- public:
-  virtual ~Backend() = default;
+namespace backend {
 
-  // Grow-only scratch memory owned by the backend (the context's workspace),
-  // so per-call packing of 16-bit or strided operands does not allocate and
-  // page-fault every call. Slot s keeps its buffer until the backend dies;
-  // contents are undefined on return.
-  static constexpr int kScratchSlots = 4;
-  float *scratch(int slot, size_t n) {
-    Scratch &s = scratch_[slot];
-    if (s.size < n) {
-      s.data.reset(new float[n]);
-      s.size = n;
-    }
-    return s.data.get();
-  }
+// Bumped whenever Ops or any type it passes changes. A module built for
+// another value is refused by the loader.
+constexpr uint32_t kAbiVersion = 1;
 
-  virtual const char *name() const = 0;
-
-  // C[m, n] = alpha * op(A) * op(B) + beta * C, all row-major f32 with leading
-  // dimensions lda, ldb, ldc (elements between consecutive rows). op(A) is
-  // [m, k] and op(B) is [k, n]. beta == 0 ignores C's old contents (NaN too).
-  virtual void gemm_f32(Op ta, Op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                        const float *b, int64_t ldb, float beta, float *c, int64_t ldc) = 0;
-
- private:
-  struct Scratch {
-    std::unique_ptr<float[]> data;
-    size_t size = 0;
-  };
-  Scratch scratch_[kScratchSlots];
+// A backend's state for one s2ft_context: its device binding, library
+// handles, stream and workspace. Each backend derives its own.
+struct Instance {
+ protected:
+  Instance() = default;
+  ~Instance() = default;
 };
 
-// threads > 0 asks the BLAS for that many threads (process-wide for OpenBLAS).
-std::unique_ptr<Backend> make_cpu_backend(int32_t threads);
+// An object a backend made and the core keeps without knowing its type
+// (statistics sums, optimizer state, a model's saved lines, a CSR delta).
+// Freed by the deleter the backend gave it.
+using Object = std::shared_ptr<void>;
 
-// True when the build links a BLAS; false means the portable fallback GEMM.
-bool cpu_backend_has_blas();
+// ---- what the operations work on ---------------------------------------------------
 
+// One weight to co-permute in place (s2ft_permute): its lines (columns when
+// by_columns, else rows) move in units of `width` consecutive lines;
+// order[p] is the unit that goes to position p.
+//   FORWARD  new line p*width + j        <- old line order[p]*width + j
+//   INVERSE  new line order[p]*width + j <- old line p*width + j
+// Units that order does not name stay; element bytes move, never converted.
+struct PermuteJob {
+  Matrix m;
+  bool by_columns = false;
+  const std::vector<int64_t> *order = nullptr;
+  int64_t width = 1;
+};
+
+// Where one statistics record's per-unit sums live in a statistics object:
+// sums[offset, offset + units), a unit being `width` consecutive lines
+// (columns when by_columns, else rows). With `accumulate` new sums are added
+// to the record's, otherwise they replace them.
+struct UnitSums {
+  int64_t offset = 0, units = 0, width = 1;
+  bool by_columns = true;
+  bool accumulate = false;
+};
+
+// An optimizer parameter's state tensors, in the order of the state file.
+enum class StateTensor { m = 0, v = 1, momentum = 2, master = 3 };
+
+// What an optimizer step tells the host.
+struct StepReport {
+  bool known = false;    // the fields below are filled (else the step was queued unseen)
+  double norm = 0.0;     // global gradient norm before clipping
+  int64_t bad = -1;      // first gradient whose sum of squares is not finite
+  bool applied = false;  // the norm was finite and the update happened (or is queued)
+  int64_t steps = 0;     // the step count after this step
+};
+
+// One present target weight of a model (s2ft_model_create).
+struct TargetWeight {
+  int32_t layer = 0, target = 0;
+  Matrix w;
+  int32_t axis = S2FT_AXIS_COLUMNS;  // its lines: columns (O, DOWN) or rows (V, UP)
+};
+
+// One (layer, target) of an adapter transition (apply, remove, switch) from
+// the applied adapter, whose lines sit at *old_positions, to the new one
+// (entry; NULL when it has none here), whose line j goes to
+// (*new_positions)[j].
+struct TransitionStep {
+  int32_t layer = 0, target = 0;
+  Matrix w;
+  bool by_columns = true;   // lines are columns (O, DOWN) or rows (V, UP)
+  int64_t line_length = 0;  // elements per line
+  const std::vector<int64_t> *old_positions = nullptr;
+  const std::vector<int64_t> *new_positions = nullptr;
+  const AdapterEntry *entry = nullptr;
+};
+
+// The first line whose base fingerprint differs from the adapter's:
+// steps[step].entry->lines[line]. step < 0: none.
+struct Mismatch {
+  int64_t step = -1, line = -1;
+};
+
+// One adapter of a mixed batch as the core resolved it.
+struct MixedAdapter {
+  const s2ft_adapter *adapter = nullptr;
+  const AdapterEntry *entry = nullptr;              // its (layer, target) entry, not empty
+  const std::vector<int64_t> *positions = nullptr;  // the entry's lines as positions in w
+  float scale = 1.0f;
+};
+
+// Consecutive rows [row, row + rows) of x and y that use adapters[adapter].
+struct MixedGroup {
+  int64_t row = 0, rows = 0;
+  int32_t adapter = 0;
+};
+
+struct MixedCall {
+  int32_t layer = 0, target = 0;
+  bool columns = true;                   // O, DOWN (else V, UP)
+  const s2ft_selection *perm = nullptr;  // NULL: w in base order
+  int32_t delta_path = 0;                // S2FT_DELTA_PATH_*
+};
+
+// ---- the table ---------------------------------------------------------------------
+
+// Capability bits (Ops::capabilities).
+constexpr uint32_t kCapSparseDeltaPath = 1u << 0;  // S2FT_DELTA_PATH_SPARSE exists
+
+// Every operation returns S2FT_OK or an error status with last_error() set.
+// "Queued" means the work may still run on the device when the call
+// returns; "synchronising" that the call waits for the device.
+struct Ops {
+  uint32_t abi_version = kAbiVersion;
+  const char *name = nullptr;  // "cpu", "cuda"
+  uint32_t capabilities = 0;
+  // The message of this thread's last failed operation.
+  const char *(*last_error)() = nullptr;
+
+  // ---- devices and contexts
+  // The number of usable devices; fails (S2FT_ERR_UNSUPPORTED) with the
+  // reason when the driver or runtime cannot be used.
+  s2ft_status (*device_count)(int32_t *out) = nullptr;
+  // Binds a new instance to device `device_id` (num_threads: 0 = default).
+  s2ft_status (*create)(int32_t device_id, int32_t num_threads, Instance **out) = nullptr;
+  // Waits for the instance's queued work and frees it (NULL: nothing).
+  void (*destroy)(Instance *inst) = nullptr;
+  s2ft_status (*set_stream)(Instance *inst, void *stream) = nullptr;
+  s2ft_status (*stream)(Instance *inst, void **out) = nullptr;
+  s2ft_status (*set_workspace)(Instance *inst, void *ptr, size_t bytes) = nullptr;
+  s2ft_status (*workspace_needed)(Instance *inst, size_t *out) = nullptr;
+  s2ft_status (*synchronize)(Instance *inst) = nullptr;
+  // Fails (S2FT_ERR_DEVICE) unless ptr is memory of device `device_id`.
+  s2ft_status (*check_pointer)(int32_t device_id, const void *ptr, const char *name) = nullptr;
+
+  // ---- partial training (s2ft_forward_partial, s2ft_backward_partial)
+  // y = x W^T; x_saved (may be NULL) = x[:, S] (columns) or x (rows), bytes moved.
+  s2ft_status (*forward_partial)(Instance *inst, const Lines &lines, const Matrix &x, const Matrix &w,
+                                 const Matrix &y, const Matrix *x_saved) = nullptr;
+  // dx (may be NULL) = dy W; columns: dw = dy^T x_in; rows: dw = dy[:, S]^T x_in.
+  s2ft_status (*backward_partial)(Instance *inst, const Lines &lines, const Matrix &w, const Matrix &x_in,
+                                  const Matrix &dy, const Matrix *dx, const Matrix &dw, bool accumulate_dx,
+                                  bool accumulate_dw) = nullptr;
+
+  // ---- co-permutation (s2ft_permute); bit-exact, INVERSE undoes FORWARD
+  s2ft_status (*permute)(Instance *inst, const std::vector<PermuteJob> &jobs, bool forward) = nullptr;
+
+  // ---- calibration statistics: `size` doubles, zeroed
+  s2ft_status (*statistics_create)(Instance *inst, int64_t size, Object *out) = nullptr;
+  // sums[u] (+)= sum of m[i, j]^2 over the lines of unit u (double).
+  s2ft_status (*statistics_add_lines)(Instance *inst, void *sums, const UnitSums &dst, const Matrix &m) = nullptr;
+  // The same over dW = dy^T x ([out, in]) for x [T, in], dy [T, out].
+  s2ft_status (*statistics_add_gradient)(Instance *inst, void *sums, const UnitSums &dst, const Matrix &x,
+                                         const Matrix &dy) = nullptr;
+  // Copies sums[begin, begin + count) to host (synchronising).
+  s2ft_status (*statistics_read)(Instance *inst, const void *sums, int64_t begin, int64_t count,
+                                 double *host) = nullptr;
+
+  // ---- the optimizer (AdamW, SGD) on slices
+  // The optimizer's step counter, at 0.
+  s2ft_status (*optimizer_create)(Instance *inst, Object *out) = nullptr;
+  // Parameter p's state: moments/momentum at zero when used, the f32 master
+  // from the weight's slice for 16-bit weights.
+  s2ft_status (*optimizer_add_param)(Instance *inst, const OptimizerParam &p, const s2ft_optimizer_options &o,
+                                     Object *out) = nullptr;
+  // One step over all parameters (grads: the slice shapes). A non-finite
+  // global norm changes nothing. With `report`, or on a backend that always
+  // knows, *out is filled (known = true); otherwise the step may be queued
+  // unseen and the device counts it only if the norm was finite.
+  s2ft_status (*optimizer_step)(Instance *inst, void *state, const std::vector<OptimizerParam> &params,
+                                const std::vector<Matrix> &grads, const s2ft_optimizer_options &o, double lr,
+                                int64_t assumed_steps, bool report, StepReport *out) = nullptr;
+  // The step counter (synchronising), and setting it.
+  s2ft_status (*optimizer_steps)(Instance *inst, const void *state, int64_t *out) = nullptr;
+  s2ft_status (*optimizer_set_steps)(Instance *inst, void *state, int64_t steps) = nullptr;
+  // A state tensor of a parameter (p.size() floats) to host, and back.
+  s2ft_status (*optimizer_read_state)(Instance *inst, const OptimizerParam &p, StateTensor which, float *host,
+                                      size_t count) = nullptr;
+  s2ft_status (*optimizer_write_state)(Instance *inst, const OptimizerParam &p, StateTensor which,
+                                       const float *host, size_t count) = nullptr;
+  // Writes p's master slice, rounded, into the weight (nothing for f32).
+  s2ft_status (*optimizer_write_master)(Instance *inst, const OptimizerParam &p) = nullptr;
+
+  // ---- models and adapter transitions (s2ft_model_*, s2ft_adapter_apply/remove/switch)
+  s2ft_status (*model_create)(Instance *inst, const s2ft_model_shape &shape, const std::vector<TargetWeight> &weights,
+                              Object *out) = nullptr;
+  // Unless `force`, compares the new lines' base fingerprints with the
+  // entries'; on a mismatch sets *mismatch and writes nothing. Otherwise,
+  // for every step in one pass over the union of old and new lines
+  // (W0 = the saved base bytes where the line is displaced now, else the
+  // weight's): a line only in the old set gets W0 back; new line j at p
+  // gets W[p] = round(double(W0) + scale * double(delta[j])), rounded once
+  // to the weight's dtype, and W0 is saved for it. Fails before writing
+  // anything, or not at all.
+  s2ft_status (*model_transition)(Instance *inst, void *model, const std::vector<TransitionStep> &steps,
+                                  const s2ft_adapter *adapter, double scale, bool force,
+                                  Mismatch *mismatch) = nullptr;
+  // Makes the instance's device copy of an adapter (nothing on the CPU).
+  s2ft_status (*adapter_upload)(Instance *inst, const s2ft_adapter &adapter) = nullptr;
+  // y = x w^T, then for each group y_R += scale * (adapter term).
+  s2ft_status (*forward_mixed)(Instance *inst, const MixedCall &call, const Matrix &x, const Matrix &w,
+                               const std::vector<MixedAdapter> &adapters, const std::vector<MixedGroup> &groups,
+                               const Matrix &y) = nullptr;
+
+  // ---- sparse deltas (s2ft_sparse_delta_*): a validated CSR, taken over
+  s2ft_status (*csr_create)(Instance *inst, HostCsr *csr, Object *out) = nullptr;
+  // y += scale * x D^T.
+  s2ft_status (*csr_forward)(Instance *inst, const void *csr, float scale, const Matrix &x, const Matrix &y) = nullptr;
+};
+
+// Throws Error(status, ops.last_error()) unless status is S2FT_OK.
+void check(const Ops &ops, s2ft_status status);
+
+// ---- backend modules -------------------------------------------------------------
+
+// What a module's entry point returns. Its layout never changes, so a
+// loader can read it from a module of any version and say what is wrong.
+struct ModuleInfo {
+  uint32_t abi_version = kAbiVersion;
+  const char *library_version = nullptr;  // the s2ft_version_string() it was built as
+  const Ops *ops = nullptr;
+};
+
+// The one symbol a backend module exports: extern "C" const ModuleInfo *NAME(void).
+constexpr const char *kModuleEntry = "s2ft_backend_module_v1";
+using ModuleEntryFn = const ModuleInfo *(*)();
+
+}  // namespace backend
 }  // namespace s2ft

@@ -1,66 +1,29 @@
-// Status strings, the thread-local last error, and the version queries.
+// The thread-local last error. Compiled into every library of the project
+// (libs2ft.so and each backend module), so each keeps its own message; a
+// backend hands its message to the core through Ops::last_error.
 #include "common/error.hpp"
-#include "common/live_handles.hpp"
 
 #include <string>
 
 namespace s2ft {
 namespace {
 // One message per thread, so concurrent callers never see each other's errors.
-thread_local std::string last_error_message;
+thread_local std::string last_error_text;
 }  // namespace
 
 s2ft_status set_error(s2ft_status status, const std::string &message) {
   try {
-    last_error_message = message;
+    last_error_text = message;
   } catch (...) {
     // Out of memory while recording the message: keep the old one rather than fail.
   }
   return status;
 }
 
+const char *last_error_message() { return last_error_text.c_str(); }
+
+void clear_last_error() { last_error_text.clear(); }
+
 void fail(s2ft_status status, const std::string &message) { throw Error(status, message); }
 
-std::atomic<int64_t> &live_handle_count() {
-  static std::atomic<int64_t> count{0};
-  return count;
-}
-
 }  // namespace s2ft
-
-extern "C" {
-
-S2FT_API const char *s2ft_status_string(s2ft_status status) {
-  switch (status) {
-    case S2FT_OK: return "ok";
-    case S2FT_ERR_INVALID_ARGUMENT: return "invalid argument";
-    case S2FT_ERR_SHAPE: return "shape mismatch";
-    case S2FT_ERR_DTYPE: return "unsupported or mismatched dtype";
-    case S2FT_ERR_DEVICE: return "wrong or mixed device";
-    case S2FT_ERR_OUT_OF_MEMORY: return "out of memory";
-    case S2FT_ERR_IO: return "I/O error";
-    case S2FT_ERR_FORMAT: return "malformed file";
-    case S2FT_ERR_UNSUPPORTED: return "unsupported";
-    case S2FT_ERR_STATE: return "invalid state";
-    case S2FT_ERR_BACKEND: return "backend error";
-    case S2FT_ERR_INTERNAL: return "internal error";
-    default: return "unknown status";
-  }
-}
-
-S2FT_API const char *s2ft_last_error(void) { return s2ft::last_error_message.c_str(); }
-
-S2FT_API void s2ft_clear_error(void) { s2ft::last_error_message.clear(); }
-
-S2FT_API int64_t s2ft_live_handles(void) { return s2ft::live_handle_count().load(std::memory_order_relaxed); }
-
-#define S2FT_STR2(x) #x
-#define S2FT_STR(x) S2FT_STR2(x)
-
-S2FT_API uint32_t s2ft_version(void) { return S2FT_VERSION_NUMBER; }
-
-S2FT_API const char *s2ft_version_string(void) {
-  return S2FT_STR(S2FT_VERSION_MAJOR) "." S2FT_STR(S2FT_VERSION_MINOR) "." S2FT_STR(S2FT_VERSION_PATCH);
-}
-
-}  // extern "C"

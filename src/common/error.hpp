@@ -24,6 +24,9 @@ class Error : public std::runtime_error {
 
 // Records `message` as this thread's last error and returns `status`.
 s2ft_status set_error(s2ft_status status, const std::string &message);
+// This thread's last error message (never NULL), and clearing it.
+const char *last_error_message();
+void clear_last_error();
 
 // Throws Error(status, message) built from the arguments.
 [[noreturn]] void fail(s2ft_status status, const std::string &message);
@@ -38,20 +41,22 @@ inline void require_not_null(const T *p, const char *name) {
   if (p == nullptr) fail_arg(std::string(name) + " is NULL");
 }
 
-// Runs body() and maps any exception onto a status and message.
+// Runs body() and maps any exception onto a status and a message that
+// starts with "<function>: " (nothing when function is NULL).
 template <typename F>
 s2ft_status guard(const char *function, F &&body) noexcept {
+  const auto prefix = [function]() { return function != nullptr ? std::string(function) + ": " : std::string(); };
   try {
     std::forward<F>(body)();
     return S2FT_OK;
   } catch (const Error &e) {
-    return set_error(e.status(), std::string(function) + ": " + e.what());
+    return set_error(e.status(), prefix() + e.what());
   } catch (const std::bad_alloc &) {
-    return set_error(S2FT_ERR_OUT_OF_MEMORY, std::string(function) + ": out of memory");
+    return set_error(S2FT_ERR_OUT_OF_MEMORY, prefix() + "out of memory");
   } catch (const std::exception &e) {
-    return set_error(S2FT_ERR_INTERNAL, std::string(function) + ": internal error: " + e.what());
+    return set_error(S2FT_ERR_INTERNAL, prefix() + "internal error: " + e.what());
   } catch (...) {
-    return set_error(S2FT_ERR_INTERNAL, std::string(function) + ": internal error");
+    return set_error(S2FT_ERR_INTERNAL, prefix() + "internal error");
   }
 }
 

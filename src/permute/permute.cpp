@@ -10,11 +10,8 @@
 // act per head / per channel, and the head order moves whole KV groups, so
 // the block computes the same function afterwards.
 //
-// The tensor's lines are first copied to a compact scratch buffer and then
-// written back in the new order. Raw bytes are moved, never converted, so
-// any dtype works and INVERSE restores the weights bit-exactly. On a CUDA
-// context the same happens on the device (kernels/cuda_permute.cu), queued
-// on the context's stream, with the same result byte for byte.
+// The backend moves raw bytes, never converting them, so any dtype works
+// and INVERSE restores the weights bit-exactly, on every backend alike.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -22,70 +19,7 @@
 #include "common/error.hpp"
 #include "common/tensor.hpp"
 #include "context.hpp"
-#include "cuda_permute.hpp"
 #include "select/selection.hpp"
-
-namespace s2ft {
-namespace {
-
-struct Job {
-  Matrix m;
-  bool by_columns;
-  const Permutation *perm;
-  int64_t width;
-};
-
-// Copies the element bytes of a strided view into a compact row-major buffer.
-std::vector<char> compact_copy(const Matrix &m) {
-  const size_t e = m.elem();
-  std::vector<char> buf(static_cast<size_t>(m.rows * m.cols) * e);
-  char *dst = buf.data();
-  for (int64_t i = 0; i < m.rows; ++i) {
-    if (m.cs == 1) {
-      std::memcpy(dst, m.at(i, 0), static_cast<size_t>(m.cols) * e);
-      dst += static_cast<size_t>(m.cols) * e;
-    } else {
-      for (int64_t j = 0; j < m.cols; ++j, dst += e) std::memcpy(dst, m.at(i, j), e);
-    }
-  }
-  return buf;
-}
-
-void run(const Job &job, bool forward) {
-  const Matrix &m = job.m;
-  if (m.empty()) return;
-  const std::vector<char> src = compact_copy(m);
-  const size_t e = m.elem();
-  const int64_t units = static_cast<int64_t>(job.perm->order.size());
-  const int64_t w = job.width;
-  for (int64_t p = 0; p < units; ++p) {
-    const int64_t base = job.perm->order[static_cast<size_t>(p)];
-    const int64_t to = (forward ? p : base) * w;    // first destination line
-    const int64_t from = (forward ? base : p) * w;  // first source line (in src)
-    if (job.by_columns) {
-      for (int64_t i = 0; i < m.rows; ++i) {
-        const char *s = src.data() + (static_cast<size_t>(i * m.cols + from)) * e;
-        if (m.cs == 1) {
-          std::memcpy(m.at(i, to), s, static_cast<size_t>(w) * e);
-        } else {
-          for (int64_t j = 0; j < w; ++j) std::memcpy(m.at(i, to + j), s + static_cast<size_t>(j) * e, e);
-        }
-      }
-    } else {
-      for (int64_t j = 0; j < w; ++j) {
-        const char *s = src.data() + static_cast<size_t>((from + j) * m.cols) * e;
-        if (m.cs == 1) {
-          std::memcpy(m.at(to + j, 0), s, static_cast<size_t>(m.cols) * e);
-        } else {
-          for (int64_t c = 0; c < m.cols; ++c) std::memcpy(m.at(to + j, c), s + static_cast<size_t>(c) * e, e);
-        }
-      }
-    }
-  }
-}
-
-}  // namespace
-}  // namespace s2ft
 
 extern "C" {
 
@@ -123,23 +57,14 @@ S2FT_API s2ft_status s2ft_permute(s2ft_context *ctx, const s2ft_selection *sel, 
     };
     // Validate everything before moving anything, so a bad argument leaves
     // all weights untouched.
-    std::vector<s2ft::Job> jobs;
+    std::vector<s2ft::backend::PermuteJob> jobs;
     for (const Spec &sp : specs) {
       if (sp.t == nullptr) continue;
       const s2ft::Matrix m = s2ft::check_matrix(sp.t, sp.name, c.device);
       s2ft::require_shape(m, sp.name, sp.rows, sp.cols);
-      jobs.push_back({m, sp.by_columns, sp.perm, sp.width});
+      jobs.push_back({m, sp.by_columns, &sp.perm->order, sp.width});
     }
-    const bool forward = direction == S2FT_PERMUTE_FORWARD;
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) {
-      std::vector<s2ft::cuda::PermuteJob> device_jobs;
-      for (const s2ft::Job &j : jobs) device_jobs.push_back({j.m, j.by_columns, &j.perm->order, j.width});
-      s2ft::cuda::permute(*c.cuda, device_jobs, forward);
-      return;
-    }
-#endif
-    for (const s2ft::Job &j : jobs) s2ft::run(j, forward);
+    s2ft::run(c, &s2ft::backend::Ops::permute, jobs, direction == S2FT_PERMUTE_FORWARD);
   });
 }
 

@@ -14,24 +14,19 @@
 // Sums are kept in double so that millions of tokens do not lose the small
 // contributions.
 //
-// On a CUDA context the same sums are computed by kernels
-// (kernels/cuda_statistics.cu) into a device arena; adding never
-// synchronises, and reading (s2ft_statistics_get, s2ft_select) downloads
-// the records changed since the last read, in one synchronising copy.
+// The context's backend computes the sums into one array on its device;
+// adding never synchronises, and reading (s2ft_statistics_get, s2ft_select)
+// copies the records changed since the last read, in one read.
 #include "select/statistics.hpp"
 
 #include <algorithm>
 #include <memory>
 #include <string>
 
-#include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "common/tensor.hpp"
 #include "context.hpp"
 #include "select/selection.hpp"
-#ifdef S2FT_WITH_CUDA
-#include "cuda_statistics.hpp"
-#endif
 
 namespace s2ft {
 
@@ -78,11 +73,10 @@ void for_each_record(S &stats, F &&f) {
       }
 }
 
-// CUDA: copies the device sums of every stale record to its host vector,
-// with one download of the span that covers them all.
+// Copies the backend's sums of every stale record to its host vector, with
+// one read of the span that covers them all.
 void refresh_host_sums(const s2ft_statistics &stats) {
   if (!stats.stale) return;
-#ifdef S2FT_WITH_CUDA
   int64_t lo = INT64_MAX, hi = 0;
   for_each_record(stats, [&](const s2ft_statistics::Record &r, int32_t) {
     if (!r.stale) return;
@@ -91,14 +85,13 @@ void refresh_host_sums(const s2ft_statistics &stats) {
   });
   if (hi > lo) {
     std::vector<double> span(static_cast<size_t>(hi - lo));
-    cuda::download_sums(*stats.ctx->cuda, *stats.arena, lo, hi - lo, span.data());
+    run(*stats.ctx, &backend::Ops::statistics_read, stats.sums.get(), lo, hi - lo, span.data());
     for_each_record(stats, [&](const s2ft_statistics::Record &r, int32_t) {
       if (!r.stale) return;
       std::copy_n(span.begin() + (r.offset - lo), r.sums.size(), r.sums.begin());
       r.stale = false;
     });
   }
-#endif
   stats.stale = false;
 }
 
@@ -130,16 +123,6 @@ s2ft_statistics &require_stats(s2ft_statistics *stats) {
   return *stats;
 }
 
-// sums[u] += sum of m[i, j]^2 over the lines of unit u, where a unit is
-// `width` consecutive columns (by_columns) or rows.
-void add_line_squares(const Matrix &m, bool by_columns, int64_t width, std::vector<double> &sums) {
-  for (int64_t i = 0; i < m.rows; ++i)
-    for (int64_t j = 0; j < m.cols; ++j) {
-      const double v = m.get(i, j);
-      sums[static_cast<size_t>((by_columns ? j : i) / width)] += v * v;
-    }
-}
-
 s2ft_statistics::Record &record(s2ft_statistics &s, int32_t layer, int32_t target, int32_t kind) {
   return s.records[static_cast<size_t>(layer)][static_cast<size_t>(target)][static_cast<size_t>(kind)];
 }
@@ -152,12 +135,11 @@ void ensure_record(s2ft_statistics::Record &r, int64_t units) {
   }
 }
 
-#ifdef S2FT_WITH_CUDA
-// Where the kernels put (layer, target, kind)'s unit sums; `accumulate`
+// Where the backend puts (layer, target, kind)'s unit sums; `accumulate`
 // adds to the record (which then must exist to be added to).
-cuda::UnitSums device_record(const s2ft_statistics &s, const s2ft_statistics::Record &r, int32_t target,
-                             bool accumulate) {
-  cuda::UnitSums u;
+backend::UnitSums unit_sums_of(const s2ft_statistics &s, const s2ft_statistics::Record &r, int32_t target,
+                               bool accumulate) {
+  backend::UnitSums u;
   u.offset = r.offset;
   u.units = statistic_units(s.shape, target);
   u.width = target_unit_width(s.shape, target);
@@ -166,13 +148,12 @@ cuda::UnitSums device_record(const s2ft_statistics &s, const s2ft_statistics::Re
   return u;
 }
 
-// After kernels changed record r on the device: its host copy is stale.
-void mark_device_record(s2ft_statistics &s, s2ft_statistics::Record &r, int64_t units) {
+// After the backend changed record r: its host copy is stale.
+void mark_changed(s2ft_statistics &s, s2ft_statistics::Record &r, int64_t units) {
   ensure_record(r, units);
   r.stale = true;
   s.stale = true;
 }
-#endif
 
 }  // namespace
 }  // namespace s2ft
@@ -189,18 +170,14 @@ S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx, const s2ft_model_
     stats->ctx = ctx;
     stats->shape = *shape;
     stats->records.resize(static_cast<size_t>(shape->n_layers));
-#ifdef S2FT_WITH_CUDA
-    if (ctx->on_cuda()) {
-      // Every record gets its place in one device arena now, so that adding
-      // never allocates (and never synchronises).
-      int64_t size = 0;
-      s2ft::for_each_record(*stats, [&](s2ft_statistics::Record &r, int32_t t) {
-        r.offset = size;
-        size += s2ft::statistic_units(*shape, t);
-      });
-      stats->arena = s2ft::cuda::create_statistics_arena(*ctx->cuda, size);
-    }
-#endif
+    // Every record gets its place in one array now, so that adding never
+    // allocates (and never synchronises).
+    int64_t size = 0;
+    s2ft::for_each_record(*stats, [&](s2ft_statistics::Record &r, int32_t t) {
+      r.offset = size;
+      size += s2ft::statistic_units(*shape, t);
+    });
+    s2ft::run(*ctx, &s2ft::backend::Ops::statistics_create, size, &stats->sums);
     *out = stats.release();
   });
 }
@@ -217,20 +194,11 @@ S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats, int32_t 
     int64_t rows = 0, cols = 0;
     s2ft::target_weight_shape(s.shape, target, &rows, &cols);
     s2ft::require_shape(w, "weight", rows, cols);
-#ifdef S2FT_WITH_CUDA
-    if (s.ctx->on_cuda()) {  // replace the record's sums on the device
-      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_WEIGHT);
-      s2ft::cuda::add_line_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, false), w);
-      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
-      return;
-    }
-#endif
-    // Replace: compute into a fresh record, then swap it in.
-    s2ft_statistics::Record r;
-    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(w, s2ft::target_axis(target) == S2FT_AXIS_COLUMNS,
-                           s2ft::target_unit_width(s.shape, target), r.sums);
-    s2ft::record(s, layer, target, S2FT_STAT_WEIGHT) = std::move(r);
+    // The weight statistic replaces the record's sums.
+    s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_WEIGHT);
+    s2ft::run(*s.ctx, &s2ft::backend::Ops::statistics_add_lines, s.sums.get(),
+              s2ft::unit_sums_of(s, r, target, false), w);
+    s2ft::mark_changed(s, r, s2ft::statistic_units(s.shape, target));
   });
 }
 
@@ -253,19 +221,10 @@ S2FT_API s2ft_status s2ft_statistics_add_activation(s2ft_statistics *stats, int3
                        (target == S2FT_TARGET_O ? "o_proj" : "down_proj") + "), got [" + std::to_string(m.rows) +
                        ", " + std::to_string(m.cols) + "]");
     if (m.rows == 0) s2ft::fail_shape("x has no rows (T must be at least 1)");
-#ifdef S2FT_WITH_CUDA
-    if (s.ctx->on_cuda()) {
-      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
-      s2ft::cuda::add_line_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, true), m);
-      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
-      return;
-    }
-#endif
-    // Accumulate into a copy so a failure leaves the record untouched.
-    s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
-    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(m, true, s2ft::target_unit_width(s.shape, target), r.sums);
-    s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION) = std::move(r);
+    s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_ACTIVATION);
+    s2ft::run(*s.ctx, &s2ft::backend::Ops::statistics_add_lines, s.sums.get(),
+              s2ft::unit_sums_of(s, r, target, true), m);
+    s2ft::mark_changed(s, r, s2ft::statistic_units(s.shape, target));
   });
 }
 
@@ -289,25 +248,11 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
       s2ft::fail_shape("x has " + std::to_string(xm.rows) + " rows but dy has " + std::to_string(dym.rows) +
                        " (both are [T, ...])");
     if (xm.rows == 0) s2ft::fail_shape("x and dy have no rows (T must be at least 1)");
-#ifdef S2FT_WITH_CUDA
-    if (s.ctx->on_cuda()) {
-      s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
-      s2ft::cuda::add_gradient_squares(*s.ctx->cuda, *s.arena, s2ft::device_record(s, r, target, true), xm, dym);
-      s2ft::mark_device_record(s, r, s2ft::statistic_units(s.shape, target));
-      return;
-    }
-#endif
-
-    // dW = dy^T x  ([out, in]) in f32 scratch.
-    std::vector<float> scratch(static_cast<size_t>(out_dim * in_dim));
-    const s2ft::Matrix dw = s2ft::f32_view(scratch.data(), out_dim, in_dim);
-    s2ft::matmul(*s.ctx->backend, s2ft::Op::T, dym, s2ft::Op::N, xm, dw, false);
-
-    s2ft_statistics::Record r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
-    s2ft::ensure_record(r, s2ft::statistic_units(s.shape, target));
-    s2ft::add_line_squares(dw, s2ft::target_axis(target) == S2FT_AXIS_COLUMNS,
-                           s2ft::target_unit_width(s.shape, target), r.sums);
-    s2ft::record(s, layer, target, S2FT_STAT_GRADIENT) = std::move(r);
+    // Sums of the squares of dW = dy^T x ([out, in]) by unit.
+    s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_GRADIENT);
+    s2ft::run(*s.ctx, &s2ft::backend::Ops::statistics_add_gradient, s.sums.get(),
+              s2ft::unit_sums_of(s, r, target, true), xm, dym);
+    s2ft::mark_changed(s, r, s2ft::statistic_units(s.shape, target));
   });
 }
 

@@ -10,25 +10,21 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "s2ft/s2ft.h"
 
-namespace s2ft {
-namespace cuda {
-struct StatisticsArena;  // kernels/cuda_statistics.hpp
-}  // namespace cuda
-}  // namespace s2ft
-
-// On a CUDA context the sums are accumulated on the device, in one arena of
-// doubles (`arena`) where every record has a fixed place (`offset`); the
-// host vectors are copies, refreshed by one synchronising download when a
-// record is read (unit_sums) after the device changed it (`stale`).
+// The sums are accumulated by the context's backend, in one array of
+// doubles (`sums`, on the context's device) where every record has a fixed
+// place (`offset`); the host vectors are copies, refreshed by one
+// (synchronising) read when a record is read (unit_sums) after the backend
+// changed it (`stale`).
 struct s2ft_statistics {
   s2ft::LiveHandle live;  // counted by s2ft_live_handles()
   struct Record {
     bool present = false;
     mutable std::vector<double> sums;  // one per unit of the target
-    mutable bool stale = false;        // CUDA: the device has newer sums
-    int64_t offset = -1;               // CUDA: the record's place in the arena
+    mutable bool stale = false;        // the backend has newer sums
+    int64_t offset = -1;               // the record's place in `sums`
   };
   // One record per statistic kind (S2FT_STAT_*) of one (layer, target).
   using TargetRecords = std::array<Record, 3>;
@@ -38,8 +34,8 @@ struct s2ft_statistics {
   // records[layer][target][kind]. Activations are stored only for O (per
   // query head) and DOWN (per channel); V and UP read them (see unit_sums).
   std::vector<std::array<TargetRecords, S2FT_NUM_TARGETS>> records;
-  std::shared_ptr<s2ft::cuda::StatisticsArena> arena;  // CUDA contexts
-  mutable bool stale = false;                           // CUDA: some record is stale
+  s2ft::backend::Object sums;  // every record's sums, made by the backend
+  mutable bool stale = false;  // some record is stale
 };
 
 namespace s2ft {
@@ -52,8 +48,8 @@ int64_t statistic_units(const s2ft_model_shape &s, int32_t target);
 // units. V activations are the sums over the O columns of each KV group's
 // query heads; UP activations are DOWN's. Returns false when that statistic
 // (or, for V/UP activations, the O/DOWN one it reads) was never recorded.
-// On a CUDA context this first refreshes the host copies of records the
-// device has changed since they were last read (synchronising).
+// This first refreshes the host copies of records the backend has changed
+// since they were last read (synchronising on a device).
 bool unit_sums(const s2ft_statistics &stats, int32_t layer, int32_t target, int32_t kind, std::vector<double> *out);
 
 // "weight", "activation", "gradient".

@@ -4,10 +4,6 @@
 
 namespace s2ft {
 
-void require_backend(const s2ft_context &ctx) {
-  if (!ctx.backend && !ctx.cuda) fail(S2FT_ERR_UNSUPPORTED, "the context has no compute backend");
-}
-
 LinearArgs check_linear(const s2ft_context &ctx, const s2ft_tensor *x, const s2ft_tensor *w, const s2ft_tensor *y) {
   LinearArgs a;
   a.w = check_matrix(w, "w", ctx.device);

@@ -11,11 +11,6 @@ struct LinearArgs {
   Matrix x, w, y;  // [T, in], [out, in], [T, out]
 };
 
-// Throws S2FT_ERR_UNSUPPORTED when the context has no compute backend: a
-// CPU context has `backend`, a CUDA context `cuda` (and no `backend`, so a
-// caller that accepts both must branch on ctx.on_cuda() before using either).
-void require_backend(const s2ft_context &ctx);
-
 // Validates x, w, y (named "x", "w", "y") on the context's device: shapes
 // that fit, one dtype, y overlapping neither input.
 LinearArgs check_linear(const s2ft_context &ctx, const s2ft_tensor *x, const s2ft_tensor *w, const s2ft_tensor *y);

@@ -2,16 +2,14 @@
 // an f32 master copy for 16-bit weights) exists only for the slice, which is
 // where S2FT's optimizer-memory saving comes from. The update rules are
 // PyTorch's (torch.optim.AdamW, torch.optim.SGD, clip_grad_norm_), computed
-// per element in double from f32 state, so results are deterministic and a
-// saved state resumes bit-exactly.
+// per element in double from f32 state by the context's backend, so results
+// are deterministic and a saved state resumes bit-exactly.
 //
-// On a CUDA context the state lives on the device and a step is a few
-// kernels (kernels/cuda_optimizer.cu) that apply the same rules with the
-// same double arithmetic. Such a step synchronises only when the caller
-// needs the gradient norm on the host (clipping, or grad_norm != NULL);
-// otherwise a non-finite norm cannot be reported as an error, and the
-// device skips the step instead: no weight or state changes and the step
-// is not counted, as on the CPU, where the call fails.
+// The state lives on the context's device. On a device a step synchronises
+// only when the caller needs the gradient norm on the host (clipping, or
+// grad_norm != NULL); otherwise a non-finite norm cannot be reported as an
+// error, and the device skips the step instead: no weight or state changes
+// and the step is not counted, as where the call fails.
 #include "train/optimizer.hpp"
 
 #include <algorithm>
@@ -25,9 +23,6 @@
 #include "common/options.hpp"
 #include "context.hpp"
 #include "train/slice.hpp"
-#ifdef S2FT_WITH_CUDA
-#include "cuda_optimizer.hpp"
-#endif
 
 namespace s2ft {
 
@@ -122,99 +117,14 @@ std::vector<Matrix> check_grads(const s2ft_optimizer &opt, const s2ft_tensor *gr
   return views;
 }
 
-// Global L2 norm over all gradient slices, in double. Non-finite entries
-// make it non-finite; `bad` receives the first gradient responsible.
-double global_norm(const std::vector<Matrix> &grads, int64_t *bad) {
-  double total = 0.0;
-  *bad = -1;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    const Matrix &g = grads[i];
-    double sum = 0.0;
-    for (int64_t r = 0; r < g.rows; ++r)
-      for (int64_t c = 0; c < g.cols; ++c) {
-        const double x = g.get(r, c);
-        sum += x * x;
-      }
-    if (!std::isfinite(sum) && *bad < 0) *bad = static_cast<int64_t>(i);
-    total += sum;
-  }
-  return std::sqrt(total);
-}
-
-// Reads the f32 value of slice element e = i * cols + j (master or weight).
-double load_param(const OptimizerParam &p, int64_t i, int64_t j) {
-  return p.has_master() ? p.master[static_cast<size_t>(i * p.cols + j)] : p.get(i, j);
-}
-
-void store_param(OptimizerParam &p, int64_t i, int64_t j, double x) {
-  const float f = static_cast<float>(x);
-  if (p.has_master()) p.master[static_cast<size_t>(i * p.cols + j)] = f;
-  p.set(i, j, f);  // rounds to the weight's dtype
-}
-
-// AdamW (PyTorch order), step t >= 1, g already clipped:
-//   p <- p * (1 - lr*wd)
-//   m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
-//   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-void adamw_step(OptimizerParam &p, const Matrix &grad, const s2ft_optimizer_options &o, double lr, double scale,
-                int64_t t) {
-  const double b1 = o.beta1, b2 = o.beta2;
-  const double step_size = lr / (1.0 - std::pow(b1, static_cast<double>(t)));
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(t)));
-  const double decay = 1.0 - lr * o.weight_decay;
-  for (int64_t i = 0; i < p.rows; ++i)
-    for (int64_t j = 0; j < p.cols; ++j) {
-      const size_t e = static_cast<size_t>(i * p.cols + j);
-      const double g = static_cast<double>(grad.get(i, j)) * scale;
-      double x = load_param(p, i, j) * decay;
-      const float m = static_cast<float>(b1 * p.m[e] + (1.0 - b1) * g);
-      const float v = static_cast<float>(b2 * p.v[e] + (1.0 - b2) * g * g);
-      p.m[e] = m;
-      p.v[e] = v;
-      x -= step_size * m / (std::sqrt(static_cast<double>(v)) / bc2_sqrt + o.eps);
-      store_param(p, i, j, x);
-    }
-}
-
-// SGD (PyTorch, dampening 0), g already clipped:
-//   g <- g + wd p
-//   buf <- g on the first step, else momentum * buf + g   (momentum > 0)
-//   g <- nesterov ? g + momentum * buf : buf
-//   p <- p - lr g
-void sgd_step(OptimizerParam &p, const Matrix &grad, const s2ft_optimizer_options &o, double lr, double scale,
-              bool first_step) {
-  const bool with_momentum = uses_momentum(o);
-  for (int64_t i = 0; i < p.rows; ++i)
-    for (int64_t j = 0; j < p.cols; ++j) {
-      const size_t e = static_cast<size_t>(i * p.cols + j);
-      double x = load_param(p, i, j);
-      double g = static_cast<double>(grad.get(i, j)) * scale + o.weight_decay * x;
-      if (with_momentum) {
-        const float buf = static_cast<float>(first_step ? g : o.momentum * p.momentum[e] + g);
-        p.momentum[e] = buf;
-        g = o.nesterov != 0 ? g + o.momentum * buf : buf;
-      }
-      x -= lr * g;
-      store_param(p, i, j, x);
-    }
-}
-
 }  // namespace
 
 int64_t current_steps(const s2ft_optimizer &opt) {
-#ifdef S2FT_WITH_CUDA
-  if (opt.on_cuda() && opt.steps_pending) {
-    opt.steps = cuda::download_steps(*opt.ctx->cuda, *opt.dev);
+  if (opt.steps_pending) {
+    run(*opt.ctx, &backend::Ops::optimizer_steps, opt.state.get(), &opt.steps);
     opt.steps_pending = false;
   }
-#endif
   return opt.steps;
-}
-
-void write_master_to_weight(const OptimizerParam &p) {
-  if (!p.has_master()) return;
-  for (int64_t i = 0; i < p.rows; ++i)
-    for (int64_t j = 0; j < p.cols; ++j) p.set(i, j, p.master[static_cast<size_t>(i * p.cols + j)]);
 }
 
 }  // namespace s2ft
@@ -250,9 +160,7 @@ S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx, const s2ft_optimiz
     opt->device = c.device;
     opt->ctx = &c;
     opt->options = *opts;
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) opt->dev = s2ft::cuda::create_optimizer_state(*c.cuda);
-#endif
+    s2ft::run(c, &s2ft::backend::Ops::optimizer_create, &opt->state);
     *out = opt.release();
   });
 }
@@ -280,24 +188,7 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *
     const int64_t k = slice->count;
     p.rows = p.axis == S2FT_AXIS_COLUMNS ? p.weight.rows : k;
     p.cols = p.axis == S2FT_AXIS_COLUMNS ? k : p.weight.cols;
-#ifdef S2FT_WITH_CUDA
-    if (opt->on_cuda()) {
-      p.dev = s2ft::cuda::create_param_state(*opt->ctx->cuda, p, opt->options);
-      opt->params.push_back(std::move(p));
-      *index = static_cast<int64_t>(opt->params.size()) - 1;
-      return;
-    }
-#endif
-    if (s2ft::uses_adam_moments(opt->options)) {
-      p.m.assign(p.size(), 0.0f);
-      p.v.assign(p.size(), 0.0f);
-    }
-    if (s2ft::uses_momentum(opt->options)) p.momentum.assign(p.size(), 0.0f);
-    if (p.has_master()) {
-      p.master.resize(p.size());
-      for (int64_t i = 0; i < p.rows; ++i)
-        for (int64_t j = 0; j < p.cols; ++j) p.master[static_cast<size_t>(i * p.cols + j)] = p.get(i, j);
-    }
+    s2ft::run(*opt->ctx, &s2ft::backend::Ops::optimizer_add_param, p, opt->options, &p.state);
     opt->params.push_back(std::move(p));
     *index = static_cast<int64_t>(opt->params.size()) - 1;
   });
@@ -310,43 +201,24 @@ S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s
     if (!(std::isfinite(lr) && lr >= 0.0)) s2ft::fail_arg("lr must be finite and >= 0, got " + s2ft::num(lr));
     const std::vector<s2ft::Matrix> g = s2ft::check_grads(*opt, grads, n_grads);
     const s2ft_optimizer_options &o = opt->options;
-#ifdef S2FT_WITH_CUDA
-    if (opt->on_cuda()) {
-      // The norm is needed on the host only to clip (the factor is applied on
-      // the device, but a non-finite norm must fail the call) or to report it.
-      const bool report = o.max_grad_norm > 0.0 || grad_norm != nullptr;
-      s2ft::cuda::StepReport r;
-      s2ft::cuda::optimizer_step(*opt->ctx->cuda, *opt->dev, opt->params, g, o, lr, opt->steps, report, &r);
-      if (!report) {
-        ++opt->steps;  // assumed applied; the device knows (current_steps)
-        opt->steps_pending = true;
-        return;
-      }
-      opt->steps = r.steps;
-      opt->steps_pending = false;
-      if (grad_norm != nullptr) *grad_norm = r.norm;
-      if (!r.applied)
-        s2ft::fail_arg("the global gradient norm is not finite" +
-                       (r.bad >= 0 ? " (grads[" + std::to_string(r.bad) + "] holds inf or NaN)" : std::string()) +
-                       "; no parameter was changed");
+    // The norm is needed on the host only to clip (the factor is applied on
+    // the device, but a non-finite norm must fail the call) or to report it.
+    const bool report = o.max_grad_norm > 0.0 || grad_norm != nullptr;
+    s2ft::backend::StepReport r;
+    s2ft::run(*opt->ctx, &s2ft::backend::Ops::optimizer_step, opt->state.get(), opt->params, g, o, lr, opt->steps,
+              report, &r);
+    if (!r.known) {
+      ++opt->steps;  // assumed applied; the backend knows (current_steps)
+      opt->steps_pending = true;
       return;
     }
-#endif
-    int64_t bad = -1;
-    const double norm = s2ft::global_norm(g, &bad);
-    if (grad_norm != nullptr) *grad_norm = norm;
-    if (!std::isfinite(norm))
+    opt->steps = r.steps;
+    opt->steps_pending = false;
+    if (grad_norm != nullptr) *grad_norm = r.norm;
+    if (!r.applied)
       s2ft::fail_arg("the global gradient norm is not finite" +
-                     (bad >= 0 ? " (grads[" + std::to_string(bad) + "] holds inf or NaN)" : std::string()) +
+                     (r.bad >= 0 ? " (grads[" + std::to_string(r.bad) + "] holds inf or NaN)" : std::string()) +
                      "; no parameter was changed");
-    // clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
-    const double scale = o.max_grad_norm > 0.0 ? std::min(1.0, o.max_grad_norm / (norm + 1e-6)) : 1.0;
-    const int64_t t = opt->steps + 1;
-    for (size_t i = 0; i < opt->params.size(); ++i) {
-      if (o.kind == S2FT_OPTIMIZER_ADAMW) s2ft::adamw_step(opt->params[i], g[i], o, lr, scale, t);
-      else s2ft::sgd_step(opt->params[i], g[i], o, lr, scale, opt->steps == 0);
-    }
-    opt->steps = t;
   });
 }
 

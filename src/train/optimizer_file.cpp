@@ -7,9 +7,9 @@
 //     param.{i}.master (f16/bf16 weights).
 // Loading checks the whole file against this optimizer before it changes
 // anything, so a bad file leaves the optimizer and the weights untouched.
-// On a CUDA optimizer the state is downloaded to save (synchronising) and
-// uploaded on load, with the masters written back to the weights by a
-// kernel; the file is the same, so state moves freely between backends.
+// The state is read from the context's backend to save (synchronising on a
+// device) and written back on load, with the masters written to the
+// weights; the file is the same, so state moves freely between backends.
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -23,9 +23,6 @@
 #include "context.hpp"
 #include "io/safetensors.hpp"
 #include "train/optimizer.hpp"
-#ifdef S2FT_WITH_CUDA
-#include "cuda_optimizer.hpp"
-#endif
 
 namespace s2ft {
 
@@ -46,32 +43,26 @@ std::string num(double x) {
 // The state tensors, and whether a parameter carries each under options o.
 struct StateKind {
   const char *suffix;
-  std::vector<float> OptimizerParam::*member;
+  backend::StateTensor which;
   bool (*present)(const s2ft_optimizer_options &o, const OptimizerParam &p);
 };
 
 const StateKind kStates[] = {
-    {"m", &OptimizerParam::m, [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
-    {"v", &OptimizerParam::v, [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
-    {"momentum", &OptimizerParam::momentum,
+    {"m", backend::StateTensor::m,
+     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
+    {"v", backend::StateTensor::v,
+     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
+    {"momentum", backend::StateTensor::momentum,
      [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_momentum(o); }},
-    {"master", &OptimizerParam::master,
+    {"master", backend::StateTensor::master,
      [](const s2ft_optimizer_options &, const OptimizerParam &p) { return p.has_master(); }},
 };
 
-// The values of state tensor `s` (an index into kStates) of parameter p, on
-// the host: the host vector itself on the CPU, a download on CUDA.
-std::vector<float> state_values(const s2ft_optimizer &opt, const OptimizerParam &p, size_t s) {
-#ifdef S2FT_WITH_CUDA
-  if (opt.on_cuda()) {
-    std::vector<float> v(p.size());
-    cuda::download_state(*opt.ctx->cuda, *p.dev, static_cast<cuda::StateTensor>(s), v.data(), v.size());
-    return v;
-  }
-#else
-  (void)opt;
-#endif
-  return p.*kStates[s].member;
+// The values of state tensor `k` of parameter p, read from the backend.
+std::vector<float> state_values(const s2ft_optimizer &opt, const OptimizerParam &p, const StateKind &k) {
+  std::vector<float> v(p.size());
+  run(*opt.ctx, &backend::Ops::optimizer_read_state, p, k.which, v.data(), v.size());
+  return v;
 }
 
 std::string tensor_name(size_t i, const char *suffix) { return "param." + std::to_string(i) + "." + suffix; }
@@ -134,10 +125,9 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
     for (size_t i = 0; i < opt->params.size(); ++i) {
       const s2ft::OptimizerParam &p = opt->params[i];
       w.set_metadata("param." + std::to_string(i) + ".axis", s2ft::axis_name(p.axis));
-      for (size_t s = 0; s < std::size(s2ft::kStates); ++s) {
-        const auto &k = s2ft::kStates[s];
+      for (const auto &k : s2ft::kStates) {
         if (!k.present(o, p)) continue;
-        const std::vector<float> v = s2ft::state_values(*opt, p, s);
+        const std::vector<float> v = s2ft::state_values(*opt, p, k);
         w.add(s2ft::tensor_name(i, k.suffix), "F32", {p.rows, p.cols}, v.data(), v.size() * sizeof(float));
       }
     }
@@ -201,7 +191,7 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
         std::vector<float> &values = staged[i].back();
         values.resize(p.size());
         if (!values.empty()) std::memcpy(values.data(), f.data(*t), values.size() * sizeof(float));
-        if (k.member == &s2ft::OptimizerParam::v)
+        if (k.which == s2ft::backend::StateTensor::v)
           for (size_t e = 0; e < values.size(); ++e)
             if (values[e] < 0.0f)
               s2ft::bad_state(where, "tensor \"" + name + "\" holds a negative second moment at element " +
@@ -218,33 +208,19 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
       }
     }
 
-    // 3. Commit (nothing below can fail, but for a CUDA error).
-#ifdef S2FT_WITH_CUDA
-    if (opt->on_cuda()) {
-      s2ft::cuda::Context &cc = *opt->ctx->cuda;
-      for (size_t i = 0; i < opt->params.size(); ++i) {
-        s2ft::OptimizerParam &p = opt->params[i];
-        for (size_t s = 0; s < std::size(s2ft::kStates); ++s)
-          if (s2ft::kStates[s].present(o, p))
-            s2ft::cuda::upload_state(cc, *p.dev, static_cast<s2ft::cuda::StateTensor>(s), staged[i][s].data(),
-                                     staged[i][s].size());
-        s2ft::cuda::write_master_to_weight(cc, p);
-      }
-      s2ft::cuda::upload_steps(cc, *opt->dev, step);
-      s2ft::cuda::synchronize(cc);
-      opt->steps = step;
-      opt->steps_pending = false;
-      return;
-    }
-#endif
+    // 3. Commit (nothing below can fail, but for a device error).
+    const s2ft_context &c = *opt->ctx;
     for (size_t i = 0; i < opt->params.size(); ++i) {
-      s2ft::OptimizerParam &p = opt->params[i];
-      for (size_t s = 0; s < std::size(s2ft::kStates); ++s) {
-        const auto &k = s2ft::kStates[s];
-        if (k.present(o, p)) (p.*k.member).swap(staged[i][s]);
-      }
-      s2ft::write_master_to_weight(p);
+      const s2ft::OptimizerParam &p = opt->params[i];
+      for (size_t s = 0; s < std::size(s2ft::kStates); ++s)
+        if (s2ft::kStates[s].present(o, p))
+          s2ft::run(c, &s2ft::backend::Ops::optimizer_write_state, p, s2ft::kStates[s].which, staged[i][s].data(),
+                    staged[i][s].size());
+      s2ft::run(c, &s2ft::backend::Ops::optimizer_write_master, p);
     }
+    s2ft::run(c, &s2ft::backend::Ops::optimizer_set_steps, opt->state.get(), step);
+    s2ft::run(c, &s2ft::backend::Ops::synchronize);
+    opt->steps_pending = false;
     opt->steps = step;
   });
 }

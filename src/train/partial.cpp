@@ -1,40 +1,11 @@
 // S2FT's forward with slice saving and its partial back-propagation.
 #include <cstdio>
-#include <cstring>
 #include <string>
 
-#include "backend/matmul.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
 #include "train/linear_args.hpp"
 #include "train/slice.hpp"
-
-#ifdef S2FT_WITH_CUDA
-#include "cuda_partial.hpp"
-#endif
-
-namespace s2ft {
-namespace {
-
-// Copies x[:, S] (columns) or all of x (rows) into x_saved.
-void save_input(const Matrix &x, const Lines &lines, const Matrix &x_saved) {
-  if (lines.axis == S2FT_AXIS_ROWS) {
-    for (int64_t i = 0; i < x.rows; ++i)
-      for (int64_t j = 0; j < x.cols; ++j) x_saved.set(i, j, x.get(i, j));
-    return;
-  }
-  if (x.dtype == x_saved.dtype) {  // move bytes: the saved slice is bit-identical to x's
-    const size_t es = x.elem();
-    for (int64_t i = 0; i < x.rows; ++i)
-      for (int64_t j = 0; j < lines.count; ++j) std::memcpy(x_saved.at(i, j), x.at(i, lines.line(j)), es);
-    return;
-  }
-  for (int64_t i = 0; i < x.rows; ++i)
-    for (int64_t j = 0; j < lines.count; ++j) x_saved.set(i, j, x.get(i, lines.line(j)));
-}
-
-}  // namespace
-}  // namespace s2ft
 
 extern "C" {
 
@@ -45,7 +16,6 @@ S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx, const s2ft_slice *s
   return s2ft::guard("s2ft_forward_partial", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_backend(c);
     const LinearArgs a = check_linear(c, x, w, y);
     const Matrix &W = a.w, &X = a.x, &Y = a.y;
     const Lines lines = check_slice(slice, "slice", W.rows, W.cols);
@@ -59,14 +29,7 @@ S2FT_API s2ft_status s2ft_forward_partial(s2ft_context *ctx, const s2ft_slice *s
       require_disjoint(S, "x_saved", W, "w");
       require_disjoint(S, "x_saved", Y, "y");
     }
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) {
-      cuda::forward_partial(*c.cuda, lines, X, W, Y, x_saved != nullptr ? &S : nullptr);
-      return;
-    }
-#endif
-    matmul(*c.backend, Op::N, X, Op::T, W, Y, false);
-    if (x_saved != nullptr) save_input(X, lines, S);
+    run(c, &backend::Ops::forward_partial, lines, X, W, Y, x_saved != nullptr ? &S : nullptr);
   });
 }
 
@@ -82,7 +45,6 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *
   return s2ft::guard("s2ft_backward_partial", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_backend(c);
     if (flags & ~(S2FT_ACCUMULATE_DW | S2FT_ACCUMULATE_DX))
       fail_arg("flags has unknown bits 0x" + [&] {
         char b[16];
@@ -121,22 +83,7 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx, const s2ft_slice *
       require_disjoint(DX, "dx", DW, "dw_slice");
     }
     const bool acc_dw = (flags & S2FT_ACCUMULATE_DW) != 0, acc_dx = (flags & S2FT_ACCUMULATE_DX) != 0;
-#ifdef S2FT_WITH_CUDA
-    if (c.on_cuda()) {
-      cuda::backward_partial(*c.cuda, lines, W, X, DY, dx != nullptr ? &DX : nullptr, DW, acc_dx, acc_dw);
-      return;
-    }
-#endif
-    Backend &be = *c.backend;
-    if (dx != nullptr) matmul(be, Op::N, DY, Op::N, W, DX, acc_dx);
-    if (columns) {
-      matmul(be, Op::T, DY, Op::N, X, DW, acc_dw);
-    } else if (lines.contiguous()) {
-      matmul(be, Op::T, DY.col_range(lines.begin, k), Op::N, X, DW, acc_dw);
-    } else {
-      std::vector<float> dys = gather_lines(DY, lines, S2FT_AXIS_COLUMNS);
-      matmul(be, Op::T, f32_view(dys.data(), T, k), Op::N, X, DW, acc_dw);
-    }
+    run(c, &backend::Ops::backward_partial, lines, W, X, DY, dx != nullptr ? &DX : nullptr, DW, acc_dx, acc_dw);
   });
 }
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/backend.hpp"
+#include "backend/cpu/gemm.hpp"
 #include "common/error.hpp"
 
 #ifdef S2FT_HAVE_BLAS
@@ -20,6 +20,7 @@ void openblas_set_num_threads(int) __attribute__((weak));
 #endif
 
 namespace s2ft {
+namespace cpu {
 namespace {
 
 [[maybe_unused]] int to_blas_int(int64_t v, const char *what) {
@@ -52,42 +53,9 @@ void gemm_portable(Op ta, Op tb, int64_t m, int64_t n, int64_t k, float alpha, c
 }
 #endif
 
-class CpuBackend final : public Backend {
- public:
-  explicit CpuBackend(int32_t threads) {
-#ifdef S2FT_HAVE_BLAS
-    if (threads > 0 && openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
-#else
-    (void)threads;
-#endif
-  }
-  const char *name() const override { return cpu_backend_has_blas() ? "cpu-blas" : "cpu-portable"; }
-
-  void gemm_f32(Op ta, Op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
-                const float *b, int64_t ldb, float beta, float *c, int64_t ldc) override {
-    if (m == 0 || n == 0) return;
-    if (k == 0) {  // BLAS leaves C alone when k == 0 only if beta == 1; be explicit
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-      return;
-    }
-#ifdef S2FT_HAVE_BLAS
-    // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
-    // operands and keep each one's transpose flag.
-    const int im = to_blas_int(m, "rows"), in = to_blas_int(n, "columns"), ik = to_blas_int(k, "depth");
-    const int ilda = to_blas_int(std::max<int64_t>(lda, 1), "lda"), ildb = to_blas_int(std::max<int64_t>(ldb, 1), "ldb");
-    const int ildc = to_blas_int(std::max<int64_t>(ldc, 1), "ldc");
-    const char tra = ta == Op::N ? 'N' : 'T', trb = tb == Op::N ? 'N' : 'T';
-    sgemm_(&trb, &tra, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
-#else
-    gemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
-  }
-};
-
 }  // namespace
 
-bool cpu_backend_has_blas() {
+bool has_blas() {
 #ifdef S2FT_HAVE_BLAS
   return true;
 #else
@@ -95,6 +63,34 @@ bool cpu_backend_has_blas() {
 #endif
 }
 
-std::unique_ptr<Backend> make_cpu_backend(int32_t threads) { return std::make_unique<CpuBackend>(threads); }
+void set_gemm_threads(int32_t threads) {
+#ifdef S2FT_HAVE_BLAS
+  if (threads > 0 && openblas_set_num_threads != nullptr) openblas_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
 
+void gemm_f32(Op ta, Op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+              const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // BLAS leaves C alone when k == 0 only if beta == 1; be explicit
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+#ifdef S2FT_HAVE_BLAS
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the
+  // operands and keep each one's transpose flag.
+  const int im = to_blas_int(m, "rows"), in = to_blas_int(n, "columns"), ik = to_blas_int(k, "depth");
+  const int ilda = to_blas_int(std::max<int64_t>(lda, 1), "lda"), ildb = to_blas_int(std::max<int64_t>(ldb, 1), "ldb");
+  const int ildc = to_blas_int(std::max<int64_t>(ldc, 1), "ldc");
+  const char tra = ta == Op::N ? 'N' : 'T', trb = tb == Op::N ? 'N' : 'T';
+  sgemm_(&trb, &tra, &in, &im, &ik, &alpha, b, &ildb, a, &ilda, &beta, c, &ildc);
+#else
+  gemm_portable(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+}  // namespace cpu
 }  // namespace s2ft
