@@ -9,14 +9,18 @@
 #include "cuda_runtime.cuh"
 
 namespace s2ft {
-namespace cuda {
+namespace backend {
 
-struct AdapterMirror {
+struct AdapterCopy {
   int32_t device = 0;
   uint64_t revision = 0;
-  DeviceBuffer lines, delta;
-  std::vector<DeviceEntry> entries;  // [layer * S2FT_NUM_TARGETS + target]
+  cuda::DeviceBuffer lines, delta;
+  std::vector<cuda::DeviceEntry> entries;  // [layer * S2FT_NUM_TARGETS + target]
 };
+
+}  // namespace backend
+
+namespace cuda {
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "adapter/adapter.hpp"
 #include "cuda_context.hpp"
 
 struct s2ft_adapter;
@@ -14,7 +15,8 @@ struct s2ft_adapter;
 namespace s2ft {
 namespace cuda {
 
-struct AdapterMirror;
+// The copy itself (s2ft_adapter::mirrors holds them), defined in the .cu.
+using AdapterMirror = backend::AdapterCopy;
 
 // Device pointers of one entry; k == 0 means the adapter has no entry.
 // delta is [out, k] (columns) or [k, in] (rows), row-major, like the host's.

@@ -65,6 +65,7 @@ void ContextDeleter::operator()(Context *ctx) const {
     // Destroying a context waits for its work: the workspace and handles
     // may still be in use by queued kernels.
     cudaStreamSynchronize(ctx->stream);
+    ctx->mixed_state.reset();
     if (ctx->own_ws != nullptr) cudaFreeAsync(ctx->own_ws, ctx->stream);
     cudaStreamSynchronize(ctx->stream);
     for (StagingSlot &s : ctx->staging) {

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "adapter/adapter.hpp"
-#include "adapter/sparse_delta.hpp"
+#include "adapter/csr.hpp"
 #include "cuda_adapter_mirror.hpp"
 #include "cuda_copy.cuh"
 #include "cuda_forward_mixed.hpp"
@@ -407,10 +407,9 @@ struct MixedState {
   std::map<ShapeKey, int32_t> chosen;
 };
 
-MixedState &state_of(const MixedCall &call) {
-  if (call.state == nullptr) fail(S2FT_ERR_INTERNAL, "forward_mixed: no state slot");
-  if (!*call.state) *call.state = std::make_shared<MixedState>();
-  return *static_cast<MixedState *>(call.state->get());
+MixedState &state_of(std::shared_ptr<void> &state) {
+  if (!state) state = std::make_shared<MixedState>();
+  return *static_cast<MixedState *>(state.get());
 }
 
 // The device CSR of adapter entry r over the full [out, in] weight, cached
@@ -495,8 +494,9 @@ int32_t time_paths(Scratch &s, const MixedCall &call, const Matrix &x, const Mat
 
 }  // namespace
 
-void forward_mixed(Context &ctx, const MixedCall &call, const Matrix &x, const Matrix &w,
-                   const std::vector<MixedAdapter> &adapters, const std::vector<MixedGroup> &groups, const Matrix &y) {
+void forward_mixed(Context &ctx, std::shared_ptr<void> &state, const MixedCall &call, const Matrix &x,
+                   const Matrix &w, const std::vector<MixedAdapter> &adapters, const std::vector<MixedGroup> &groups,
+                   const Matrix &y) {
   DeviceGuard guard(ctx);
   const int64_t out = w.rows, in = w.cols;
   const size_t n_ad = adapters.size();
@@ -556,7 +556,7 @@ void forward_mixed(Context &ctx, const MixedCall &call, const Matrix &x, const M
     const DenseJob job{g.row, g.row, g.rows, g.adapter};
     int32_t path = call.delta_path;
     if (path == S2FT_DELTA_PATH_AUTO) {
-      MixedState &st = state_of(call);
+      MixedState &st = state_of(state);
       const ShapeKey key{bucket(g.rows), out, in, ads[a].dev.k, y.dtype, call.columns ? 1 : 0};
       const auto it = st.chosen.find(key);
       if (it != st.chosen.end()) {
@@ -598,7 +598,7 @@ void forward_mixed(Context &ctx, const MixedCall &call, const Matrix &x, const M
   if (!dense.empty()) launch_dense(ctx, prepare_dense(s, call.columns, x, y, dense, ads));
 
   if (!sparse.empty()) {
-    MixedState &st = state_of(call);
+    MixedState &st = state_of(state);
     for (const DenseJob &job : sparse) {
       const Resolved &r = ads[static_cast<size_t>(job.adapter)];
       const DeviceCsr &csr = csr_for(st, ctx, call, r, *mirrors[static_cast<size_t>(job.adapter)], out, in);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "common/tensor.hpp"
 #include "cuda_context.hpp"
 
@@ -39,17 +40,7 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs);
 struct ModelBuffers;
 std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers);
 
-// One (layer, target) of a transition from the applied adapter (whose
-// lines sit at old_positions, in the order of the saved record) to the new
-// adapter's entry (its j-th line at new_positions[j]; empty: no entry).
-struct TransitionStep {
-  int32_t layer = 0, target = 0;
-  Matrix w;                 // the weight (device view)
-  bool by_columns = true;   // lines are columns (O, DOWN) or rows (V, UP)
-  int64_t line_length = 0;  // elements per line
-  const std::vector<int64_t> *old_positions = nullptr;
-  const std::vector<int64_t> *new_positions = nullptr;
-};
+using backend::TransitionStep;
 
 // For every step, in one pass over the union of the old and new lines at
 // position p (W0 = the saved original where the line is displaced now,

@@ -40,6 +40,13 @@ struct ParamDeviceState {
 };
 
 namespace {
+// A parameter's device state (backend::Object made by create_param_state).
+const ParamDeviceState &device_state(const OptimizerParam &p) {
+  return *static_cast<const ParamDeviceState *>(p.state.get());
+}
+}  // namespace
+
+namespace {
 
 constexpr int64_t kChunk = 4096;  // slice elements per block (16 per thread)
 
@@ -278,7 +285,7 @@ DeviceLines lines_of(const OptimizerParam &p) {
   l.axis = p.axis;
   l.begin = 0;
   l.count = static_cast<int64_t>(p.lines.size());
-  l.lines = p.dev->lines.as<int64_t>();
+  l.lines = device_state(p).lines.as<int64_t>();
   return l;
 }
 
@@ -351,16 +358,16 @@ void optimizer_step(Context &ctx, OptimizerDeviceState &state, const std::vector
     t.w = p.weight.base;
     t.w_rs = p.weight.rs;
     t.w_cs = p.weight.cs;
-    t.lines = p.dev->lines.as<int64_t>();
+    t.lines = device_state(p).lines.as<int64_t>();
     t.rows = p.rows;
     t.cols = p.cols;
     t.g = g.base;
     t.g_rs = g.rs;
     t.g_cs = g.cs;
-    t.m = p.dev->tensors[static_cast<int>(StateTensor::m)].as<float>();
-    t.v = p.dev->tensors[static_cast<int>(StateTensor::v)].as<float>();
-    t.mom = p.dev->tensors[static_cast<int>(StateTensor::momentum)].as<float>();
-    t.master = p.has_master() ? p.dev->tensors[static_cast<int>(StateTensor::master)].as<float>() : nullptr;
+    t.m = device_state(p).tensors[static_cast<int>(StateTensor::m)].as<float>();
+    t.v = device_state(p).tensors[static_cast<int>(StateTensor::v)].as<float>();
+    t.mom = device_state(p).tensors[static_cast<int>(StateTensor::momentum)].as<float>();
+    t.master = p.has_master() ? device_state(p).tensors[static_cast<int>(StateTensor::master)].as<float>() : nullptr;
     t.chunk0 = chunks;
     t.param = static_cast<int64_t>(src);
     t.axis = p.axis;
@@ -501,7 +508,7 @@ void write_master_to_weight(Context &ctx, const OptimizerParam &p) {
   if (!p.has_master()) return;
   DeviceGuard guard(ctx);
   // weight line(j) of slice line j = master line j, rounded to nearest even.
-  scatter_lines(ctx, state_matrix(p, p.dev->tensors[static_cast<int>(StateTensor::master)], ctx.device), lines_of(p),
+  scatter_lines(ctx, state_matrix(p, device_state(p).tensors[static_cast<int>(StateTensor::master)], ctx.device), lines_of(p),
                 p.weight, false);
 }
 

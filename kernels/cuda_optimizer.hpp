@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "common/tensor.hpp"
 #include "cuda_context.hpp"
 #include "s2ft/s2ft.h"
@@ -26,8 +27,8 @@ struct OptimizerDeviceState;
 // [rows, cols] state tensors (the ones the options call for).
 struct ParamDeviceState;
 
-// The state tensors, in the order of the state file.
-enum class StateTensor { m = 0, v = 1, momentum = 2, master = 3 };
+using backend::StateTensor;
+using backend::StepReport;
 
 // A step counter at 0. Allocates device memory (may synchronise).
 std::shared_ptr<OptimizerDeviceState> create_optimizer_state(Context &ctx);
@@ -39,13 +40,6 @@ std::shared_ptr<OptimizerDeviceState> create_optimizer_state(Context &ctx);
 std::shared_ptr<ParamDeviceState> create_param_state(Context &ctx, const OptimizerParam &p,
                                                      const s2ft_optimizer_options &o);
 
-// What the host learnt from a reporting step.
-struct StepReport {
-  double norm = 0.0;    // global gradient norm before clipping
-  int64_t bad = -1;     // first gradient whose sum of squares is not finite
-  bool applied = false; // the norm was finite and the update is queued
-  int64_t steps = 0;    // the device's step count after this step
-};
 
 // One step over all parameters with gradients `grads` (checked device views
 // of the slice shapes, f32 or the weight's dtype), learning rate `lr`.

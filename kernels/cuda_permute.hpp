@@ -1,25 +1,17 @@
 // Co-permutation of weights on the device (the CUDA path of s2ft_permute).
-// Plain C++: no CUDA types, so src/permute compiles without the CUDA headers.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "common/tensor.hpp"
 #include "cuda_context.hpp"
 
 namespace s2ft {
 namespace cuda {
 
-// One weight to permute in place: its lines (columns when by_columns, else
-// rows) move in units of `width` consecutive lines; order[p] is the unit
-// that goes to position p (FORWARD). `m` is a checked device view.
-struct PermuteJob {
-  Matrix m;
-  bool by_columns = false;
-  const std::vector<int64_t> *order = nullptr;
-  int64_t width = 1;
-};
+using backend::PermuteJob;  // the unit maps are documented there
 
 // For every job, in order, with u(L) = L / width and j = L % width:
 //   FORWARD  new line p*width + j       <- old line order[p]*width + j

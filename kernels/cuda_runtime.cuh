@@ -11,9 +11,11 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/backend.hpp"
 #include "common/error.hpp"
 #include "cuda_context.hpp"
 
@@ -57,7 +59,8 @@ struct StagingSlot {
   cudaEvent_t done = nullptr;
 };
 
-struct Context {
+// The CUDA backend's instance (backend::Instance) of one s2ft_context.
+struct Context : backend::Instance {
   int32_t device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
@@ -72,6 +75,9 @@ struct Context {
   bool in_call = false;  // a Scratch is alive (one per call; calls do not nest)
   std::array<StagingSlot, 64> staging{};
   size_t next_staging = 0;
+  // The mixed forward's cache (cuda_forward_mixed.cu): the path AUTO chose
+  // per shape and device CSR deltas; released before the handles.
+  std::shared_ptr<void> mixed_state;
 };
 
 // Makes ctx's device current for the lifetime of the guard and restores the

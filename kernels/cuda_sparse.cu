@@ -7,7 +7,7 @@
 // scratch and one add kernel that rounds once.
 #include <string>
 
-#include "adapter/sparse_delta.hpp"
+#include "adapter/csr.hpp"
 #include "cuda_copy.cuh"
 #include "cuda_runtime.cuh"
 #include "cuda_sparse.hpp"

@@ -11,7 +11,7 @@
 
 namespace s2ft {
 
-struct HostCsr;  // src/adapter/sparse_delta.hpp
+struct HostCsr;  // src/adapter/csr.hpp
 
 namespace cuda {
 

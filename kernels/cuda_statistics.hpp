@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "backend/backend.hpp"
 #include "common/tensor.hpp"
 #include "cuda_context.hpp"
 
@@ -19,15 +20,7 @@ struct StatisticsArena;
 // Allocates the arena (may synchronise: a create call) and queues the zeroing.
 std::shared_ptr<StatisticsArena> create_statistics_arena(Context &ctx, int64_t size);
 
-// Where a record's sums live: arena[offset, offset + units), one per unit,
-// a unit being `width` consecutive lines (columns when by_columns, else
-// rows) of the matrices it is computed from. With `accumulate` the new sums
-// are added to the record's, otherwise they replace them.
-struct UnitSums {
-  int64_t offset = 0, units = 0, width = 1;
-  bool by_columns = true;
-  bool accumulate = false;
-};
+using backend::UnitSums;
 
 // sums[u] (+)= sum of m[i, j]^2 over the lines of unit u (m: a checked device
 // view with units * width lines). Queued, in double.

@@ -35,7 +35,7 @@ S2FT_API s2ft_status s2ft_device_count(int32_t device_type, int32_t *out) {
       ops = nullptr;
     }
     if (ops == nullptr) {
-      s2ft::set_error(S2FT_ERR_UNSUPPORTED, "s2ft_device_count: no " + s2ft::device_name(s2ft_device{device_type, 0}) +
+      s2ft::set_error(S2FT_ERR_UNSUPPORTED, "s2ft_device_count: no " + s2ft::device_type_name(device_type) +
                                                 " devices usable: " + why);
       return;
     }

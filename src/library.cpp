@@ -2,6 +2,7 @@
 // the count of live handles.
 #include "common/error.hpp"
 #include "common/live_handles.hpp"
+#include "common/version.hpp"
 
 namespace s2ft {
 
@@ -38,13 +39,8 @@ S2FT_API void s2ft_clear_error(void) { s2ft::clear_last_error(); }
 
 S2FT_API int64_t s2ft_live_handles(void) { return s2ft::live_handle_count().load(std::memory_order_relaxed); }
 
-#define S2FT_STR2(x) #x
-#define S2FT_STR(x) S2FT_STR2(x)
-
 S2FT_API uint32_t s2ft_version(void) { return S2FT_VERSION_NUMBER; }
 
-S2FT_API const char *s2ft_version_string(void) {
-  return S2FT_STR(S2FT_VERSION_MAJOR) "." S2FT_STR(S2FT_VERSION_MINOR) "." S2FT_STR(S2FT_VERSION_PATCH);
-}
+S2FT_API const char *s2ft_version_string(void) { return S2FT_VERSION_TEXT; }
 
 }  // extern "C"

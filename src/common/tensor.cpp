@@ -35,6 +35,12 @@ s2ft_dtype dtype_from_id(int32_t id) {
   }
 }
 
+std::string device_type_name(int32_t device_type) {
+  if (device_type == S2FT_DEVICE_CPU) return "CPU";
+  if (device_type == S2FT_DEVICE_CUDA) return "CUDA";
+  return "type-" + std::to_string(device_type);
+}
+
 std::string device_name(const s2ft_device &d) {
   if (d.type == S2FT_DEVICE_CPU) return "the CPU";
   if (d.type == S2FT_DEVICE_CUDA) return "CUDA device " + std::to_string(d.id);

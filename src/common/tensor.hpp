@@ -18,7 +18,8 @@ int32_t dtype_id(const s2ft_dtype &d);
 const char *dtype_name(int32_t id);
 size_t dtype_size(int32_t id);
 s2ft_dtype dtype_from_id(int32_t id);  // throws S2FT_ERR_DTYPE on unknown ids
-std::string device_name(const s2ft_device &d);
+std::string device_name(const s2ft_device &d);   // "the CPU", "CUDA device 1"
+std::string device_type_name(int32_t device_type);  // "CPU", "CUDA"
 
 // bfloat16: the upper half of an IEEE f32; rounding is to nearest even.
 inline float bf16_to_f32(uint16_t h) {

@@ -1,0 +1,245 @@
+// The CUDA backend's operation table and the module's one entry point
+// (s2ft_backend_module_v1), which libs2ft.so finds with dlsym after loading
+// libs2ft_cuda.so. Each table entry adapts the core's arguments to the
+// kernels' functions; backend/entry.hpp turns their exceptions into a status
+// and this module's last-error message.
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "adapter/adapter.hpp"
+#include "adapter/csr.hpp"
+#include "backend/backend.hpp"
+#include "backend/entry.hpp"
+#include "common/version.hpp"
+#include "cuda_adapter_mirror.hpp"
+#include "cuda_forward_mixed.hpp"
+#include "cuda_model.hpp"
+#include "cuda_optimizer.hpp"
+#include "cuda_partial.hpp"
+#include "cuda_permute.hpp"
+#include "cuda_runtime.cuh"
+#include "cuda_sparse.hpp"
+#include "cuda_statistics.hpp"
+#include "train/optimizer.hpp"
+
+namespace s2ft {
+namespace cuda {
+namespace {
+
+Context &ctx_of(backend::Instance *inst) { return *static_cast<Context *>(inst); }
+
+// ---- devices and contexts ----------------------------------------------------------
+
+void count_devices(int32_t *out) {
+  std::string why;
+  const int n = device_count(&why);
+  if (n < 0) fail(S2FT_ERR_UNSUPPORTED, "no usable CUDA runtime or driver (" + why + ")");
+  *out = n;
+}
+
+void create(int32_t device_id, int32_t, backend::Instance **out) { *out = create_context(device_id).release(); }
+
+void destroy(backend::Instance *inst) noexcept { ContextDeleter()(static_cast<Context *>(inst)); }
+
+void set_stream_op(backend::Instance *inst, void *s) { set_stream(ctx_of(inst), s); }
+void stream_op(backend::Instance *inst, void **out) { *out = stream(ctx_of(inst)); }
+void set_workspace_op(backend::Instance *inst, void *p, size_t bytes) { set_workspace(ctx_of(inst), p, bytes); }
+void workspace_needed(backend::Instance *inst, size_t *out) { *out = workspace_high_water(ctx_of(inst)); }
+void synchronize_op(backend::Instance *inst) { synchronize(ctx_of(inst)); }
+void check_pointer(int32_t device_id, const void *ptr, const char *name) {
+  require_device_pointer(device_id, ptr, name);
+}
+
+// ---- partial training and permutation ----------------------------------------------------
+
+void forward_partial_op(backend::Instance *inst, const Lines &lines, const Matrix &x, const Matrix &w,
+                        const Matrix &y, const Matrix *x_saved) {
+  forward_partial(ctx_of(inst), lines, x, w, y, x_saved);
+}
+
+void backward_partial_op(backend::Instance *inst, const Lines &lines, const Matrix &w, const Matrix &x_in,
+                         const Matrix &dy, const Matrix *dx, const Matrix &dw, bool accumulate_dx,
+                         bool accumulate_dw) {
+  backward_partial(ctx_of(inst), lines, w, x_in, dy, dx, dw, accumulate_dx, accumulate_dw);
+}
+
+void permute_op(backend::Instance *inst, const std::vector<PermuteJob> &jobs, bool forward) {
+  permute(ctx_of(inst), jobs, forward);
+}
+
+// ---- statistics ----------------------------------------------------------------------------
+
+void statistics_create(backend::Instance *inst, int64_t size, backend::Object *out) {
+  *out = create_statistics_arena(ctx_of(inst), size);
+}
+
+void statistics_add_lines(backend::Instance *inst, void *sums, const UnitSums &dst, const Matrix &m) {
+  add_line_squares(ctx_of(inst), *static_cast<StatisticsArena *>(sums), dst, m);
+}
+
+void statistics_add_gradient(backend::Instance *inst, void *sums, const UnitSums &dst, const Matrix &x,
+                             const Matrix &dy) {
+  add_gradient_squares(ctx_of(inst), *static_cast<StatisticsArena *>(sums), dst, x, dy);
+}
+
+void statistics_read(backend::Instance *inst, const void *sums, int64_t begin, int64_t count, double *host) {
+  download_sums(ctx_of(inst), *static_cast<const StatisticsArena *>(sums), begin, count, host);
+}
+
+// ---- the optimizer ---------------------------------------------------------------------------
+
+ParamDeviceState &param_state(const OptimizerParam &p) { return *static_cast<ParamDeviceState *>(p.state.get()); }
+
+void optimizer_create(backend::Instance *inst, backend::Object *out) { *out = create_optimizer_state(ctx_of(inst)); }
+
+void optimizer_add_param(backend::Instance *inst, const OptimizerParam &p, const s2ft_optimizer_options &o,
+                         backend::Object *out) {
+  *out = create_param_state(ctx_of(inst), p, o);
+}
+
+void optimizer_step_op(backend::Instance *inst, void *state, const std::vector<OptimizerParam> &params,
+                       const std::vector<Matrix> &grads, const s2ft_optimizer_options &o, double lr,
+                       int64_t assumed_steps, bool report, StepReport *out) {
+  optimizer_step(ctx_of(inst), *static_cast<OptimizerDeviceState *>(state), params, grads, o, lr, assumed_steps,
+                 report, out);
+  out->known = report;  // without a report the device alone knows whether the step was applied
+}
+
+void optimizer_steps(backend::Instance *inst, const void *state, int64_t *out) {
+  *out = download_steps(ctx_of(inst), *static_cast<const OptimizerDeviceState *>(state));
+}
+
+void optimizer_set_steps(backend::Instance *inst, void *state, int64_t steps) {
+  upload_steps(ctx_of(inst), *static_cast<OptimizerDeviceState *>(state), steps);
+}
+
+void optimizer_read_state(backend::Instance *inst, const OptimizerParam &p, StateTensor which, float *host,
+                          size_t count) {
+  download_state(ctx_of(inst), param_state(p), which, host, count);
+}
+
+void optimizer_write_state(backend::Instance *inst, const OptimizerParam &p, StateTensor which, const float *host,
+                           size_t count) {
+  upload_state(ctx_of(inst), param_state(p), which, host, count);
+}
+
+void optimizer_write_master(backend::Instance *inst, const OptimizerParam &p) {
+  write_master_to_weight(ctx_of(inst), p);
+}
+
+// ---- models and adapters ------------------------------------------------------------------
+
+// A model on the device: the base fingerprint of every line of every
+// present weight, by position, taken at create (the base bytes of a line
+// never change while the model lives, since remove restores them exactly),
+// so apply and switch check fingerprints without reading the device; and
+// the device records of displaced lines.
+struct DeviceModel {
+  std::vector<std::array<std::vector<uint64_t>, S2FT_NUM_TARGETS>> base_fingerprints;  // n_layers
+  std::shared_ptr<ModelBuffers> buffers;
+};
+
+// Fingerprints every line of every weight (one download: synchronises).
+void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
+                  const std::vector<backend::TargetWeight> &weights, backend::Object *out) {
+  Context &ctx = ctx_of(inst);
+  auto m = std::make_shared<DeviceModel>();
+  m->base_fingerprints.resize(static_cast<size_t>(shape.n_layers));
+  std::vector<FingerprintJob> jobs;
+  for (const backend::TargetWeight &w : weights)
+    jobs.push_back({w.w, w.axis, &m->base_fingerprints[static_cast<size_t>(w.layer)][static_cast<size_t>(w.target)]});
+  line_fingerprints(ctx, jobs);
+  m->buffers = make_model_buffers(ctx, shape.n_layers);
+  *out = std::move(m);
+}
+
+void model_transition_op(backend::Instance *inst, void *model, const std::vector<TransitionStep> &steps,
+                         const s2ft_adapter *adapter, double scale, bool force, backend::Mismatch *mismatch) {
+  DeviceModel &m = *static_cast<DeviceModel *>(model);
+  if (!force)
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const TransitionStep &st = steps[i];
+      if (st.entry == nullptr) continue;
+      const std::vector<uint64_t> &got =
+          m.base_fingerprints[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
+      for (size_t j = 0; j < st.new_positions->size(); ++j) {
+        const uint64_t want = st.entry->fingerprints[j];
+        if (want != 0 && got.at(static_cast<size_t>((*st.new_positions)[j])) != want) {
+          mismatch->step = static_cast<int64_t>(i);
+          mismatch->line = static_cast<int64_t>(j);
+          return;
+        }
+      }
+    }
+  model_transition(ctx_of(inst), *m.buffers, steps, adapter, scale);
+}
+
+void adapter_upload(backend::Instance *inst, const s2ft_adapter &adapter) { mirror(ctx_of(inst), adapter); }
+
+void forward_mixed_op(backend::Instance *inst, const MixedCall &call, const Matrix &x, const Matrix &w,
+                      const std::vector<MixedAdapter> &adapters, const std::vector<MixedGroup> &groups,
+                      const Matrix &y) {
+  Context &ctx = ctx_of(inst);
+  forward_mixed(ctx, ctx.mixed_state, call, x, w, adapters, groups, y);
+}
+
+// ---- sparse deltas ------------------------------------------------------------------------
+
+void csr_create(backend::Instance *inst, HostCsr *csr, backend::Object *out) {
+  *out = std::const_pointer_cast<DeviceCsr>(upload_csr(ctx_of(inst), *csr));
+}
+
+void csr_forward(backend::Instance *inst, const void *csr, float scale, const Matrix &x, const Matrix &y) {
+  sparse_forward(ctx_of(inst), *static_cast<const DeviceCsr *>(csr), scale, x, y);
+}
+
+backend::Ops make_table() {
+  using backend::Entry;
+  backend::Ops t;
+  t.name = "cuda";
+  t.capabilities = backend::kCapSparseDeltaPath;
+  t.last_error = &backend::backend_last_error;
+  t.device_count = &Entry<&count_devices>::call;
+  t.create = &Entry<&create>::call;
+  t.destroy = &destroy;
+  t.set_stream = &Entry<&set_stream_op>::call;
+  t.stream = &Entry<&stream_op>::call;
+  t.set_workspace = &Entry<&set_workspace_op>::call;
+  t.workspace_needed = &Entry<&workspace_needed>::call;
+  t.synchronize = &Entry<&synchronize_op>::call;
+  t.check_pointer = &Entry<&check_pointer>::call;
+  t.forward_partial = &Entry<&forward_partial_op>::call;
+  t.backward_partial = &Entry<&backward_partial_op>::call;
+  t.permute = &Entry<&permute_op>::call;
+  t.statistics_create = &Entry<&statistics_create>::call;
+  t.statistics_add_lines = &Entry<&statistics_add_lines>::call;
+  t.statistics_add_gradient = &Entry<&statistics_add_gradient>::call;
+  t.statistics_read = &Entry<&statistics_read>::call;
+  t.optimizer_create = &Entry<&optimizer_create>::call;
+  t.optimizer_add_param = &Entry<&optimizer_add_param>::call;
+  t.optimizer_step = &Entry<&optimizer_step_op>::call;
+  t.optimizer_steps = &Entry<&optimizer_steps>::call;
+  t.optimizer_set_steps = &Entry<&optimizer_set_steps>::call;
+  t.optimizer_read_state = &Entry<&optimizer_read_state>::call;
+  t.optimizer_write_state = &Entry<&optimizer_write_state>::call;
+  t.optimizer_write_master = &Entry<&optimizer_write_master>::call;
+  t.model_create = &Entry<&model_create>::call;
+  t.model_transition = &Entry<&model_transition_op>::call;
+  t.adapter_upload = &Entry<&adapter_upload>::call;
+  t.forward_mixed = &Entry<&forward_mixed_op>::call;
+  t.csr_create = &Entry<&csr_create>::call;
+  t.csr_forward = &Entry<&csr_forward>::call;
+  return t;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace s2ft
+
+extern "C" __attribute__((visibility("default"))) const s2ft::backend::ModuleInfo *s2ft_backend_module_v1(void) {
+  static const s2ft::backend::Ops table = s2ft::cuda::make_table();
+  static const s2ft::backend::ModuleInfo info{s2ft::backend::kAbiVersion, S2FT_VERSION_TEXT, &table};
+  return &info;
+}
