@@ -1,5 +1,5 @@
-// The CUDA context as the core sees it: a plain C++ interface with no CUDA
-// types, so that src/ compiles without the CUDA headers. The definition
+// The CUDA context as the module's operation table (cuda_backend.cu) sees
+// it: a plain C++ interface with no CUDA types. The definition
 // (stream, cuBLAS and cuSPARSE handles, workspace) is in cuda_runtime.cuh.
 #pragma once
 

@@ -1,7 +1,7 @@
 // The CUDA path of s2ft_adapter_forward_mixed: the shared base GEMM, one
 // gathered batched-GEMV launch for the decode rows of every adapter, one
 // grouped GEMM for the prefill segments on the dense path, and cuSPARSE SpMM
-// for those on the sparse path. A plain C++ header (no CUDA types) for src/.
+// for those on the sparse path. A plain C++ header (no CUDA types).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,6 @@
 // The CUDA side of s2ft_model: base-line fingerprints of device weights,
 // the device copies of the lines an adapter displaced, and the one-pass
-// apply/remove/switch. Plain C++: no CUDA types, so src/adapter compiles
-// without the CUDA headers.
+// apply/remove/switch. Plain C++: no CUDA types.
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,7 @@
 // the parameters are ordered so that each instantiation covers a
 // contiguous range of chunks.
 //
-// The update arithmetic is the CPU's (src/train/optimizer.cpp) operation
+// The update arithmetic is the CPU's (src/backend/cpu/optimizer.cpp) operation
 // for operation, in double from f32 state, with explicitly rounded
 // intrinsics (__dmul_rn, __dadd_rn, ...) so that nvcc never contracts a
 // multiply and an add into an FMA: given the same clip factor and bias

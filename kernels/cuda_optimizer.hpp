@@ -1,7 +1,7 @@
-// The optimizer on a CUDA context, as the core sees it (no CUDA types):
+// The optimizer on a CUDA context (plain C++, no CUDA types):
 // device state per parameter (moments, momentum, f32 master, slice lines),
 // the optimizer's device step counter, and the fused step. Implemented in
-// cuda_optimizer.cu; the rules are the CPU's (src/train/optimizer.cpp).
+// cuda_optimizer.cu; the rules are the CPU's (src/backend/cpu/optimizer.cpp).
 #pragma once
 
 #include <cstddef>

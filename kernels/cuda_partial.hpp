@@ -1,6 +1,6 @@
 // The CUDA path of S2FT's partial forward and backward (s2ft_forward_partial,
 // s2ft_backward_partial) on views the core has already checked. Plain C++:
-// no CUDA types, so src/ can call it.
+// no CUDA types.
 #pragma once
 
 #include "common/tensor.hpp"

@@ -1,6 +1,6 @@
 // Sparse deltas on the device: CSR arrays (int64 offsets and indices, f32
 // values) and y += scale * x D^T through cusparseSpMM. A plain C++ header
-// (no CUDA types) for src/ and the other kernels.
+// (no CUDA types).
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,7 @@
-// Calibration statistics on a CUDA context, as the core sees them (no CUDA
-// types): one device array of doubles per statistics object holds every
+// Calibration statistics on a CUDA context (plain C++, no CUDA types): one device array of doubles per statistics object holds every
 // record's per-unit sums; kernels add to it without synchronising, and the
 // host copies are refreshed by one synchronising download when read.
-// Implemented in cuda_statistics.cu; definitions in src/select/statistics.cpp.
+// Implemented in cuda_statistics.cu; the definitions are in src/select/statistics.cpp.
 #pragma once
 
 #include <cstdint>

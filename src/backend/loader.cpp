@@ -78,7 +78,8 @@ LoadResult load_module(const ModuleSearch &search) {
   }
   std::string looked;
   if (!search.library_dir.empty()) {
-    const std::string path = search.library_dir + "/" + search.file_name;
+    const bool slash = search.library_dir.back() == '/';
+    const std::string path = search.library_dir + (slash ? "" : "/") + search.file_name;
     if (void *h = dlopen(path.c_str(), flags)) return accept(h, path, search);
     looked = "next to libs2ft (" + dl_error() + ")";
   }
@@ -86,8 +87,8 @@ LoadResult load_module(const ModuleSearch &search) {
   if (!looked.empty()) looked += " and ";
   looked += "on the dynamic loader's path (" + dl_error() + ")";
   LoadResult r;
-  r.error = "the " + search.backend + " backend module " + search.file_name + " could not be loaded: looked " + looked +
-            "; install libs2ft with its " + search.backend + " module, or set " + search.override_variable +
+  r.error = "the " + search.label + " backend module " + search.file_name + " could not be loaded: looked " + looked +
+            "; install libs2ft with its " + search.label + " module, or set " + search.override_variable +
             " to the module's path" + search.hint;
   return r;
 }
@@ -95,6 +96,7 @@ LoadResult load_module(const ModuleSearch &search) {
 ModuleSearch cuda_module_search() {
   ModuleSearch s;
   s.backend = "cuda";
+  s.label = "CUDA";
   if (const char *p = std::getenv(s.override_variable.c_str())) s.override_path = p;
   s.file_name = S2FT_CUDA_MODULE_FILE;
   if (!S2FT_CUDA_MODULE_BUILT) s.hint = " (this libs2ft was built with S2FT_WITH_CUDA=OFF, without the module)";

@@ -31,7 +31,8 @@ const Ops &ops_for(int32_t device_type);
 // folder libs2ft.so was loaded from) and then `file_name` on the dynamic
 // loader's path.
 struct ModuleSearch {
-  std::string backend;        // the backend's name, "cuda"
+  std::string backend;        // the backend's name in its table, "cuda"
+  std::string label;          // its name in messages, "CUDA"
   std::string override_path;  // S2FT_CUDA_BACKEND
   std::string override_variable = "S2FT_CUDA_BACKEND";
   std::string library_dir;
