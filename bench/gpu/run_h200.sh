@@ -155,7 +155,7 @@ for f in "$root"/tests/gpu/test_gpu_*.cpp; do
 done
 keep_going=(-k)
 grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja' "$build/CMakeCache.txt" 2>/dev/null && keep_going=(-k 0)
-run_step build 180 "$out/build.log" cmake --build "$build" -j "$jobs" --target s2ft s2ft-bench-gpu "${gpu_tests[@]}" \
+run_step build 180 "$out/build.log" cmake --build "$build" -j "$jobs" --target s2ft s2ft_cuda s2ft-bench-gpu "${gpu_tests[@]}" \
   -- "${keep_going[@]}"
 
 # ---- the gpu test suite ---------------------------------------------------------------
