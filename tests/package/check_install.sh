@@ -15,4 +15,9 @@ flags=$(PKG_CONFIG_PATH="$libdir" pkg-config --cflags --libs s2ft)
 cc -std=c99 -o "$scratch/pc-consumer" "$here/../../examples/c/quickstart.c" $flags
 LD_LIBRARY_PATH="$scratch/prefix/lib:$scratch/prefix/lib64:${LD_LIBRARY_PATH:-}" "$scratch/pc-consumer" | tail -n 1
 ls "$scratch"/prefix/lib*/libs2ft.so.0 >/dev/null
+# A CUDA build installs its backend module next to libs2ft.so, where the loader looks first.
+if [ -e "$build/src/libs2ft_cuda.so.0" ]; then
+  lib=$(dirname "$(ls "$scratch"/prefix/lib*/libs2ft.so.0 | head -n 1)")
+  [ -e "$lib/libs2ft_cuda.so.0" ] || { echo "libs2ft_cuda.so.0 is not installed next to libs2ft.so.0 in $lib"; exit 1; }
+fi
 echo "install ok"
