@@ -1,7 +1,7 @@
 // The CPU backend's operation table, and its device and context operations:
 // one device, no streams (every call has finished when it returns), no
 // device workspace.
-#include <cstring>
+#include <string>
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/gemm.hpp"
