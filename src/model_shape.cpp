@@ -1,6 +1,7 @@
 // Validation of s2ft_model_shape, shared by every function that takes one.
 #include "model_shape.hpp"
 
+#include <cstdio>
 #include <string>
 
 #include "common/error.hpp"
@@ -20,6 +21,18 @@ void check_model_shape(const s2ft_model_shape *shape, const char *name) {
   if (shape->n_heads % shape->n_kv_heads != 0)
     fail_arg(n + "->n_heads (" + std::to_string(shape->n_heads) + ") must be a multiple of n_kv_heads (" +
              std::to_string(shape->n_kv_heads) + ")");
+}
+
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
+  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
+         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
+}
+
+std::string shape_string(const s2ft_model_shape &s) {
+  char b[160];
+  std::snprintf(b, sizeof b, "{n_layers %d, d_model %d, n_heads %d, n_kv_heads %d, head_dim %d, d_ff %d}",
+                s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
+  return b;
 }
 
 int32_t target_axis(int32_t target) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "s2ft/s2ft.h"
 
@@ -11,6 +12,11 @@ namespace s2ft {
 // Throws S2FT_ERR_INVALID_ARGUMENT naming `name` and the bad field: NULL, a
 // field <= 0, or n_heads not a multiple of n_kv_heads.
 void check_model_shape(const s2ft_model_shape *shape, const char *name);
+
+// True when every field of a and b is equal.
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b);
+// "{n_layers 2, d_model 13, n_heads 4, n_kv_heads 2, head_dim 3, d_ff 11}", for messages.
+std::string shape_string(const s2ft_model_shape &s);
 
 // ---- per-target weight geometry ----------------------------------------------
 

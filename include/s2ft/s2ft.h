@@ -1002,6 +1002,9 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  * ascending entries from 0 to T; segment_adapter[j] is an index into
  * adapters (n_adapters entries) or -1 for none; scales NULL (or a NaN
  * entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing.
+ * Every non-NULL adapter must be made for one model shape, and for perm's
+ * when perm is not NULL (S2FT_ERR_INVALID_ARGUMENT otherwise); w must have
+ * the shape that model shape gives `target` (S2FT_ERR_SHAPE).
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
  * On a CUDA context, runs of at most 8 rows with one adapter (decode

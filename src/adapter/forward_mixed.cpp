@@ -19,17 +19,13 @@
 #include "adapter/adapter.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
+#include "model_shape.hpp"
 #include "train/linear_args.hpp"
 
 namespace s2ft {
 namespace {
 
 std::string shape2(int64_t r, int64_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
-
-bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
-  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
-         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
-}
 
 // An adapter's contribution to this layer: its entry, the entry's lines as
 // positions in w, and its scale.
@@ -53,7 +49,8 @@ Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t targ
     fail_shape("w is " + shape2(w.rows, w.cols) + " but " + name + " is for a " + target_name(target) + " weight of " +
                shape2(rows, cols));
   if (perm != nullptr && !same_shape(ad->shape, perm->shape))
-    fail_arg(name + " was made for a different model shape than perm");
+    fail_arg(name + " was made for model shape " + shape_string(ad->shape) + " but perm for " +
+             shape_string(perm->shape));
   Use u;
   double s = scales != nullptr ? scales[a] : ad->default_scale;
   if (std::isnan(s)) s = ad->default_scale;  // as for s2ft_adapter_apply: NaN means the default
@@ -111,6 +108,23 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
     if (offsets[n_segments] != T)
       fail_arg("offsets[n_segments] = " + std::to_string(offsets[n_segments]) + " is not T = " + std::to_string(T) +
                " (the rows of x)");
+    // Every adapter given must be for one model shape (and perm's, when
+    // given), as s2ft_adapter_apply requires of adapter and model: w alone
+    // does not show every dimension (o_proj says nothing of d_ff).
+    const s2ft_adapter *first = nullptr;
+    int64_t first_index = -1;
+    for (int64_t a = 0; a < n_adapters; ++a) {
+      const s2ft_adapter *ad = adapters[a];
+      if (ad == nullptr) continue;
+      if (first == nullptr) {
+        first = ad;
+        first_index = a;
+        continue;
+      }
+      if (!same_shape(ad->shape, first->shape))
+        fail_arg("adapters[" + std::to_string(a) + "] was made for model shape " + shape_string(ad->shape) +
+                 " but adapters[" + std::to_string(first_index) + "] for " + shape_string(first->shape));
+    }
     std::vector<Use> uses(static_cast<size_t>(n_adapters));
     std::vector<char> checked(static_cast<size_t>(n_adapters), 0);
     for (int64_t j = 0; j < n_segments; ++j) {

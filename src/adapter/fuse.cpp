@@ -20,18 +20,6 @@ namespace {
 
 constexpr size_t kMaxNameBytes = 255;
 
-bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
-  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
-         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
-}
-
-std::string shape_text(const s2ft_model_shape &s) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "{n_layers %d, d_model %d, n_heads %d, n_kv_heads %d, head_dim %d, d_ff %d}",
-                s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
-  return buf;
-}
-
 std::string hex64(uint64_t v) {
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -129,8 +117,8 @@ extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *ada
       const std::string ai = "adapters[" + std::to_string(i) + "]";
       if (adapters[i] == nullptr) s2ft::fail_arg(ai + " is NULL");
       if (!s2ft::same_shape(adapters[i]->shape, adapters[0]->shape))
-        s2ft::fail_arg(ai + " has model shape " + s2ft::shape_text(adapters[i]->shape) + " but adapters[0] has " +
-                       s2ft::shape_text(adapters[0]->shape));
+        s2ft::fail_arg(ai + " has model shape " + s2ft::shape_string(adapters[i]->shape) + " but adapters[0] has " +
+                       s2ft::shape_string(adapters[0]->shape));
       const double wi = weights != nullptr ? weights[i] : adapters[i]->default_scale;
       if (!std::isfinite(wi)) s2ft::fail_arg("weights[" + std::to_string(i) + "] " + std::to_string(wi) + " is not finite");
       w.push_back(wi);

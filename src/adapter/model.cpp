@@ -43,18 +43,6 @@ const char *weight_field(int32_t target) {
   }
 }
 
-std::string shape_string(const s2ft_model_shape &s) {
-  char b[160];
-  std::snprintf(b, sizeof b, "{n_layers %d, d_model %d, n_heads %d, n_kv_heads %d, head_dim %d, d_ff %d}",
-                s.n_layers, s.d_model, s.n_heads, s.n_kv_heads, s.head_dim, s.d_ff);
-  return b;
-}
-
-bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
-  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
-         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
-}
-
 // Checks the new adapter's `entry` of (layer, target) against the model
 // (the weight is present, the entry is consistent, its lines are in range)
 // and returns where each of its lines sits in the weight.

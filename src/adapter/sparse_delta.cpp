@@ -23,11 +23,6 @@ namespace {
 
 std::string at(const char *name, int64_t i) { return std::string(name) + "[" + std::to_string(i) + "]"; }
 
-bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
-  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads &&
-         a.n_kv_heads == b.n_kv_heads && a.head_dim == b.head_dim && a.d_ff == b.d_ff;
-}
-
 // The delta object for `csr` on ctx's device (the backend takes the arrays).
 s2ft_sparse_delta *make_delta(s2ft_context &c, HostCsr &&csr) {
   auto d = std::make_unique<s2ft_sparse_delta>();

@@ -348,6 +348,35 @@ TEST_F(ForwardMixedErrors, InfiniteScale) {
   EXPECT_S2FT_ERROR(call(kLayer, S2FT_TARGET_DOWN, nullptr, s), S2FT_ERR_INVALID_ARGUMENT, "scales[0]");
 }
 
+TEST_F(ForwardMixedErrors, AdaptersOfDifferentModelShapes) {
+  // Two adapters for o_proj of models that differ only in d_ff: w fits
+  // both, so only their model shapes tell them apart.
+  s2ft_model_shape other = kShape;
+  other.d_ff = kShape.d_ff + 1;
+  AdapterOwner mismatched;
+  ASSERT_S2FT_OK(s2ft_adapter_create(&other, "other", 1.0, &mismatched.a));
+  int64_t r, c;
+  weight_shape(S2FT_TARGET_O, &r, &c);
+  HostMatrix w_o(S2FT_F32, r, c), x_o(S2FT_F32, 5, c), y_o(S2FT_F32, 5, r);
+  Random rng(11);
+  w_o.fill_random(rng);
+  x_o.fill_random(rng);
+  const s2ft_adapter *two[2] = {ad.a, mismatched.a};
+  const int32_t seg_o[2] = {0, 1};
+  EXPECT_S2FT_ERROR(s2ft_adapter_forward_mixed(cx.ctx, kLayer, S2FT_TARGET_O, &x_o.t, &w_o.t, nullptr, two, nullptr,
+                                               2, offsets, seg_o, 2, &y_o.t),
+                    S2FT_ERR_INVALID_ARGUMENT, "adapters[1] was made for model shape");
+  // Also when the odd one is not used by any segment.
+  const int32_t seg_first[2] = {0, -1};
+  EXPECT_S2FT_ERROR(s2ft_adapter_forward_mixed(cx.ctx, kLayer, S2FT_TARGET_O, &x_o.t, &w_o.t, nullptr, two, nullptr,
+                                               2, offsets, seg_first, 2, &y_o.t),
+                    S2FT_ERR_INVALID_ARGUMENT, "d_ff 12");
+  // Both of one shape: accepted.
+  const s2ft_adapter *same[2] = {ad.a, ad.a};
+  ASSERT_S2FT_OK(s2ft_adapter_forward_mixed(cx.ctx, kLayer, S2FT_TARGET_O, &x_o.t, &w_o.t, nullptr, same, nullptr, 2,
+                                            offsets, seg_o, 2, &y_o.t));
+}
+
 TEST_F(ForwardMixedErrors, PermutationOfAnotherShape) {
   s2ft_model_shape other = kShape;
   other.d_ff = 12;
