@@ -95,8 +95,9 @@ S2FT_API const char *s2ft_last_error(void);
 S2FT_API void s2ft_clear_error(void);
 
 /** The number of library objects (contexts, statistics, selections,
- *  optimizers, adapters, models) created and not yet destroyed in this
- *  process, for leak checks in tests and bindings. Thread-safe. */
+ *  optimizers, adapters, models, sparse deltas) created and not yet
+ *  destroyed in this process, for leak checks in tests and bindings.
+ *  Thread-safe. */
 S2FT_API int64_t s2ft_live_handles(void);
 
 /* ------------------------------------------------------------------------ */
@@ -327,8 +328,9 @@ typedef struct s2ft_statistics s2ft_statistics;
 
 /** Creates empty statistics for a model shape. Errors:
  *  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY.
- * On a CUDA context the sums live in device memory allocated here: (3
- * n_heads + 2 n_kv_heads + 5 d_ff) doubles per layer.
+ * The statistics keep `ctx`, which must outlive them. The sums live in the
+ * context's device memory, allocated here: (3 n_heads + 2 n_kv_heads +
+ * 5 d_ff) doubles per layer.
  */
 S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx,
                                             const s2ft_model_shape *shape,
@@ -696,8 +698,8 @@ S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts,
 /** Creates an optimizer with no parameters. Errors:
  *  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or
  *  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY.
- * On a CUDA context the optimizer keeps `ctx`, which must outlive it,
- * and its state lives in device memory.
+ * The optimizer keeps `ctx`, which must outlive it (its steps run on the
+ * context's backend); on a CUDA context its state lives in device memory.
  */
 S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx,
                                            const s2ft_optimizer_options *opts,
@@ -920,6 +922,7 @@ typedef struct s2ft_model s2ft_model;
  * and the memory they describe must stay valid until the model is
  * destroyed). `perm` is the selection whose permutation the weights are
  * in (after s2ft_permute FORWARD), or NULL for base order; it is copied.
+ * The model keeps `ctx`, which must outlive it.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY.
  * On a CUDA context the weights are device tensors: create hashes every
