@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fingerprint.hpp"
 #include "cuda_adapter_mirror.hpp"
 #include "cuda_copy.cuh"
 #include "cuda_elements.cuh"
@@ -53,29 +54,25 @@ struct ModelBuffers {
 
 namespace {
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
 // ---- fingerprints ------------------------------------------------------------------
 
-// One thread per line: h = FNV-1a 64 over the dtype id, then the bytes of
-// the line's elements in order (each element's bytes in memory order,
-// little-endian), 0 mapped to 1: line_fingerprint() of the CPU. A line's
-// hash is one dependent chain, so lines are the only parallelism; for
-// column lines consecutive threads read consecutive columns (coalesced).
-template <typename U>
-__global__ void fingerprint_kernel(View<const U> w, int32_t by_columns, uint32_t dtype, uint64_t *out) {
+// One thread per line: the fingerprint of common/fingerprint.hpp (FNV-1a
+// over each element's value rounded to bf16), line_fingerprint() of the
+// host. A line's hash is one dependent chain, so lines are the only
+// parallelism; for column lines consecutive threads read consecutive
+// columns (coalesced).
+template <typename T>
+__global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, uint64_t *out) {
   const int64_t n_lines = by_columns ? w.cols : w.rows;
   const int64_t len = by_columns ? w.rows : w.cols;
   for (int64_t line = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; line < n_lines;
        line += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    uint64_t h = (kFnvOffset ^ (dtype & 0xffu)) * kFnvPrime;
+    uint64_t h = fingerprint::kOffset;
     for (int64_t i = 0; i < len; ++i) {
-      const uint64_t v = by_columns ? w.at(i, line) : w.at(line, i);
-#pragma unroll
-      for (unsigned b = 0; b < sizeof(U); ++b) h = (h ^ ((v >> (8u * b)) & 0xffu)) * kFnvPrime;
+      const float v = to_f32<T>(by_columns ? w.at(i, line) : w.at(line, i));  // exact widening
+      h = fingerprint::mix(h, fingerprint::word(__float_as_uint(v)));
     }
-    out[line] = h == 0 ? 1 : h;
+    out[line] = fingerprint::finish(h);
   }
 }
 
@@ -290,15 +287,11 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs) {
       if (n_lines == 0) continue;
       const int32_t by_columns = j.axis == S2FT_AXIS_COLUMNS ? 1 : 0;
       const unsigned grid = grid_for(ctx, n_lines, kLineThreads);
-      if (m.elem() == 4) {
-        const View<const uint32_t> v{reinterpret_cast<const uint32_t *>(m.base), m.rows, m.cols, m.rs, m.cs};
-        fingerprint_kernel<uint32_t><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, static_cast<uint32_t>(m.dtype),
-                                                                            dev + offset[k]);
-      } else {
-        const View<const uint16_t> v{reinterpret_cast<const uint16_t *>(m.base), m.rows, m.cols, m.rs, m.cs};
-        fingerprint_kernel<uint16_t><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, static_cast<uint32_t>(m.dtype),
-                                                                            dev + offset[k]);
-      }
+      dispatch_dtype(m.dtype, [&](auto t) {
+        using T = decltype(t);
+        const View<const T> v{reinterpret_cast<const T *>(m.base), m.rows, m.cols, m.rs, m.cs};
+        fingerprint_kernel<T><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, dev + offset[k]);
+      });
       S2FT_CUDA_CHECK_LAUNCH("fingerprint_kernel");
     }
     download_sync(ctx, host.data(), dev, total * sizeof(uint64_t));

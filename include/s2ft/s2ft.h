@@ -788,9 +788,10 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt,
  * and down_proj, rows of v_proj and up_proj) and their delta, [out, k] for
  * column targets and [k, in] for row targets, held in f32. Each line also
  * carries a fingerprint of the base line it was made against (64-bit FNV-1a
- * over the line's bytes in the base dtype, 0 when unknown), so applying an
- * adapter to another base is a clear error. See docs/adapter-format.md
- * for the file format.
+ * over the line's values rounded to bf16, 0 when unknown: an f32 base and
+ * its bf16 copy give the same), so applying an adapter to another base is
+ * a clear error. See docs/adapter-format.md for the definition and the
+ * file format.
  */
 typedef struct s2ft_adapter s2ft_adapter;
 

@@ -37,9 +37,8 @@ int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, 
 
 // ---- fingerprints -------------------------------------------------------------
 
-// 64-bit FNV-1a over the dtype id and the bytes of one line of w (axis COLUMNS:
-// w[0..rows, line]; ROWS: w[line, 0..cols]), element by element in order.
-// Never 0 (0 means "unknown"): a zero hash is mapped to 1.
+// The fingerprint (common/fingerprint.hpp) of one line of w (axis COLUMNS:
+// w[0..rows, line]; ROWS: w[line, 0..cols]). Never 0 (0 means "unknown").
 uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line);
 
 }  // namespace s2ft

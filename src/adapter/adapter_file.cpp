@@ -38,7 +38,8 @@ namespace s2ft {
 namespace {
 
 const char *const kFormat = "s2ft-adapter";
-const char *const kVersion = "1";
+// Version 2: base fingerprints hash bf16-rounded values (common/fingerprint.hpp).
+const char *const kVersion = "2";
 const char *const kAxes = "O:columns,V:rows,DOWN:columns,UP:rows";
 const char *const kLinesSuffix = ".s2ft_lines";
 const char *const kDeltaSuffix = ".s2ft_delta";
@@ -304,9 +305,14 @@ std::unique_ptr<s2ft_adapter> load_adapter(const std::string &path) {
   const io::SafetensorsFile f = io::SafetensorsFile::read(path);
   if (meta(f, "format", path) != kFormat)
     bad(path, "metadata \"format\" is " + quoted(meta(f, "format", path)) + ", expected \"" + kFormat + "\"");
-  if (meta(f, "format_version", path) != kVersion)
-    bad(path, "metadata \"format_version\" is " + quoted(meta(f, "format_version", path)) +
-                  "; this library reads version " + kVersion);
+  const std::string &version = meta(f, "format_version", path);
+  if (version == "1")
+    bad(path, "it is adapter format version 1, whose base fingerprints hashed the base's dtype and bytes; this "
+              "library (format version " + std::string(kVersion) + ") hashes bf16-rounded values, so it cannot "
+              "check them: make the adapter again from its base and tuned weights (s2ft diff, or "
+              "s2ft_adapter_from_training)");
+  if (version != kVersion)
+    bad(path, "metadata \"format_version\" is " + quoted(version) + "; this library reads version " + kVersion);
   if (meta(f, "axes", path) != kAxes)
     bad(path, "metadata \"axes\" is " + quoted(meta(f, "axes", path)) + ", expected \"" + kAxes + "\"");
 

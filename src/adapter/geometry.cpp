@@ -1,9 +1,11 @@
 // Tensor names, line mapping under a permutation, and
 // base-line fingerprints, shared by adapters, models and the forward.
+#include <cstring>
 #include <string>
 
 #include "adapter/adapter.hpp"
 #include "common/error.hpp"
+#include "common/fingerprint.hpp"
 
 namespace s2ft {
 
@@ -39,19 +41,15 @@ int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, 
 }
 
 uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
-  auto mix = [&h](uint8_t b) {
-    h ^= b;
-    h *= 0x100000001b3ull;  // FNV-1a 64 prime
-  };
-  mix(static_cast<uint8_t>(w.dtype));
-  const size_t e = w.elem();
+  uint64_t h = fingerprint::kOffset;
   const int64_t n = axis == S2FT_AXIS_COLUMNS ? w.rows : w.cols;
   for (int64_t i = 0; i < n; ++i) {
-    const char *p = axis == S2FT_AXIS_COLUMNS ? w.at(i, line) : w.at(line, i);
-    for (size_t b = 0; b < e; ++b) mix(static_cast<uint8_t>(p[b]));
+    const float v = axis == S2FT_AXIS_COLUMNS ? w.get(i, line) : w.get(line, i);  // exact widening
+    uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    h = fingerprint::mix(h, fingerprint::word(bits));
   }
-  return h == 0 ? 1 : h;
+  return fingerprint::finish(h);
 }
 
 }  // namespace s2ft

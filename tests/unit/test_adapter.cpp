@@ -31,16 +31,18 @@ HostMatrix delta_matrix(const s2ft_model_shape &s, int32_t t, int64_t k, int32_t
 // Element j of line i of a delta matrix.
 float line_elem(const HostMatrix &d, int32_t t, int64_t i, int64_t j) { return by_columns(t) ? d.get(j, i) : d.get(i, j); }
 
-// 64-bit FNV-1a over the dtype id byte, then each element's bytes along the line.
+// The base-line fingerprint, written from its definition (docs/adapter-format.md):
+// 64-bit FNV-1a over each element's value rounded to nearest-even bf16
+// (little-endian, every NaN as 0x7fc0), along the line; 0 stored as 1.
 uint64_t fingerprint(const HostMatrix &w, bool columns, int64_t line) {
   uint64_t h = 0xcbf29ce484222325ull;
   auto mix = [&h](uint8_t b) { h = (h ^ b) * 0x100000001b3ull; };
-  mix(static_cast<uint8_t>(w.dtype));
   const int64_t n = columns ? w.rows : w.cols;
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t r = columns ? i : line, c = columns ? line : i;
-    const uint8_t *p = w.bytes.data() + static_cast<size_t>(r * w.cols + c) * w.elem();
-    for (size_t b = 0; b < w.elem(); ++b) mix(p[b]);
+    const float v = columns ? w.get(i, line) : w.get(line, i);
+    const uint16_t b = std::isnan(v) ? 0x7fc0 : s2ft_test::to_bf16(v);
+    mix(static_cast<uint8_t>(b & 0xff));
+    mix(static_cast<uint8_t>(b >> 8));
   }
   return h == 0 ? 1 : h;
 }

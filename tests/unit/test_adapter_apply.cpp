@@ -358,6 +358,52 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, AdapterApply,
                                            Case{S2FT_BF16, true}, Case{S2FT_F16, false}, Case{S2FT_F16, true}),
                          case_name);
 
+// Fingerprints hash bf16-rounded values: an adapter made against an f32
+// base applies, without S2FT_APPLY_FORCE, to the base's bf16 copy (each
+// value rounded to nearest even, as PyTorch's .to(torch.bfloat16) does),
+// in base order and permuted, and gives the copy's own rounded result;
+// a base that differs at bf16 precision in one element is still refused.
+TEST(AdapterApplyDtypeCopy, AdapterOfAnF32BaseAppliesToItsBf16Copy) {
+  for (const bool permuted : {false, true}) {
+    SCOPED_TRACE(permuted ? "permuted" : "base order");
+    Context cx;
+    Selection sel;
+    if (permuted) make_selection(sel);
+    auto to_model_order = [&](Weights &w) {
+      if (permuted) permute(cx, sel.sel, w, S2FT_PERMUTE_FORWARD);
+    };
+    Weights f32_base(S2FT_F32, 21);
+    Adapter a;
+    make_adapter(a, f32_base, kLinesA, 1.0, 22, "trained on f32");
+    Weights copy(S2FT_BF16, 23);
+    for (int32_t l = 0; l < kShape.n_layers; ++l)
+      for (int32_t t : kTargets) {
+        const HostMatrix &src = f32_base.at(l, t);
+        for (int64_t i = 0; i < src.rows; ++i)
+          for (int64_t j = 0; j < src.cols; ++j) copy.at(l, t).set(i, j, src.get(i, j));  // RNE to bf16
+      }
+    Weights work(copy);
+    to_model_order(work);
+    Model m;
+    ASSERT_S2FT_OK(s2ft_model_create(cx.ctx, &kShape, work.layers.data(), sel.sel, &m.m));
+    ASSERT_S2FT_OK(s2ft_adapter_apply(m.m, a.a, 1.0, 0));
+    Weights want = expected_after(copy, a, 1.0);
+    to_model_order(want);
+    EXPECT_TRUE(work.same_bytes(want));
+    ASSERT_S2FT_OK(s2ft_adapter_remove(m.m));
+
+    // One element of one of A's lines one bf16 step away: another base.
+    Weights other(copy);
+    HostMatrix &down = other.at(0, S2FT_TARGET_DOWN);
+    down.set(2, 3, from_bf16(static_cast<uint16_t>(to_bf16(down.get(2, 3)) + 1)));
+    Weights work2(other);
+    to_model_order(work2);
+    Model m2;
+    ASSERT_S2FT_OK(s2ft_model_create(cx.ctx, &kShape, work2.layers.data(), sel.sel, &m2.m));
+    EXPECT_S2FT_ERROR(s2ft_adapter_apply(m2.m, a.a, 1.0, 0), S2FT_ERR_FORMAT, "layer 0 target DOWN line 3");
+  }
+}
+
 // apply(fuse(A, B) with weights sA, sB) equals W + sA dA + sB dB up to the
 // one f32 rounding of the fused delta (f32 weights).
 TEST(AdapterApplyFused, FusedEqualsSequentialArithmetic) {

@@ -145,7 +145,7 @@ TEST(AdapterFileCorpus, TheValidFileLoads) {
   std::remove(path.c_str());
   // The metadata the format documents.
   EXPECT_EQ(s.meta.at("format"), "s2ft-adapter");
-  EXPECT_EQ(s.meta.at("format_version"), "1");
+  EXPECT_EQ(s.meta.at("format_version"), "2");
   EXPECT_EQ(s.meta.at("targets"), "V,DOWN");
   EXPECT_EQ(s.meta.at("n_kv_heads"), "2");
   EXPECT_EQ(s.meta.at("default_scale"), "0.5");
@@ -215,7 +215,10 @@ TEST(AdapterFileCorpus, Metadata) {
     return s;
   };
   expect_rejected(with("format", "s2ft-selection"), "wrong_format", "\"format\"");
-  expect_rejected(with("format_version", "2"), "wrong_version", "\"format_version\"");
+  expect_rejected(with("format_version", "3"), "wrong_version", "\"format_version\"");
+  // Version 1 hashed dtype and bytes: its fingerprints cannot be checked, and the message says what to do.
+  expect_rejected(with("format_version", "1"), "version_1", "format version 1, whose base fingerprints");
+  expect_rejected(with("format_version", "1"), "version_1_remedy", "make the adapter again");
   for (const char *key : {"format", "format_version", "name", "default_scale", "targets", "slices", "axes", "n_layers",
                           "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff"})
     expect_rejected(without(key), std::string("missing_") + key, std::string("no \"") + key + "\"");

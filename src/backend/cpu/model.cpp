@@ -19,6 +19,7 @@
 
 #include "adapter/adapter.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "common/fingerprint.hpp"
 
 namespace s2ft {
 namespace cpu {
@@ -234,25 +235,39 @@ void write_lines_any(int32_t dtype, const LineGeometry &g, const std::vector<int
 
 // ---- fingerprints ---------------------------------------------------------------
 
-// The fingerprints of all k lines held in a compact buffer (layout of g), the
-// same values line_fingerprint() gives for those lines in the weight: FNV-1a
-// over the dtype id, then each element's bytes in line order. The k hash
-// chains are advanced together, element by element, so their multiplies
-// overlap instead of running one long dependent chain per line.
-std::vector<uint64_t> fingerprint_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
-  const uint64_t prime = 0x100000001b3ull;
-  const size_t e = dtype_size(dtype);
-  std::vector<uint64_t> h(static_cast<size_t>(g.k), (0xcbf29ce484222325ull ^ static_cast<uint8_t>(dtype)) * prime);
+// The f32 bits of a stored element (16-bit types widen exactly).
+inline uint32_t f32_bits_of(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+inline uint32_t f32_bits_of(uint16_t bf16_or_f16, int32_t dtype) {
+  return dtype == S2FT_BF16 ? static_cast<uint32_t>(bf16_or_f16) << 16 : f32_bits_of(f16_to_f32(bf16_or_f16));
+}
+
+// The fingerprints (common/fingerprint.hpp) of all k lines held in a
+// compact buffer of T (layout of g), the values line_fingerprint() gives
+// for those lines in the weight. The k hash chains are advanced together,
+// element by element, so their multiplies overlap instead of running one
+// long dependent chain per line.
+template <typename T>
+std::vector<uint64_t> fingerprint_lines_of(const LineGeometry &g, int32_t dtype, const T *compact) {
+  std::vector<uint64_t> h(static_cast<size_t>(g.k), fingerprint::kOffset);
   for (int64_t i = 0; i < g.len; ++i)
     for (int64_t j = 0; j < g.k; ++j) {
-      const unsigned char *p = reinterpret_cast<const unsigned char *>(compact) + g.compact(i, j) * e;
-      uint64_t v = h[static_cast<size_t>(j)];
-      for (size_t b = 0; b < e; ++b) v = (v ^ p[b]) * prime;
-      h[static_cast<size_t>(j)] = v;
+      const T v = compact[g.compact(i, j)];
+      uint32_t bits;
+      if constexpr (sizeof(T) == 4) bits = f32_bits_of(v);
+      else bits = f32_bits_of(v, dtype);
+      h[static_cast<size_t>(j)] = fingerprint::mix(h[static_cast<size_t>(j)], fingerprint::word(bits));
     }
-  for (uint64_t &v : h)
-    if (v == 0) v = 1;  // 0 means "unknown"
+  for (uint64_t &v : h) v = fingerprint::finish(v);
   return h;
+}
+
+std::vector<uint64_t> fingerprint_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
+  if (dtype == S2FT_F32) return fingerprint_lines_of(g, dtype, reinterpret_cast<const float *>(compact));
+  return fingerprint_lines_of(g, dtype, reinterpret_cast<const uint16_t *>(compact));
 }
 
 // What happens to one (layer, target): its record is replaced by `original`.

@@ -100,8 +100,9 @@ extern "C" {
 }
 extern "C" {
     #[doc = " The number of library objects (contexts, statistics, selections,"]
-    #[doc = "  optimizers, adapters, models) created and not yet destroyed in this"]
-    #[doc = "  process, for leak checks in tests and bindings. Thread-safe."]
+    #[doc = "  optimizers, adapters, models, sparse deltas) created and not yet"]
+    #[doc = "  destroyed in this process, for leak checks in tests and bindings."]
+    #[doc = "  Thread-safe."]
     pub fn s2ft_live_handles() -> i64;
 }
 #[doc = " DLPack's DLDevice."]
@@ -291,8 +292,9 @@ pub struct s2ft_statistics {
 extern "C" {
     #[doc = " Creates empty statistics for a model shape. Errors:"]
     #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, bad shape), S2FT_ERR_OUT_OF_MEMORY."]
-    #[doc = " On a CUDA context the sums live in device memory allocated here: (3"]
-    #[doc = " n_heads + 2 n_kv_heads + 5 d_ff) doubles per layer."]
+    #[doc = " The statistics keep `ctx`, which must outlive them. The sums live in the"]
+    #[doc = " context's device memory, allocated here: (3 n_heads + 2 n_kv_heads +"]
+    #[doc = " 5 d_ff) doubles per layer."]
     pub fn s2ft_statistics_create(
         ctx: *mut s2ft_context,
         shape: *const s2ft_model_shape,
@@ -631,8 +633,8 @@ extern "C" {
     #[doc = " Creates an optimizer with no parameters. Errors:"]
     #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or"]
     #[doc = "  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY."]
-    #[doc = " On a CUDA context the optimizer keeps `ctx`, which must outlive it,"]
-    #[doc = " and its state lives in device memory."]
+    #[doc = " The optimizer keeps `ctx`, which must outlive it (its steps run on the"]
+    #[doc = " context's backend); on a CUDA context its state lives in device memory."]
     pub fn s2ft_optimizer_create(
         ctx: *mut s2ft_context,
         opts: *const s2ft_optimizer_options,
@@ -884,6 +886,7 @@ extern "C" {
     #[doc = " and the memory they describe must stay valid until the model is"]
     #[doc = " destroyed). `perm` is the selection whose permutation the weights are"]
     #[doc = " in (after s2ft_permute FORWARD), or NULL for base order; it is copied."]
+    #[doc = " The model keeps `ctx`, which must outlive it."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY."]
     #[doc = " On a CUDA context the weights are device tensors: create hashes every"]
@@ -974,6 +977,9 @@ extern "C" {
     #[doc = " ascending entries from 0 to T; segment_adapter[j] is an index into"]
     #[doc = " adapters (n_adapters entries) or -1 for none; scales NULL (or a NaN"]
     #[doc = " entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing."]
+    #[doc = " Every non-NULL adapter must be made for one model shape, and for perm's"]
+    #[doc = " when perm is not NULL (S2FT_ERR_INVALID_ARGUMENT otherwise); w must have"]
+    #[doc = " the shape that model shape gives `target` (S2FT_ERR_SHAPE)."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY."]
     #[doc = " On a CUDA context, runs of at most 8 rows with one adapter (decode"]
