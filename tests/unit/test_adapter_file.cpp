@@ -12,6 +12,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,33 @@ TEST(AdapterFileCorpus, TheValidFileLoads) {
   EXPECT_EQ(slices[0]["axis"], "columns");
   EXPECT_EQ(slices[0]["k"], 3);
   EXPECT_EQ(slices[0]["fingerprint"].get<std::string>().size(), 16u);
+}
+
+// Metadata keys outside the format's table (a tool's own, e.g. provenance)
+// are accepted and not kept: the adapter object has no place for them, so a
+// file saved from the loaded adapter has exactly the documented keys.
+TEST(AdapterFileCorpus, OtherMetadataKeysAreAcceptedAndNotKept) {
+  Spec s = valid_spec();
+  const std::set<std::string> documented = [&] {
+    std::set<std::string> keys;
+    for (const auto &kv : s.meta) keys.insert(kv.first);
+    return keys;
+  }();
+  s.meta["trained_by"] = "a tool of its own";
+  s.meta["base_model"] = "stories260K";
+  const std::string path = temp_path("extra-keys.safetensors");
+  write_bytes(path, s.serialize());
+  s2ft_adapter *a = nullptr;
+  ASSERT_S2FT_OK(s2ft_adapter_load(path.c_str(), &a));
+  const std::string resaved = temp_path("extra-keys-resaved.safetensors");
+  ASSERT_S2FT_OK(s2ft_adapter_save(a, resaved.c_str()));
+  s2ft_adapter_destroy(a);
+  const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(resaved);
+  std::set<std::string> keys;
+  for (const auto &kv : f.metadata()) keys.insert(kv.first);
+  EXPECT_EQ(keys, documented);
+  std::remove(path.c_str());
+  std::remove(resaved.c_str());
 }
 
 // ---- the container (checked by the safetensors layer) ---------------------------------
