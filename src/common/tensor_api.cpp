@@ -68,12 +68,19 @@ S2FT_API s2ft_status s2ft_tensor_init(s2ft_tensor *t, void *data, int32_t dtype,
       s2ft::fail_arg("device_type must be S2FT_DEVICE_CPU or S2FT_DEVICE_CUDA, got " + std::to_string(device_type));
     if (device_id < 0) s2ft::fail_arg("device_id must be >= 0");
     s2ft_dtype dt = s2ft::dtype_from_id(dtype);
-    int64_t elems = 1;
+    bool empty = false;
     for (int32_t i = 0; i < ndim; ++i) {
       if (shape[i] < 0) s2ft::fail_arg("shape[" + std::to_string(i) + "] is negative");
-      elems = shape[i] == 0 || elems == 0 ? 0 : elems;
+      empty = empty || shape[i] == 0;
     }
-    if (data == nullptr && elems != 0) s2ft::fail_arg("data is NULL for a non-empty tensor");
+    // The byte size of a non-empty tensor must be representable: every
+    // stride (a product of extents) and the byte count are int64.
+    int64_t bytes = static_cast<int64_t>(s2ft::dtype_size(dtype));
+    for (int32_t i = 0; i < ndim && !empty; ++i)
+      if (__builtin_mul_overflow(bytes, shape[i], &bytes))
+        s2ft::fail_arg("shape's size overflows 64 bits (at shape[" + std::to_string(i) + "] = " +
+                       std::to_string(shape[i]) + ")");
+    if (data == nullptr && !empty) s2ft::fail_arg("data is NULL for a non-empty tensor");
     s2ft_tensor r{};
     r.data = data;
     r.device = s2ft_device{device_type, device_id};

@@ -21,9 +21,9 @@ Lines check_slice(const s2ft_slice *slice, const char *name, int64_t out, int64_
              "] (the weight has " + std::to_string(extent) + " " + what + ")");
   if (slice->indices == nullptr) {
     l.begin = slice->begin;
-    if (l.begin < 0 || l.begin > extent - l.count)
-      fail_arg(n + " range [" + std::to_string(l.begin) + ", " + std::to_string(l.begin + l.count) +
-               ") is outside the weight's " + std::to_string(extent) + " " + what);
+    if (l.begin < 0 || l.begin > extent - l.count)  // extent - count >= 0: no overflow
+      fail_arg(n + " range [" + std::to_string(l.begin) + ", " + std::to_string(l.begin) + " + " +
+               std::to_string(l.count) + ") is outside the weight's " + std::to_string(extent) + " " + what);
     return l;
   }
   l.indices.assign(slice->indices, slice->indices + l.count);

@@ -80,6 +80,19 @@ TEST(Tensor, InitDescribesCompactRowMajorDlpack) {
   ASSERT_S2FT_OK(s2ft_tensor_init(&t, nullptr, S2FT_F32, S2FT_DEVICE_CPU, 0, 2, empty));
 }
 
+// Extents whose product (in bytes) does not fit in 64 bits are refused, not wrapped.
+TEST(Tensor, InitSizeOverflow) {
+  s2ft_tensor t;
+  float f;
+  const int64_t huge[2] = {INT64_C(1) << 32, INT64_C(1) << 31};  // 2^63 elements
+  EXPECT_S2FT_ERROR(s2ft_tensor_init(&t, &f, S2FT_F32, S2FT_DEVICE_CPU, 0, 2, huge), S2FT_ERR_INVALID_ARGUMENT,
+                    "overflows 64 bits");
+  const int64_t bytes[1] = {INT64_MAX / 2 + 1};  // fits as a count, not in bytes of f32
+  EXPECT_S2FT_ERROR(s2ft_tensor_init(&t, &f, S2FT_F32, S2FT_DEVICE_CPU, 0, 1, bytes), S2FT_ERR_INVALID_ARGUMENT,
+                    "shape[0]");
+  const int64_t empty_but_huge[3] = {INT64_MAX, 0, INT64_MAX};  // empty: no size to overflow
+  ASSERT_S2FT_OK(s2ft_tensor_init(&t, nullptr, S2FT_F32, S2FT_DEVICE_CPU, 0, 3, empty_but_huge));
+}
 TEST(Tensor, InitNullTensor) {
   const int64_t s[1] = {1};
   float f;

@@ -265,6 +265,11 @@ TEST_F(ErrorFixture, BackwardNegativeBegin) {
   slice.begin = -1;
   EXPECT_S2FT_ERROR(backward(), S2FT_ERR_INVALID_ARGUMENT, "slice range");
 }
+TEST_F(ErrorFixture, BackwardBeginNearInt64Max) {  // no overflow while checking or reporting it
+  slice.begin = INT64_MAX - 1;
+  EXPECT_S2FT_ERROR(backward(), S2FT_ERR_INVALID_ARGUMENT,
+                    "slice range [9223372036854775806, 9223372036854775806 + 3) is outside");
+}
 TEST_F(ErrorFixture, BackwardIndexOutOfRange) {
   const int64_t idx[3] = {1, 10, 2};
   slice.indices = idx;
