@@ -31,6 +31,7 @@
 #include "adapter/adapter.hpp"
 #include "common/error.hpp"
 #include "io/safetensors.hpp"
+#include "io/strict_json.hpp"
 #include "model_shape.hpp"
 #include "select/selection.hpp"
 
@@ -49,7 +50,6 @@ constexpr size_t kMaxNameBytes = 255;
 constexpr int64_t kMaxLayers = 65536;
 constexpr size_t kMaxSlicesDepth = 4;
 
-using json = nlohmann::json;
 
 const char *const kShapeKeys[6] = {"n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff"};
 int32_t *shape_field(s2ft_model_shape &s, int i) {
@@ -250,20 +250,9 @@ AdapterEntry read_entry(const io::SafetensorsFile &f, const Found &found, const 
 // The "slices" summary: a JSON array with one object per stored slice, in
 // any order. Checked against the entries read from the tensors.
 void check_slices(const std::string &text, const s2ft_adapter &a, const std::string &path) {
-  size_t depth = 0;
-  json slices;
-  try {
-    slices = json::parse(text, [&](int, json::parse_event_t ev, json &) {
-      if (ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) {
-        if (++depth > kMaxSlicesDepth) bad(path, "metadata \"slices\" is nested too deeply");
-      } else if (ev == json::parse_event_t::object_end || ev == json::parse_event_t::array_end) {
-        --depth;
-      }
-      return true;
-    });
-  } catch (const json::exception &) {
-    bad(path, "metadata \"slices\" is not valid JSON");
-  }
+  const nlohmann::ordered_json slices = io::parse_strict_json(
+      text.data(), text.data() + text.size(), kMaxSlicesDepth,
+      [&](const std::string &m) { bad(path, "metadata \"slices\": " + m); });
   if (!slices.is_array()) bad(path, "metadata \"slices\" must be a JSON array");
   std::set<std::string> seen;
   std::map<std::string, std::pair<int32_t, int32_t>> stored;  // stem -> (layer, target)
@@ -275,7 +264,7 @@ void check_slices(const std::string &text, const s2ft_adapter &a, const std::str
     bad(path, "metadata \"slices\" lists " + std::to_string(slices.size()) + " slices but the file stores " +
                   std::to_string(entries));
   for (size_t i = 0; i < slices.size(); ++i) {
-    const json &s = slices[i];
+    const nlohmann::ordered_json &s = slices[i];
     const std::string at = "metadata \"slices\"[" + std::to_string(i) + "]";
     if (!s.is_object() || s.size() != 5) bad(path, at + " must be an object with tensor, target, axis, k, fingerprint");
     for (const char *key : {"tensor", "target", "axis", "fingerprint"})

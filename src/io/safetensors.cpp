@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "io/atomic_file.hpp"
+#include "io/strict_json.hpp"
 
 // Tensor bytes are copied as they lie in memory, and safetensors is
 // little-endian.
@@ -36,12 +37,6 @@ constexpr size_t kMaxRank = 64;
 constexpr size_t kMaxFileBytes = 64ull << 30;
 
 const char *const kMetadataKey = "__metadata__";
-
-// A name as a JSON string literal: quoted, escaped and pure ASCII, so that
-// any byte sequence in a hostile file reads safely in an error message.
-std::string json_quoted(const std::string &s) {
-  return ordered_json(s).dump(-1, ' ', true, ordered_json::error_handler_t::replace);
-}
 
 // Builds "<what>: <message>" for a malformed file and throws it.
 [[noreturn]] void bad_file(const std::string &what, const std::string &message) {
@@ -72,62 +67,11 @@ bool as_count(const ordered_json &v, uint64_t *out) {
   return *out <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 }
 
-// nlohmann's messages quote the offending input, which in a hostile file
-// may be any bytes; keep messages printable ASCII.
-std::string printable(const std::string &s) {
-  std::string out = s;
-  for (char &c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
-  return out;
-}
-
-// Parses the header JSON, keeping the keys in file order. Duplicate keys
-// are an error at every level (nlohmann would silently keep one of them),
-// and so is nesting deeper than any valid header needs.
+// Parses the header JSON (keys in file order; duplicate keys and deep
+// nesting refused).
 ordered_json parse_header_json(const uint8_t *begin, const uint8_t *end, const std::string &what) {
-  struct OpenObject {
-    std::string name;            // the key this object is the value of ("" for the root)
-    std::set<std::string> keys;  // keys seen so far
-  };
-  std::vector<OpenObject> open_objects;
-  std::string last_key;
-  size_t depth = 0;
-  auto on_event = [&](int, ordered_json::parse_event_t event, ordered_json &parsed) {
-    switch (event) {
-      case ordered_json::parse_event_t::object_start:
-      case ordered_json::parse_event_t::array_start:
-        if (++depth > kMaxJsonDepth)
-          bad_file(what, "the header JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-        if (event == ordered_json::parse_event_t::object_start)
-          open_objects.push_back({open_objects.empty() ? std::string() : last_key, {}});
-        break;
-      case ordered_json::parse_event_t::object_end:
-        --depth;
-        open_objects.pop_back();
-        break;
-      case ordered_json::parse_event_t::array_end:
-        --depth;
-        break;
-      case ordered_json::parse_event_t::key: {
-        last_key = parsed.get_ref<const std::string &>();
-        OpenObject &o = open_objects.back();
-        if (!o.keys.insert(last_key).second)
-          bad_file(what, "the header has the key " + json_quoted(last_key) +
-                             (open_objects.size() > 1 ? " in " + json_quoted(o.name) : std::string()) +
-                             " more than once");
-        break;
-      }
-      case ordered_json::parse_event_t::value:
-        break;
-    }
-    return true;
-  };
-  try {
-    return ordered_json::parse(begin, end, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-  } catch (const ordered_json::exception &e) {
-    // nlohmann rejects malformed JSON and ill-formed UTF-8 (also in \u escapes).
-    bad_file(what, "the header is not valid UTF-8 JSON: " + printable(e.what()));
-  }
+  return parse_strict_json(reinterpret_cast<const char *>(begin), reinterpret_cast<const char *>(end), kMaxJsonDepth,
+                           [&](const std::string &m) { bad_file(what, "the header: " + m); });
 }
 
 std::map<std::string, std::string> parse_metadata(const ordered_json &m, const std::string &what) {

@@ -15,6 +15,7 @@
 
 #include "common/error.hpp"
 #include "io/atomic_file.hpp"
+#include "io/strict_json.hpp"
 #include "select/selection.hpp"
 
 namespace s2ft {
@@ -23,7 +24,7 @@ namespace {
 constexpr const char *kFormat = "s2ft-selection";
 constexpr int64_t kVersion = 1;
 constexpr size_t kMaxFileBytes = size_t{256} << 20;  // 256 MiB
-constexpr int kMaxDepth = 16;                        // real files nest 4 deep
+constexpr size_t kMaxDepth = 16;                        // real files nest 4 deep
 
 using ojson = nlohmann::ordered_json;
 // Reading keeps member order too, so an "options" object is saved back unchanged.
@@ -62,26 +63,6 @@ std::string serialize(const s2ft_selection &sel) {
   fail(S2FT_ERR_FORMAT, "'" + path + "' is not a valid selection file: " + what);
 }
 
-// Deepest bracket nesting outside strings; stops early past the limit, so a
-// hostile file cannot exhaust the parser's or the destructor's stack.
-int nesting_depth(const std::string &text) {
-  int depth = 0, max_depth = 0;
-  bool in_string = false, escaped = false;
-  for (char ch : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (ch == '\\') escaped = true;
-      else if (ch == '"') in_string = false;
-      continue;
-    }
-    if (ch == '"') in_string = true;
-    else if (ch == '[' || ch == '{') {
-      if (++depth > max_depth) max_depth = depth;
-      if (max_depth > kMaxDepth) break;
-    } else if (ch == ']' || ch == '}') --depth;
-  }
-  return max_depth;
-}
 
 class Reader {
  public:
@@ -164,13 +145,9 @@ class Reader {
   }
 
   std::unique_ptr<s2ft_selection> read(const std::string &text) const {
-    if (nesting_depth(text) > kMaxDepth) bad(path_, "JSON nesting is deeper than " + std::to_string(kMaxDepth));
-    json root;
-    try {
-      root = json::parse(text);
-    } catch (const json::exception &e) {
-      bad(path_, std::string("malformed JSON: ") + e.what());
-    }
+    // Duplicate keys and deep nesting are refused, as in every reader.
+    const json root = io::parse_strict_json(text.data(), text.data() + text.size(), kMaxDepth,
+                                            [&](const std::string &m) { bad(path_, m); });
     if (!root.is_object()) bad(path_, "the top level must be a JSON object");
     const json &format = member(root, "format", "the file");
     if (format != kFormat) bad(path_, "\"format\" must be \"" + std::string(kFormat) + "\"");

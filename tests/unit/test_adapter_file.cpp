@@ -308,9 +308,16 @@ TEST(AdapterFileCorpus, SlicesMetadata) {
   expect_rejected(with_slices(nlohmann::json::object()), "slices_not_array", "array");
   Spec s = good;
   s.meta["slices"] = "[{";
-  expect_rejected(s, "slices_bad_json", "not valid JSON");
+  expect_rejected(s, "slices_bad_json", "malformed JSON");
   s.meta["slices"] = "[[[[[[[[1]]]]]]]]";
-  expect_rejected(s, "slices_deep", "nested");
+  expect_rejected(s, "slices_deep", "nesting is deeper");
+  // A duplicate key would make an object of six members pass as five.
+  std::string dup = good.meta.at("slices");
+  const size_t at = dup.find("\"axis\"");
+  ASSERT_NE(at, std::string::npos);
+  dup.insert(at, "\"axis\":\"rows\",");
+  s.meta["slices"] = dup;
+  expect_rejected(s, "slices_duplicate_key", "JSON has the key \"axis\" more than once");
 }
 
 // ---- tensors -------------------------------------------------------------------------

@@ -324,7 +324,7 @@ std::vector<Broken> corpus() {
   c.push_back({"metadata not an object", image(R"({"__metadata__":["a"]})", {}), "__metadata__"});
   c.push_back({"metadata value a number", image(R"({"__metadata__":{"step":3}})", {}), "\"step\""});
   c.push_back({"metadata value an object", image(R"({"__metadata__":{"k":{"x":"y"}}})", {}), "\"k\""});
-  c.push_back({"deep nesting", image(std::string(5000, '[') + std::string(5000, ']'), {}), "nested"});
+  c.push_back({"deep nesting", image(std::string(5000, '[') + std::string(5000, ']'), {}), "nesting is deeper"});
   return c;
 }
 

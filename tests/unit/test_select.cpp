@@ -1012,7 +1012,17 @@ INSTANTIATE_TEST_SUITE_P(
         Hostile{"perm_inconsistent", edit([](J &j) { std::swap(j["layers"][0]["perm_channels"][8], j["layers"][0]["perm_channels"][9]); }), "induce"},
         // Swapping two query heads across KV groups would break attention.
         Hostile{"perm_splits_kv_group", edit([](J &j) { std::swap(j["layers"][0]["perm_heads"][1], j["layers"][0]["perm_heads"][2]); }), "induce"},
-        Hostile{"deep_nesting", deep_nesting, "nesting"}),
+        Hostile{"deep_nesting", deep_nesting, "nesting"},
+        // Every reader refuses duplicate keys (nlohmann would keep the last one).
+        Hostile{"duplicate_key", [](const std::string &t) { return "{\"version\": 7, " + t.substr(t.find('{') + 1); },
+                "JSON has the key \"version\" more than once"},
+        Hostile{"duplicate_nested_key",
+                [](const std::string &t) {
+                  std::string s = t;
+                  s.insert(s.find("\"n_layers\""), "\"d_ff\": 1, ");
+                  return s;
+                },
+                "JSON has the key \"d_ff\" in \"shape\" more than once"}),
     [](const ::testing::TestParamInfo<Hostile> &i) { return std::string(i.param.name); });
 
 TEST(SelectionFile, ValidFileFixtureLoads) {
