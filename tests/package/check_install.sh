@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs a build into a scratch prefix, then builds the C quick start
-# against it twice: with CMake's find_package and with pkg-config.
+# against it twice: with CMake's find_package and with pkg-config. Both run
+# without LD_LIBRARY_PATH: CMake's build RPATH and s2ft.pc's rpath find libs2ft.
 # usage: check_install.sh BUILD_DIR SCRATCH_DIR
 set -euo pipefail
 build=$1 scratch=$2
@@ -9,11 +10,11 @@ rm -rf "$scratch" && mkdir -p "$scratch"
 cmake --install "$build" --prefix "$scratch/prefix" >/dev/null
 cmake -S "$here" -B "$scratch/cmake" -DCMAKE_PREFIX_PATH="$scratch/prefix" >/dev/null
 cmake --build "$scratch/cmake" >/dev/null
-LD_LIBRARY_PATH="$scratch/prefix/lib:$scratch/prefix/lib64:${LD_LIBRARY_PATH:-}" "$scratch/cmake/consumer" | tail -n 1
+env -u LD_LIBRARY_PATH "$scratch/cmake/consumer" | tail -n 1
 libdir=$(ls -d "$scratch"/prefix/lib*/pkgconfig | head -n 1)
 flags=$(PKG_CONFIG_PATH="$libdir" pkg-config --cflags --libs s2ft)
 cc -std=c99 -o "$scratch/pc-consumer" "$here/../../examples/c/quickstart.c" $flags
-LD_LIBRARY_PATH="$scratch/prefix/lib:$scratch/prefix/lib64:${LD_LIBRARY_PATH:-}" "$scratch/pc-consumer" | tail -n 1
+env -u LD_LIBRARY_PATH "$scratch/pc-consumer" | tail -n 1
 ls "$scratch"/prefix/lib*/libs2ft.so.0 >/dev/null
 # A CUDA build installs its backend module next to libs2ft.so, where the loader looks first.
 if [ -e "$build/src/libs2ft_cuda.so.0" ]; then

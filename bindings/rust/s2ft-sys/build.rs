@@ -1,12 +1,21 @@
 //! Finds libs2ft and tells cargo how to link it.
 //!
 //! Search order (the first that yields a directory holding the library wins):
-//!  1. the `S2FT_LIB_DIR` environment variable;
-//!  2. `pkg-config --libs-only-L s2ft` (the pkg-config command, no crate);
-//!  3. the CMake build tree: `S2FT_BUILD_DIR` if set, else
-//!     `../../../build/src` relative to this crate.
-//! An rpath to the directory is added so that tests, doctests and examples
-//! run without `LD_LIBRARY_PATH`.
+//!  1. the `S2FT_LIB_DIR` environment variable (an error if it holds no libs2ft);
+//!  2. `pkg-config --libs-only-L s2ft` (the pkg-config command, no crate):
+//!     an installed libs2ft, with `PKG_CONFIG_PATH` for a private prefix;
+//!  3. the repository's CMake build tree: `S2FT_BUILD_DIR` if set, else
+//!     `../../../build/src` relative to this crate. A fallback for working
+//!     on libs2ft itself, never silent: programs linked this way load the
+//!     build tree's library.
+//! Every build prints a `cargo:warning` naming the folder it links and
+//! which of these found it, so a wrong libs2ft is seen at once.
+//!
+//! An rpath to the folder is added to this crate's own test binaries, and
+//! the folder is published as `DEP_S2FT_LIB_DIR` (the `links = "s2ft"`
+//! metadata) for crates that depend on this one directly: cargo applies a
+//! dependency's `rustc-link-arg` to no other crate, so each crate that
+//! builds binaries adds its own rpath from that variable (see README.md).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -33,25 +42,40 @@ fn from_pkg_config() -> Option<PathBuf> {
         .find(|dir| has_library(dir))
 }
 
-fn find_library() -> Option<PathBuf> {
+/// The folder of the library and how it was found.
+fn find_library() -> (PathBuf, String) {
     if let Some(dir) = env::var_os("S2FT_LIB_DIR") {
-        return Some(PathBuf::from(dir));
+        let dir = PathBuf::from(dir);
+        if !has_library(&dir) {
+            panic!("s2ft-sys: S2FT_LIB_DIR is set to {}, which holds no libs2ft.so", dir.display());
+        }
+        return (dir, "found by S2FT_LIB_DIR".to_string());
     }
     if let Some(dir) = from_pkg_config() {
-        return Some(dir);
+        return (dir, "found by pkg-config (s2ft.pc)".to_string());
     }
-    let build_dir = match env::var_os("S2FT_BUILD_DIR") {
-        Some(dir) => PathBuf::from(dir),
+    let (build_dir, named_by) = match env::var_os("S2FT_BUILD_DIR") {
+        Some(dir) => (PathBuf::from(dir), "S2FT_BUILD_DIR"),
         None => {
             let manifest = env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-            Path::new(&manifest).join("../../../build/src")
+            (Path::new(&manifest).join("../../../build/src"), "the default ../../../build/src")
         }
     };
     if has_library(&build_dir) {
-        Some(build_dir)
-    } else {
-        None
+        let why = format!(
+            "FALLBACK to the repository's CMake build tree ({named_by}): neither S2FT_LIB_DIR \
+             nor pkg-config found an installed libs2ft; programs built now load the build \
+             tree's library. Set PKG_CONFIG_PATH=<prefix>/lib/pkgconfig or S2FT_LIB_DIR to \
+             link an installed one"
+        );
+        return (build_dir, why);
     }
+    panic!(
+        "s2ft-sys: libs2ft was not found. Install it (cmake --install build --prefix <prefix>) \
+         and set PKG_CONFIG_PATH=<prefix>/lib/pkgconfig so that `pkg-config --libs-only-L s2ft` \
+         finds it, or set S2FT_LIB_DIR to the directory holding libs2ft.so; when working on \
+         libs2ft itself, S2FT_BUILD_DIR may name the CMake build tree's src directory."
+    )
 }
 
 fn main() {
@@ -60,20 +84,12 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
 
-    let dir = find_library().unwrap_or_else(|| {
-        panic!(
-            "s2ft-sys: libs2ft was not found. Build it with CMake \
-             (cmake -S . -B build && cmake --build build) and either set \
-             S2FT_LIB_DIR to the directory holding libs2ft.so, set S2FT_BUILD_DIR \
-             to the CMake build tree's src directory, or install it where \
-             `pkg-config --libs-only-L s2ft` finds it (PKG_CONFIG_PATH)."
-        )
-    });
+    let (dir, why) = find_library();
     let dir = dir.canonicalize().unwrap_or(dir);
+    println!("cargo:warning=s2ft-sys links libs2ft in {} ({why})", dir.display());
     println!("cargo:rustc-link-search=native={}", dir.display());
     println!("cargo:rustc-link-lib=s2ft");
-    // Dependents' binaries (tests, doctests, examples) get the rpath through
-    // DEP_S2FT_LIB_DIR; this crate's own test binaries get it here.
+    // This crate's own test binaries; dependents add theirs from DEP_S2FT_LIB_DIR.
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
     println!("cargo:lib_dir={}", dir.display());
 }

@@ -6,9 +6,16 @@ import org.s2ft.swig.S2ftNativeConstants;
 /**
  * Library-wide functions and constants, and loading of the JNI library.
  *
- * <p>The JNI library ({@code libs2ft_jni.so}, linked to {@code libs2ft.so}) is
- * loaded from the path in the system property {@code s2ft.jni.path} when set,
- * else with {@code System.loadLibrary("s2ft_jni")} (java.library.path).
+ * <p>The JNI library ({@code libs2ft_jni.so}, linked to {@code libs2ft.so} through its
+ * RUNPATH {@code $ORIGIN}) is loaded from the first of:
+ * <ol>
+ *   <li>the path in the system property {@code s2ft.jni.path}, when set;
+ *   <li>the library folder of the install prefix this jar was installed in by
+ *       {@code cmake --install} ({@code <prefix>/share/java/s2ft.jar} or the jar in
+ *       {@code <prefix>/share/maven-repo} loads {@code <prefix>/lib/libs2ft_jni.so}), when it
+ *       is there;
+ *   <li>{@code System.loadLibrary("s2ft_jni")}, which searches {@code java.library.path}.
+ * </ol>
  *
  * <p>Threads: as in the C library, handles are not locked; use one
  * {@link Context} (and the objects made from it) per thread.
@@ -72,16 +79,37 @@ public final class S2ft {
 
   private static boolean loaded;
 
-  /** Loads the JNI library once (called by the generated layer before its first use). */
+  /**
+   * Loads the JNI library once (called by the generated layer before its first use), in the
+   * order given in the class comment.
+   */
   public static synchronized void loadNative() {
     if (loaded) return;
     String path = System.getProperty("s2ft.jni.path");
-    if (path != null && !path.isEmpty()) {
+    if (path == null || path.isEmpty()) {
+      java.nio.file.Path installed = NativeLocator.installedLibrary();
+      path = installed == null ? null : installed.toString();
+    }
+    if (path != null) {
       System.load(path);
     } else {
-      System.loadLibrary("s2ft_jni");
+      loadFromLibraryPath();
     }
     loaded = true;
+  }
+
+  private static void loadFromLibraryPath() {
+    try {
+      System.loadLibrary("s2ft_jni");
+    } catch (UnsatisfiedLinkError e) {
+      // The JVM's message names only java.library.path; say what else would have worked.
+      UnsatisfiedLinkError hint = new UnsatisfiedLinkError(e.getMessage()
+          + " (libs2ft: use the s2ft.jar that cmake --install put in <prefix>/share/java,"
+          + " or set -Ds2ft.jni.path=<prefix>/lib/libs2ft_jni.so or"
+          + " -Djava.library.path=<prefix>/lib; see docs/using.md)");
+      hint.initCause(e);
+      throw hint;
+    }
   }
 
   /** The loaded library's version number (major * 10000 + minor * 100 + patch). */
