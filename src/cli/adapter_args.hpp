@@ -28,13 +28,17 @@ struct LoadedAdapters {
 LoadedAdapters load_adapters(const std::vector<std::string> &texts);
 
 // One adapter holding sum_i scales[i] * delta_i (s2ft_adapter_fuse); its
-// default scale is 1.
+// default scale is 1. Inputs for different model shapes or made against
+// different base weights are refused naming both files.
 AdapterPtr fuse_adapters(const LoadedAdapters &loaded);
 
-// Renames an adapter / sets its default scale (not in the C API: the tool
-// links the library statically and edits the object).
+// Refuses an adapter (`what` names it) made for another model shape than
+// the checkpoint folder's.
+void require_adapter_fits(const s2ft_adapter *adapter, const std::string &what, const s2ft_model_shape &shape,
+                          const std::string &ckpt_dir);
+
+// Renames an adapter, keeping its default scale.
 void set_adapter_name(s2ft_adapter *adapter, const std::string &name);
-void set_adapter_default_scale(s2ft_adapter *adapter, double scale);
 
 }  // namespace cli
 }  // namespace s2ft

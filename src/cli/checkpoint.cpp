@@ -8,7 +8,11 @@
 
 #include "common/error.hpp"
 #include "errors.hpp"
+#include "file_kind.hpp"
 #include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
+#include "io/safetensors.hpp"
+#include "progress.hpp"
 
 namespace fs = std::filesystem;
 
@@ -105,6 +109,19 @@ std::string projection_name(int32_t layer, int projection) {
   return "model.layers." + std::to_string(layer) + "." + kNames[projection] + ".weight";
 }
 
+std::string shape_text(const s2ft_model_shape &s) {
+  return "layers " + std::to_string(s.n_layers) + ", d_model " + std::to_string(s.d_model) + ", heads " +
+         std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " kv, head_dim " +
+         std::to_string(s.head_dim) + ", d_ff " + std::to_string(s.d_ff);
+}
+
+bool trains_columns(int32_t target) { return target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN; }
+
+std::string line_text(int32_t layer, int32_t target, int64_t line) {
+  return projection_name(layer, target_projection(target)) + (trains_columns(target) ? " column " : " row ") +
+         std::to_string(line);
+}
+
 int target_projection(int32_t target) {
   switch (target) {
     case S2FT_TARGET_O: return kO;
@@ -119,15 +136,22 @@ bool is_checkpoint_dir(const std::string &dir) {
   return fs::is_directory(dir, ec) && fs::is_regular_file(join(dir, kConfigFile), ec);
 }
 
-std::unique_ptr<Checkpoint> Checkpoint::load(const std::string &dir) {
+bool is_permuted_dir(const std::string &dir) {
+  std::error_code ec;
+  return fs::exists(join(dir, kSelectionFile), ec);
+}
+
+std::unique_ptr<Checkpoint> Checkpoint::load(const std::string &dir, Contents contents) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) die(dir + " does not exist");
-  if (!fs::is_directory(dir, ec)) die(dir + " is not a checkpoint folder");
+  if (!fs::is_directory(dir, ec)) require_kind(dir, FileKind::kCheckpoint);  // says what the file is instead
   std::unique_ptr<Checkpoint> c(new Checkpoint());
   c->dir_ = dir;
+  c->headers_only_ = contents == Contents::kHeadersOnly;
   c->read_config();
   c->read_shards();
-  c->bind_weights();
+  c->check_weights();
+  if (!c->headers_only_) c->bind_weights();
   return c;
 }
 
@@ -158,65 +182,88 @@ void Checkpoint::read_config() {
   if (dt != config_.end() && dt->is_string()) torch_dtype_ = dt->get<std::string>();
 }
 
-void Checkpoint::read_shards() {
+// The shard files in index order, and (sharded) which shard each tensor is in.
+std::vector<std::string> Checkpoint::shard_list(std::map<std::string, std::string> *weight_map) {
   const std::string index_path = join(dir_, kIndexFile);
-  const std::string single_path = join(dir_, kSingleFile);
   std::error_code ec;
-  std::vector<std::string> files;
-  std::map<std::string, std::string> weight_map;  // tensor -> shard file
-  if (fs::exists(index_path, ec)) {
-    sharded_ = true;
-    index_text_ = read_text(index_path);
-    const nlohmann::json index = parse_json(index_text_, index_path);
-    if (!index.is_object()) die(index_path + " is not a JSON object");
-    auto wm = index.find("weight_map");
-    if (wm == index.end() || !wm->is_object() || wm->empty())
-      die(index_path + " has no \"weight_map\" object listing the tensors");
-    for (auto it = wm->begin(); it != wm->end(); ++it) {
-      if (!it.value().is_string()) die(index_path + ": weight_map entry \"" + it.key() + "\" is not a file name");
-      const std::string file = it.value().get<std::string>();
-      check_shard_name(file, index_path);
-      // nlohmann::json keeps the last of duplicate keys; the shard check below
-      // still catches a tensor stored twice.
-      weight_map[it.key()] = file;
-      if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
-    }
-    for (const std::string &f : files)
-      if (!fs::is_regular_file(join(dir_, f), ec))
-        die(index_path + " names shard '" + f + "', which does not exist in " + dir_);
-  } else if (fs::exists(single_path, ec)) {
-    files.push_back(kSingleFile);
-  } else {
-    die(dir_ + " has neither model.safetensors nor model.safetensors.index.json");
+  if (!fs::exists(index_path, ec)) {
+    if (!fs::exists(join(dir_, kSingleFile), ec))
+      die(dir_ + " has neither model.safetensors nor model.safetensors.index.json");
+    return {kSingleFile};
   }
+  sharded_ = true;
+  index_text_ = read_text(index_path);
+  const nlohmann::json index = parse_json(index_text_, index_path);
+  if (!index.is_object()) die(index_path + " is not a JSON object");
+  auto wm = index.find("weight_map");
+  if (wm == index.end() || !wm->is_object() || wm->empty())
+    die(index_path + " has no \"weight_map\" object listing the tensors");
+  std::vector<std::string> files;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it.value().is_string()) die(index_path + ": weight_map entry \"" + it.key() + "\" is not a file name");
+    const std::string file = it.value().get<std::string>();
+    check_shard_name(file, index_path);
+    // nlohmann::json keeps the last of duplicate keys; parse_json refused them.
+    (*weight_map)[it.key()] = file;
+    if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
+  }
+  for (const std::string &f : files)
+    if (!fs::is_regular_file(join(dir_, f), ec))
+      die(index_path + " names shard '" + f + "', which does not exist in " + dir_);
+  return files;
+}
 
-  for (const std::string &file : files) {
-    Shard shard;
-    shard.file = file;
-    const std::string path = join(dir_, file);
-    shard.image = read_binary(path);
-    try {
-      const io::SafetensorsFile parsed = io::SafetensorsFile::parse(shard.image, path);
-      shard.tensors = parsed.tensors();
-    } catch (const s2ft::Error &e) {
-      die(e.what());
+// One shard: its whole image checked by the library's reader, or (headers
+// only) just its header, so that a summary never reads tensor data.
+Checkpoint::Shard Checkpoint::read_shard(const std::string &file) const {
+  Shard shard;
+  shard.file = file;
+  const std::string path = join(dir_, file);
+  if (headers_only_) {
+    io::SafetensorsHeader h = io::read_safetensors_header(path);
+    shard.tensors = std::move(h.tensors);
+    shard.data_start = static_cast<size_t>(h.data_start);
+    return shard;
+  }
+  shard.image = read_binary(path);
+  try {
+    shard.tensors = io::SafetensorsFile::parse(shard.image, path).tensors();
+  } catch (const s2ft::Error &e) {
+    die(e.what());
+  }
+  uint64_t header = 0;
+  for (int i = 0; i < 8; ++i) header |= static_cast<uint64_t>(shard.image[static_cast<size_t>(i)]) << (8 * i);
+  shard.data_start = static_cast<size_t>(8 + header);  // parse() checked it lies inside the file
+  return shard;
+}
+
+// Records where each of a shard's tensors is, refusing a tensor stored
+// twice or in another shard than the index says.
+void Checkpoint::add_shard(Shard shard, const std::map<std::string, std::string> &weight_map) {
+  const size_t s = shards_.size();
+  for (size_t i = 0; i < shard.tensors.size(); ++i) {
+    const std::string &name = shard.tensors[i].name;
+    if (where_.count(name) != 0)
+      die("tensor " + name + " is stored twice (in " + shards_[where_[name].first].file + " and " + shard.file + ")");
+    if (sharded_) {
+      auto w = weight_map.find(name);
+      if (w == weight_map.end())
+        die(join(dir_, shard.file) + " holds tensor " + name + ", which " + kIndexFile + " does not list");
+      if (w->second != shard.file)
+        die(kIndexFile + std::string(" puts ") + name + " in " + w->second + ", but it is in " + shard.file);
     }
-    uint64_t header = 0;
-    for (int i = 0; i < 8; ++i) header |= static_cast<uint64_t>(shard.image[static_cast<size_t>(i)]) << (8 * i);
-    shard.data_start = static_cast<size_t>(8 + header);  // parse() checked it lies inside the file
-    const size_t s = shards_.size();
-    for (size_t i = 0; i < shard.tensors.size(); ++i) {
-      const std::string &name = shard.tensors[i].name;
-      if (where_.count(name) != 0)
-        die("tensor " + name + " is stored twice (in " + shards_[where_[name].first].file + " and " + file + ")");
-      if (sharded_) {
-        auto w = weight_map.find(name);
-        if (w == weight_map.end()) die(path + " holds tensor " + name + ", which " + kIndexFile + " does not list");
-        if (w->second != file) die(kIndexFile + std::string(" puts ") + name + " in " + w->second + ", but it is in " + file);
-      }
-      where_[name] = {s, i};
-    }
-    shards_.push_back(std::move(shard));
+    where_[name] = {s, i};
+  }
+  shards_.push_back(std::move(shard));
+}
+
+void Checkpoint::read_shards() {
+  std::map<std::string, std::string> weight_map;  // tensor -> shard file (sharded only)
+  const std::vector<std::string> files = shard_list(&weight_map);
+  Progress progress("reading " + dir_, static_cast<int>(files.size()));
+  for (size_t i = 0; i < files.size(); ++i) {
+    progress.step(static_cast<int>(i + 1));
+    add_shard(read_shard(files[i]), weight_map);
   }
   for (const auto &kv : weight_map)
     if (where_.count(kv.first) == 0)
@@ -227,25 +274,35 @@ uint8_t *Checkpoint::mutable_bytes(size_t shard, const io::TensorInfo &t) {
   return shards_[shard].image.data() + shards_[shard].data_start + t.begin;
 }
 
-void Checkpoint::bind_weights() {
+// Every projection weight is present with a supported dtype and the shape
+// config.json implies.
+void Checkpoint::check_weights() const {
   const s2ft_model_shape &s = shape_;
   const int64_t d = s.d_model, nq = int64_t(s.n_heads) * s.head_dim, nkv = int64_t(s.n_kv_heads) * s.head_dim;
   const int64_t expected[kNumProjections][2] = {{nq, d}, {nkv, d}, {nkv, d}, {d, nq}, {s.d_ff, d}, {s.d_ff, d}, {d, s.d_ff}};
-  weights_.resize(static_cast<size_t>(s.n_layers) * kNumProjections);
   for (int32_t l = 0; l < s.n_layers; ++l)
     for (int p = 0; p < kNumProjections; ++p) {
       const std::string name = projection_name(l, p);
-      auto it = where_.find(name);
-      if (it == where_.end()) die(dir_ + " has no tensor " + name);
-      Weight &w = weights_[static_cast<size_t>(l) * kNumProjections + p];
-      w.shard = it->second.first;
-      w.info = &shards_[w.shard].tensors[it->second.second];
-      const int dtype = library_dtype(w.info->dtype);
-      if (dtype < 0) die(name + " has dtype " + w.info->dtype + "; expected F32, F16 or BF16");
+      const io::TensorInfo *info = find(name);
+      if (info == nullptr) die(dir_ + " has no tensor " + name);
+      if (library_dtype(info->dtype) < 0) die(name + " has dtype " + info->dtype + "; expected F32, F16 or BF16");
       const std::vector<int64_t> want = {expected[p][0], expected[p][1]};
-      if (w.info->shape != want)
-        die(name + " has shape " + nlohmann::json(w.info->shape).dump() + ", but config.json implies " +
+      if (info->shape != want)
+        die(name + " has shape " + nlohmann::json(info->shape).dump() + ", but config.json implies " +
             nlohmann::json(want).dump());
+    }
+}
+
+// Descriptors over the projection weights' bytes (checked by check_weights).
+void Checkpoint::bind_weights() {
+  weights_.resize(static_cast<size_t>(shape_.n_layers) * kNumProjections);
+  for (int32_t l = 0; l < shape_.n_layers; ++l)
+    for (int p = 0; p < kNumProjections; ++p) {
+      Weight &w = weights_[static_cast<size_t>(l) * kNumProjections + p];
+      const std::pair<size_t, size_t> at = where_.at(projection_name(l, p));
+      w.shard = at.first;
+      w.info = &shards_[w.shard].tensors[at.second];
+      const int dtype = library_dtype(w.info->dtype);
       uint8_t *data = mutable_bytes(w.shard, *w.info);
       const size_t elem = dtype == S2FT_F32 ? 4 : 2;
       const size_t nbytes = static_cast<size_t>(w.info->end - w.info->begin);
@@ -255,7 +312,7 @@ void Checkpoint::bind_weights() {
         std::memcpy(w.staging.data(), data, nbytes);
         data = reinterpret_cast<uint8_t *>(w.staging.data());
       }
-      check(s2ft_tensor_init(&w.tensor, data, dtype, S2FT_DEVICE_CPU, 0, 2, want.data()));
+      check(s2ft_tensor_init(&w.tensor, data, dtype, S2FT_DEVICE_CPU, 0, 2, w.info->shape.data()));
     }
 }
 
@@ -278,6 +335,7 @@ const io::TensorInfo *Checkpoint::find(const std::string &name) const {
 }
 
 const uint8_t *Checkpoint::bytes(const std::string &name) const {
+  if (headers_only_) die("internal: the tensor data of " + dir_ + " was not read");
   auto it = where_.find(name);
   if (it == where_.end()) die(dir_ + " has no tensor " + name);
   // A staged projection's current bytes live in its working copy.
@@ -299,6 +357,7 @@ uint64_t Checkpoint::parameter_count() const {
 }
 
 s2ft_tensor *Checkpoint::weight(int32_t layer, int projection) {
+  if (headers_only_) die("internal: the weights of " + dir_ + " were not read");
   if (layer < 0 || layer >= shape_.n_layers || projection < 0 || projection >= kNumProjections)
     die("internal: weight (" + std::to_string(layer) + ", " + std::to_string(projection) + ") out of range");
   return &weights_[static_cast<size_t>(layer) * kNumProjections + projection].tensor;
@@ -314,9 +373,12 @@ void Checkpoint::save(const std::string &out_dir, const std::set<std::string> &s
   for (const Weight &w : weights_)
     if (!w.staging.empty())
       std::memcpy(mutable_bytes(w.shard, *w.info), w.staging.data(), static_cast<size_t>(w.info->end - w.info->begin));
+  if (headers_only_) die("internal: the tensor data of " + dir_ + " was not read");
   try {
     std::set<std::string> written;
+    Progress progress("writing " + out_dir, static_cast<int>(shards_.size()));
     for (const Shard &s : shards_) {
+      progress.step(static_cast<int>(written.size() + 1));
       io::write_file_atomic(join(out_dir, s.file), s.image.data(), s.image.size());
       written.insert(s.file);
     }

@@ -7,7 +7,8 @@
 // that was not changed back unchanged (same header, same tensor order, same
 // shard split): only the data of edited tensors differs. The seven
 // projection weights of every layer are exposed as s2ft_tensor descriptors
-// over those bytes, so library calls edit the checkpoint in place.
+// over those bytes, so library calls edit the checkpoint in place. For a
+// summary only the headers are read (Contents::kHeadersOnly).
 #pragma once
 
 #include <cstdint>
@@ -32,15 +33,33 @@ enum Projection { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumProjections };
 std::string projection_name(int32_t layer, int projection);
 // The projection weight a target trains (o, v, down, up).
 int target_projection(int32_t target);
+// Whether a target's lines are columns of its weight (O, DOWN) or rows (V, UP).
+bool trains_columns(int32_t target);
+// "model.layers.3.mlp.down_proj.weight column 17", for messages.
+std::string line_text(int32_t layer, int32_t target, int64_t line);
+// "layers 5, d_model 64, heads 8/4 kv, head_dim 8, d_ff 172", for messages.
+std::string shape_text(const s2ft_model_shape &shape);
 
 // Whether `dir` looks like a checkpoint folder (has config.json).
 bool is_checkpoint_dir(const std::string &dir);
 
+// The file a permuted checkpoint carries its selection in; `merge` and
+// `permute --inverse` read it, so only `permute` and `merge` may write it.
+inline const char *const kSelectionFile = "s2ft-selection.json";
+
+// Whether a checkpoint folder is permuted (holds kSelectionFile).
+bool is_permuted_dir(const std::string &dir);
+
 class Checkpoint {
  public:
+  // What load() reads: everything, or (for summaries) config.json, the
+  // index and the safetensors headers, never tensor data. A headers-only
+  // checkpoint has no weights: weight(), layer(), bytes() and save() fail.
+  enum class Contents { kWeights, kHeadersOnly };
+
   // Reads and validates the folder. Throws CliError naming the file and
   // what is wrong with it.
-  static std::unique_ptr<Checkpoint> load(const std::string &dir);
+  static std::unique_ptr<Checkpoint> load(const std::string &dir, Contents contents = Contents::kWeights);
 
   Checkpoint(const Checkpoint &) = delete;
   Checkpoint &operator=(const Checkpoint &) = delete;
@@ -76,7 +95,7 @@ class Checkpoint {
   Checkpoint() = default;
   struct Shard {
     std::string file;              // name inside the folder
-    std::vector<uint8_t> image;    // the whole file
+    std::vector<uint8_t> image;    // the whole file (empty when only headers were read)
     size_t data_start = 0;         // 8 + header length
     std::vector<io::TensorInfo> tensors;
   };
@@ -91,6 +110,10 @@ class Checkpoint {
 
   void read_config();
   void read_shards();
+  std::vector<std::string> shard_list(std::map<std::string, std::string> *weight_map);
+  Shard read_shard(const std::string &file) const;
+  void add_shard(Shard shard, const std::map<std::string, std::string> &weight_map);
+  void check_weights() const;
   void bind_weights();
   uint8_t *mutable_bytes(size_t shard, const io::TensorInfo &t);
 
@@ -101,6 +124,7 @@ class Checkpoint {
   bool tied_ = false;
   std::string torch_dtype_;
   bool sharded_ = false;
+  bool headers_only_ = false;
   std::vector<Shard> shards_;
   std::map<std::string, std::pair<size_t, size_t>> where_;  // name -> (shard, tensor index)
   std::vector<Weight> weights_;                              // n_layers * kNumProjections

@@ -1,14 +1,19 @@
 // s2ft diff BASE TUNED --selection SEL.json -o ADAPTER.safetensors: extracts
-// what fine-tuning changed in the selected lines as an adapter, then checks
-// that merging it into BASE gives TUNED's weights back bit for bit.
+// what fine-tuning changed in the selected lines as an adapter, then merges
+// the written adapter into BASE exactly as `s2ft merge` would (at its
+// default scale) and reports how close that comes to TUNED.
+#include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
+#include <sstream>
 
-#include "adapter_args.hpp"
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
+#include "elements.hpp"
 #include "output.hpp"
+#include "progress.hpp"
 #include "selection_options.hpp"
 
 namespace s2ft {
@@ -19,160 +24,297 @@ const char *const kDiffHelp =
     "                 [--name NAME] [--scale S]\n"
     "\n"
     "Builds an adapter from a fine-tuning run: for every line the selection trains, the\n"
-    "difference TUNED - BASE (both checkpoints in base, unpermuted order). It then merges the\n"
-    "adapter into a copy of BASE and reports how many elements of the selected lines are not\n"
-    "reproduced exactly (expected 0), and warns when weights outside the selection differ\n"
-    "between BASE and TUNED (those changes are not in the adapter).\n"
+    "difference (TUNED - BASE) / S, stored in f32, with default scale S, so that merging it at\n"
+    "its default scale gives TUNED back. Both checkpoints must be in base (unpermuted) order:\n"
+    "un-permute a permuted one first with `s2ft permute --inverse`.\n"
+    "\n"
+    "It then merges the written adapter into a copy of BASE as `s2ft merge` does and reports\n"
+    "how many elements of the selected lines do not come out bit for bit as in TUNED, and how\n"
+    "many of those are more than one unit in the last place (ulp) off. For F32 weights an\n"
+    "element is bit-exact where (TUNED - BASE) / S is an f32 number or |TUNED - BASE| <=\n"
+    "|TUNED| / 2, at most one ulp off where |TUNED - BASE| <= |TUNED|; F16 and BF16 weights\n"
+    "are bit-exact where |TUNED - BASE| <= 4096 |TUNED| (docs/cli.md). It warns about such\n"
+    "elements, and about weights outside the selection that differ between BASE and TUNED\n"
+    "(those changes are not in the adapter).\n"
     "\n"
     "  --selection PATH           the selection that was trained\n"
     "  -o, --output PATH          the adapter file to write\n"
     "  --name NAME                the adapter's name (default: TUNED_CKPT's folder name)\n"
-    "  --scale S                  the adapter's default scale (default 1)\n";
+    "  --scale S                  the adapter's default scale (default 1, nonzero): the stored\n"
+    "                             delta is (TUNED - BASE) / S, so merging at scale S gives TUNED\n"
+    "                             and at scale 1 applies 1/S of the fine-tuning\n";
 
 namespace {
 
 const int32_t kTargets[S2FT_NUM_TARGETS] = {S2FT_TARGET_O, S2FT_TARGET_V, S2FT_TARGET_DOWN, S2FT_TARGET_UP};
 
+struct DiffArgs {
+  std::string base_dir, tuned_dir, sel_path, out, name;
+  double scale = 1.0;
+  std::string scale_text = "1";  // as given, for the report
+};
+
+// The last component of a folder path ("runs/tuned/" -> "tuned"), at most
+// 255 bytes (the adapter name limit).
+std::string folder_name(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::string name = dir.substr(dir.rfind('/') == std::string::npos ? 0 : dir.rfind('/') + 1);
+  if (name.size() > 255) name.resize(255);
+  return name;
+}
+
+DiffArgs parse_diff_args(const Words &words) {
+  const ParsedArgs args = parse_args(words, {"--output", "--selection", "--name", "--scale"}, {});
+  if (args.positional.size() != 2) die("expected BASE_CKPT and TUNED_CKPT (see --help)");
+  if (!args.has("--selection")) die("--selection SEL.json is required");
+  if (!args.has("--output")) die("-o ADAPTER.safetensors is required");
+  DiffArgs a;
+  a.base_dir = args.positional[0];
+  a.tuned_dir = args.positional[1];
+  a.sel_path = args.get("--selection");
+  a.out = args.get("--output");
+  a.name = args.has("--name") ? args.get("--name") : folder_name(a.tuned_dir);
+  if (args.has("--scale")) {
+    a.scale_text = args.get("--scale");
+    a.scale = parse_double("--scale", a.scale_text);
+  }
+  if (a.scale == 0.0) die("--scale must be nonzero (the adapter stores (TUNED - BASE) / S)");
+  return a;
+}
+
+// The adapter and the selection index lines in base order; a permuted
+// folder's weights are in another order, so every line would be compared
+// with the wrong one.
+void require_base_order(const std::string &dir) {
+  if (is_permuted_dir(dir))
+    die(dir + " is permuted (it has " + kSelectionFile + "); diff compares checkpoints in base order: " +
+        "un-permute it first with s2ft permute --inverse " + dir + " -o DIR");
+}
+
 void require_same_layout(const Checkpoint &base, const Checkpoint &tuned) {
-  const auto a = base.tensors(), b = tuned.tensors();
   if (std::memcmp(&base.shape(), &tuned.shape(), sizeof(s2ft_model_shape)) != 0)
     die(tuned.dir() + " has another model shape than " + base.dir());
-  for (const io::TensorInfo *t : a) {
+  for (const io::TensorInfo *t : base.tensors()) {
     const io::TensorInfo *u = tuned.find(t->name);
     if (u == nullptr) die(tuned.dir() + " has no tensor " + t->name + " (it is in " + base.dir() + ")");
     if (u->dtype != t->dtype || u->shape != t->shape)
       die("tensor " + t->name + " has another dtype or shape in " + tuned.dir() + " than in " + base.dir());
   }
-  for (const io::TensorInfo *u : b)
+  for (const io::TensorInfo *u : tuned.tensors())
     if (base.find(u->name) == nullptr) die(base.dir() + " has no tensor " + u->name + " (it is in " + tuned.dir() + ")");
 }
 
-// Marks which lines of a projection the selection trains (columns for O and
-// DOWN, rows for V and UP); the other projections train none.
-std::vector<char> trained_lines(const s2ft_selection *sel, int32_t layer, int32_t target, int64_t n_lines) {
-  std::vector<char> mask(static_cast<size_t>(n_lines), 0);
+// The base-order lines the selection trains in (layer, target), ascending.
+std::vector<int64_t> selected_lines(const s2ft_selection *sel, int32_t layer, int32_t target) {
   int64_t n = 0;
   check(s2ft_selection_indices(sel, layer, target, S2FT_INDEX_LINES | S2FT_INDEX_BASE, nullptr, 0, &n));
   std::vector<int64_t> lines(static_cast<size_t>(n));
   check(s2ft_selection_indices(sel, layer, target, S2FT_INDEX_LINES | S2FT_INDEX_BASE, lines.data(), n, &n));
-  for (int64_t line : lines) mask[static_cast<size_t>(line)] = 1;
-  return mask;
+  return lines;
+}
+
+// Element (r, c) of a compact row-major [rows, cols] weight, as a double.
+double element_at(const s2ft_tensor &w, int64_t r, int64_t c) {
+  const int32_t dtype = tensor_dtype(w);
+  const size_t off = static_cast<size_t>(r * w.shape[1] + c) * element_size(dtype);
+  return element_value(static_cast<const uint8_t *>(w.data) + off, dtype);
+}
+
+[[noreturn]] void unrepresentable_delta(double d, int32_t layer, int32_t target, int64_t r, int64_t c) {
+  std::ostringstream value;
+  value << d;
+  die("(TUNED - BASE) / scale at (" + std::to_string(r) + ", " + std::to_string(c) + ") of " +
+      projection_name(layer, target_projection(target)) + " is " + value.str() + ", which an f32 delta cannot hold");
+}
+
+// The delta of (layer, target) over `lines`: (TUNED - BASE) / scale in
+// double, rounded once to f32, laid out [out, k] for columns, [k, in] for rows.
+std::vector<float> scaled_delta(const s2ft_tensor &base, const s2ft_tensor &tuned, int32_t layer, int32_t target,
+                                const std::vector<int64_t> &lines, double scale) {
+  const bool columns = trains_columns(target);
+  const int64_t k = static_cast<int64_t>(lines.size()), len = columns ? base.shape[0] : base.shape[1];
+  std::vector<float> delta(static_cast<size_t>(k * len));
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t x = 0; x < len; ++x) {
+      const int64_t r = columns ? x : lines[static_cast<size_t>(i)], c = columns ? lines[static_cast<size_t>(i)] : x;
+      const double d = (element_at(tuned, r, c) - element_at(base, r, c)) / scale;
+      // Checked before the conversion: a double beyond f32's range has no f32 value.
+      if (!(std::fabs(d) <= std::numeric_limits<float>::max())) unrepresentable_delta(d, layer, target, r, c);
+      delta[static_cast<size_t>(columns ? x * k + i : i * len + x)] = static_cast<float>(d);
+    }
+  return delta;
+}
+
+// The adapter holding (TUNED - BASE) / scale on the selected lines, with
+// default scale `scale` and fingerprints of BASE's lines.
+AdapterPtr adapter_from_difference(Checkpoint &base, Checkpoint &tuned, const s2ft_selection *sel,
+                                   const DiffArgs &a) {
+  const s2ft_model_shape &shape = base.shape();
+  s2ft_adapter *made = nullptr;
+  check(s2ft_adapter_create(&shape, a.name.c_str(), a.scale, &made));
+  AdapterPtr adapter(made);
+  Progress progress("extracting layer", shape.n_layers);
+  for (int32_t l = 0; l < shape.n_layers; ++l) {
+    progress.step(l + 1);
+    for (int32_t t : kTargets) {
+      const std::vector<int64_t> lines = selected_lines(sel, l, t);
+      if (lines.empty()) continue;
+      const int p = target_projection(t);
+      std::vector<float> delta = scaled_delta(*base.weight(l, p), *tuned.weight(l, p), l, t, lines, a.scale);
+      const int64_t k = static_cast<int64_t>(lines.size()), len = static_cast<int64_t>(delta.size()) / k;
+      const int64_t dims[2] = {trains_columns(t) ? len : k, trains_columns(t) ? k : len};
+      s2ft_tensor dt;
+      check(s2ft_tensor_init(&dt, delta.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 2, dims));
+      check(s2ft_adapter_set(adapter.get(), l, t, lines.data(), k, &dt, base.weight(l, p)));
+    }
+  }
+  return adapter;
+}
+
+// A fresh copy of BASE with the adapter merged in at its default scale:
+// what `s2ft merge BASE ADAPTER` writes (the file keeps the f32 deltas and
+// the default scale exactly, so the adapter in memory stands for it).
+std::unique_ptr<Checkpoint> merged_copy(const std::string &base_dir, const s2ft_adapter *adapter) {
+  double scale = 1.0;
+  check(s2ft_adapter_info(adapter, nullptr, &scale, nullptr));
+  std::unique_ptr<Checkpoint> merged = Checkpoint::load(base_dir);
+  const s2ft_model_shape shape = merged->shape();
+  std::vector<s2ft_layer_weights> layers;
+  for (int32_t l = 0; l < shape.n_layers; ++l) layers.push_back(merged->layer(l));
+  ContextPtr ctx = make_cpu_context();
+  s2ft_model *model = nullptr;
+  check(s2ft_model_create(ctx.get(), &shape, layers.data(), nullptr, &model));
+  ModelPtr model_guard(model);
+  check(s2ft_adapter_apply(model, adapter, scale, 0u));
+  return merged;  // the merged lines stay in the weights when the model goes
 }
 
 struct Comparison {
-  int64_t selected_elements = 0, not_reproduced = 0;  // inside the trained lines: merged vs tuned
-  int64_t outside_changed = 0;                        // outside them: base vs tuned
-  int64_t outside_tensors = 0;                        // tensors with such a change
+  int64_t selected_elements = 0;
+  int64_t not_exact = 0;       // selected, merged != tuned bit for bit
+  int64_t beyond_one_ulp = 0;  // of those, more than one unit in the last place apart
+  int64_t outside_changed = 0; // outside the selection: base != tuned
+  int64_t outside_weights = 0; // projections with such a change
+  std::vector<std::string> other_tensors;  // non-projection tensors that differ
 };
+
+// Marks the lines the selection trains, per projection of one layer: column
+// masks for o_proj and down_proj, row masks for v_proj and up_proj.
+struct LineMasks {
+  std::vector<char> columns[kNumProjections], rows[kNumProjections];
+  bool selected(int p, int64_t r, int64_t c) const {
+    return (!rows[p].empty() && rows[p][static_cast<size_t>(r)]) ||
+           (!columns[p].empty() && columns[p][static_cast<size_t>(c)]);
+  }
+};
+
+LineMasks line_masks(const s2ft_selection *sel, Checkpoint &ckpt, int32_t layer) {
+  LineMasks m;
+  for (int32_t t : kTargets) {
+    const int p = target_projection(t);
+    const s2ft_tensor *w = ckpt.weight(layer, p);
+    std::vector<char> &mask = trains_columns(t) ? m.columns[p] : m.rows[p];
+    mask.assign(static_cast<size_t>(trains_columns(t) ? w->shape[1] : w->shape[0]), 0);
+    for (int64_t line : selected_lines(sel, layer, t)) mask[static_cast<size_t>(line)] = 1;
+  }
+  return m;
+}
+
+// Compares one projection element by element: inside the selection merged
+// against tuned, outside it base against tuned.
+void compare_weight(const s2ft_tensor &b, const s2ft_tensor &t, const s2ft_tensor &m, const LineMasks &masks, int p,
+                    Comparison *cmp) {
+  const int32_t dtype = tensor_dtype(b);
+  const size_t elem = element_size(dtype);
+  const auto *bb = static_cast<const uint8_t *>(b.data), *tb = static_cast<const uint8_t *>(t.data),
+             *mb = static_cast<const uint8_t *>(m.data);
+  bool changed_outside = false;
+  for (int64_t i = 0; i < b.shape[0]; ++i)
+    for (int64_t j = 0; j < b.shape[1]; ++j) {
+      const size_t off = static_cast<size_t>(i * b.shape[1] + j) * elem;
+      if (masks.selected(p, i, j)) {
+        ++cmp->selected_elements;
+        if (std::memcmp(mb + off, tb + off, elem) == 0) continue;
+        ++cmp->not_exact;
+        if (ulp_distance(mb + off, tb + off, dtype) > 1) ++cmp->beyond_one_ulp;
+      } else if (std::memcmp(bb + off, tb + off, elem) != 0) {
+        ++cmp->outside_changed;
+        changed_outside = true;
+      }
+    }
+  if (changed_outside) ++cmp->outside_weights;
+}
+
+bool is_projection(const std::string &name, int32_t n_layers) {
+  for (int32_t l = 0; l < n_layers; ++l)
+    for (int p = 0; p < kNumProjections; ++p)
+      if (name == projection_name(l, p)) return true;
+  return false;
+}
+
+Comparison compare(Checkpoint &base, Checkpoint &tuned, Checkpoint &merged, const s2ft_selection *sel) {
+  Comparison cmp;
+  const int32_t n_layers = base.shape().n_layers;
+  Progress progress("comparing layer", n_layers);
+  for (int32_t l = 0; l < n_layers; ++l) {
+    progress.step(l + 1);
+    const LineMasks masks = line_masks(sel, base, l);
+    for (int p = 0; p < kNumProjections; ++p)
+      compare_weight(*base.weight(l, p), *tuned.weight(l, p), *merged.weight(l, p), masks, p, &cmp);
+  }
+  // Embeddings, norms, lm_head: never in an adapter.
+  for (const io::TensorInfo *info : base.tensors())
+    if (!is_projection(info->name, n_layers) &&
+        std::memcmp(base.bytes(info->name), tuned.bytes(info->name), static_cast<size_t>(info->end - info->begin)) != 0)
+      cmp.other_tensors.push_back(info->name);
+  return cmp;
+}
+
+void report(const DiffArgs &a, const Comparison &cmp) {
+  std::cout << "wrote adapter " << a.out << " (\"" << a.name << "\", default scale " << a.scale_text << ")\n";
+  std::cout << "selected elements: " << cmp.selected_elements << "\n";
+  std::cout << "not reproduced exactly: " << cmp.not_exact << "\n";
+  std::cout << "more than one unit in the last place off: " << cmp.beyond_one_ulp << "\n";
+  std::cout << "changed outside the selection: " << cmp.outside_changed << " elements in " << cmp.outside_weights
+            << " weights, " << cmp.other_tensors.size() << " other tensors\n";
+  const int64_t within_one = cmp.not_exact - cmp.beyond_one_ulp;
+  if (within_one != 0)
+    warn("diff", std::to_string(within_one) + " selected elements merge one unit in the last place away from " +
+                     a.tuned_dir + ": there (TUNED - BASE) / scale is not an f32 number and the weight changed by " +
+                     "more than half its new magnitude, so the rounding of the adapter's f32 delta shows "
+                     "(see docs/cli.md)");
+  if (cmp.beyond_one_ulp != 0)
+    warn("diff", std::to_string(cmp.beyond_one_ulp) + " selected elements merge more than one unit in the last place "
+                     "away from " + a.tuned_dir + ": their weight changed by more than its new magnitude "
+                     "(|TUNED - BASE| > |TUNED|), so the rounding of the adapter's f32 delta is larger than that "
+                     "unit there (see docs/cli.md)");
+  if (cmp.outside_changed != 0)
+    warn("diff", std::to_string(cmp.outside_changed) + " weight elements outside the selection differ between " +
+                     a.base_dir + " and " + a.tuned_dir + "; those changes are not in the adapter");
+  for (const std::string &n : cmp.other_tensors)
+    warn("diff", "tensor " + n + " differs between " + a.base_dir + " and " + a.tuned_dir + "; it is not in the adapter");
+}
 
 }  // namespace
 
 int run_diff(const Words &words) {
-  const ParsedArgs args = parse_args(words, {"--output", "--selection", "--name", "--scale"}, {});
-  if (args.positional.size() != 2) die("expected BASE_CKPT and TUNED_CKPT (see --help)");
-  if (!args.has("--selection")) die("--selection SEL.json is required");
-  if (!args.has("--output")) die("-o ADAPTER.safetensors is required");
-  const std::string base_dir = args.positional[0], tuned_dir = args.positional[1];
-  const std::string sel_path = args.get("--selection"), out = args.get("--output");
-  const double scale = args.has("--scale") ? parse_double("--scale", args.get("--scale")) : 1.0;
-  std::string name = args.get("--name");
-  if (!args.has("--name")) {
-    std::string d = tuned_dir;
-    while (d.size() > 1 && d.back() == '/') d.pop_back();
-    name = d.substr(d.rfind('/') == std::string::npos ? 0 : d.rfind('/') + 1);
-    if (name.size() > 255) name.resize(255);
-  }
-  check_output_file(out, {base_dir, tuned_dir, sel_path});
+  const DiffArgs a = parse_diff_args(words);
+  check_output_file(a.out, {a.base_dir, a.tuned_dir, a.sel_path});
+  require_base_order(a.base_dir);
+  require_base_order(a.tuned_dir);
 
-  std::unique_ptr<Checkpoint> base = Checkpoint::load(base_dir);
-  std::unique_ptr<Checkpoint> tuned = Checkpoint::load(tuned_dir);
+  std::unique_ptr<Checkpoint> base = Checkpoint::load(a.base_dir);
+  std::unique_ptr<Checkpoint> tuned = Checkpoint::load(a.tuned_dir);
   require_same_layout(*base, *tuned);
-  SelectionPtr sel = load_selection(sel_path);
-  require_selection_fits(sel.get(), base->shape(), sel_path);
+  SelectionPtr sel = load_selection(a.sel_path);
+  require_selection_fits(sel.get(), base->shape(), a.sel_path);
 
-  const s2ft_model_shape shape = base->shape();
-  ContextPtr ctx = make_cpu_context();
-  std::vector<s2ft_layer_weights> base_layers, tuned_layers;
-  for (int32_t l = 0; l < shape.n_layers; ++l) {
-    base_layers.push_back(base->layer(l));
-    tuned_layers.push_back(tuned->layer(l));
-  }
-  s2ft_adapter *made = nullptr;
-  check(s2ft_adapter_from_training(ctx.get(), sel.get(), base_layers.data(), tuned_layers.data(), 0, name.c_str(),
-                                   &made));
-  AdapterPtr adapter(made);
-  set_adapter_default_scale(adapter.get(), scale);
-  check(s2ft_adapter_save(adapter.get(), out.c_str()));
-
-  // Merge the adapter (at scale 1: the full difference) into another copy of
-  // the base, then compare element by element, bit for bit.
-  std::unique_ptr<Checkpoint> merged = Checkpoint::load(base_dir);
-  {
-    std::vector<s2ft_layer_weights> merged_layers;
-    for (int32_t l = 0; l < shape.n_layers; ++l) merged_layers.push_back(merged->layer(l));
-    s2ft_model *model = nullptr;
-    check(s2ft_model_create(ctx.get(), &shape, merged_layers.data(), nullptr, &model));
-    ModelPtr model_guard(model);
-    check(s2ft_adapter_apply(model, adapter.get(), 1.0, 0u));
-  }
-
-  Comparison cmp;
-  for (int32_t l = 0; l < shape.n_layers; ++l) {
-    // Per projection: which axis its trained lines run along, if any.
-    std::vector<char> col_mask[kNumProjections], row_mask[kNumProjections];
-    for (int32_t t : kTargets) {
-      const int p = target_projection(t);
-      const s2ft_tensor *w = base->weight(l, p);
-      if (t == S2FT_TARGET_O || t == S2FT_TARGET_DOWN) col_mask[p] = trained_lines(sel.get(), l, t, w->shape[1]);
-      else row_mask[p] = trained_lines(sel.get(), l, t, w->shape[0]);
-    }
-    for (int p = 0; p < kNumProjections; ++p) {
-      const s2ft_tensor *b = base->weight(l, p), *t = tuned->weight(l, p), *m = merged->weight(l, p);
-      const int64_t rows = b->shape[0], cols = b->shape[1];
-      const size_t elem = b->dtype.bits / 8u;
-      const auto *bb = static_cast<const uint8_t *>(b->data), *tb = static_cast<const uint8_t *>(t->data),
-                 *mb = static_cast<const uint8_t *>(m->data);
-      bool tensor_changed_outside = false;
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < cols; ++j) {
-          const size_t off = static_cast<size_t>(i * cols + j) * elem;
-          const bool selected = (!row_mask[p].empty() && row_mask[p][static_cast<size_t>(i)]) ||
-                                (!col_mask[p].empty() && col_mask[p][static_cast<size_t>(j)]);
-          if (selected) {
-            ++cmp.selected_elements;
-            if (std::memcmp(mb + off, tb + off, elem) != 0) ++cmp.not_reproduced;
-          } else if (std::memcmp(bb + off, tb + off, elem) != 0) {
-            ++cmp.outside_changed;
-            tensor_changed_outside = true;
-          }
-        }
-      if (tensor_changed_outside) ++cmp.outside_tensors;
-    }
-  }
-  // Tensors that are not projections (embeddings, norms, lm_head) are never in an adapter.
-  std::vector<std::string> other_changed;
-  for (const io::TensorInfo *info : base->tensors()) {
-    bool is_projection = false;
-    for (int32_t l = 0; l < shape.n_layers && !is_projection; ++l)
-      for (int p = 0; p < kNumProjections && !is_projection; ++p) is_projection = info->name == projection_name(l, p);
-    if (is_projection) continue;
-    if (std::memcmp(base->bytes(info->name), tuned->bytes(info->name), static_cast<size_t>(info->end - info->begin)) != 0)
-      other_changed.push_back(info->name);
-  }
-
-  std::cout << "wrote adapter " << out << " (\"" << name << "\")\n";
-  std::cout << "selected elements: " << cmp.selected_elements << "\n";
-  std::cout << "not reproduced exactly: " << cmp.not_reproduced << "\n";
-  std::cout << "changed outside the selection: " << cmp.outside_changed << " elements in " << cmp.outside_tensors
-            << " weights, " << other_changed.size() << " other tensors\n";
-  if (cmp.not_reproduced != 0)
-    warn("diff", std::to_string(cmp.not_reproduced) +
-                     " elements of the selected lines are not reproduced exactly by merging the adapter");
-  if (cmp.outside_changed != 0)
-    warn("diff", std::to_string(cmp.outside_changed) + " weight elements outside the selection differ between " +
-                     base_dir + " and " + tuned_dir + "; those changes are not in the adapter");
-  for (const std::string &n : other_changed)
-    warn("diff", "tensor " + n + " differs between " + base_dir + " and " + tuned_dir + "; it is not in the adapter");
+  AdapterPtr adapter = adapter_from_difference(*base, *tuned, sel.get(), a);
+  std::unique_ptr<Checkpoint> merged = merged_copy(a.base_dir, adapter.get());
+  const Comparison cmp = compare(*base, *tuned, *merged, sel.get());
+  // Written last, so a failure above leaves no adapter behind.
+  check(s2ft_adapter_save(adapter.get(), a.out.c_str()));
+  report(a, cmp);
   return 0;
 }
 

@@ -1,7 +1,6 @@
 // s2ft inspect PATH: a readable summary of a checkpoint folder, an adapter,
 // a selection file or any safetensors file.
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -11,9 +10,9 @@
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
-#include "common/error.hpp"
+#include "file_kind.hpp"
 #include "handles.hpp"
-#include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
 #include "io/safetensors.hpp"
 #include "selection_options.hpp"
 
@@ -25,10 +24,12 @@ const char *const kInspectHelp =
     "\n"
     "Prints a summary of PATH:\n"
     "  a checkpoint folder   model shape, dtypes, tensor and parameter counts, sharding\n"
+    "                        (from config.json and the safetensors headers only)\n"
     "  an adapter            (.safetensors with __metadata__ format s2ft-adapter) name, default\n"
     "                        scale, targets, lines per layer and target, parameter count\n"
     "  a selection           (.json) model shape, targets, selected units per layer\n"
-    "  any safetensors file  its tensors (name, dtype, shape) and metadata\n";
+    "  any safetensors file  its tensors (name, dtype, shape) and metadata (header only)\n"
+    "What PATH is comes from its content, not its name.\n";
 
 namespace {
 
@@ -57,7 +58,8 @@ std::string list_text(const std::vector<int64_t> &v) {
 }
 
 void inspect_checkpoint(const std::string &dir) {
-  std::unique_ptr<Checkpoint> c = Checkpoint::load(dir);
+  // A summary needs the shapes and dtypes only: never read tensor data.
+  std::unique_ptr<Checkpoint> c = Checkpoint::load(dir, Checkpoint::Contents::kHeadersOnly);
   std::map<std::string, int64_t> dtype_counts;
   for (const io::TensorInfo *t : c->tensors()) ++dtype_counts[t->dtype];
   std::cout << "checkpoint " << dir << "\n";
@@ -76,8 +78,7 @@ void inspect_checkpoint(const std::string &dir) {
   } else {
     std::cout << "  single file: model.safetensors\n";
   }
-  std::error_code ec;
-  if (std::filesystem::exists(std::filesystem::path(dir) / "s2ft-selection.json", ec))
+  if (is_permuted_dir(dir))
     std::cout << "  permuted: yes (s2ft-selection.json; undo with s2ft permute --inverse)\n";
 }
 
@@ -145,17 +146,18 @@ void inspect_adapter(const std::string &path) {
   std::cout << "  parameters: " << params << "\n";
 }
 
-void inspect_safetensors(const std::string &path, const io::SafetensorsFile &f) {
+void inspect_safetensors(const std::string &path) {
+  const io::SafetensorsHeader h = io::read_safetensors_header(path);
   std::cout << "safetensors " << path << "\n";
-  for (const auto &kv : f.metadata()) std::cout << "  metadata " << kv.first << ": " << kv.second << "\n";
+  for (const auto &kv : h.metadata) std::cout << "  metadata " << kv.first << ": " << kv.second << "\n";
   uint64_t params = 0;
-  for (const io::TensorInfo &t : f.tensors()) {
+  for (const io::TensorInfo &t : h.tensors) {
     uint64_t n = 1;
     for (int64_t e : t.shape) n *= static_cast<uint64_t>(e);
     params += n;
     std::cout << "  " << t.name << "  " << t.dtype << " " << shape_json(t.shape) << "\n";
   }
-  std::cout << "  tensors: " << f.tensors().size() << ", elements: " << params << "\n";
+  std::cout << "  tensors: " << h.tensors.size() << ", elements: " << params << "\n";
 }
 
 }  // namespace
@@ -164,28 +166,20 @@ int run_inspect(const Words &words) {
   const ParsedArgs args = parse_args(words, {}, {});
   if (args.positional.size() != 1) die("expected exactly one PATH (see --help)");
   const std::string path = args.positional[0];
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) die(path + " does not exist");
-  if (std::filesystem::is_directory(path, ec)) {
-    inspect_checkpoint(path);
-    return 0;
-  }
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext == ".json") {
-    inspect_selection(path);
-    return 0;
-  }
-  io::SafetensorsFile f;
-  try {
-    f = io::SafetensorsFile::read(path);
-  } catch (const s2ft::Error &e) {
-    die(e.what());
-  }
-  auto format = f.metadata().find("format");
-  if (format != f.metadata().end() && format->second == "s2ft-adapter") {
-    inspect_adapter(path);
-  } else {
-    inspect_safetensors(path, f);
+  // By what the file is, not by its name.
+  const FileKind kind = file_kind(path);
+  switch (kind) {
+    case FileKind::kMissing: die(path + " does not exist");
+    case FileKind::kCheckpoint: inspect_checkpoint(path); break;
+    case FileKind::kSelection:
+    case FileKind::kBadJson: inspect_selection(path); break;  // the loader says what is wrong
+    case FileKind::kAdapter: inspect_adapter(path); break;
+    case FileKind::kOptimizerState:
+    case FileKind::kModelWeights:
+    case FileKind::kSafetensors:
+    case FileKind::kBadSafetensors: inspect_safetensors(path); break;  // the header reader says what is wrong
+    default: die(path + " is " + kind_phrase(kind) + "; inspect takes a checkpoint folder, an adapter, "
+                 "a selection or a safetensors file");
   }
   return 0;
 }

@@ -4,12 +4,14 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <regex>
 
 #include "adapter_args.hpp"
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "progress.hpp"
 #include "selection_options.hpp"
 
 namespace s2ft {
@@ -29,15 +31,75 @@ const char *const kMergeHelp =
     "  --force                    merge even where the adapter was made against other base weights\n"
     "  --selection PATH           the selection CKPT is permuted by\n";
 
+namespace {
+
+// What was applied, for messages: the file, or the files fused.
+std::string applied_text(const LoadedAdapters &loaded) {
+  if (loaded.paths.size() == 1) return loaded.paths[0];
+  std::string out = "the fusion of";
+  for (const std::string &p : loaded.paths) out += " " + p;
+  return out;
+}
+
+// Where the library found the first fingerprint mismatch ("at layer 3
+// target DOWN line 17"), as a weight line; "" when the message says no place.
+std::string mismatch_place(const std::string &message) {
+  std::smatch m;
+  if (!std::regex_search(message, m, std::regex("at layer ([0-9]+) target (O|V|DOWN|UP) line ([0-9]+)"))) return "";
+  const std::string t = m[2].str();
+  const int32_t target = t == "O"      ? S2FT_TARGET_O
+                         : t == "V"    ? S2FT_TARGET_V
+                         : t == "DOWN" ? S2FT_TARGET_DOWN
+                                       : S2FT_TARGET_UP;
+  return " (first at " + line_text(std::stoi(m[1].str()), target, std::stoll(m[3].str())) + ")";
+}
+
+// The library words a fingerprint mismatch with its C flag name; say it in
+// the tool's terms.
+[[noreturn]] void fingerprint_mismatch(const std::string &applied, const std::string &ckpt_dir) {
+  die(applied + " was made against other base weights than those of " + ckpt_dir + mismatch_place(s2ft_last_error()) +
+      "; use --force to merge anyway, or --selection SEL.json if " + ckpt_dir + " is permuted");
+}
+
+// Merges the adapters into the checkpoint's weights (in place). One adapter
+// merges directly with its scale (one rounding); several are fused first
+// (scales folded into the fused delta), then merged at scale 1.
+void merge_into(Checkpoint &ckpt, const LoadedAdapters &loaded, const s2ft_selection *sel, bool force) {
+  Progress progress("merging", 1);
+  progress.note(loaded.adapters.size() > 1 ? "fusing " + std::to_string(loaded.adapters.size()) + " adapters"
+                                           : "merging " + loaded.paths[0]);
+  AdapterPtr fused;
+  const s2ft_adapter *applied = loaded.adapters[0].get();
+  double scale = loaded.scales[0];
+  if (loaded.adapters.size() > 1) {
+    fused = fuse_adapters(loaded);
+    applied = fused.get();
+    scale = 1.0;
+    progress.note("merging the fused adapter");
+  }
+  ContextPtr ctx = make_cpu_context();
+  const s2ft_model_shape shape = ckpt.shape();
+  std::vector<s2ft_layer_weights> layers;
+  for (int32_t l = 0; l < shape.n_layers; ++l) layers.push_back(ckpt.layer(l));
+  s2ft_model *model = nullptr;
+  check(s2ft_model_create(ctx.get(), &shape, layers.data(), sel, &model));
+  ModelPtr model_guard(model);
+  const s2ft_status st = s2ft_adapter_apply(model, applied, scale, force ? S2FT_APPLY_FORCE : 0u);
+  if (st == S2FT_ERR_FORMAT) fingerprint_mismatch(applied_text(loaded), ckpt.dir());
+  check(st);
+  // The merged lines stay in the weights when the model is destroyed.
+}
+
+}  // namespace
+
 int run_merge(const Words &words) {
   const ParsedArgs args = parse_args(words, {"--output", "--selection"}, {"--force"});
   if (args.positional.size() < 2) die("expected a checkpoint folder and at least one adapter (see --help)");
   if (!args.has("--output")) die("-o OUTDIR is required");
   const std::string ckpt_dir = args.positional[0];
   std::string sel_path = args.get("--selection");
-  const std::string in_selection = (std::filesystem::path(ckpt_dir) / "s2ft-selection.json").string();
-  std::error_code ec;
-  if (sel_path.empty() && std::filesystem::exists(in_selection, ec)) sel_path = in_selection;
+  if (sel_path.empty() && is_permuted_dir(ckpt_dir))
+    sel_path = (std::filesystem::path(ckpt_dir) / kSelectionFile).string();
 
   std::vector<std::string> inputs = {ckpt_dir};
   const std::vector<std::string> adapter_texts(args.positional.begin() + 1, args.positional.end());
@@ -47,41 +109,19 @@ int run_merge(const Words &words) {
   OutputDir out(args.get("--output"), inputs);
   LoadedAdapters loaded = load_adapters(adapter_texts);
   std::unique_ptr<Checkpoint> ckpt = Checkpoint::load(ckpt_dir);
+  require_adapter_fits(loaded.adapters[0].get(), loaded.paths[0], ckpt->shape(), ckpt_dir);
   SelectionPtr sel;
   if (!sel_path.empty()) {
     sel = load_selection(sel_path);
     require_selection_fits(sel.get(), ckpt->shape(), sel_path);
   }
 
-  // One adapter merges directly with its scale (one rounding); several are
-  // fused first (scales folded into the fused delta), then merged at scale 1.
-  AdapterPtr fused;
-  const s2ft_adapter *applied = loaded.adapters[0].get();
-  double scale = loaded.scales[0];
-  if (loaded.adapters.size() > 1) {
-    fused = fuse_adapters(loaded);
-    applied = fused.get();
-    scale = 1.0;
-  }
-
-  ContextPtr ctx = make_cpu_context();
-  const s2ft_model_shape shape = ckpt->shape();
-  std::vector<s2ft_layer_weights> layers;
-  for (int32_t l = 0; l < shape.n_layers; ++l) layers.push_back(ckpt->layer(l));
-  s2ft_model *model = nullptr;
-  check(s2ft_model_create(ctx.get(), &shape, layers.data(), sel.get(), &model));
-  ModelPtr model_guard(model);
-  const s2ft_status st = s2ft_adapter_apply(model, applied, scale, args.has("--force") ? S2FT_APPLY_FORCE : 0u);
-  if (st == S2FT_ERR_FORMAT)
-    die(std::string(s2ft_last_error()) + " (use --force to merge anyway, or --selection if CKPT is permuted)");
-  check(st);
-  // The merged lines stay in the weights when the model is destroyed.
-  model_guard.reset();
+  merge_into(*ckpt, loaded, sel.get(), args.has("--force"));
 
   // A permuted result carries the selection it is permuted by (the one used
   // here, which may come from --selection rather than from the folder).
-  ckpt->save(out.path(), {"s2ft-selection.json"});
-  if (sel != nullptr) check(s2ft_selection_save(sel.get(), out.file("s2ft-selection.json").c_str()));
+  ckpt->save(out.path(), {kSelectionFile});
+  if (sel != nullptr) check(s2ft_selection_save(sel.get(), out.file(kSelectionFile).c_str()));
   out.commit();
   std::cout << "merged " << loaded.adapters.size() << (loaded.adapters.size() == 1 ? " adapter" : " adapters")
             << " into " << out.given() << "\n";

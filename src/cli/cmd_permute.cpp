@@ -26,11 +26,8 @@ const char *const kPermuteHelp =
     "\n"
     "  -o, --output DIR           the folder to write (must not exist or be empty)\n"
     "  --selection PATH           the selection to permute by\n"
-    "  --inverse                  undo the permutation\n";
-
-namespace {
-const char *const kSelectionFile = "s2ft-selection.json";
-}
+    "  --inverse                  undo the permutation\n"
+    S2FT_CLI_SELECTION_OPTIONS_HELP;
 
 int run_permute(const Words &words) {
   std::vector<std::string> value_options = selection_value_options();
@@ -42,8 +39,7 @@ int run_permute(const Words &words) {
   const std::string ckpt_dir = args.positional[0];
   const bool inverse = args.has("--inverse");
   const std::string in_selection = (std::filesystem::path(ckpt_dir) / kSelectionFile).string();
-  std::error_code ec;
-  const bool input_permuted = std::filesystem::exists(in_selection, ec);
+  const bool input_permuted = is_permuted_dir(ckpt_dir);
 
   std::string sel_path = args.get("--selection");
   if (has_selection_options(args)) {

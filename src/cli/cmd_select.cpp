@@ -17,7 +17,8 @@ const char *const kSelectHelp =
     "Chooses the heads and FFN channels to train in every layer of the checkpoint folder CKPT\n"
     "and writes the selection (docs/selection-format.md) to SEL.json.\n"
     "\n"
-    "  -o, --output PATH          the selection file to write\n";
+    "  -o, --output PATH          the selection file to write (not inside CKPT)\n"
+    S2FT_CLI_SELECTION_OPTIONS_HELP;
 
 int run_select(const Words &words) {
   std::vector<std::string> value_options = selection_value_options();
@@ -28,6 +29,11 @@ int run_select(const Words &words) {
   const std::string ckpt_dir = args.positional[0], out = args.get("--output");
   const s2ft_select_options opts = select_options_from_args(args);
   check_output_file(out, {ckpt_dir});
+  // A selection indexes units in base order; a permuted folder's weights
+  // are not in that order, so its scores would pick the wrong units.
+  if (is_permuted_dir(ckpt_dir))
+    die(ckpt_dir + " is permuted (it has " + kSelectionFile +
+        "); select on the base checkpoint (undo the permutation with s2ft permute --inverse)");
 
   std::unique_ptr<Checkpoint> ckpt = Checkpoint::load(ckpt_dir);
   ContextPtr ctx = make_cpu_context();

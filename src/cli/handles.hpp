@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "errors.hpp"
+#include "file_kind.hpp"
 #include "s2ft/s2ft.h"
 
 namespace s2ft {
@@ -31,13 +32,17 @@ inline ContextPtr make_cpu_context() {
   return ContextPtr(ctx);
 }
 
+// Loaders that first check the file is of the kind asked for, so a mix-up
+// reads "X is an adapter, not a selection file".
 inline SelectionPtr load_selection(const std::string &path) {
+  require_kind(path, FileKind::kSelection);
   s2ft_selection *sel = nullptr;
   check(s2ft_selection_load(path.c_str(), &sel));
   return SelectionPtr(sel);
 }
 
 inline AdapterPtr load_adapter(const std::string &path) {
+  require_kind(path, FileKind::kAdapter);
   s2ft_adapter *a = nullptr;
   check(s2ft_adapter_load(path.c_str(), &a));
   return AdapterPtr(a);

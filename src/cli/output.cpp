@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "checkpoint.hpp"
 #include "errors.hpp"
 
 namespace fs = std::filesystem;
@@ -41,14 +42,33 @@ bool is_within(const std::string &inner, const std::string &outer) {
   return true;
 }
 
+// Refuses an output that is an input, holds one, or lies inside an input
+// folder (writing there would change that input, e.g. add files that a
+// later `permute` or `merge` copies along, or make it look permuted).
+void require_apart_from_inputs(const std::string &path, const std::vector<std::string> &inputs) {
+  for (const std::string &in : inputs) {
+    if (same_path(path, in) || is_within(in, path))
+      die("the output " + path + " is an input (" + in + "); write to a new folder");
+    if (is_within(path, in)) die("the output " + path + " is inside the input folder " + in + "; write elsewhere");
+  }
+}
+
+// A file named like a permuted checkpoint's selection, written into a
+// checkpoint folder, would make `merge` and `permute --inverse` take that
+// folder for a permuted one.
+void require_not_marking_permuted(const std::string &path) {
+  const fs::path p = normalized(path);
+  if (p.filename() == kSelectionFile && is_checkpoint_dir(p.parent_path().string()))
+    die("the output " + path + " would mark the checkpoint folder " + p.parent_path().string() +
+        " as permuted; write it elsewhere");
+}
+
 }  // namespace
 
 OutputDir::OutputDir(const std::string &path, const std::vector<std::string> &inputs) : given_(path) {
   if (path.empty()) die("the output folder name is empty");
   path_ = normalized(path).string();
-  for (const std::string &in : inputs)
-    if (same_path(path, in) || is_within(in, path))
-      die("the output " + path + " is an input (" + in + "); write to a new folder");
+  require_apart_from_inputs(path, inputs);
   std::error_code ec;
   if (fs::exists(path_, ec)) {
     if (!fs::is_directory(path_, ec)) die("the output " + path + " exists and is not a folder");
@@ -74,15 +94,13 @@ std::string OutputDir::file(const std::string &name) const { return (fs::path(pa
 
 void check_output_file(const std::string &path, const std::vector<std::string> &inputs) {
   if (path.empty()) die("the output file name is empty");
-  for (const std::string &in : inputs)
+  for (const std::string &in : inputs) {
     if (same_path(path, in)) die("the output " + path + " is an input; write to another file");
+    if (is_within(path, in)) die("the output " + path + " is inside the input folder " + in + "; write elsewhere");
+  }
   std::error_code ec;
   if (fs::is_directory(path, ec)) die("the output " + path + " is a folder");
-  // A file that already exists inside an input folder (a checkpoint's
-  // config.json or shard) is part of that input.
-  for (const std::string &in : inputs)
-    if (fs::is_directory(in, ec) && fs::exists(path, ec) && is_within(path, in))
-      die("the output " + path + " is a file of the input folder " + in + "; write elsewhere");
+  require_not_marking_permuted(path);
 }
 
 }  // namespace cli

@@ -1,5 +1,6 @@
 // Where commands write: a new checkpoint folder, or a single file. Both
-// refuse to touch an input (compared by real path), and a folder must not
+// refuse to touch an input (compared by real path): the output may not be
+// an input, hold one, or lie inside an input folder; and a folder must not
 // exist yet or be empty. A failed command removes what it had written.
 #pragma once
 
@@ -28,8 +29,10 @@ class OutputDir {
   bool created_ = false, committed_ = false;
 };
 
-// Checks that a single output file is not one of the inputs (nor a folder).
-// An existing file of another name is replaced atomically.
+// Checks that a single output file is not one of the inputs, not inside an
+// input folder, not a folder, and not an s2ft-selection.json inside a
+// checkpoint folder (which would mark it as permuted). An existing file of
+// another name is replaced atomically.
 void check_output_file(const std::string &path, const std::vector<std::string> &inputs);
 
 // Whether two paths name the same file or folder (by real path).

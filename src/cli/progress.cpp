@@ -15,10 +15,14 @@ Progress::~Progress() {
   if (drawn_) std::fputc('\n', stderr);
 }
 
-void Progress::step(int done) {
+void Progress::step(int done) { draw(what_ + " " + std::to_string(done) + "/" + std::to_string(total_)); }
+
+void Progress::note(const std::string &text) { draw(text); }
+
+void Progress::draw(const std::string &line) {
   if (!enabled_) return;
   // "\r" and erase-to-end redraw the same line.
-  std::fprintf(stderr, "\r%s %d/%d\x1b[K", what_.c_str(), done, total_);
+  std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

@@ -17,10 +17,57 @@ int32_t parse_target(const std::string &name) {
   die("--targets: unknown target '" + name + "' (expected o, v, down or up)");
 }
 
-std::string shape_text(const s2ft_model_shape &s) {
-  return "layers " + std::to_string(s.n_layers) + ", d_model " + std::to_string(s.d_model) + ", heads " +
-         std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " kv, head_dim " +
-         std::to_string(s.head_dim) + ", d_ff " + std::to_string(s.d_ff);
+// The strategies that score from the weights alone. The others need
+// statistics gathered over calibration data, which a checkpoint lacks.
+int32_t parse_strategy(const std::string &name) {
+  if (name == "weight") return S2FT_STRATEGY_WEIGHT;
+  if (name == "random") return S2FT_STRATEGY_RANDOM;
+  if (name == "activation" || name == "weight-activation" || name == "gradient")
+    die("--strategy " + name + " scores by statistics over calibration data (" +
+        (name == "gradient" ? "weight gradients" : "input activations") +
+        " from forward passes on training text), which s2ft cannot compute from a checkpoint alone; compute them "
+        "with the library (s2ft_statistics_add_activation or _add_gradient, s2ft_select, s2ft_selection_save) "
+        "and give that selection to s2ft permute --selection");
+  die("--strategy must be weight or random, got '" + name + "'");
+}
+
+// What one unit of a target is, for messages: under GQA an o unit is a
+// whole KV group unless --heads single.
+std::string unit_explanation(const s2ft_model_shape &s, int32_t target, int32_t granularity) {
+  const int32_t r = s.n_heads / s.n_kv_heads;
+  switch (target) {
+    case S2FT_TARGET_O:
+      if (granularity == S2FT_HEADS_SINGLE) return "an o unit is a query head";
+      if (r == 1) return "an o unit is a head";
+      return "under --heads by-group an o unit is a KV group, the " + std::to_string(r) +
+             " query heads that share one KV head; --heads single counts query heads";
+    case S2FT_TARGET_V: return "a v unit is a KV head";
+    case S2FT_TARGET_UP: return "an up unit is an FFN channel";
+    default: return "a down unit is an FFN channel";
+  }
+}
+
+int64_t units_per_layer(const s2ft_model_shape &s, int32_t target, int32_t granularity) {
+  switch (target) {
+    case S2FT_TARGET_O: return granularity == S2FT_HEADS_SINGLE ? s.n_heads : s.n_kv_heads;
+    case S2FT_TARGET_V: return s.n_kv_heads;
+    default: return s.d_ff;
+  }
+}
+
+// Checks every --count-T against the checkpoint, so the error names the
+// option and the unit rather than the library's option struct.
+void require_counts_fit(const s2ft_select_options &opts, const s2ft_model_shape &shape) {
+  const bool global = opts.allocation == S2FT_ALLOCATE_GLOBAL;
+  for (int32_t t : kTargets) {
+    if (!(opts.targets & S2FT_TARGET_BIT(t)) || opts.count[t] == 0) continue;
+    const int64_t available = units_per_layer(shape, t, opts.head_granularity) * (global ? shape.n_layers : 1);
+    if (opts.count[t] > available)
+      die("--count-" + std::string(target_name(t)) + " " + std::to_string(opts.count[t]) + " is more than the " +
+          std::to_string(available) + " " + target_name(t) + " units " +
+          (global ? "in all " + std::to_string(shape.n_layers) + " layers" : "per layer") + " of this checkpoint (" +
+          unit_explanation(shape, t, opts.head_granularity) + ")");
+  }
 }
 
 }  // namespace
@@ -40,22 +87,6 @@ std::vector<std::string> selection_value_options() {
           "--count-o",  "--count-down", "--count-v", "--count-up",   "--allocation", "--heads",   "--seed"};
 }
 
-const char *selection_options_help() {
-  return "Selection options:\n"
-         "  --strategy weight|random   score units by their weight norm, or pick at random (default weight)\n"
-         "  --order largest|smallest   keep the highest or the lowest scores (default largest)\n"
-         "  --targets LIST             comma-separated targets among o, down, v, up (default o,down)\n"
-         "  --ratio-T R                fraction (0, 1] of T's units to train (T = o, down, v, up);\n"
-         "                             defaults: o 0.05, down 0.02\n"
-         "  --count-T N                number of T's units to train (instead of a ratio)\n"
-         "  --allocation per-layer|global\n"
-         "                             the same budget in every layer, or one budget ranked across\n"
-         "                             all layers (default per-layer)\n"
-         "  --heads by-group|single    O units are whole KV groups (contiguous after permuting) or\n"
-         "                             single query heads (default by-group)\n"
-         "  --seed N                   seed for the random strategy and for tie-breaking (default 0)\n";
-}
-
 bool has_selection_options(const ParsedArgs &args) {
   for (const std::string &o : selection_value_options())
     if (args.has(o)) return true;
@@ -65,12 +96,7 @@ bool has_selection_options(const ParsedArgs &args) {
 s2ft_select_options select_options_from_args(const ParsedArgs &args) {
   s2ft_select_options opts;
   check(s2ft_select_options_init(&opts, S2FT_SELECT_OPTIONS_VERSION));
-  opts.strategy = S2FT_STRATEGY_WEIGHT;
-
-  const std::string strategy = args.get("--strategy", "weight");
-  if (strategy == "weight") opts.strategy = S2FT_STRATEGY_WEIGHT;
-  else if (strategy == "random") opts.strategy = S2FT_STRATEGY_RANDOM;
-  else die("--strategy must be weight or random, got '" + strategy + "'");
+  opts.strategy = parse_strategy(args.get("--strategy", "weight"));
 
   const std::string order = args.get("--order", "largest");
   if (order == "largest") opts.order = S2FT_ORDER_LARGEST;
@@ -128,6 +154,7 @@ s2ft_select_options select_options_from_args(const ParsedArgs &args) {
 
 SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2ft_select_options &opts) {
   const s2ft_model_shape &shape = ckpt.shape();
+  require_counts_fit(opts, shape);
   StatisticsPtr stats;
   if (opts.strategy == S2FT_STRATEGY_WEIGHT) {
     s2ft_statistics *s = nullptr;

@@ -14,6 +14,7 @@
 
 #include "common/error.hpp"
 #include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
 #include "io/strict_json.hpp"
 
 // Tensor bytes are copied as they lie in memory, and safetensors is
@@ -168,34 +169,64 @@ SafetensorsFile SafetensorsFile::read(const std::string &path) {
   return parse(read_file_bytes(path, kMaxFileBytes), path);
 }
 
-SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string &what) {
-  // Layout: [u64 little-endian N][N bytes of JSON][data buffer].
-  if (bytes.size() < 8)
-    bad_file(what, "it is " + std::to_string(bytes.size()) + " bytes long, shorter than the 8-byte header length");
-  const uint64_t header_len = read_le_u64(bytes.data());
+namespace {
+
+// The header length from the first 8 bytes of a file of `file_size` bytes,
+// checked against the file and the limit.
+uint64_t checked_header_length(const uint8_t *first8, uint64_t file_size, const std::string &what) {
+  if (file_size < 8)
+    bad_file(what, "it is " + std::to_string(file_size) + " bytes long, shorter than the 8-byte header length");
+  const uint64_t header_len = read_le_u64(first8);
   if (header_len > kMaxHeaderBytes)
     bad_file(what, "the header length " + std::to_string(header_len) + " is above the " +
                        std::to_string(kMaxHeaderBytes) + "-byte limit");
-  if (header_len > bytes.size() - 8)
+  if (header_len > file_size - 8)
     bad_file(what, "the header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                       std::to_string(bytes.size()) + " bytes)");
+                       std::to_string(file_size) + " bytes)");
   if (header_len == 0) bad_file(what, "the header is empty");
+  return header_len;
+}
 
-  const uint8_t *json_begin = bytes.data() + 8;
+// Parses and checks the header JSON of a file of `file_size` bytes.
+SafetensorsHeader parse_header(const uint8_t *json_begin, uint64_t header_len, uint64_t file_size,
+                               const std::string &what) {
   const ordered_json header = parse_header_json(json_begin, json_begin + header_len, what);
   if (!header.is_object()) bad_file(what, "the header must be a JSON object, got " + std::string(header.type_name()));
-
-  SafetensorsFile f;
-  f.data_start_ = static_cast<size_t>(8 + header_len);
-  const uint64_t data_size = bytes.size() - f.data_start_;
+  SafetensorsHeader h;
+  h.data_start = 8 + header_len;
+  h.file_size = file_size;
+  const uint64_t data_size = file_size - h.data_start;
   for (const auto &item : header.items()) {
     if (item.key() == kMetadataKey) {
-      f.metadata_ = parse_metadata(item.value(), what);
+      h.metadata = parse_metadata(item.value(), what);
     } else {
-      f.tensors_.push_back(parse_tensor(item.key(), item.value(), data_size, what));
+      h.tensors.push_back(parse_tensor(item.key(), item.value(), data_size, what));
     }
   }
-  require_no_overlap(f.tensors_, what);
+  require_no_overlap(h.tensors, what);
+  return h;
+}
+
+}  // namespace
+
+SafetensorsHeader read_safetensors_header(const std::string &path) {
+  const InputFile f(path);
+  uint8_t first8[8] = {};
+  if (f.size() >= 8) f.read_at(0, first8, 8);
+  const uint64_t header_len = checked_header_length(first8, f.size(), path);
+  std::vector<uint8_t> json(static_cast<size_t>(header_len));
+  f.read_at(8, json.data(), json.size());
+  return parse_header(json.data(), header_len, f.size(), path);
+}
+
+SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string &what) {
+  // Layout: [u64 little-endian N][N bytes of JSON][data buffer].
+  const uint64_t header_len = checked_header_length(bytes.data(), bytes.size(), what);
+  SafetensorsHeader h = parse_header(bytes.data() + 8, header_len, bytes.size(), what);
+  SafetensorsFile f;
+  f.data_start_ = static_cast<size_t>(h.data_start);
+  f.metadata_ = std::move(h.metadata);
+  f.tensors_ = std::move(h.tensors);
   f.bytes_ = std::move(bytes);
   return f;
 }

@@ -25,6 +25,21 @@ struct TensorInfo {
 // Bytes per element of a safetensors dtype name; 0 when unknown.
 size_t safetensors_dtype_size(const std::string &dtype);
 
+// A safetensors header without the data: what a summary or a reader that
+// loads tensors one at a time needs.
+struct SafetensorsHeader {
+  std::map<std::string, std::string> metadata;
+  std::vector<TensorInfo> tensors;  // in file order
+  uint64_t data_start = 0;          // 8 + header length: where the data buffer begins
+  uint64_t file_size = 0;
+};
+
+// Reads and validates only the header of a file (8 + header-length bytes,
+// whatever the size of the tensors), with every check the whole-file reader
+// makes: offsets against the file's size, dtypes and byte counts, no
+// overlaps, no duplicate keys. Throws as SafetensorsFile::read does.
+SafetensorsHeader read_safetensors_header(const std::string &path);
+
 class SafetensorsFile {
  public:
   // Reads and validates a whole file. Throws s2ft::Error with S2FT_ERR_IO

@@ -1,11 +1,16 @@
 // The s2ft command-line tool on small made-up checkpoints (f32 single file,
 // bf16 sharded into two files with an index): every --help, select ->
 // permute -> permute --inverse restoring the input byte for byte, diff ->
-// merge reproducing fine-tuned weights, fuse, inspect, and one test per
-// error path (non-zero exit, exactly one line on stderr).
+// merge reproducing fine-tuned weights (what --scale means, when the round
+// trip is bit-exact), fuse, inspect from headers only, progress on a
+// terminal, and one test per error path (non-zero exit, exactly one line on
+// stderr, in the tool's terms).
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <utility>
 
 #include "cli/cli_test_util.hpp"
 #include "support/test_util.hpp"
@@ -460,6 +465,454 @@ TEST_F(CliErrors, SelectionForAnotherShape) {
   expect_one_line_error(run_cli("permute " + quote(ckpt) + " --selection " + quote(sel) + " --count-o 1 -o " +
                                 quote(tmp / "o")),
                         "permute", "not both");
+}
+
+// ---- issue 12: what trying the tool on a real checkpoint found ---------------
+
+// Element i of an F32 or BF16 tensor, as a float, and back.
+float get_element(const RawTensor &t, size_t i) {
+  if (t.dtype == "BF16") return s2ft_test::from_bf16(static_cast<uint16_t>(t.bytes[2 * i] | (t.bytes[2 * i + 1] << 8)));
+  float v;
+  std::memcpy(&v, &t.bytes[4 * i], 4);
+  return v;
+}
+
+void set_element(RawTensor &t, size_t i, float v) {
+  if (t.dtype == "F32") {
+    std::memcpy(&t.bytes[4 * i], &v, 4);
+    return;
+  }
+  const uint16_t h = s2ft_test::to_bf16(v);
+  t.bytes[2 * i] = static_cast<uint8_t>(h & 0xff);
+  t.bytes[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+}
+
+// The tiny model (F32 or BF16) of `seed` with `change` applied to every
+// element of the O and DOWN columns the selection `sj` trains, written to
+// `dir` (one file).
+void write_tuned(const std::string &dir, uint64_t seed, const nlohmann::json &sj,
+                 const std::function<float(float)> &change, const char *dtype = "F32") {
+  std::vector<RawTensor> t = tiny_tensors(dtype, seed, false);
+  for (RawTensor &x : t)
+    for (int64_t l = 0; l < kLayers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      std::vector<int64_t> cols;
+      if (x.name == p + "self_attn.o_proj.weight") cols = selected_columns(sj, l, "O", kHd);
+      if (x.name == p + "mlp.down_proj.weight") cols = selected_columns(sj, l, "DOWN", 1);
+      for (int64_t c : cols)
+        for (int64_t r = 0; r < x.shape[0]; ++r) {
+          const size_t i = static_cast<size_t>(r * x.shape[1] + c);
+          set_element(x, i, change(get_element(x, i)));
+        }
+    }
+  write_checkpoint(dir, tiny_config(std::string(dtype) == "F32" ? "float32" : "bfloat16"), t, 1);
+}
+
+// A change per element that often moves a weight by more than half its new
+// magnitude (factors 2.5, -0.4, 3.7 among small ones), where the f32
+// rounding of TUNED - BASE can show in the merged weight.
+std::function<float(float)> large_changes() {
+  auto n = std::make_shared<int>(0);
+  return [n](float v) {
+    static const float kFactors[] = {1.001f, 2.5f, 0.999f, -0.4f, 3.7f, 1.0002f, 2.9f};
+    return v * kFactors[(*n)++ % 7];
+  };
+}
+
+// The base, a selection of it and a tuned copy, in a temporary folder.
+class CliDiff : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_tiny(base, Layout{"F32", 1, false}, 3);
+    ASSERT_EQ(run_cli("select " + quote(base) + " -o " + quote(sel) + " --count-o 1 --count-down 3").rc, 0);
+    sj = nlohmann::json::parse(read_text(sel));
+  }
+  // Runs diff base -> tuned with `options`, then merge of the adapter at its
+  // default scale; returns diff's result and leaves the merge in `merged`.
+  RunResult diff_then_merge(const std::string &options) {
+    const std::string adapter = tmp / "a.safetensors";
+    fs::remove_all(merged);
+    const RunResult r = run_cli("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                                quote(adapter) + " " + options);
+    if (r.rc == 0) {
+      const RunResult m = run_cli("merge " + quote(base) + " " + quote(adapter) + " -o " + quote(merged));
+      EXPECT_EQ(m.rc, 0) << m.err;
+      EXPECT_TRUE(m.err.empty()) << m.err;  // no progress when stderr is not a terminal
+    }
+    return r;
+  }
+  TempDir tmp;
+  std::string base = tmp / "base", tuned = tmp / "tuned", merged = tmp / "merged", sel = tmp / "sel.json";
+  nlohmann::json sj;
+};
+
+TEST_F(CliDiff, ScaleIsTheDefaultScaleAtWhichMergeGivesTheTunedWeights) {
+  s2ft_test::Random rng(5);
+  // A multiplicative change keeps TUNED within a factor of two of BASE, so
+  // TUNED - BASE is an f32 number (Sterbenz) and the round trip is exact.
+  write_tuned(tuned, 3, sj, [&](float v) { return v * static_cast<float>(1.0 + 1e-3 * rng.uniform(0.5, 1.0)); });
+  for (const char *scale : {"2", "0.5", "-4", "1"}) {
+    SCOPED_TRACE(scale);
+    const RunResult r = diff_then_merge(std::string("--scale ") + scale);
+    ASSERT_EQ(r.rc, 0) << r.err;
+    EXPECT_NE(r.out.find(std::string("default scale ") + scale + ")"), std::string::npos) << r.out;
+    EXPECT_EQ(report_value(r.out, "not reproduced exactly"), 0) << r.out;
+    EXPECT_TRUE(r.err.empty()) << r.err;
+    EXPECT_EQ(map_diff(folder_tensors(merged), folder_tensors(tuned)), "");
+    const RunResult info = run_cli("inspect " + quote(tmp / "a.safetensors"));
+    EXPECT_NE(info.out.find(std::string("default scale: ") + scale + "\n"), std::string::npos) << info.out;
+  }
+  // A scale that is not a power of two rounds the quotient, which shows
+  // where weights change by more than half their new magnitude: the check
+  // reports exactly what merge then does.
+  fs::remove_all(tuned);
+  write_tuned(tuned, 3, sj, large_changes());
+  const RunResult r3 = diff_then_merge("--scale 3");
+  ASSERT_EQ(r3.rc, 0) << r3.err;
+  const RoundingCount c = count_rounding(folder_tensors(base), folder_tensors(tuned), folder_tensors(merged), 3.0);
+  EXPECT_GT(c.not_exact, 0);
+  EXPECT_EQ(report_value(r3.out, "not reproduced exactly"), c.not_exact) << r3.out;
+  EXPECT_EQ(report_value(r3.out, "more than one unit in the last place off"), c.beyond_one_ulp) << r3.out;
+
+  // Merged at scale 1, an adapter made with --scale 2 applies half the change.
+  ASSERT_EQ(diff_then_merge("--scale 2").rc, 0);
+  const std::string half = tmp / "half";
+  ASSERT_EQ(run_cli("merge " + quote(base) + " " + quote(tmp / "a.safetensors:1") + " -o " + quote(half)).rc, 0);
+  const auto b = folder_tensors(base), t = folder_tensors(tuned), h = folder_tensors(half);
+  for (const auto &kv : t)
+    for (size_t i = 0; i < kv.second.size() / 4; ++i) {
+      const double bv = f32_at(b.at(kv.first), i), tv = f32_at(kv.second, i);
+      const float expect = static_cast<float>(bv + static_cast<double>(static_cast<float>((tv - bv) / 2)));
+      ASSERT_EQ(f32_at(h.at(kv.first), i), expect) << kv.first << " " << i;
+    }
+
+  // A scale so small that the stored delta would overflow f32.
+  expect_one_line_error(run_cli("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                                quote(tmp / "z.safetensors") + " --scale 1e-40"),
+                        "diff", "which an f32 delta cannot hold");
+  // Fusing with scales whose sum overflows f32 names the file and the remedy.
+  expect_one_line_error(run_cli("fuse " + quote(tmp / "a.safetensors:1e300") + " -o " + quote(tmp / "z.safetensors")),
+                        "fuse", "fusing " + tmp / "a.safetensors" + " at scale 1e+300: ");
+  EXPECT_NE(run_cli("fuse " + quote(tmp / "a.safetensors:1e300") + " -o " + quote(tmp / "z.safetensors")).err.find(
+                "use smaller scales"),
+            std::string::npos);
+  for (const char *bad : {"0", "-0", "nan", "inf"})
+    expect_one_line_error(run_cli("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                                  quote(tmp / "z.safetensors") + " --scale " + bad),
+                          "diff", "--scale");
+  EXPECT_FALSE(fs::exists(tmp / "z.safetensors"));
+}
+
+TEST_F(CliDiff, ReportsExactlyWhenTheRoundTripIsBitExact) {
+  // Weights that change by more than half their new magnitude, and one that
+  // goes from 1 to 3e-8, far more than its new magnitude.
+  bool base_planted = false, tuned_planted = false;
+  const std::function<float(float)> change = large_changes();
+  write_tuned(base, 3, sj, [&](float v) { return std::exchange(base_planted, true) ? v : 1.0f; });
+  write_tuned(tuned, 3, sj, [&](float v) { return std::exchange(tuned_planted, true) ? change(v) : 3e-8f; });
+  const RunResult r = diff_then_merge("");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const RoundingCount c = count_rounding(folder_tensors(base), folder_tensors(tuned), folder_tensors(merged), 1.0);
+  EXPECT_GT(c.not_exact, c.beyond_one_ulp);
+  EXPECT_GE(c.beyond_one_ulp, 1);
+  EXPECT_EQ(report_value(r.out, "not reproduced exactly"), c.not_exact) << r.out;
+  EXPECT_EQ(report_value(r.out, "more than one unit in the last place off"), c.beyond_one_ulp) << r.out;
+  // One warning per kind of difference, saying why.
+  const std::vector<std::string> warnings = r.err_lines();
+  ASSERT_EQ(warnings.size(), 2u) << r.err;
+  EXPECT_NE(warnings[0].find("one unit in the last place"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("more than half its new magnitude"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find("more than one unit in the last place"), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[1].find("|TUNED - BASE| > |TUNED|"), std::string::npos) << warnings[1];
+
+  // BF16 weights: the f32 delta's rounding is far below their precision, so
+  // the same changes (|TUNED - BASE| <= 4096 |TUNED| everywhere) come back exactly.
+  for (const std::string &dir : {base, tuned}) fs::remove_all(dir);
+  write_tuned(base, 3, sj, [](float v) { return v; }, "BF16");
+  write_tuned(tuned, 3, sj, large_changes(), "BF16");
+  const RunResult rb = diff_then_merge("--scale 3");
+  ASSERT_EQ(rb.rc, 0) << rb.err;
+  EXPECT_EQ(report_value(rb.out, "not reproduced exactly"), 0) << rb.out;
+  EXPECT_TRUE(rb.err.empty()) << rb.err;
+  EXPECT_EQ(map_diff(folder_tensors(merged), folder_tensors(tuned)), "");
+}
+
+TEST_F(CliDiff, PermutedCheckpointsAreRefused) {
+  write_tuned(tuned, 3, sj, [](float v) { return v * 1.001f; });
+  const std::string perm = tmp / "perm", adapter = tmp / "p.safetensors";
+  ASSERT_EQ(run_cli("permute " + quote(tuned) + " --selection " + quote(sel) + " -o " + quote(perm)).rc, 0);
+  expect_one_line_error(run_cli("diff " + quote(base) + " " + quote(perm) + " --selection " + quote(sel) + " -o " +
+                                quote(adapter)),
+                        "diff", "un-permute it first with s2ft permute --inverse");
+  expect_one_line_error(run_cli("diff " + quote(perm) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                                quote(adapter)),
+                        "diff", "is permuted");
+  EXPECT_FALSE(fs::exists(adapter));
+  // A selection scored on permuted weights would index the wrong units.
+  expect_one_line_error(run_cli("select " + quote(perm) + " -o " + quote(tmp / "s2.json")), "select",
+                        "permute --inverse");
+  EXPECT_FALSE(fs::exists(tmp / "s2.json"));
+}
+
+TEST(CliHelp, SelectAndPermuteListEverySelectionOption) {
+  for (const char *cmd : {"select", "permute"}) {
+    const RunResult r = run_cli(std::string(cmd) + " --help");
+    ASSERT_EQ(r.rc, 0);
+    for (const char *option : {"--strategy weight|random", "--order", "--targets", "--ratio-o", "--ratio-down",
+                               "--ratio-v", "--ratio-up", "--count-o", "--count-down", "--count-v", "--count-up",
+                               "--allocation", "--heads", "--seed"})
+      EXPECT_NE(r.out.find(option), std::string::npos) << cmd << " --help lacks " << option;
+    // Why the other strategies are not offered, and what a unit is.
+    EXPECT_NE(r.out.find("calibration data"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("KV groups"), std::string::npos) << r.out;
+  }
+}
+
+TEST_F(CliErrors, OutputInsideAnInputFolder) {
+  const std::string adapter = tmp / "a.safetensors";
+  ASSERT_EQ(run_cli("diff " + quote(ckpt) + " " + quote(ckpt) + " --selection " + quote(sel) + " -o " + quote(adapter))
+                .rc,
+            0);
+  const std::vector<fs::path> before = {fs::directory_iterator(ckpt), fs::directory_iterator()};
+  const auto bytes_before = folder_files(ckpt);
+  expect_one_line_error(run_cli("select " + quote(ckpt) + " -o " + quote(ckpt + "/new.json")), "select",
+                        "inside the input folder");
+  // The selection file a permuted folder carries would make the base look permuted.
+  expect_one_line_error(run_cli("select " + quote(ckpt) + " -o " + quote(ckpt + "/s2ft-selection.json")), "select",
+                        "inside the input folder");
+  expect_one_line_error(run_cli("permute " + quote(ckpt) + " --selection " + quote(sel) + " -o " + quote(ckpt + "/p")),
+                        "permute", "inside the input folder");
+  expect_one_line_error(run_cli("merge " + quote(ckpt) + " " + quote(adapter) + " -o " + quote(ckpt + "/m")), "merge",
+                        "inside the input folder");
+  expect_one_line_error(run_cli("diff " + quote(ckpt) + " " + quote(ckpt) + " --selection " + quote(sel) + " -o " +
+                                quote(ckpt + "/d.safetensors")),
+                        "diff", "inside the input folder");
+  const std::vector<fs::path> after = {fs::directory_iterator(ckpt), fs::directory_iterator()};
+  EXPECT_EQ(after.size(), before.size());
+  EXPECT_EQ(map_diff(folder_files(ckpt), bytes_before), "");
+
+  // Nor may any command drop an s2ft-selection.json into another checkpoint folder.
+  const std::string other = tmp / "other";
+  write_tiny(other, Layout{"F32", 1, false}, 2);
+  expect_one_line_error(run_cli("select " + quote(ckpt) + " -o " + quote(other + "/s2ft-selection.json")), "select",
+                        "as permuted");
+  expect_one_line_error(run_cli("fuse " + quote(adapter) + " -o " + quote(other + "/s2ft-selection.json")), "fuse",
+                        "as permuted");
+  EXPECT_FALSE(fs::exists(other + "/s2ft-selection.json"));
+}
+
+// An (empty) adapter for a model with two more FFN channels.
+void write_adapter_of_another_shape(const std::string &path) {
+  const s2ft_model_shape shape{kLayers, kD, kHeads, kKv, kHd, kFf + 2};
+  s2ft_adapter *a = nullptr;
+  ASSERT_EQ(s2ft_adapter_create(&shape, "wide", 1.0, &a), S2FT_OK) << s2ft_last_error();
+  ASSERT_EQ(s2ft_adapter_save(a, path.c_str()), S2FT_OK) << s2ft_last_error();
+  s2ft_adapter_destroy(a);
+}
+
+TEST_F(CliErrors, AFileOfTheWrongKindIsNamedForWhatItIs) {
+  const std::string adapter = tmp / "a.safetensors", out = " -o " + quote(tmp / "out");
+  ASSERT_EQ(run_cli("diff " + quote(ckpt) + " " + quote(ckpt) + " --selection " + quote(sel) + " -o " + quote(adapter))
+                .rc,
+            0);
+  s2ft::io::SafetensorsWriter opt;
+  opt.set_metadata("format", "s2ft-optimizer");
+  const float zero = 0.0f;
+  opt.add("step", "F32", {1}, &zero, 4);
+  opt.write(tmp / "opt.safetensors");
+  s2ft::io::SafetensorsWriter plain;
+  plain.add("x", "F32", {1}, &zero, 4);
+  plain.write(tmp / "plain.safetensors");
+  write_text(tmp / "notes.txt", "just some text\n");
+  fs::create_directories(tmp / "empty");
+
+  const std::string m = "merge " + quote(ckpt) + " ";
+  expect_one_line_error(run_cli(m + quote(sel) + out), "merge", "sel.json is a selection file, not an adapter");
+  expect_one_line_error(run_cli(m + quote(ckpt + "/model.safetensors") + out), "merge",
+                        "is a file of model weights (a checkpoint's safetensors file), not an adapter");
+  expect_one_line_error(run_cli(m + quote(tmp / "opt.safetensors") + out), "merge",
+                        "is an optimizer state file, not an adapter");
+  expect_one_line_error(run_cli(m + quote(tmp / "plain.safetensors") + out), "merge",
+                        "is a safetensors file without s2ft metadata, not an adapter");
+  expect_one_line_error(run_cli(m + quote(tmp / "notes.txt") + out), "merge",
+                        "is neither a safetensors nor a JSON file, not an adapter");
+  expect_one_line_error(run_cli("fuse " + quote(adapter) + " " + quote(sel) + " -o " + quote(tmp / "f.safetensors")),
+                        "fuse", "is a selection file, not an adapter");
+  const std::string p = "permute " + quote(ckpt) + " --selection ";
+  expect_one_line_error(run_cli(p + quote(adapter) + out), "permute", "is an adapter, not a selection file");
+  expect_one_line_error(run_cli(p + quote(ckpt + "/config.json") + out), "permute",
+                        "is a checkpoint's config.json, not a selection file");
+  expect_one_line_error(run_cli("diff " + quote(ckpt) + " " + quote(ckpt) + " --selection " + quote(adapter) +
+                                " -o " + quote(tmp / "d.safetensors")),
+                        "diff", "is an adapter, not a selection file");
+  expect_one_line_error(run_cli("select " + quote(adapter) + " -o " + quote(tmp / "s.json")), "select",
+                        "is an adapter, not a checkpoint folder");
+  expect_one_line_error(run_cli("select " + quote(sel) + " -o " + quote(tmp / "s.json")), "select",
+                        "is a selection file, not a checkpoint folder");
+  expect_one_line_error(run_cli("select " + quote(tmp / "empty") + " -o " + quote(tmp / "s.json")), "select",
+                        "no config.json");
+  expect_one_line_error(run_cli(m + quote(tmp / "empty") + out), "merge",
+                        "is a folder without config.json, not an adapter");
+  expect_one_line_error(run_cli(m + quote(ckpt) + out), "merge", "is a checkpoint folder, not an adapter");
+  write_text(tmp / "index.json", R"({"metadata":{},"weight_map":{"x":"model.safetensors"}})");
+  expect_one_line_error(run_cli(p + quote(tmp / "index.json") + out), "permute",
+                        "is a checkpoint's shard index, not a selection file");
+  write_text(tmp / "other.json", R"({"format":"something-else"})");
+  expect_one_line_error(run_cli(p + quote(tmp / "other.json") + out), "permute",
+                        "is a JSON file of another kind, not a selection file");
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+
+  // inspect goes by content, not by name.
+  fs::copy_file(sel, tmp / "selection.dat");
+  fs::copy_file(adapter, tmp / "adapter.bin");
+  RunResult r = run_cli("inspect " + quote(tmp / "selection.dat"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("selection ", 0), 0u) << r.out;
+  r = run_cli("inspect " + quote(tmp / "adapter.bin"));
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("adapter ", 0), 0u) << r.out;
+  expect_one_line_error(run_cli("inspect " + quote(tmp / "notes.txt")), "inspect", "neither a safetensors nor a JSON");
+  expect_one_line_error(run_cli("inspect " + quote(ckpt + "/config.json")), "inspect", "config.json");
+  // A damaged file of the expected kind still gets its loader's reason.
+  write_text(tmp / "cut.safetensors", read_text(adapter).substr(0, 40));
+  expect_one_line_error(run_cli(m + quote(tmp / "cut.safetensors") + out), "merge", "cut.safetensors");
+}
+
+TEST_F(CliErrors, MessagesUseTheToolsNamesAndUnits) {
+  const std::string out = " -o " + quote(tmp / "s2.json");
+  // 4 query heads over 2 KV heads: 2 o units per layer under by-group.
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --count-o 3"), "select",
+                        "--count-o 3 is more than the 2 o units per layer of this checkpoint (under --heads by-group "
+                        "an o unit is a KV group, the 2 query heads that share one KV head");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --count-o 5 --heads single"), "select",
+                        "--count-o 5 is more than the 4 o units per layer of this checkpoint (an o unit is a query head)");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --count-down 21 --allocation global"), "select",
+                        "--count-down 21 is more than the 20 down units in all 2 layers");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --targets v --count-v 3"), "select",
+                        "a v unit is a KV head");
+  for (const char *strategy : {"activation", "weight-activation", "gradient"})
+    expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --strategy " + strategy), "select",
+                          "calibration data");
+
+  // Fusion errors name the files.
+  const std::string a = tmp / "a.safetensors", b = tmp / "b.safetensors", wide = tmp / "wide.safetensors";
+  const std::string other = tmp / "other";
+  write_tiny(other, Layout{"F32", 1, false}, 2);
+  for (const auto &[from, to] : {std::make_pair(ckpt, a), std::make_pair(other, b)})
+    ASSERT_EQ(run_cli("diff " + quote(from) + " " + quote(from) + " --selection " + quote(sel) + " -o " + quote(to)).rc,
+              0);
+  write_adapter_of_another_shape(wide);
+  expect_one_line_error(run_cli("fuse " + quote(a) + " " + quote(b) + " -o " + quote(tmp / "f.safetensors")), "fuse",
+                        a + " and " + b + " were made against different base weights");
+  expect_one_line_error(run_cli("fuse " + quote(a) + " " + quote(wide) + " -o " + quote(tmp / "f.safetensors")), "fuse",
+                        wide + " is for another model shape");
+  expect_one_line_error(run_cli("merge " + quote(ckpt) + " " + quote(a) + " " + quote(b) + " -o " + quote(tmp / "m")),
+                        "merge", "different base weights");
+  expect_one_line_error(run_cli("merge " + quote(ckpt) + " " + quote(wide) + " -o " + quote(tmp / "m")), "merge",
+                        wide + " is for another model shape");
+  expect_one_line_error(run_cli("merge " + quote(other) + " " + quote(a) + " -o " + quote(tmp / "m")), "merge",
+                        a + " was made against other base weights than those of " + other +
+                            " (first at model.layers.0.");
+}
+
+// A safetensors file with the given header text and data buffer.
+void write_raw_safetensors(const std::string &path, const std::string &header, const std::string &data) {
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[static_cast<size_t>(i)] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  write_text(path, file + header + data);
+}
+
+// A damaged safetensors file is named with the library reader's reason (its
+// every check is tested in tests/unit/test_safetensors.cpp), in one line.
+TEST_F(CliErrors, DamagedSafetensorsHeadersAreNamed) {
+  const std::string x = R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  const std::string named = "h.safetensors' is not a valid safetensors file: ";
+  const struct {
+    std::string header, needle;
+  } cases[] = {
+      {"{" + x + "," + x + "}", "JSON has the key \"x\" more than once"},
+      {"{x", "malformed JSON"},
+      {R"({"x":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}})", "unknown dtype \"Q7\""},
+      {R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[4,12]}})", "run past the data buffer of 8 bytes"},
+      {R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"y":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
+       "tensors \"x\" and \"y\" overlap"},
+  };
+  for (const auto &c : cases) {
+    SCOPED_TRACE(c.header);
+    write_raw_safetensors(tmp / "h.safetensors", c.header, std::string(8, '\0'));
+    const RunResult r = run_cli("inspect " + quote(tmp / "h.safetensors"));
+    expect_one_line_error(r, "inspect", named);
+    expect_one_line_error(r, "inspect", c.needle);
+  }
+  // Too short for a header length, an empty header, a length past the end.
+  write_text(tmp / "h.safetensors", "abc");
+  expect_one_line_error(run_cli("inspect " + quote(tmp / "h.safetensors")), "inspect", "shorter than the 8-byte");
+  write_raw_safetensors(tmp / "h.safetensors", "", std::string(8, '\0'));
+  expect_one_line_error(run_cli("inspect " + quote(tmp / "h.safetensors")), "inspect", "the header is empty");
+  write_text(tmp / "h.safetensors", std::string("\x40\0\0\0\0\0\0\0{}", 10));
+  expect_one_line_error(run_cli("inspect " + quote(tmp / "h.safetensors")), "inspect", "runs past the end of the file");
+  // A shard of a checkpoint folder goes through the same checks.
+  write_raw_safetensors(ckpt + "/model.safetensors", "{" + x + "," + x + "}", std::string(8, '\0'));
+  expect_one_line_error(run_cli("inspect " + quote(ckpt)), "inspect", "more than once");
+}
+
+// A checkpoint whose file declares a 1 TiB tensor after the real ones: the
+// file is sparse, so only a reader that stays in the header can summarize it.
+void write_checkpoint_with_huge_tensor(const std::string &dir) {
+  const uint64_t kHuge = uint64_t(1) << 40;
+  nlohmann::ordered_json header;
+  std::string data;
+  for (const RawTensor &t : tiny_tensors("F32", 1, false)) {
+    header[t.name] = {
+        {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    data.append(t.bytes.begin(), t.bytes.end());
+  }
+  header["model.huge_buffer"] = {
+      {"dtype", "U8"}, {"shape", {kHuge}}, {"data_offsets", {data.size(), data.size() + kHuge}}};
+  const std::string text = header.dump();
+  fs::create_directories(dir);
+  write_text(dir + "/config.json", tiny_config("float32").dump());
+  write_raw_safetensors(dir + "/model.safetensors", text, data);
+  fs::resize_file(dir + "/model.safetensors", 8 + text.size() + data.size() + kHuge);
+}
+
+TEST(CliInspect, ReadsOnlyTheSafetensorsHeaders) {
+  TempDir tmp;
+  const std::string dir = tmp / "huge";
+  write_checkpoint_with_huge_tensor(dir);
+  uint64_t tiny_params = 0;
+  for (const RawTensor &t : tiny_tensors("F32", 1, false)) tiny_params += t.bytes.size() / 4;
+  RunResult r = run_cli("inspect " + quote(dir));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("parameters: " + std::to_string(tiny_params + (uint64_t(1) << 40)) + "\n"), std::string::npos)
+      << r.out;
+  r = run_cli("inspect " + quote(dir + "/model.safetensors"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("model.huge_buffer  U8 [1099511627776]"), std::string::npos) << r.out;
+  // The header is still checked against the file: cut the hole short.
+  fs::resize_file(dir + "/model.safetensors", fs::file_size(dir + "/model.safetensors") - 1);
+  expect_one_line_error(run_cli("inspect " + quote(dir)), "inspect", "model.huge_buffer");
+}
+
+TEST(CliProgress, PermuteMergeAndDiffDrawProgressOnATerminal) {
+  TempDir tmp;
+  const std::string base = tmp / "base", tuned = tmp / "tuned", sel = tmp / "sel.json", a = tmp / "a.safetensors";
+  write_tiny(base, Layout{"F32", 2, false}, 3);
+  ASSERT_EQ(run_cli("select " + quote(base) + " -o " + quote(sel)).rc, 0);
+  write_tuned(tuned, 3, nlohmann::json::parse(read_text(sel)), [](float v) { return v * 1.001f; });
+
+  std::string shown = run_cli_on_terminal("permute " + quote(base) + " --selection " + quote(sel) + " -o " +
+                                          quote(tmp / "perm"));
+  for (const char *line : {"reading ", "permuting layer 2/2", "writing "})
+    EXPECT_NE(shown.find(line), std::string::npos) << "permute did not show '" << line << "' in: " << shown;
+  shown = run_cli_on_terminal("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                              quote(a));
+  for (const char *line : {"reading ", "extracting layer 2/2", "comparing layer 2/2"})
+    EXPECT_NE(shown.find(line), std::string::npos) << "diff did not show '" << line << "' in: " << shown;
+  shown = run_cli_on_terminal("merge " + quote(base) + " " + quote(a) + " -o " + quote(tmp / "merged"));
+  for (const std::string &line : {"reading " + base + " 2/2", "merging " + a, std::string("writing ")})
+    EXPECT_NE(shown.find(line), std::string::npos) << "merge did not show '" << line << "' in: " << shown;
+  EXPECT_TRUE(fs::exists(tmp / "merged/config.json"));
 }
 
 }  // namespace
