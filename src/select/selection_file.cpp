@@ -15,6 +15,7 @@
 
 #include "common/error.hpp"
 #include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
 #include "io/strict_json.hpp"
 #include "select/selection.hpp"
 
