@@ -73,11 +73,11 @@ S2FT_API s2ft_status s2ft_tensor_init(s2ft_tensor *t, void *data, int32_t dtype,
       if (shape[i] < 0) s2ft::fail_arg("shape[" + std::to_string(i) + "] is negative");
       empty = empty || shape[i] == 0;
     }
-    // The byte size of a non-empty tensor must be representable: every
-    // stride (a product of extents) and the byte count are int64.
+    // Every stride (a product of the later extents, a 0 counting as 1) and
+    // the size in bytes must be representable in int64, empty or not.
     int64_t bytes = static_cast<int64_t>(s2ft::dtype_size(dtype));
-    for (int32_t i = 0; i < ndim && !empty; ++i)
-      if (__builtin_mul_overflow(bytes, shape[i], &bytes))
+    for (int32_t i = ndim - 1; i >= 0; --i)
+      if (__builtin_mul_overflow(bytes, shape[i] > 0 ? shape[i] : 1, &bytes))
         s2ft::fail_arg("shape's size overflows 64 bits (at shape[" + std::to_string(i) + "] = " +
                        std::to_string(shape[i]) + ")");
     if (data == nullptr && !empty) s2ft::fail_arg("data is NULL for a non-empty tensor");

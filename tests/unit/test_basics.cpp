@@ -90,8 +90,13 @@ TEST(Tensor, InitSizeOverflow) {
   const int64_t bytes[1] = {INT64_MAX / 2 + 1};  // fits as a count, not in bytes of f32
   EXPECT_S2FT_ERROR(s2ft_tensor_init(&t, &f, S2FT_F32, S2FT_DEVICE_CPU, 0, 1, bytes), S2FT_ERR_INVALID_ARGUMENT,
                     "shape[0]");
-  const int64_t empty_but_huge[3] = {INT64_MAX, 0, INT64_MAX};  // empty: no size to overflow
-  ASSERT_S2FT_OK(s2ft_tensor_init(&t, nullptr, S2FT_F32, S2FT_DEVICE_CPU, 0, 3, empty_but_huge));
+  // Empty, but its strides would still overflow.
+  const int64_t empty_but_huge[3] = {INT64_MAX, 0, INT64_MAX};
+  EXPECT_S2FT_ERROR(s2ft_tensor_init(&t, nullptr, S2FT_F32, S2FT_DEVICE_CPU, 0, 3, empty_but_huge),
+                    S2FT_ERR_INVALID_ARGUMENT, "overflows 64 bits");
+  const int64_t empty_and_large[3] = {INT64_C(1) << 20, 0, INT64_C(1) << 20};
+  ASSERT_S2FT_OK(s2ft_tensor_init(&t, nullptr, S2FT_F32, S2FT_DEVICE_CPU, 0, 3, empty_and_large));
+  EXPECT_EQ(t.strides[0], INT64_C(1) << 20);
 }
 TEST(Tensor, InitNullTensor) {
   const int64_t s[1] = {1};
