@@ -12,7 +12,7 @@
 namespace s2ft {
 
 s2ft_context &require_context(s2ft_context *ctx, const char *name) {
-  require_not_null(ctx, name);
+  require_live(ctx, name);
   return *ctx;
 }
 
@@ -77,11 +77,13 @@ S2FT_API s2ft_status s2ft_context_create(const s2ft_context_options *opts, s2ft_
   });
 }
 
-S2FT_API void s2ft_context_destroy(s2ft_context *ctx) { delete ctx; }
+S2FT_API void s2ft_context_destroy(s2ft_context *ctx) {
+  if (s2ft::destroyable(ctx)) delete ctx;
+}
 
 S2FT_API s2ft_status s2ft_context_device(const s2ft_context *ctx, s2ft_device *out) {
   return s2ft::guard("s2ft_context_device", [&] {
-    s2ft::require_not_null(ctx, "ctx");
+    s2ft::require_live(ctx, "ctx");
     s2ft::require_not_null(out, "out");
     *out = ctx->device;
   });
@@ -96,7 +98,7 @@ S2FT_API s2ft_status s2ft_context_set_stream(s2ft_context *ctx, void *stream) {
 S2FT_API s2ft_status s2ft_context_stream(const s2ft_context *ctx, void **out) {
   if (out != nullptr) *out = nullptr;
   return s2ft::guard("s2ft_context_stream", [&] {
-    s2ft::require_not_null(ctx, "ctx");
+    s2ft::require_live(ctx, "ctx");
     s2ft::require_not_null(out, "out");
     s2ft::run(*ctx, &s2ft::backend::Ops::stream, out);
   });
@@ -110,7 +112,7 @@ S2FT_API s2ft_status s2ft_context_set_workspace(s2ft_context *ctx, void *workspa
 
 S2FT_API s2ft_status s2ft_context_workspace_needed(const s2ft_context *ctx, size_t *out) {
   return s2ft::guard("s2ft_context_workspace_needed", [&] {
-    s2ft::require_not_null(ctx, "ctx");
+    s2ft::require_live(ctx, "ctx");
     s2ft::require_not_null(out, "out");
     s2ft::run(*ctx, &s2ft::backend::Ops::workspace_needed, out);
   });

@@ -9,7 +9,7 @@
 #include "s2ft/s2ft.h"
 
 struct s2ft_context {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::context> live;  // first: counted, and tagged while alive
   s2ft_device device{S2FT_DEVICE_CPU, 0};
   const s2ft::backend::Ops *ops = nullptr;
   s2ft::backend::Instance *instance = nullptr;

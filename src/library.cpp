@@ -11,6 +11,19 @@ std::atomic<int64_t> &live_handle_count() {
   return count;
 }
 
+const char *handle_type_name(HandleKind kind) {
+  switch (kind) {
+    case HandleKind::context: return "s2ft_context";
+    case HandleKind::statistics: return "s2ft_statistics";
+    case HandleKind::selection: return "s2ft_selection";
+    case HandleKind::optimizer: return "s2ft_optimizer";
+    case HandleKind::adapter: return "s2ft_adapter";
+    case HandleKind::model: return "s2ft_model";
+    case HandleKind::sparse_delta: return "s2ft_sparse_delta";
+  }
+  return "handle";
+}
+
 }  // namespace s2ft
 
 extern "C" {

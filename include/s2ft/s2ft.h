@@ -8,14 +8,20 @@
  *    a negative S2FT_ERR_* value on failure. After a failure,
  *    s2ft_last_error() says what was wrong with which argument.
  *  - Handles are opaque. Each s2ft_x_create() has an s2ft_x_destroy() that
- *    accepts NULL. The caller owns every handle it creates.
+ *    accepts NULL. The caller owns every handle it creates and destroys it
+ *    exactly once; objects made from a context are destroyed before it. A
+ *    handle used after destroy, destroyed twice or of the wrong kind is a
+ *    caller's bug that the library detects on a best-effort basis
+ *    (S2FT_ERR_INVALID_ARGUMENT "... is not a live s2ft_x"; a second destroy
+ *    does nothing): a better failure, never something to rely on.
  *  - Option structs carry a `version` field and have an ..._init() function;
  *    always call it before setting fields, so that fields added later get
  *    their defaults.
  *  - Tensors cross the ABI as s2ft_tensor descriptors that map field by field
  *    onto DLPack's DLTensor. The library never takes ownership of tensor
  *    memory; a descriptor only borrows it for the duration of the call, except
- *    where a function says it keeps the pointer (s2ft_optimizer_add_param).
+ *    where a function says it keeps the pointer (s2ft_optimizer_add_param,
+ *    s2ft_model_create).
  *  - Thread safety: functions that take no handle are safe from any thread.
  *    Handles are not internally locked: use one context (and the objects made
  *    from it) per host thread, or lock around them.

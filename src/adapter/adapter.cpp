@@ -77,7 +77,7 @@ std::unique_ptr<s2ft_adapter> new_adapter(const s2ft_model_shape &shape, std::st
 }
 
 const s2ft_adapter &require_adapter(const s2ft_adapter *a, const char *name = "adapter") {
-  require_not_null(a, name);
+  require_live(a, name);
   return *a;
 }
 
@@ -157,12 +157,14 @@ S2FT_API s2ft_status s2ft_adapter_create(const s2ft_model_shape *shape, const ch
   });
 }
 
-S2FT_API void s2ft_adapter_destroy(s2ft_adapter *adapter) { delete adapter; }
+S2FT_API void s2ft_adapter_destroy(s2ft_adapter *adapter) {
+  if (s2ft::destroyable(adapter)) delete adapter;
+}
 
 S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int32_t target, const int64_t *lines,
                                       int64_t n_lines, const s2ft_tensor *delta, const s2ft_tensor *base) {
   return s2ft::guard("s2ft_adapter_set", [&] {
-    s2ft::require_not_null(adapter, "adapter");
+    s2ft::require_live(adapter, "adapter");
     const s2ft_model_shape &s = adapter->shape;
     s2ft::check_layer(s, layer);
     s2ft::check_target(target);
@@ -294,7 +296,7 @@ S2FT_API s2ft_status s2ft_adapter_from_training(s2ft_context *ctx, const s2ft_se
 
 S2FT_API s2ft_status s2ft_adapter_set_info(s2ft_adapter *adapter, const char *name, double default_scale) {
   return s2ft::guard("s2ft_adapter_set_info", [&] {
-    s2ft::require_not_null(adapter, "adapter");
+    s2ft::require_live(adapter, "adapter");
     std::string n = s2ft::checked_name(name, "name");
     if (!std::isfinite(default_scale)) s2ft::fail_arg("default_scale " + std::to_string(default_scale) + " is not finite");
     adapter->name = std::move(n);

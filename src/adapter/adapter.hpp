@@ -52,7 +52,7 @@ struct AdapterCopy;
 }  // namespace s2ft
 
 struct s2ft_adapter {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::adapter> live;  // first: counted, and tagged while alive
   s2ft_model_shape shape{};
   std::string name;
   double default_scale = 1.0;

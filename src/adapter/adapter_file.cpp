@@ -356,7 +356,7 @@ extern "C" {
 
 S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *path) {
   return s2ft::guard("s2ft_adapter_save", [&] {
-    s2ft::require_not_null(adapter, "adapter");
+    s2ft::require_live(adapter, "adapter");
     s2ft::require_not_null(path, "path");
     if (*path == '\0') s2ft::fail_arg("path is empty");
     const s2ft_adapter &a = *adapter;

@@ -113,8 +113,9 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
     // does not show every dimension (o_proj says nothing of d_ff).
     const s2ft_adapter *first = nullptr;
     int64_t first_index = -1;
+    require_live_or_null(perm, "perm");
     for (int64_t a = 0; a < n_adapters; ++a) {
-      const s2ft_adapter *ad = adapters[a];
+      const s2ft_adapter *ad = require_live_or_null(adapters[a], ("adapters[" + std::to_string(a) + "]").c_str());
       if (ad == nullptr) continue;
       if (first == nullptr) {
         first = ad;

@@ -115,7 +115,7 @@ extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *ada
     std::vector<double> w;
     for (int64_t i = 0; i < n; ++i) {
       const std::string ai = "adapters[" + std::to_string(i) + "]";
-      if (adapters[i] == nullptr) s2ft::fail_arg(ai + " is NULL");
+      s2ft::require_live(adapters[i], ai.c_str());
       if (!s2ft::same_shape(adapters[i]->shape, adapters[0]->shape))
         s2ft::fail_arg(ai + " has model shape " + s2ft::shape_string(adapters[i]->shape) + " but adapters[0] has " +
                        s2ft::shape_string(adapters[0]->shape));

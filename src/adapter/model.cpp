@@ -151,7 +151,7 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
 }
 
 s2ft_model &require_model(s2ft_model *m) {
-  require_not_null(m, "model");
+  require_live(m, "model");
   return *m;
 }
 
@@ -170,6 +170,7 @@ S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape
     s2ft_context &c = require_context(ctx);
     check_model_shape(shape, "shape");
     require_not_null(layers, "layers");
+    require_live_or_null(perm, "perm");
     if (perm != nullptr && !same_shape(perm->shape, *shape))
       fail_arg("perm was made for model shape " + shape_string(perm->shape) + ", not " + shape_string(*shape));
 
@@ -209,14 +210,16 @@ S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape
   });
 }
 
-S2FT_API void s2ft_model_destroy(s2ft_model *model) { delete model; }
+S2FT_API void s2ft_model_destroy(s2ft_model *model) {
+  if (s2ft::destroyable(model)) delete model;
+}
 
 S2FT_API s2ft_status s2ft_adapter_apply(s2ft_model *model, const s2ft_adapter *adapter, double scale,
                                         uint32_t flags) {
   return s2ft::guard("s2ft_adapter_apply", [&] {
     using namespace s2ft;
     s2ft_model &m = require_model(model);
-    require_not_null(adapter, "adapter");
+    require_live(adapter, "adapter");
     check_flags(flags);
     const double s = resolve_scale(scale, *adapter);
     if (m.applied != nullptr)
@@ -240,7 +243,7 @@ S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *
   return s2ft::guard("s2ft_adapter_switch", [&] {
     using namespace s2ft;
     s2ft_model &m = require_model(model);
-    require_not_null(adapter, "adapter");
+    require_live(adapter, "adapter");
     check_flags(flags);
     const double s = resolve_scale(scale, *adapter);
     transition(m, adapter, s, (flags & S2FT_APPLY_FORCE) != 0);
@@ -250,7 +253,7 @@ S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *
 S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adapter **adapter, double *scale) {
   return s2ft::guard("s2ft_model_applied", [&] {
     using namespace s2ft;
-    require_not_null(model, "model");
+    require_live(model, "model");
     require_not_null(adapter, "adapter");
     *adapter = model->applied;
     if (scale != nullptr) *scale = model->scale;

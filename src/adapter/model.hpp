@@ -29,7 +29,7 @@ struct ModelWeight {
 }  // namespace s2ft
 
 struct s2ft_model {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::model> live;  // first: counted, and tagged while alive
   s2ft_context *ctx = nullptr;
   s2ft_model_shape shape{};
   std::vector<std::array<s2ft::ModelWeight, S2FT_NUM_TARGETS>> weights;  // n_layers

@@ -110,9 +110,10 @@ S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2f
     using namespace s2ft;
     require_not_null(out, "out");
     s2ft_context &c = require_context(ctx);
-    require_not_null(adapter, "adapter");
+    require_live(adapter, "adapter");
     check_layer(adapter->shape, layer);
     check_target(target);
+    require_live_or_null(perm, "perm");
     if (perm != nullptr && !same_shape(adapter->shape, perm->shape))
       fail_arg("perm was made for a different model shape than the adapter");
     int64_t out_rows, in_cols;
@@ -129,12 +130,14 @@ S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2f
   });
 }
 
-S2FT_API void s2ft_sparse_delta_destroy(s2ft_sparse_delta *delta) { delete delta; }
+S2FT_API void s2ft_sparse_delta_destroy(s2ft_sparse_delta *delta) {
+  if (s2ft::destroyable(delta)) delete delta;
+}
 
 S2FT_API s2ft_status s2ft_sparse_delta_info(const s2ft_sparse_delta *delta, int64_t *rows, int64_t *cols,
                                             int64_t *nnz) {
   return s2ft::guard("s2ft_sparse_delta_info", [&] {
-    s2ft::require_not_null(delta, "delta");
+    s2ft::require_live(delta, "delta");
     if (rows != nullptr) *rows = delta->rows;
     if (cols != nullptr) *cols = delta->cols;
     if (nnz != nullptr) *nnz = delta->nnz;
@@ -146,7 +149,7 @@ S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_spa
   return s2ft::guard("s2ft_sparse_delta_forward", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    require_not_null(delta, "delta");
+    require_live(delta, "delta");
     if (!std::isfinite(scale)) fail_arg("scale is not finite");
     const float s = static_cast<float>(scale);
     if (!std::isfinite(s)) fail_arg("scale " + std::to_string(scale) + " is out of the f32 range");

@@ -21,7 +21,7 @@ HostCsr checked_csr(int64_t rows, int64_t cols, const int64_t *row_offsets, cons
 }  // namespace s2ft
 
 struct s2ft_sparse_delta {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::sparse_delta> live;  // first: counted, and tagged while alive
   s2ft_device device{S2FT_DEVICE_CPU, 0};
   int64_t rows = 0, cols = 0, nnz = 0;
   s2ft::backend::Object csr;  // the backend's copy of the CSR arrays

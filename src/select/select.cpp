@@ -211,6 +211,7 @@ S2FT_API s2ft_status s2ft_select(s2ft_context *ctx, const s2ft_model_shape *shap
     s2ft::require_context(ctx);
     s2ft::check_model_shape(shape, "shape");
     s2ft::require_not_null(opts, "opts");
+    s2ft::require_live_or_null(stats, "stats");
     const s2ft_select_options &o = *opts;
     s2ft::check_options(o);
     const int32_t L = shape->n_layers;

@@ -172,7 +172,7 @@ std::unique_ptr<s2ft_selection> make_selection(const s2ft_model_shape &shape, in
 }
 
 const s2ft_selection &require_selection(const s2ft_selection *sel, const char *name) {
-  require_not_null(sel, name);
+  require_live(sel, name);
   return *sel;
 }
 
@@ -244,7 +244,9 @@ S2FT_API s2ft_status s2ft_selection_create(const s2ft_model_shape *shape, int32_
   });
 }
 
-S2FT_API void s2ft_selection_destroy(s2ft_selection *sel) { delete sel; }
+S2FT_API void s2ft_selection_destroy(s2ft_selection *sel) {
+  if (s2ft::destroyable(sel)) delete sel;
+}
 
 S2FT_API s2ft_status s2ft_selection_shape(const s2ft_selection *sel, s2ft_model_shape *out) {
   return s2ft::guard("s2ft_selection_shape", [&] {

@@ -69,7 +69,7 @@ void check_and_sort_units(const s2ft_model_shape &s, int32_t head_granularity, i
 }  // namespace s2ft
 
 struct s2ft_selection {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::selection> live;  // first: counted, and tagged while alive
   s2ft_model_shape shape{};
   int32_t head_granularity = S2FT_HEADS_BY_GROUP;
   uint32_t targets = 0;  // targets with at least one unit in some layer

@@ -119,7 +119,7 @@ bool unit_sums(const s2ft_statistics &stats, int32_t layer, int32_t target, int3
 namespace {
 
 s2ft_statistics &require_stats(s2ft_statistics *stats) {
-  require_not_null(stats, "stats");
+  require_live(stats, "stats");
   return *stats;
 }
 
@@ -182,7 +182,9 @@ S2FT_API s2ft_status s2ft_statistics_create(s2ft_context *ctx, const s2ft_model_
   });
 }
 
-S2FT_API void s2ft_statistics_destroy(s2ft_statistics *stats) { delete stats; }
+S2FT_API void s2ft_statistics_destroy(s2ft_statistics *stats) {
+  if (s2ft::destroyable(stats)) delete stats;
+}
 
 S2FT_API s2ft_status s2ft_statistics_add_weight(s2ft_statistics *stats, int32_t layer, int32_t target,
                                                 const s2ft_tensor *weight) {
@@ -259,7 +261,7 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
 S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats, int32_t layer, int32_t target, int32_t kind,
                                          double *out, int64_t capacity, int64_t *n_units) {
   return s2ft::guard("s2ft_statistics_get", [&] {
-    s2ft::require_not_null(stats, "stats");
+    s2ft::require_live(stats, "stats");
     s2ft::require_not_null(n_units, "n_units");
     s2ft::check_layer(stats->shape, layer);
     s2ft::check_target(target);

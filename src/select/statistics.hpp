@@ -19,7 +19,7 @@
 // (synchronising) read when a record is read (unit_sums) after the backend
 // changed it (`stale`).
 struct s2ft_statistics {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::statistics> live;  // first: counted, and tagged while alive
   struct Record {
     bool present = false;
     mutable std::vector<double> sums;  // one per unit of the target

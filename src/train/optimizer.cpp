@@ -165,13 +165,15 @@ S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx, const s2ft_optimiz
   });
 }
 
-S2FT_API void s2ft_optimizer_destroy(s2ft_optimizer *opt) { delete opt; }
+S2FT_API void s2ft_optimizer_destroy(s2ft_optimizer *opt) {
+  if (s2ft::destroyable(opt)) delete opt;
+}
 
 S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *weight, const s2ft_slice *slice,
                                               int64_t *index) {
   if (index != nullptr) *index = -1;
   return s2ft::guard("s2ft_optimizer_add_param", [&] {
-    s2ft::require_not_null(opt, "opt");
+    s2ft::require_live(opt, "opt");
     s2ft::require_not_null(weight, "weight");
     s2ft::require_not_null(slice, "slice");
     s2ft::require_not_null(index, "index");
@@ -197,7 +199,7 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *
 S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s2ft_tensor *grads, int64_t n_grads,
                                          double *grad_norm) {
   return s2ft::guard("s2ft_optimizer_step", [&] {
-    s2ft::require_not_null(opt, "opt");
+    s2ft::require_live(opt, "opt");
     if (!(std::isfinite(lr) && lr >= 0.0)) s2ft::fail_arg("lr must be finite and >= 0, got " + s2ft::num(lr));
     const std::vector<s2ft::Matrix> g = s2ft::check_grads(*opt, grads, n_grads);
     const s2ft_optimizer_options &o = opt->options;
@@ -224,7 +226,7 @@ S2FT_API s2ft_status s2ft_optimizer_step(s2ft_optimizer *opt, double lr, const s
 
 S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt, int64_t *out) {
   return s2ft::guard("s2ft_optimizer_step_count", [&] {
-    s2ft::require_not_null(opt, "opt");
+    s2ft::require_live(opt, "opt");
     s2ft::require_not_null(out, "out");
     *out = s2ft::current_steps(*opt);
   });

@@ -43,7 +43,7 @@ inline bool uses_momentum(const s2ft_optimizer_options &o) {
 }  // namespace s2ft
 
 struct s2ft_optimizer {
-  s2ft::LiveHandle live;  // counted by s2ft_live_handles()
+  s2ft::LiveHandle<s2ft::HandleKind::optimizer> live;  // first: counted, and tagged while alive
   s2ft_device device{S2FT_DEVICE_CPU, 0};
   s2ft_context *ctx = nullptr;  // the creating context (must outlive the optimizer)
   s2ft_optimizer_options options{};

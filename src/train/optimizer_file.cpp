@@ -106,7 +106,7 @@ extern "C" {
 
 S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *path) {
   return s2ft::guard("s2ft_optimizer_save", [&] {
-    s2ft::require_not_null(opt, "opt");
+    s2ft::require_live(opt, "opt");
     s2ft::require_not_null(path, "path");
     const s2ft_optimizer_options &o = opt->options;
     s2ft::io::SafetensorsWriter w;
@@ -137,7 +137,7 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
 
 S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) {
   return s2ft::guard("s2ft_optimizer_load", [&] {
-    s2ft::require_not_null(opt, "opt");
+    s2ft::require_live(opt, "opt");
     s2ft::require_not_null(path, "path");
     const std::string where(path);
     const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(where);
