@@ -12,6 +12,7 @@
 #include "adapter/csr.hpp"
 #include "backend/backend.hpp"
 #include "backend/entry.hpp"
+#include "backend/merge_range.hpp"
 #include "common/version.hpp"
 #include "cuda_adapter_mirror.hpp"
 #include "cuda_forward_mixed.hpp"
@@ -138,6 +139,7 @@ void optimizer_write_master(backend::Instance *inst, const OptimizerParam &p) {
 // the device records of displaced lines.
 struct DeviceModel {
   std::vector<std::array<std::vector<uint64_t>, S2FT_NUM_TARGETS>> base_fingerprints;  // n_layers
+  std::vector<std::array<std::vector<float>, S2FT_NUM_TARGETS>> base_max_abs;          // per line, finite values
   std::shared_ptr<ModelBuffers> buffers;
 };
 
@@ -147,32 +149,47 @@ void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
   Context &ctx = ctx_of(inst);
   auto m = std::make_shared<DeviceModel>();
   m->base_fingerprints.resize(static_cast<size_t>(shape.n_layers));
+  m->base_max_abs.resize(static_cast<size_t>(shape.n_layers));
   std::vector<FingerprintJob> jobs;
-  for (const backend::TargetWeight &w : weights)
-    jobs.push_back({w.w, w.axis, &m->base_fingerprints[static_cast<size_t>(w.layer)][static_cast<size_t>(w.target)]});
+  for (const backend::TargetWeight &w : weights) {
+    const size_t l = static_cast<size_t>(w.layer), t = static_cast<size_t>(w.target);
+    jobs.push_back({w.w, w.axis, &m->base_fingerprints[l][t], &m->base_max_abs[l][t]});
+  }
   line_fingerprints(ctx, jobs);
   m->buffers = make_model_buffers(ctx, shape.n_layers);
   *out = std::move(m);
 }
 
+// The checks of the CPU backend, from the create-time fingerprints and
+// line maxima (the base bytes of a line never change while the model lives).
 void model_transition_op(backend::Instance *inst, void *model, const std::vector<TransitionStep> &steps,
-                         const s2ft_adapter *adapter, double scale, bool force, backend::Mismatch *mismatch) {
+                         const s2ft_adapter *adapter, double scale, bool force, backend::Refusal *refusal) {
   DeviceModel &m = *static_cast<DeviceModel *>(model);
-  if (!force)
-    for (size_t i = 0; i < steps.size(); ++i) {
-      const TransitionStep &st = steps[i];
-      if (st.entry == nullptr) continue;
-      const std::vector<uint64_t> &got =
-          m.base_fingerprints[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
-      for (size_t j = 0; j < st.new_positions->size(); ++j) {
-        const uint64_t want = st.entry->fingerprints[j];
-        if (want != 0 && got.at(static_cast<size_t>((*st.new_positions)[j])) != want) {
-          mismatch->step = static_cast<int64_t>(i);
-          mismatch->line = static_cast<int64_t>(j);
-          return;
-        }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const TransitionStep &st = steps[i];
+    if (st.entry == nullptr) continue;
+    const size_t l = static_cast<size_t>(st.layer), t = static_cast<size_t>(st.target);
+    const std::vector<uint64_t> &got = m.base_fingerprints[l][t];
+    const std::vector<float> &max_abs = m.base_max_abs[l][t];
+    const int64_t k = static_cast<int64_t>(st.new_positions->size());
+    auto position = [&](int64_t j) { return static_cast<size_t>((*st.new_positions)[static_cast<size_t>(j)]); };
+    const bool check_range = backend::scaled_delta_is_large(st.w.dtype, scale, st.max_abs_delta);
+    for (int64_t j = 0; j < k && check_range; ++j) {  // first every line's range, as the CPU backend
+      const double max_delta = backend::max_abs_delta(st.entry->delta, st.by_columns, st.line_length, k, j);
+      const double max_w0 = max_abs.at(position(j));
+      if (backend::merge_may_overflow(st.w.dtype, max_w0, scale, max_delta)) {
+        *refusal = backend::Refusal{backend::Refusal::kOverflow, static_cast<int64_t>(i), j, max_w0, max_delta};
+        return;
       }
     }
+    for (int64_t j = 0; j < k && !force; ++j) {
+      const uint64_t want = st.entry->fingerprints[static_cast<size_t>(j)];
+      if (want != 0 && got.at(position(j)) != want) {
+        *refusal = backend::Refusal{backend::Refusal::kFingerprint, static_cast<int64_t>(i), j, 0.0, 0.0};
+        return;
+      }
+    }
+  }
   model_transition(ctx_of(inst), *m.buffers, steps, adapter, scale);
 }
 

@@ -61,18 +61,22 @@ namespace {
 // host. A line's hash is one dependent chain, so lines are the only
 // parallelism; for column lines consecutive threads read consecutive
 // columns (coalesced).
+// The same pass also keeps the line's largest finite |value| in max_abs.
 template <typename T>
-__global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, uint64_t *out) {
+__global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, uint64_t *out, float *max_abs) {
   const int64_t n_lines = by_columns ? w.cols : w.rows;
   const int64_t len = by_columns ? w.rows : w.cols;
   for (int64_t line = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; line < n_lines;
        line += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     uint64_t h = fingerprint::kOffset;
+    float m = 0.0f;
     for (int64_t i = 0; i < len; ++i) {
       const float v = to_f32<T>(by_columns ? w.at(i, line) : w.at(line, i));  // exact widening
       h = fingerprint::mix(h, fingerprint::word(__float_as_uint(v)));
+      if (isfinite(v)) m = fmaxf(m, fabsf(v));
     }
     out[line] = fingerprint::finish(h);
+    max_abs[line] = m;
   }
 }
 
@@ -271,14 +275,16 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs) {
   size_t total = 0;
   for (size_t k = 0; k < jobs.size(); ++k) {
     const FingerprintJob &j = jobs[k];
-    if (j.out == nullptr) fail(S2FT_ERR_INTERNAL, "fingerprint job without an output");
+    if (j.out == nullptr || j.max_abs == nullptr) fail(S2FT_ERR_INTERNAL, "fingerprint job without an output");
     offset[k] = total;
     total += static_cast<size_t>(j.axis == S2FT_AXIS_COLUMNS ? j.m.cols : j.m.rows);
   }
   std::vector<uint64_t> host(total);
+  std::vector<float> host_max(total);
   if (total > 0) {
     Scratch s(ctx);
     uint64_t *dev = s.alloc_n<uint64_t>(static_cast<int64_t>(total));
+    float *dev_max = s.alloc_n<float>(static_cast<int64_t>(total));
     constexpr int kLineThreads = 64;  // few lines per weight: spread them over the SMs
     for (size_t k = 0; k < jobs.size(); ++k) {
       const FingerprintJob &j = jobs[k];
@@ -290,17 +296,21 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs) {
       dispatch_dtype(m.dtype, [&](auto t) {
         using T = decltype(t);
         const View<const T> v{reinterpret_cast<const T *>(m.base), m.rows, m.cols, m.rs, m.cs};
-        fingerprint_kernel<T><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, dev + offset[k]);
+        fingerprint_kernel<T><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, dev + offset[k],
+                                                                     dev_max + offset[k]);
       });
       S2FT_CUDA_CHECK_LAUNCH("fingerprint_kernel");
     }
     download_sync(ctx, host.data(), dev, total * sizeof(uint64_t));
+    download_sync(ctx, host_max.data(), dev_max, total * sizeof(float));
   }
   for (size_t k = 0; k < jobs.size(); ++k) {
     const FingerprintJob &j = jobs[k];
     const size_t n = static_cast<size_t>(j.axis == S2FT_AXIS_COLUMNS ? j.m.cols : j.m.rows);
     j.out->assign(host.begin() + static_cast<std::ptrdiff_t>(offset[k]),
                   host.begin() + static_cast<std::ptrdiff_t>(offset[k] + n));
+    j.max_abs->assign(host_max.begin() + static_cast<std::ptrdiff_t>(offset[k]),
+                      host_max.begin() + static_cast<std::ptrdiff_t>(offset[k] + n));
   }
 }
 

@@ -17,18 +17,20 @@ namespace s2ft {
 namespace cuda {
 
 // One weight whose lines to fingerprint: every column (axis COLUMNS) or
-// every row (axis ROWS) of the device view `m`; `out` receives one value
-// per line, by line index.
+// every row (axis ROWS) of the device view `m`; `out` receives one
+// fingerprint per line and `max_abs` the largest |value| over the line's
+// finite elements (for backend/merge_range.hpp), by line index.
 struct FingerprintJob {
   Matrix m;
   int32_t axis = 0;
   std::vector<uint64_t> *out = nullptr;
+  std::vector<float> *max_abs = nullptr;
 };
 
-// line_fingerprint() (src/adapter/geometry.cpp: 64-bit FNV-1a over the
-// dtype id and the line's element bytes, 0 mapped to 1) of every line of
-// every job, computed on the device and copied to the host: synchronises
-// (once, after all jobs). Reads the weights on ctx's stream.
+// line_fingerprint() (src/adapter/geometry.cpp, common/fingerprint.hpp) and
+// the largest finite |value| of every line of every job, computed on the
+// device and copied to the host: synchronises (once, after all jobs). Reads
+// the weights on ctx's stream.
 void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs);
 
 // The device memory of one model: per (layer, target) the original bytes

@@ -957,8 +957,12 @@ S2FT_API void s2ft_model_destroy(s2ft_model *model);
  * delta (computed in double, rounded once to the weight's dtype), after
  * saving the lines it displaces so s2ft_adapter_remove() restores them
  * bit-exactly. scale NaN means the adapter's default scale. The adapter
- * must not be destroyed or changed while it is applied. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, scale
- * infinite, model shape differs, a needed weight missing from the model),
+ * must not be destroyed or changed while it is applied. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, scale infinite, model
+ * shape differs, a needed weight missing from the model, or a scale at
+ * which merging could overflow the weight's dtype: when |scale| * max|delta|
+ * exceeds half the dtype's range, every line is bounded by max|W| +
+ * |scale| * max|delta|; refused with or without S2FT_APPLY_FORCE),
  * S2FT_ERR_STATE (an adapter is already applied: remove it or switch),
  * S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;
  * nothing is changed), S2FT_ERR_OUT_OF_MEMORY.

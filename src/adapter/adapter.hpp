@@ -58,12 +58,20 @@ struct s2ft_adapter {
   double default_scale = 1.0;
   std::vector<std::array<s2ft::AdapterEntry, S2FT_NUM_TARGETS>> layers;  // n_layers
 
-  // Device copies of the entries, one per device, made by a device backend
-  // on first use and dropped whenever an entry changes (revision counts the
-  // changes). Guarded by mirror_mutex: const adapters are shared by threads.
+  // What is derived from the entries and kept until one changes (revision
+  // counts the changes): the device copies, one per device, made by a
+  // device backend on first use, and the largest |delta| of each entry
+  // (max_abs_delta). Guarded by mirror_mutex: const adapters are shared by
+  // threads.
   uint64_t revision = 0;
   mutable std::mutex mirror_mutex;
   mutable std::vector<std::shared_ptr<s2ft::backend::AdapterCopy>> mirrors;
+  mutable std::vector<std::array<double, S2FT_NUM_TARGETS>> max_abs;  // for max_abs_revision
+  mutable uint64_t max_abs_revision = UINT64_MAX;
+
+  // The largest |delta| of the (layer, target) entry (0 when empty),
+  // computed for every entry on the first call after a change.
+  double max_abs_delta(int32_t layer, int32_t target) const;
 
   // Call after changing `layers`.
   void entries_changed() {

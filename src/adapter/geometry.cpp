@@ -1,5 +1,7 @@
-// Tensor names, line mapping under a permutation, and
-// base-line fingerprints, shared by adapters, models and the forward.
+// Tensor names, line mapping under a permutation, base-line fingerprints
+// and the entries' delta range, shared by adapters, models and the forward.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -53,3 +55,18 @@ uint64_t line_fingerprint(const Matrix &w, int32_t axis, int64_t line) {
 }
 
 }  // namespace s2ft
+
+double s2ft_adapter::max_abs_delta(int32_t layer, int32_t target) const {
+  std::lock_guard<std::mutex> lock(mirror_mutex);
+  if (max_abs_revision != revision) {
+    max_abs.assign(layers.size(), {});
+    for (size_t l = 0; l < layers.size(); ++l)
+      for (size_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+        double m = 0.0;
+        for (float d : layers[l][t].delta) m = std::max(m, std::fabs(static_cast<double>(d)));
+        max_abs[l][t] = m;
+      }
+    max_abs_revision = revision;
+  }
+  return max_abs[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+}

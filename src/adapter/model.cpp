@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "adapter/model.hpp"
+#include "backend/merge_range.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
 #include "model_shape.hpp"
@@ -70,6 +71,17 @@ std::vector<int64_t> entry_positions(const s2ft_model &m, int32_t layer, int32_t
   fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + where(layer, target) + " line " + std::to_string(line) +
                             ": the adapter was made for a different base model (or dtype); pass "
                             "S2FT_APPLY_FORCE to apply it anyway");
+}
+
+[[noreturn]] void merge_overflow(int32_t dtype, double scale, const backend::Refusal &r, int32_t layer, int32_t target,
+                                 int64_t line) {
+  char b[256];
+  std::snprintf(b, sizeof b, "|W| up to %.6g plus |scale * delta| up to %.6g exceeds the largest finite %s, %.6g",
+                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(dtype), backend::largest_finite(dtype));
+  char sc[32];
+  std::snprintf(sc, sizeof sc, "%.6g", scale);
+  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + where(layer, target) +
+           " line " + std::to_string(line) + " (" + b + "); nothing was changed");
 }
 
 // Resolves the scale argument: NaN means the adapter's default.
@@ -136,13 +148,16 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
     st.old_positions = &m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)];
     st.new_positions = &p.positions;
     st.entry = p.entry;
+    if (p.entry != nullptr) st.max_abs_delta = adapter->max_abs_delta(p.layer, p.target);
     steps.push_back(st);
   }
-  backend::Mismatch bad;
-  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, adapter, scale, force, &bad);
-  if (bad.step >= 0) {
-    const backend::TransitionStep &st = steps[static_cast<size_t>(bad.step)];
-    fingerprint_mismatch(st.layer, st.target, st.entry->lines[static_cast<size_t>(bad.line)]);
+  backend::Refusal refused;
+  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, adapter, scale, force, &refused);
+  if (refused.step >= 0) {
+    const backend::TransitionStep &st = steps[static_cast<size_t>(refused.step)];
+    const int64_t line = st.entry->lines[static_cast<size_t>(refused.line)];
+    if (refused.kind == backend::Refusal::kFingerprint) fingerprint_mismatch(st.layer, st.target, line);
+    merge_overflow(st.w.dtype, scale, refused, st.layer, st.target, line);
   }
   for (Planned &p : planned)
     m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)] = std::move(p.positions);

@@ -111,12 +111,16 @@ struct TransitionStep {
   const std::vector<int64_t> *old_positions = nullptr;
   const std::vector<int64_t> *new_positions = nullptr;
   const AdapterEntry *entry = nullptr;
+  double max_abs_delta = 0.0;  // the largest |delta| of entry (merge_range.hpp's fast test)
 };
 
-// The first line whose base fingerprint differs from the adapter's:
-// steps[step].entry->lines[line]. step < 0: none.
-struct Mismatch {
+// Why a transition was refused before anything was written, and where:
+// line `line` of steps[step].entry. step < 0: not refused.
+struct Refusal {
+  enum Kind { kFingerprint, kOverflow };  // the base line differs / the merge could overflow
+  Kind kind = kFingerprint;
   int64_t step = -1, line = -1;
+  double max_abs_w0 = 0.0, max_abs_delta = 0.0;  // kOverflow: the bound's terms (merge_range.hpp)
 };
 
 // One adapter of a mixed batch as the core resolved it.
@@ -223,7 +227,9 @@ struct Ops {
   s2ft_status (*model_create)(Instance *inst, const s2ft_model_shape &shape, const std::vector<TargetWeight> &weights,
                               Object *out) = nullptr;
   // Unless `force`, compares the new lines' base fingerprints with the
-  // entries'; on a mismatch sets *mismatch and writes nothing. Otherwise,
+  // entries'; refuses a line whose merge could overflow the weight's dtype
+  // (merge_range.hpp), forced or not. A refusal sets *refusal and writes
+  // nothing. Otherwise,
   // for every step in one pass over the union of old and new lines
   // (W0 = the saved base bytes where the line is displaced now, else the
   // weight's): a line only in the old set gets W0 back; new line j at p
@@ -232,7 +238,7 @@ struct Ops {
   // anything, or not at all.
   s2ft_status (*model_transition)(Instance *inst, void *model, const std::vector<TransitionStep> &steps,
                                   const s2ft_adapter *adapter, double scale, bool force,
-                                  Mismatch *mismatch) = nullptr;
+                                  Refusal *refusal) = nullptr;
   // Makes the instance's device copy of an adapter (nothing on the CPU).
   s2ft_status (*adapter_upload)(Instance *inst, const s2ft_adapter &adapter) = nullptr;
   // y = x w^T, then for each group y_R += scale * (adapter term).

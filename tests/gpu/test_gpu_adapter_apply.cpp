@@ -372,6 +372,33 @@ TEST_P(GpuAdapterFingerprints, MismatchIsFormatErrorUnlessForced) {
   expect_same(*m.dw, before, "remove after a forced apply");
 }
 
+// A scale at which merging could overflow the dtype is refused as on the
+// CPU (from the create-time line maxima), forced or not, and nothing changes.
+TEST_P(GpuAdapterFingerprints, ScaleThatWouldOverflowIsRefusedLikeTheCpu) {
+  S2FT_REQUIRE_GPU();
+  const int32_t dtype = std::get<0>(GetParam());
+  const bool permuted = std::get<1>(GetParam());
+  const s2ft_model_shape &shape = odd().shape;
+  const std::array<int32_t, 4> dts{dtype, dtype, dtype, dtype};
+  const HostWeights base(shape, dts, 12);
+  AdapterOwner a;
+  make_adapter(a, shape, &base, odd().a, 1.0, 13, "a");
+  ASSERT_FALSE(HasFatalFailure());
+  Pair m;
+  m.init(shape, base, permuted, 0);
+  ASSERT_FALSE(HasFatalFailure());
+  const HostWeights before(*m.hw);
+  const double too_large = dtype == S2FT_F16 ? 1e6 : 1e300;
+  for (const uint32_t flags : {0u, S2FT_APPLY_FORCE}) {
+    EXPECT_S2FT_ERROR(s2ft_adapter_apply(m.cm.m, a.a, too_large, flags), S2FT_ERR_INVALID_ARGUMENT, "could overflow");
+    EXPECT_S2FT_ERROR(s2ft_adapter_apply(m.gm.m, a.a, too_large, flags), S2FT_ERR_INVALID_ARGUMENT, "could overflow");
+  }
+  m.g.sync();
+  expect_same(*m.dw, before, "after the refused applies");
+  m.expect_applied(nullptr, 0.0);
+  m.both("apply at scale 3", [&](s2ft_model *x) { return s2ft_adapter_apply(x, a.a, 3.0, 0); });
+}
+
 // A switch to an adapter made for another base leaves the applied adapter,
 // its scale and the weights as they were.
 TEST_P(GpuAdapterFingerprints, FailedSwitchChangesNothing) {

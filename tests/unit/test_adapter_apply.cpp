@@ -321,6 +321,38 @@ TEST_P(AdapterApply, FingerprintMismatchIsFormatErrorUnlessForced) {
   EXPECT_TRUE(work.same_bytes(before));
 }
 
+// A scale at which merging could overflow the weight's dtype is refused,
+// forced or not, and nothing is written (instead of infinities).
+TEST_P(AdapterApply, ScaleThatWouldOverflowIsRefused) {
+  const Case c = GetParam();
+  Weights base(c.dtype, 31);
+  Adapter a;
+  make_adapter(a, base, kLinesA, 1.0, 32, "a");
+  Weights work(base);
+  to_model_order(work);
+  const Weights before(work);
+  Model m;
+  ASSERT_S2FT_OK(s2ft_model_create(cx.ctx, &kShape, work.layers.data(), sel.sel, &m.m));
+  // |W| <= 2 and |delta| <= 0.5: scale 1e300 overflows every dtype, 2e5 only f16 (largest 65504).
+  const double too_large = c.dtype == S2FT_F16 ? 2e5 : 1e300;
+  for (const uint32_t flags : {0u, S2FT_APPLY_FORCE}) {
+    EXPECT_S2FT_ERROR(s2ft_adapter_apply(m.m, a.a, too_large, flags), S2FT_ERR_INVALID_ARGUMENT, "could overflow");
+    EXPECT_TRUE(work.same_bytes(before));
+    EXPECT_S2FT_ERROR(s2ft_adapter_apply(m.m, a.a, -too_large, flags), S2FT_ERR_INVALID_ARGUMENT,
+                      std::string("largest finite ") + dtype_label(c.dtype));
+    EXPECT_TRUE(work.same_bytes(before));
+  }
+  // At a scale the dtype holds, apply works as usual; for f16 also one whose
+  // scaled deltas pass half the range (the bound with the base values decides).
+  const double large_but_fine = c.dtype == S2FT_F16 ? 8e4 : 1000.0;
+  ASSERT_S2FT_OK(s2ft_adapter_apply(m.m, a.a, large_but_fine, 0));
+  Weights want = expected_after(base, a, large_but_fine);
+  to_model_order(want);
+  EXPECT_TRUE(work.same_bytes(want));
+  ASSERT_S2FT_OK(s2ft_adapter_remove(m.m));
+  EXPECT_TRUE(work.same_bytes(before));
+}
+
 // A failing switch leaves the applied adapter and the weights as they were.
 TEST_P(AdapterApply, FailedSwitchChangesNothing) {
   const Case c = GetParam();

@@ -10,6 +10,7 @@
 // for row targets, so a row-major weight is read and written row by row).
 // Everything that can fail (allocation, fingerprints) happens while
 // planning; writing cannot fail, so a failed call changes nothing.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -19,6 +20,7 @@
 
 #include "adapter/adapter.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/merge_range.hpp"
 #include "common/fingerprint.hpp"
 
 namespace s2ft {
@@ -280,11 +282,32 @@ struct Step {
   std::vector<int64_t> all_new;  // 0..k-1 of the new entry
 };
 
+// max |W0| over the finite elements of every line held in a compact buffer.
+std::vector<double> max_abs_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
+  std::vector<double> m(static_cast<size_t>(g.k), 0.0);
+  for (int64_t i = 0; i < g.len; ++i)
+    for (int64_t j = 0; j < g.k; ++j) {
+      const size_t c = g.compact(i, j);
+      float v;
+      if (dtype == S2FT_F32) {
+        std::memcpy(&v, compact + c * 4, 4);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, compact + c * 2, 2);
+        v = dtype == S2FT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      }
+      if (std::isfinite(v)) m[static_cast<size_t>(j)] = std::max(m[static_cast<size_t>(j)], std::fabs(static_cast<double>(v)));
+    }
+  return m;
+}
+
 // Builds the step for a transition to st.entry (may be NULL): gathers the
 // base bytes of its lines (from the old record where the line is displaced
-// now) and, unless `force`, compares their fingerprints with the entry's;
-// returns false with *bad_line set at the first mismatch.
-bool plan_step(Records &rec, const backend::TransitionStep &st, bool force, Step *out, int64_t *bad_line) {
+// now), refuses a line whose merge at `scale` could overflow the dtype, and,
+// unless `force`, compares the base fingerprints with the entry's. Returns
+// false with *refusal filled (but for its step) at the first refusal.
+bool plan_step(Records &rec, const backend::TransitionStep &st, double scale, bool force, Step *out,
+               backend::Refusal *refusal) {
   Step &s = *out;
   s.st = &st;
   const size_t l = static_cast<size_t>(st.layer), t = static_cast<size_t>(st.target);
@@ -323,12 +346,26 @@ bool plan_step(Records &rec, const backend::TransitionStep &st, bool force, Step
     else
       gather_originals<uint16_t>(g, new_positions, s.all_new, from_old, old_geometry, old_original.data(), s.original.data());
 
+    const std::vector<double> max_w0 = backend::scaled_delta_is_large(s.dtype, scale, st.max_abs_delta)
+                                           ? max_abs_lines(g, s.dtype, s.original.data())
+                                           : std::vector<double>();
+    for (int64_t j = 0; j < k && !max_w0.empty(); ++j) {
+      const double max_delta = backend::max_abs_delta(entry->delta, st.by_columns, len, k, j);
+      if (backend::merge_may_overflow(s.dtype, max_w0[static_cast<size_t>(j)], scale, max_delta)) {
+        refusal->kind = backend::Refusal::kOverflow;
+        refusal->line = j;
+        refusal->max_abs_w0 = max_w0[static_cast<size_t>(j)];
+        refusal->max_abs_delta = max_delta;
+        return false;
+      }
+    }
     if (!force) {
       const std::vector<uint64_t> got = fingerprint_lines(g, s.dtype, s.original.data());
       for (int64_t j = 0; j < k; ++j) {
         const uint64_t want = entry->fingerprints[static_cast<size_t>(j)];
         if (want != 0 && got[static_cast<size_t>(j)] != want) {
-          *bad_line = j;
+          refusal->kind = backend::Refusal::kFingerprint;
+          refusal->line = j;
           return false;
         }
       }
@@ -356,17 +393,14 @@ void model_create(backend::Instance *, const s2ft_model_shape &shape, const std:
 }
 
 void model_transition(backend::Instance *, void *model, const std::vector<backend::TransitionStep> &steps,
-                      const s2ft_adapter *, double scale, bool force, backend::Mismatch *mismatch) {
+                      const s2ft_adapter *, double scale, bool force, backend::Refusal *refusal) {
   Records &rec = *static_cast<Records *>(model);
   std::vector<Step> plans(steps.size());
-  for (size_t i = 0; i < steps.size(); ++i) {
-    int64_t bad = -1;
-    if (!plan_step(rec, steps[i], force, &plans[i], &bad)) {
-      mismatch->step = static_cast<int64_t>(i);
-      mismatch->line = bad;
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (!plan_step(rec, steps[i], scale, force, &plans[i], refusal)) {
+      refusal->step = static_cast<int64_t>(i);
       return;
     }
-  }
   for (Step &s : plans) {
     const backend::TransitionStep &st = *s.st;
     std::vector<char> &old = rec.original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
