@@ -179,15 +179,10 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
       return;
     }
     s2ft::require_not_null(lines, "lines");
-    std::vector<char> seen(static_cast<size_t>(n_avail), 0);
-    for (int64_t i = 0; i < n_lines; ++i) {
-      const int64_t l = lines[i];
-      if (l < 0 || l >= n_avail)
-        s2ft::fail_arg("lines[" + std::to_string(i) + "] = " + std::to_string(l) + " is out of range [0, " +
+    for (int64_t i = 0; i < n_lines; ++i)
+      if (lines[i] < 0 || lines[i] >= n_avail)
+        s2ft::fail_arg("lines[" + std::to_string(i) + "] = " + std::to_string(lines[i]) + " is out of range [0, " +
                        std::to_string(n_avail) + ")");
-      if (seen[static_cast<size_t>(l)]) s2ft::fail_arg("lines[" + std::to_string(i) + "] = " + std::to_string(l) + " is duplicated");
-      seen[static_cast<size_t>(l)] = 1;
-    }
     const s2ft::Matrix d = s2ft::check_matrix(delta, "delta", s2ft::kCpu);
     int64_t drows, dcols;
     s2ft::delta_shape(s, target, n_lines, &drows, &dcols);
@@ -205,6 +200,12 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
     std::vector<int64_t> order(static_cast<size_t>(n_lines));
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](int64_t a, int64_t c) { return lines[a] < lines[c]; });
+    // Duplicates are neighbours once sorted (no table sized by the model shape,
+    // which may be huge: the entry's memory follows its lines).
+    for (size_t i = 1; i < order.size(); ++i)
+      if (lines[order[i]] == lines[order[i - 1]])
+        s2ft::fail_arg("lines[" + std::to_string(std::max(order[i], order[i - 1])) + "] = " +
+                       std::to_string(lines[order[i]]) + " is duplicated");
     const int32_t axis = s2ft::target_axis(target);
     const int64_t len = s2ft::target_line_length(s, target);
     s2ft::AdapterEntry e;

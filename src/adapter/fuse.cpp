@@ -5,6 +5,7 @@
 // keeps the base fingerprint the inputs agree on: a zero fingerprint
 // (unknown) defers to a nonzero one; two different nonzero ones mean the
 // inputs were made against different bases, which is an error.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -46,26 +47,24 @@ std::string joined_name(const s2ft_adapter *const *adapters, int64_t n) {
 AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
                         int32_t target) {
   const s2ft_model_shape &s = adapters[0]->shape;
-  const int64_t n_avail = target_line_count(s, target), len = target_line_length(s, target);
+  const int64_t len = target_line_length(s, target);
   const int32_t axis = target_axis(target);
   const auto entry = [&](int64_t i) -> const AdapterEntry & {
     return adapters[i]->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
   };
 
-  // slot[line] = the line's position in the result, or -1.
-  std::vector<int64_t> slot;
-  bool any = false;
-  for (int64_t i = 0; i < n && !any; ++i) any = !entry(i).empty();
-  if (!any) return AdapterEntry{};
-  slot.assign(static_cast<size_t>(n_avail), -1);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t l : entry(i).lines) slot[static_cast<size_t>(l)] = 0;
+  // The union of the inputs' lines, ascending. Sized by the lines the inputs
+  // hold, never by the model shape (a claim of a loaded file, which may be
+  // huge and backed by nothing).
   AdapterEntry out;
-  for (int64_t l = 0; l < n_avail; ++l)
-    if (slot[static_cast<size_t>(l)] == 0) {
-      slot[static_cast<size_t>(l)] = static_cast<int64_t>(out.lines.size());
-      out.lines.push_back(l);
-    }
+  for (int64_t i = 0; i < n; ++i) out.lines.insert(out.lines.end(), entry(i).lines.begin(), entry(i).lines.end());
+  if (out.lines.empty()) return AdapterEntry{};
+  std::sort(out.lines.begin(), out.lines.end());
+  out.lines.erase(std::unique(out.lines.begin(), out.lines.end()), out.lines.end());
+  // The line's position in the result.
+  const auto slot = [&out](int64_t line) {
+    return static_cast<int64_t>(std::lower_bound(out.lines.begin(), out.lines.end(), line) - out.lines.begin());
+  };
   const int64_t k = static_cast<int64_t>(out.lines.size());
   out.fingerprints.assign(static_cast<size_t>(k), 0);
   std::vector<double> sum(static_cast<size_t>(k * len), 0.0);
@@ -74,7 +73,7 @@ AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<d
     const AdapterEntry &e = entry(i);
     const int64_t ki = static_cast<int64_t>(e.lines.size());
     for (int64_t p = 0; p < ki; ++p) {
-      const int64_t line = e.lines[static_cast<size_t>(p)], q = slot[static_cast<size_t>(line)];
+      const int64_t line = e.lines[static_cast<size_t>(p)], q = slot(line);
       const uint64_t fp = e.fingerprints[static_cast<size_t>(p)];
       uint64_t &have = out.fingerprints[static_cast<size_t>(q)];
       if (fp != 0 && have != 0 && fp != have)

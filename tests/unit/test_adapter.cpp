@@ -482,6 +482,32 @@ TEST(AdapterFuse, OverlappingLinesAddAndDisjointLinesAreKept) {
   }
 }
 
+// Fusing allocates for the lines the inputs hold, not for the model shape
+// they claim: two adapters of a model with d_ff = 2^31 - 1 (a claim a loaded
+// file can make, backed by nothing) fuse in a few bytes (this took 16 GB).
+TEST(AdapterFuse, MemoryFollowsTheLinesNotTheClaimedShape) {
+  const s2ft_model_shape huge{1, 4, 2, 1, 2, 2147483647};
+  Adapter a, b;
+  ASSERT_S2FT_OK(s2ft_adapter_create(&huge, "a", 1.0, &a.a));
+  ASSERT_S2FT_OK(s2ft_adapter_create(&huge, "b", 1.0, &b.a));
+  const int64_t la[] = {2147483646}, lb[] = {7};
+  HostMatrix da(S2FT_F32, huge.d_model, 1), db(S2FT_F32, huge.d_model, 1);
+  Random rng(41);
+  da.fill_random(rng);
+  db.fill_random(rng);
+  ASSERT_S2FT_OK(s2ft_adapter_set(a.a, 0, S2FT_TARGET_DOWN, la, 1, &da.t, nullptr));
+  ASSERT_S2FT_OK(s2ft_adapter_set(b.a, 0, S2FT_TARGET_DOWN, lb, 1, &db.t, nullptr));
+  const s2ft_adapter *in[] = {a.a, b.a};
+  Adapter f;
+  ASSERT_S2FT_OK(s2ft_adapter_fuse(in, nullptr, 2, &f.a));
+  const Entry e = read_entry(f.a, 0, S2FT_TARGET_DOWN);
+  ASSERT_EQ(e.lines, (std::vector<int64_t>{7, 2147483646}));
+  for (int64_t j = 0; j < huge.d_model; ++j) {
+    EXPECT_EQ(e.delta[static_cast<size_t>(j * 2 + 0)], db.get(j, 0));
+    EXPECT_EQ(e.delta[static_cast<size_t>(j * 2 + 1)], da.get(j, 0));
+  }
+}
+
 // ---- save / load ------------------------------------------------------------------
 
 TEST(AdapterFile, SaveThenLoadKeepsEveryBit) {
