@@ -1,10 +1,12 @@
 #include "checkpoint.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 
 #include "common/error.hpp"
 #include "errors.hpp"
@@ -29,15 +31,39 @@ const size_t kMaxJsonBytes = size_t(64) << 20;
 
 std::string join(const std::string &dir, const std::string &name) { return (fs::path(dir) / name).string(); }
 
+// The most memory this process can have: the machine's memory and swap,
+// or less under an address-space or data-size limit (ulimit -v, -d).
+uint64_t usable_memory_bytes() {
+  uint64_t limit = std::numeric_limits<uint64_t>::max();
+  struct sysinfo si {};
+  if (::sysinfo(&si) == 0)
+    limit = (static_cast<uint64_t>(si.totalram) + static_cast<uint64_t>(si.totalswap)) * si.mem_unit;
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    struct rlimit rl {};
+    if (::getrlimit(resource, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+      limit = std::min<uint64_t>(limit, static_cast<uint64_t>(rl.rlim_cur));
+  }
+  return limit;
+}
+
+// "1.5 GiB", for messages.
+std::string bytes_text(uint64_t bytes) {
+  const char *const kUnits[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes);
+  int unit = 0;
+  while (v >= 1024.0 && unit < 6) v /= 1024.0, ++unit;
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[unit]);
+  return text;
+}
+
+// Reads a whole regular file (a FIFO, device or folder is refused, never read).
 std::vector<uint8_t> read_binary(const std::string &path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) die("cannot open " + path);
-  const std::streamoff size = in.tellg();
-  if (size < 0) die("cannot read " + path);
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  if (size > 0 && !in.read(reinterpret_cast<char *>(bytes.data()), size)) die("cannot read " + path);
-  return bytes;
+  try {
+    return io::read_file_bytes(path, std::numeric_limits<size_t>::max());
+  } catch (const s2ft::Error &e) {
+    die(e.what());
+  }
 }
 
 std::string read_text(const std::string &path) {
@@ -133,7 +159,7 @@ int target_projection(int32_t target) {
 
 bool is_checkpoint_dir(const std::string &dir) {
   std::error_code ec;
-  return fs::is_directory(dir, ec) && fs::is_regular_file(join(dir, kConfigFile), ec);
+  return fs::is_directory(dir, ec) && fs::exists(join(dir, kConfigFile), ec);
 }
 
 bool is_permuted_dir(const std::string &dir) {
@@ -149,17 +175,20 @@ std::unique_ptr<Checkpoint> Checkpoint::load(const std::string &dir, Contents co
   c->dir_ = dir;
   c->headers_only_ = contents == Contents::kHeadersOnly;
   c->read_config();
-  c->read_shards();
+  c->read_headers();
   c->check_weights();
-  if (!c->headers_only_) c->bind_weights();
+  if (c->headers_only_) return c;
+  c->require_memory_for_data();
+  c->read_data();
+  c->bind_weights();
   return c;
 }
 
 void Checkpoint::read_config() {
   const std::string path = join(dir_, kConfigFile);
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) die(dir_ + " has no config.json (not a Hugging Face checkpoint folder)");
-  config_text_ = read_text(path);
+  if (!fs::exists(path, ec)) die(dir_ + " has no config.json (not a Hugging Face checkpoint folder)");
+  config_text_ = read_text(path);  // refuses a FIFO, device or folder by name
   config_ = parse_json(config_text_, path);
   if (!config_.is_object()) die(path + " is not a JSON object");
   shape_.d_model = config_int(config_, path, "hidden_size", -1);
@@ -207,33 +236,26 @@ std::vector<std::string> Checkpoint::shard_list(std::map<std::string, std::strin
     (*weight_map)[it.key()] = file;
     if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
   }
-  for (const std::string &f : files)
-    if (!fs::is_regular_file(join(dir_, f), ec))
+  for (const std::string &f : files)  // a shard that is not a regular file is refused when read
+    if (!fs::exists(join(dir_, f), ec))
       die(index_path + " names shard '" + f + "', which does not exist in " + dir_);
   return files;
 }
 
-// One shard: its whole image checked by the library's reader, or (headers
-// only) just its header, so that a summary never reads tensor data.
-Checkpoint::Shard Checkpoint::read_shard(const std::string &file) const {
+// One shard's header, checked against the file's size by the library's
+// reader; no tensor data is read.
+Checkpoint::Shard Checkpoint::read_shard_header(const std::string &file) const {
   Shard shard;
   shard.file = file;
-  const std::string path = join(dir_, file);
-  if (headers_only_) {
-    io::SafetensorsHeader h = io::read_safetensors_header(path);
-    shard.tensors = std::move(h.tensors);
-    shard.data_start = static_cast<size_t>(h.data_start);
-    return shard;
-  }
-  shard.image = read_binary(path);
+  io::SafetensorsHeader h;
   try {
-    shard.tensors = io::SafetensorsFile::parse(shard.image, path).tensors();
+    h = io::read_safetensors_header(join(dir_, file));
   } catch (const s2ft::Error &e) {
     die(e.what());
   }
-  uint64_t header = 0;
-  for (int i = 0; i < 8; ++i) header |= static_cast<uint64_t>(shard.image[static_cast<size_t>(i)]) << (8 * i);
-  shard.data_start = static_cast<size_t>(8 + header);  // parse() checked it lies inside the file
+  shard.tensors = std::move(h.tensors);
+  shard.data_start = static_cast<size_t>(h.data_start);
+  shard.file_size = h.file_size;
   return shard;
 }
 
@@ -257,17 +279,46 @@ void Checkpoint::add_shard(Shard shard, const std::map<std::string, std::string>
   shards_.push_back(std::move(shard));
 }
 
-void Checkpoint::read_shards() {
+void Checkpoint::read_headers() {
   std::map<std::string, std::string> weight_map;  // tensor -> shard file (sharded only)
   const std::vector<std::string> files = shard_list(&weight_map);
-  Progress progress("reading " + dir_, static_cast<int>(files.size()));
-  for (size_t i = 0; i < files.size(); ++i) {
-    progress.step(static_cast<int>(i + 1));
-    add_shard(read_shard(files[i]), weight_map);
-  }
+  for (const std::string &file : files) add_shard(read_shard_header(file), weight_map);
   for (const auto &kv : weight_map)
     if (where_.count(kv.first) == 0)
       die(kIndexFile + std::string(" lists tensor ") + kv.first + " in " + kv.second + ", which does not hold it");
+}
+
+// Refuses, before allocating, a checkpoint whose files are larger than the
+// memory this process can have (the machine's memory and swap, or a lower
+// address-space or data limit): it is read whole, and an allocation of that
+// size would otherwise end in an out-of-memory kill or a failed allocation.
+void Checkpoint::require_memory_for_data() const {
+  uint64_t needed = 0;
+  for (const Shard &s : shards_) needed += s.file_size;
+  const uint64_t available = usable_memory_bytes();
+  if (needed > available)
+    die("reading " + dir_ + " needs " + bytes_text(needed) + " of memory (its safetensors files are read whole), more "
+        "than the " + bytes_text(available) + " this process can use");
+}
+
+void Checkpoint::read_data() {
+  Progress progress("reading " + dir_, static_cast<int>(shards_.size()));
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    progress.step(static_cast<int>(i + 1));
+    read_shard_data(shards_[i]);
+  }
+}
+
+// The whole file, which must still be the file whose header was checked:
+// the same size and header length, so every tensor's offsets lie inside it.
+void Checkpoint::read_shard_data(Shard &shard) const {
+  const std::string path = join(dir_, shard.file);
+  shard.image = read_binary(path);
+  uint64_t header = 0;
+  for (int i = 0; i < 8 && static_cast<size_t>(i) < shard.image.size(); ++i)
+    header |= static_cast<uint64_t>(shard.image[static_cast<size_t>(i)]) << (8 * i);
+  if (shard.image.size() != shard.file_size || header + 8 != shard.data_start)
+    die(path + " changed while it was being read");
 }
 
 uint8_t *Checkpoint::mutable_bytes(size_t shard, const io::TensorInfo &t) {
@@ -284,7 +335,9 @@ void Checkpoint::check_weights() const {
     for (int p = 0; p < kNumProjections; ++p) {
       const std::string name = projection_name(l, p);
       const io::TensorInfo *info = find(name);
-      if (info == nullptr) die(dir_ + " has no tensor " + name);
+      if (info == nullptr)
+        die(dir_ + " has no tensor " + name + " (config.json says num_hidden_layers is " + std::to_string(s.n_layers) +
+            ")");
       if (library_dtype(info->dtype) < 0) die(name + " has dtype " + info->dtype + "; expected F32, F16 or BF16");
       const std::vector<int64_t> want = {expected[p][0], expected[p][1]};
       if (info->shape != want)
@@ -392,7 +445,7 @@ void Checkpoint::save(const std::string &out_dir, const std::set<std::string> &s
       const std::string name = e.path().filename().string();
       if (!e.is_regular_file() || written.count(name) != 0 || skip_files.count(name) != 0) continue;
       if (name.find(".tmp.") != std::string::npos) continue;  // someone's half-written file
-      const std::vector<uint8_t> bytes = read_binary(e.path().string());
+      const std::vector<uint8_t> bytes = read_binary(e.path().string());  // refused if it became a FIFO
       io::write_file_atomic(join(out_dir, name), bytes.data(), bytes.size());
     }
   } catch (const s2ft::Error &e) {

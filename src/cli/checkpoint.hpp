@@ -40,7 +40,8 @@ std::string line_text(int32_t layer, int32_t target, int64_t line);
 // "layers 5, d_model 64, heads 8/4 kv, head_dim 8, d_ff 172", for messages.
 std::string shape_text(const s2ft_model_shape &shape);
 
-// Whether `dir` looks like a checkpoint folder (has config.json).
+// Whether `dir` looks like a checkpoint folder (has config.json, of any
+// kind: the reader then says what is wrong with it).
 bool is_checkpoint_dir(const std::string &dir);
 
 // The file a permuted checkpoint carries its selection in; `merge` and
@@ -58,7 +59,12 @@ class Checkpoint {
   enum class Contents { kWeights, kHeadersOnly };
 
   // Reads and validates the folder. Throws CliError naming the file and
-  // what is wrong with it.
+  // what is wrong with it. Every file is read only if it is a regular file
+  // (io::InputFile). config.json is checked against the tensors the headers
+  // declare before any tensor data is read, so a config claiming more
+  // layers or larger dimensions than the files hold fails without reading or
+  // allocating for the claim; and the data is read only when it fits in the
+  // memory this process may use.
   static std::unique_ptr<Checkpoint> load(const std::string &dir, Contents contents = Contents::kWeights);
 
   Checkpoint(const Checkpoint &) = delete;
@@ -97,6 +103,7 @@ class Checkpoint {
     std::string file;              // name inside the folder
     std::vector<uint8_t> image;    // the whole file (empty when only headers were read)
     size_t data_start = 0;         // 8 + header length
+    uint64_t file_size = 0;        // as the header was checked against
     std::vector<io::TensorInfo> tensors;
   };
   // A projection weight's descriptor and, when its bytes are not aligned to
@@ -109,11 +116,14 @@ class Checkpoint {
   };
 
   void read_config();
-  void read_shards();
+  void read_headers();
   std::vector<std::string> shard_list(std::map<std::string, std::string> *weight_map);
-  Shard read_shard(const std::string &file) const;
+  Shard read_shard_header(const std::string &file) const;
   void add_shard(Shard shard, const std::map<std::string, std::string> &weight_map);
   void check_weights() const;
+  void require_memory_for_data() const;
+  void read_data();
+  void read_shard_data(Shard &shard) const;
   void bind_weights();
   uint8_t *mutable_bytes(size_t shard, const io::TensorInfo &t);
 

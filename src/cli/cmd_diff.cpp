@@ -4,7 +4,6 @@
 // default scale) and reports how close that comes to TUNED.
 #include <cmath>
 #include <cstring>
-#include <iostream>
 #include <limits>
 #include <sstream>
 
@@ -13,6 +12,7 @@
 #include "commands.hpp"
 #include "elements.hpp"
 #include "output.hpp"
+#include "printable.hpp"
 #include "progress.hpp"
 #include "selection_options.hpp"
 
@@ -271,12 +271,12 @@ Comparison compare(Checkpoint &base, Checkpoint &tuned, Checkpoint &merged, cons
 }
 
 void report(const DiffArgs &a, const Comparison &cmp) {
-  std::cout << "wrote adapter " << a.out << " (\"" << a.name << "\", default scale " << a.scale_text << ")\n";
-  std::cout << "selected elements: " << cmp.selected_elements << "\n";
-  std::cout << "not reproduced exactly: " << cmp.not_exact << "\n";
-  std::cout << "more than one unit in the last place off: " << cmp.beyond_one_ulp << "\n";
-  std::cout << "changed outside the selection: " << cmp.outside_changed << " elements in " << cmp.outside_weights
-            << " weights, " << cmp.other_tensors.size() << " other tensors\n";
+  say("wrote adapter " + a.out + " (\"" + a.name + "\", default scale " + a.scale_text + ")");
+  say("selected elements: " + std::to_string(cmp.selected_elements));
+  say("not reproduced exactly: " + std::to_string(cmp.not_exact));
+  say("more than one unit in the last place off: " + std::to_string(cmp.beyond_one_ulp));
+  say("changed outside the selection: " + std::to_string(cmp.outside_changed) + " elements in " +
+      std::to_string(cmp.outside_weights) + " weights, " + std::to_string(cmp.other_tensors.size()) + " other tensors");
   const int64_t within_one = cmp.not_exact - cmp.beyond_one_ulp;
   if (within_one != 0)
     warn("diff", std::to_string(within_one) + " selected elements merge one unit in the last place away from " +

@@ -1,11 +1,11 @@
 // s2ft fuse ADAPTER[:SCALE]... -o OUT.safetensors: one adapter equal to
 // applying the inputs one after another with their scales.
-#include <iostream>
 
 #include "adapter_args.hpp"
 #include "args.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "printable.hpp"
 
 namespace s2ft {
 namespace cli {
@@ -33,8 +33,8 @@ int run_fuse(const Words &words) {
   AdapterPtr fused = fuse_adapters(loaded);
   if (args.has("--name")) set_adapter_name(fused.get(), args.get("--name"));
   check(s2ft_adapter_save(fused.get(), out.c_str()));
-  std::cout << "wrote adapter " << out << " (\"" << s2ft_adapter_name(fused.get()) << "\", fused from "
-            << loaded.adapters.size() << ")\n";
+  say("wrote adapter " + out + " (\"" + s2ft_adapter_name(fused.get()) + "\", fused from " +
+      std::to_string(loaded.adapters.size()) + ")");
   return 0;
 }
 

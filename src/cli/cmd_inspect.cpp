@@ -1,7 +1,7 @@
 // s2ft inspect PATH: a readable summary of a checkpoint folder, an adapter,
 // a selection file or any safetensors file.
 #include <cstdio>
-#include <iostream>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -14,6 +14,7 @@
 #include "handles.hpp"
 #include "io/input_file.hpp"
 #include "io/safetensors.hpp"
+#include "printable.hpp"
 #include "selection_options.hpp"
 
 namespace s2ft {
@@ -38,8 +39,9 @@ const int32_t kTargets[S2FT_NUM_TARGETS] = {S2FT_TARGET_O, S2FT_TARGET_V, S2FT_T
 std::string shape_json(const std::vector<int64_t> &shape) { return nlohmann::json(shape).dump(); }
 
 void print_model_shape(const s2ft_model_shape &s) {
-  std::cout << "  layers " << s.n_layers << ", d_model " << s.d_model << ", heads " << s.n_heads << " (kv heads "
-            << s.n_kv_heads << ", head_dim " << s.head_dim << "), d_ff " << s.d_ff << "\n";
+  say("  layers " + std::to_string(s.n_layers) + ", d_model " + std::to_string(s.d_model) + ", heads " +
+      std::to_string(s.n_heads) + " (kv heads " + std::to_string(s.n_kv_heads) + ", head_dim " +
+      std::to_string(s.head_dim) + "), d_ff " + std::to_string(s.d_ff));
 }
 
 std::string mask_text(uint32_t mask) {
@@ -57,29 +59,60 @@ std::string list_text(const std::vector<int64_t> &v) {
   return out + "]";
 }
 
+// The weight lines one selected unit trains: head_dim per head (a KV group
+// under by-group O is n_heads / n_kv_heads query heads), one per channel.
+// Counted, not listed: a selection's head_dim is backed by no array in the
+// file, and listing the lines would allocate for whatever it claims.
+int64_t lines_per_unit(const s2ft_model_shape &s, int32_t target, const std::string &granularity) {
+  if (target == S2FT_TARGET_DOWN || target == S2FT_TARGET_UP) return 1;
+  const int64_t heads = target == S2FT_TARGET_O && granularity == "by_group" ? s.n_heads / s.n_kv_heads : 1;
+  return heads * s.head_dim;
+}
+
+// Counts from a file's claims (head_dim, d_model) can exceed int64; they
+// stop at kSaturated instead of overflowing.
+const int64_t kSaturated = std::numeric_limits<int64_t>::max();
+
+int64_t saturating_mul(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? kSaturated : r;
+}
+
+int64_t saturating_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? kSaturated : r;
+}
+
+// A number as the stream prints it (a scale: "0.5", "1", "1e-05").
+std::string number_text(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
 void inspect_checkpoint(const std::string &dir) {
   // A summary needs the shapes and dtypes only: never read tensor data.
   std::unique_ptr<Checkpoint> c = Checkpoint::load(dir, Checkpoint::Contents::kHeadersOnly);
   std::map<std::string, int64_t> dtype_counts;
   for (const io::TensorInfo *t : c->tensors()) ++dtype_counts[t->dtype];
-  std::cout << "checkpoint " << dir << "\n";
+  say("checkpoint " + dir);
   print_model_shape(c->shape());
-  std::cout << "  dtypes:";
-  for (const auto &kv : dtype_counts) std::cout << " " << kv.first << " (" << kv.second << " tensors)";
-  if (!c->torch_dtype().empty()) std::cout << "; config torch_dtype " << c->torch_dtype();
-  std::cout << "\n  tensors: " << c->tensors().size() << ", parameters: " << c->parameter_count() << "\n";
-  std::cout << "  tied embeddings: " << (c->tied_embeddings() ? "yes" : "no")
-            << (c->find("lm_head.weight") ? " (lm_head.weight present)" : "") << "\n";
+  std::string dtypes = "  dtypes:";
+  for (const auto &kv : dtype_counts) dtypes += " " + kv.first + " (" + std::to_string(kv.second) + " tensors)";
+  if (!c->torch_dtype().empty()) dtypes += "; config torch_dtype " + c->torch_dtype();
+  say(dtypes);
+  say("  tensors: " + std::to_string(c->tensors().size()) + ", parameters: " + std::to_string(c->parameter_count()));
+  say(std::string("  tied embeddings: ") + (c->tied_embeddings() ? "yes" : "no") +
+      (c->find("lm_head.weight") ? " (lm_head.weight present)" : ""));
   const std::vector<std::string> files = c->shard_files();
   if (c->sharded()) {
-    std::cout << "  sharded: " << files.size() << " files (model.safetensors.index.json):";
-    for (const std::string &f : files) std::cout << " " << f;
-    std::cout << "\n";
+    std::string line = "  sharded: " + std::to_string(files.size()) + " files (model.safetensors.index.json):";
+    for (const std::string &f : files) line += " " + f;
+    say(line);
   } else {
-    std::cout << "  single file: model.safetensors\n";
+    say("  single file: model.safetensors");
   }
-  if (is_permuted_dir(dir))
-    std::cout << "  permuted: yes (s2ft-selection.json; undo with s2ft permute --inverse)\n";
+  if (is_permuted_dir(dir)) say("  permuted: yes (s2ft-selection.json; undo with s2ft permute --inverse)");
 }
 
 void inspect_selection(const std::string &path) {
@@ -88,35 +121,37 @@ void inspect_selection(const std::string &path) {
   uint32_t mask = 0;
   check(s2ft_selection_shape(sel.get(), &s));
   check(s2ft_selection_targets(sel.get(), &mask));
-  std::cout << "selection " << path << "\n";
+  say("selection " + path);
   print_model_shape(s);
-  std::cout << "  targets: " << mask_text(mask) << "\n";
-  // The granularity and the options it was made with are informative
-  // members of the (already validated) file.
+  say("  targets: " + mask_text(mask));
+  // The granularity (the line counts below need it; the API has no getter)
+  // and the options it was made with, from the (already validated) file.
+  std::string granularity;
   try {
     const nlohmann::json j = nlohmann::json::parse(io::read_file(path, size_t(256) << 20));
     if (j.contains("head_granularity") && j["head_granularity"].is_string())
-      std::cout << "  head granularity: " << j["head_granularity"].get<std::string>() << "\n";
-    if (j.contains("options")) std::cout << "  made with: " << j["options"].dump() << "\n";
+      granularity = j["head_granularity"].get<std::string>();
+    if (!granularity.empty()) say("  head granularity: " + granularity);
+    if (j.contains("options")) say("  made with: " + j["options"].dump());
   } catch (const std::exception &) {
   }
-  std::cout << "  per layer (O: query heads, V: KV heads, DOWN/UP: channels; base order):\n";
+  say("  per layer (O: query heads, V: KV heads, DOWN/UP: channels; base order):");
   int64_t trained = 0;
   for (int32_t l = 0; l < s.n_layers; ++l) {
-    std::cout << "    layer " << l << ":";
+    std::string line = "    layer " + std::to_string(l) + ":";
     for (int32_t t : kTargets) {
       if (!(mask & S2FT_TARGET_BIT(t))) continue;
-      int64_t n = 0, lines = 0;
+      int64_t n = 0;
       check(s2ft_selection_indices(sel.get(), l, t, S2FT_INDEX_UNITS, nullptr, 0, &n));
       std::vector<int64_t> units(static_cast<size_t>(n));
       check(s2ft_selection_indices(sel.get(), l, t, S2FT_INDEX_UNITS, units.data(), n, &n));
-      check(s2ft_selection_indices(sel.get(), l, t, S2FT_INDEX_LINES, nullptr, 0, &lines));
-      trained += lines * s.d_model;  // every trained line is d_model long
-      std::cout << "  " << target_name(t) << " " << list_text(units);
+      // Every trained line is d_model long.
+      trained = saturating_add(trained, saturating_mul(saturating_mul(n, lines_per_unit(s, t, granularity)), s.d_model));
+      line += "  " + std::string(target_name(t)) + " " + list_text(units);
     }
-    std::cout << "\n";
+    say(line);
   }
-  std::cout << "  trained parameters: " << trained << "\n";
+  say("  trained parameters: " + (trained == kSaturated ? "more than 2^63" : std::to_string(trained)));
 }
 
 void inspect_adapter(const std::string &path) {
@@ -125,39 +160,39 @@ void inspect_adapter(const std::string &path) {
   double scale = 0.0;
   uint32_t mask = 0;
   check(s2ft_adapter_info(a.get(), &s, &scale, &mask));
-  std::cout << "adapter " << path << "\n";
-  std::cout << "  name: \"" << s2ft_adapter_name(a.get()) << "\"\n";
-  std::cout << "  default scale: " << scale << "\n";
+  say("adapter " + path);
+  say("  name: \"" + std::string(s2ft_adapter_name(a.get())) + "\"");
+  say("  default scale: " + number_text(scale));
   print_model_shape(s);
-  std::cout << "  targets: " << mask_text(mask) << "\n";
-  std::cout << "  lines per layer:\n";
+  say("  targets: " + mask_text(mask));
+  say("  lines per layer:");
   int64_t params = 0;
   for (int32_t l = 0; l < s.n_layers; ++l) {
-    std::cout << "    layer " << l << ":";
+    std::string line = "    layer " + std::to_string(l) + ":";
     for (int32_t t : kTargets) {
       if (!(mask & S2FT_TARGET_BIT(t))) continue;
       int64_t k = 0;
       check(s2ft_adapter_lines(a.get(), l, t, nullptr, nullptr, 0, &k));
       params += k * s.d_model;  // every line is d_model long
-      std::cout << "  " << target_name(t) << " " << k;
+      line += "  " + std::string(target_name(t)) + " " + std::to_string(k);
     }
-    std::cout << "\n";
+    say(line);
   }
-  std::cout << "  parameters: " << params << "\n";
+  say("  parameters: " + std::to_string(params));
 }
 
 void inspect_safetensors(const std::string &path) {
   const io::SafetensorsHeader h = io::read_safetensors_header(path);
-  std::cout << "safetensors " << path << "\n";
-  for (const auto &kv : h.metadata) std::cout << "  metadata " << kv.first << ": " << kv.second << "\n";
+  say("safetensors " + path);
+  for (const auto &kv : h.metadata) say("  metadata " + kv.first + ": " + kv.second);
   uint64_t params = 0;
   for (const io::TensorInfo &t : h.tensors) {
     uint64_t n = 1;
     for (int64_t e : t.shape) n *= static_cast<uint64_t>(e);
     params += n;
-    std::cout << "  " << t.name << "  " << t.dtype << " " << shape_json(t.shape) << "\n";
+    say("  " + t.name + "  " + t.dtype + " " + shape_json(t.shape));
   }
-  std::cout << "  tensors: " << h.tensors.size() << ", elements: " << params << "\n";
+  say("  tensors: " + std::to_string(h.tensors.size()) + ", elements: " + std::to_string(params));
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 // checkpoint's weights and writes the result as a new checkpoint.
 #include <cmath>
 #include <filesystem>
-#include <iostream>
 #include <limits>
 #include <regex>
 
@@ -11,6 +10,7 @@
 #include "checkpoint.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "printable.hpp"
 #include "progress.hpp"
 #include "selection_options.hpp"
 
@@ -120,11 +120,13 @@ int run_merge(const Words &words) {
 
   // A permuted result carries the selection it is permuted by (the one used
   // here, which may come from --selection rather than from the folder).
-  ckpt->save(out.path(), {kSelectionFile});
-  if (sel != nullptr) check(s2ft_selection_save(sel.get(), out.file(kSelectionFile).c_str()));
-  out.commit();
-  std::cout << "merged " << loaded.adapters.size() << (loaded.adapters.size() == 1 ? " adapter" : " adapters")
-            << " into " << out.given() << "\n";
+  out.fill([&](const std::string &dir) {
+    ckpt->save(dir, {kSelectionFile});
+    if (sel != nullptr) check(s2ft_selection_save(sel.get(), (std::filesystem::path(dir) / kSelectionFile).c_str()));
+  });
+  out.commit();  // the folder appears only now, whole
+  say("merged " + std::to_string(loaded.adapters.size()) + (loaded.adapters.size() == 1 ? " adapter" : " adapters") +
+      " into " + out.given());
   return 0;
 }
 

@@ -1,12 +1,12 @@
 // s2ft permute CKPT -o OUTDIR: co-permutes every layer so the selected units
 // come first, or (--inverse) undoes that.
 #include <filesystem>
-#include <iostream>
 
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "printable.hpp"
 #include "progress.hpp"
 #include "selection_options.hpp"
 
@@ -77,10 +77,12 @@ int run_permute(const Words &words) {
       check(s2ft_permute(ctx.get(), sel.get(), l, &w, inverse ? S2FT_PERMUTE_INVERSE : S2FT_PERMUTE_FORWARD));
     }
   }
-  ckpt->save(out.path(), {kSelectionFile});
-  if (!inverse) check(s2ft_selection_save(sel.get(), out.file(kSelectionFile).c_str()));
-  out.commit();
-  std::cout << (inverse ? "wrote unpermuted checkpoint " : "wrote permuted checkpoint ") << out.given() << "\n";
+  out.fill([&](const std::string &dir) {
+    ckpt->save(dir, {kSelectionFile});
+    if (!inverse) check(s2ft_selection_save(sel.get(), (std::filesystem::path(dir) / kSelectionFile).c_str()));
+  });
+  out.commit();  // the folder appears only now, whole
+  say((inverse ? "wrote unpermuted checkpoint " : "wrote permuted checkpoint ") + out.given());
   return 0;
 }
 

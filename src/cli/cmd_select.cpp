@@ -1,11 +1,11 @@
 // s2ft select CKPT -o SEL.json [selection options]: scores the checkpoint's
 // weights and writes the selection.
-#include <iostream>
 
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
 #include "output.hpp"
+#include "printable.hpp"
 #include "selection_options.hpp"
 
 namespace s2ft {
@@ -39,7 +39,7 @@ int run_select(const Words &words) {
   ContextPtr ctx = make_cpu_context();
   SelectionPtr sel = select_for_checkpoint(ctx.get(), *ckpt, opts);
   check(s2ft_selection_save(sel.get(), out.c_str()));
-  std::cout << "wrote selection " << out << "\n";
+  say("wrote selection " + out);
   return 0;
 }
 

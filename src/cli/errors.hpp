@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "printable.hpp"
 #include "s2ft/s2ft.h"
 
 namespace s2ft {
@@ -15,7 +16,9 @@ class CliError : public std::runtime_error {
   explicit CliError(const std::string &message) : std::runtime_error(message) {}
 };
 
-[[noreturn]] inline void die(const std::string &message) { throw CliError(message); }
+// The message is made printable here already: what() is a C string, and a
+// NUL byte (from a name in a file) would otherwise cut it short.
+[[noreturn]] inline void die(const std::string &message) { throw CliError(printable(message)); }
 
 // Turns a failed library call into a CliError carrying s2ft_last_error()
 // (which already names the function and the argument).

@@ -1,6 +1,7 @@
 // s2ft: the command-line tool of libs2ft. Dispatches to one subcommand and
 // turns any failure into one line "s2ft <cmd>: error: <reason>" on stderr
 // and exit status 1 (2 for usage errors before a command is known).
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -9,13 +10,14 @@
 
 #include "commands.hpp"
 #include "errors.hpp"
+#include "printable.hpp"
 #include "s2ft/s2ft.h"
 
 namespace s2ft {
 namespace cli {
 
 void warn(const std::string &command, const std::string &message) {
-  std::fprintf(stderr, "s2ft %s: warning: %s\n", command.c_str(), message.c_str());
+  say_to(stderr, "s2ft " + command + ": warning: " + message);
 }
 
 namespace {
@@ -43,11 +45,9 @@ void print_usage(std::FILE *to) {  // to stdout for --help
                "  s2ft --version           the library version\n");
 }
 
-// The message without line breaks, so every failure is exactly one line.
-std::string one_line(std::string s) {
-  for (char &c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+// The one line of a failure (printable() escapes any line break in it).
+void error_line(const std::string &command, const std::string &message) {
+  say_to(stderr, (command.empty() ? "s2ft" : "s2ft " + command) + ": error: " + message);
 }
 
 }  // namespace
@@ -56,8 +56,12 @@ std::string one_line(std::string s) {
 
 int main(int argc, char **argv) {
   using namespace s2ft::cli;
+  // Past a file-size limit (ulimit -f) the kernel would kill the process
+  // with SIGXFSZ, leaving its temporary files and no message; ignored, the
+  // write fails with EFBIG, and the writer removes what it wrote and says so.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2) {
-    std::fprintf(stderr, "s2ft: error: no command given (see s2ft --help)\n");
+    error_line("", "no command given (see s2ft --help)");
     return 2;
   }
   const std::string first = argv[1];
@@ -73,7 +77,7 @@ int main(int argc, char **argv) {
   for (const Command &c : kCommands)
     if (first == c.name) command = &c;
   if (command == nullptr) {
-    std::fprintf(stderr, "s2ft: error: unknown command '%s' (see s2ft --help)\n", one_line(first).c_str());
+    error_line("", "unknown command '" + first + "' (see s2ft --help)");
     return 2;
   }
   const Words words(argv + 2, argv + argc);
@@ -86,12 +90,10 @@ int main(int argc, char **argv) {
   }
   try {
     return command->run(words);
-  } catch (const CliError &e) {
-    std::fprintf(stderr, "s2ft %s: error: %s\n", command->name, one_line(e.what()).c_str());
   } catch (const std::bad_alloc &) {
-    std::fprintf(stderr, "s2ft %s: error: out of memory\n", command->name);
-  } catch (const std::exception &e) {
-    std::fprintf(stderr, "s2ft %s: error: %s\n", command->name, one_line(e.what()).c_str());
+    error_line(command->name, "out of memory");
+  } catch (const std::exception &e) {  // CliError, or a library error the command did not reword
+    error_line(command->name, e.what());
   }
   return 1;
 }

@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include "printable.hpp"
+
 namespace s2ft {
 namespace cli {
 
@@ -21,8 +23,9 @@ void Progress::note(const std::string &text) { draw(text); }
 
 void Progress::draw(const std::string &line) {
   if (!enabled_) return;
-  // "\r" and erase-to-end redraw the same line.
-  std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
+  // "\r" and erase-to-end redraw the same line; the line itself (a path)
+  // may not move the cursor or drive the terminal.
+  std::fprintf(stderr, "\r%s\x1b[K", printable(line).c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

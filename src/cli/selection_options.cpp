@@ -1,7 +1,9 @@
 #include "selection_options.hpp"
 
+#include <cmath>
 #include <cstring>
 
+#include "elements.hpp"
 #include "progress.hpp"
 
 namespace s2ft {
@@ -67,6 +69,20 @@ void require_counts_fit(const s2ft_select_options &opts, const s2ft_model_shape 
           std::to_string(available) + " " + target_name(t) + " units " +
           (global ? "in all " + std::to_string(shape.n_layers) + " layers" : "per layer") + " of this checkpoint (" +
           unit_explanation(shape, t, opts.head_granularity) + ")");
+  }
+}
+
+// A weight score is a norm over the unit's weights: one NaN or infinity
+// makes the scores, and so the units chosen, meaningless.
+void require_finite(const s2ft_tensor &w, const std::string &name) {
+  const int32_t dtype = tensor_dtype(w);
+  const size_t elem = element_size(dtype), n = static_cast<size_t>(w.shape[0] * w.shape[1]);
+  const auto *bytes = static_cast<const uint8_t *>(w.data);
+  for (size_t i = 0; i < n; ++i) {
+    const double v = element_value(bytes + i * elem, dtype);
+    if (!std::isfinite(v))
+      die(name + " holds " + (std::isnan(v) ? "NaN" : "an infinity") + " at element " + std::to_string(i) +
+          ", so its weight scores are meaningless; fix the checkpoint, or choose with --strategy random");
   }
 }
 
@@ -163,9 +179,12 @@ SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2
     Progress progress("scoring layer", shape.n_layers);
     for (int32_t l = 0; l < shape.n_layers; ++l) {
       progress.step(l + 1);
-      for (int32_t t : kTargets)
-        if (opts.targets & S2FT_TARGET_BIT(t))
-          check(s2ft_statistics_add_weight(stats.get(), l, t, ckpt.weight(l, target_projection(t))));
+      for (int32_t t : kTargets) {
+        if (!(opts.targets & S2FT_TARGET_BIT(t))) continue;
+        const int p = target_projection(t);
+        require_finite(*ckpt.weight(l, p), projection_name(l, p));
+        check(s2ft_statistics_add_weight(stats.get(), l, t, ckpt.weight(l, p)));
+      }
     }
   }
   s2ft_selection *sel = nullptr;

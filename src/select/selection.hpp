@@ -88,6 +88,12 @@ namespace s2ft {
 std::unique_ptr<s2ft_selection> make_selection(const s2ft_model_shape &shape, int32_t head_granularity,
                                                std::vector<LayerUnits> layers, std::string options_json);
 
+// Reads a selection from the text of a selection file with every check that
+// s2ft_selection_load makes (it is the same code after the file is read), so
+// that in-memory callers such as the fuzzers need no file; `what` names the
+// text in messages. Throws s2ft::Error (S2FT_ERR_FORMAT).
+std::unique_ptr<s2ft_selection> selection_from_text(const std::string &text, const std::string &what);
+
 // Throws S2FT_ERR_INVALID_ARGUMENT "<name> is NULL" for a NULL selection.
 const s2ft_selection &require_selection(const s2ft_selection *sel, const char *name = "sel");
 

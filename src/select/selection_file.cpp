@@ -127,6 +127,15 @@ class Reader {
     bad(path_, "\"head_granularity\" must be \"by_group\" or \"single\"");
   }
 
+  // A layer's array `key` must be an array of exactly n entries.
+  void require_length(const json &layer, const char *key, int64_t n, const std::string &where) const {
+    const json &a = member(layer, key, where);
+    if (!a.is_array()) bad(path_, where + "." + key + " must be an array");
+    if (static_cast<int64_t>(a.size()) != n)
+      bad(path_, where + "." + key + " has " + std::to_string(a.size()) + " entries but the shape needs " +
+                     std::to_string(n));
+  }
+
   // The permutation array `key` of a layer must be a permutation of [0, n)
   // and equal `expected` (the one the indices induce).
   void check_permutation(const json &layer, const char *key, const std::vector<int64_t> &expected,
@@ -173,6 +182,10 @@ class Reader {
     for (size_t l = 0; l < jl.size(); ++l) {
       const std::string where = "layers[" + std::to_string(l) + "]";
       if (!jl[l].is_object()) bad(path_, where + " must be an object");
+      // The shape is a claim: nothing sized by it (unit tables, the derived
+      // permutation) is allocated before the file's own arrays back it.
+      require_length(jl[l], "perm_heads", s.n_heads, where);
+      require_length(jl[l], "perm_channels", s.d_ff, where);
       for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
         const int64_t n = selection_units(s, t, gran);
         const std::string what = where + "." + kUnitKeys[t];
@@ -192,6 +205,18 @@ class Reader {
 };
 
 }  // namespace
+
+std::unique_ptr<s2ft_selection> selection_from_text(const std::string &text, const std::string &what) {
+  const Reader reader(what);
+  try {
+    return reader.read(text);
+  } catch (const nlohmann::json::exception &e) {
+    // Validation checks types before reading values, so this is a guard
+    // against a missed case: still the file's fault, not a crash.
+    bad(what, e.what());
+  }
+}
+
 }  // namespace s2ft
 
 extern "C" {
@@ -211,14 +236,7 @@ S2FT_API s2ft_status s2ft_selection_load(const char *path, s2ft_selection **out)
     s2ft::require_not_null(out, "out");
     s2ft::require_not_null(path, "path");
     const std::string text = s2ft::io::read_file(path, s2ft::kMaxFileBytes);
-    s2ft::Reader reader(path);
-    try {
-      *out = reader.read(text).release();
-    } catch (const nlohmann::json::exception &e) {
-      // Validation checks types before reading values, so this is a guard
-      // against a missed case: still the file's fault, not a crash.
-      s2ft::bad(path, e.what());
-    }
+    *out = s2ft::selection_from_text(text, path).release();
   });
 }
 

@@ -3,89 +3,24 @@
 // permute -> permute --inverse restoring the input byte for byte, diff ->
 // merge reproducing fine-tuned weights (what --scale means, when the round
 // trip is bit-exact), fuse, inspect from headers only, progress on a
-// terminal, and one test per error path (non-zero exit, exactly one line on
-// stderr, in the tool's terms).
+// terminal, control characters printed escaped, and one test per error path
+// (non-zero exit, exactly one line on stderr, in the tool's terms). Broken
+// inputs and failing outputs in bulk are tests/hostile's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <utility>
 
 #include "cli/cli_test_util.hpp"
+#include "cli/tiny_model.hpp"
 #include "support/test_util.hpp"
 
 using namespace cli_test;
 
 namespace {
-
-// A small GQA model: 2 layers, d_model 12, 4 query heads over 2 KV heads
-// (head_dim 3), 10 FFN channels, vocabulary 16.
-const int64_t kLayers = 2, kD = 12, kHeads = 4, kKv = 2, kHd = 3, kFf = 10, kVocab = 16;
-
-nlohmann::json tiny_config(const std::string &torch_dtype) {
-  return {{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"hidden_size", kD},
-          {"num_hidden_layers", kLayers},          {"num_attention_heads", kHeads},
-          {"num_key_value_heads", kKv},            {"intermediate_size", kFf},
-          {"head_dim", kHd},                       {"vocab_size", kVocab},
-          {"rms_norm_eps", 1e-5},                  {"tie_word_embeddings", false},
-          {"torch_dtype", torch_dtype}};
-}
-
-RawTensor random_tensor(const std::string &name, const std::string &dtype, std::vector<int64_t> shape,
-                        s2ft_test::Random &rng) {
-  RawTensor t{name, dtype, shape, {}};
-  int64_t n = 1;
-  for (int64_t e : shape) n *= e;
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = static_cast<float>(rng.uniform(-1.0, 1.0));
-    if (dtype == "F32") {
-      uint8_t b[4];
-      std::memcpy(b, &v, 4);
-      t.bytes.insert(t.bytes.end(), b, b + 4);
-    } else {
-      const uint16_t h = s2ft_test::to_bf16(v);
-      t.bytes.push_back(static_cast<uint8_t>(h & 0xff));
-      t.bytes.push_back(static_cast<uint8_t>(h >> 8));
-    }
-  }
-  return t;
-}
-
-// The tensors of the tiny model. With `misalign`, a 3-element BF16 tensor
-// comes first so every later F32 tensor starts 2 bytes off 4-alignment.
-std::vector<RawTensor> tiny_tensors(const std::string &dtype, uint64_t seed, bool misalign) {
-  s2ft_test::Random rng(seed);
-  std::vector<RawTensor> t;
-  if (misalign) t.push_back(random_tensor("model.extra_scale", "BF16", {3}, rng));
-  t.push_back(random_tensor("model.embed_tokens.weight", dtype, {kVocab, kD}, rng));
-  for (int64_t l = 0; l < kLayers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    t.push_back(random_tensor(p + "input_layernorm.weight", dtype, {kD}, rng));
-    t.push_back(random_tensor(p + "self_attn.q_proj.weight", dtype, {kHeads * kHd, kD}, rng));
-    t.push_back(random_tensor(p + "self_attn.k_proj.weight", dtype, {kKv * kHd, kD}, rng));
-    t.push_back(random_tensor(p + "self_attn.v_proj.weight", dtype, {kKv * kHd, kD}, rng));
-    t.push_back(random_tensor(p + "self_attn.o_proj.weight", dtype, {kD, kHeads * kHd}, rng));
-    t.push_back(random_tensor(p + "post_attention_layernorm.weight", dtype, {kD}, rng));
-    t.push_back(random_tensor(p + "mlp.gate_proj.weight", dtype, {kFf, kD}, rng));
-    t.push_back(random_tensor(p + "mlp.up_proj.weight", dtype, {kFf, kD}, rng));
-    t.push_back(random_tensor(p + "mlp.down_proj.weight", dtype, {kD, kFf}, rng));
-  }
-  t.push_back(random_tensor("model.norm.weight", dtype, {kD}, rng));
-  t.push_back(random_tensor("lm_head.weight", dtype, {kVocab, kD}, rng));
-  return t;
-}
-
-struct Layout {
-  const char *dtype;
-  int shards;
-  bool misalign;
-};
-
-void write_tiny(const std::string &dir, const Layout &lay, uint64_t seed = 1) {
-  write_checkpoint(dir, tiny_config(std::string(lay.dtype) == "F32" ? "float32" : "bfloat16"),
-                   tiny_tensors(lay.dtype, seed, lay.misalign), lay.shards);
-}
 
 // All tensors of a checkpoint folder (every *.safetensors in it), name -> raw bytes.
 std::map<std::string, std::string> folder_tensors(const std::string &dir) {
@@ -913,6 +848,68 @@ TEST(CliProgress, PermuteMergeAndDiffDrawProgressOnATerminal) {
   for (const std::string &line : {"reading " + base + " 2/2", "merging " + a, std::string("writing ")})
     EXPECT_NE(shown.find(line), std::string::npos) << "merge did not show '" << line << "' in: " << shown;
   EXPECT_TRUE(fs::exists(tmp / "merged/config.json"));
+}
+
+// ---- issue 18: what the tool prints cannot drive the terminal ------------------
+
+// Counts the ESC bytes in `text` that are not the tool's own "erase to the
+// end of the line" (ESC [ K) of its progress lines.
+size_t foreign_escapes(const std::string &text) {
+  size_t n = 0;
+  for (size_t at = text.find('\x1b'); at != std::string::npos; at = text.find('\x1b', at + 1))
+    if (text.compare(at, 3, "\x1b[K") != 0) ++n;
+  return n;
+}
+
+// Names and paths holding newlines and escape sequences (a forged line, a
+// colour, a cleared screen, a one-byte CSI) are printed escaped, on stdout,
+// in error and warning lines and in progress lines; valid non-ASCII text
+// is printed as it is, bytes that are not UTF-8 as \xNN.
+TEST(CliOutput, ControlCharactersAreShownEscaped) {
+  TempDir tmp;
+  const std::string evil = "ev\nil\x1b[2J\r\x07\xc2\x9b" "31m caf\xc3\xa9";
+  const std::string shown = "ev\\nil\\x1b[2J\\r\\x07\\xc2\\x9b31m caf\xc3\xa9";
+  const std::string base = tmp / evil, sel = tmp / "sel.json", a = tmp / "a.safetensors";
+  write_tiny(base, Layout{"F32", 1, false});
+  RunResult r = run_cli("select " + quote(base) + " -o " + quote(sel));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = run_cli("inspect " + quote(base));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("checkpoint " + tmp.path() + "/" + shown + "\n", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos);
+  EXPECT_EQ(r.out.find('\r'), std::string::npos);
+
+  // An adapter name from --name, printed by fuse and by inspect.
+  ASSERT_EQ(run_cli("diff " + quote(base) + " " + quote(base) + " --selection " + quote(sel) + " -o " + quote(a)).rc, 0);
+  r = run_cli("fuse " + quote(a) + " -o " + quote(tmp / "f.safetensors") + " --name " + quote(evil));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  r = run_cli("inspect " + quote(tmp / "f.safetensors"));
+  EXPECT_NE(r.out.find("name: \"" + shown + "\"\n"), std::string::npos) << r.out;
+
+  // Error lines, with a path that is not UTF-8 either.
+  r = run_cli("inspect " + quote(tmp / (evil + "\xff")));
+  expect_one_line_error(r, "inspect", shown + "\\xff does not exist");
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+
+  // Warning lines: the tuned folder differs outside the selection.
+  std::vector<RawTensor> t = tiny_tensors("F32", 1, false);
+  for (RawTensor &x : t)
+    if (x.name == "model.norm.weight") x.bytes[0] ^= 1;
+  write_checkpoint(tmp / (evil + "2"), tiny_config("float32"), t, 1);
+  r = run_cli("diff " + quote(base) + " " + quote(tmp / (evil + "2")) + " --selection " + quote(sel) + " -o " +
+              quote(tmp / "d.safetensors"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
+  EXPECT_EQ(r.err_lines()[0].rfind("s2ft diff: warning: tensor model.norm.weight differs", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(shown + "2"), std::string::npos) << r.err;
+  EXPECT_EQ(foreign_escapes(r.err + r.out), 0u);
+
+  // Progress lines on a terminal.
+  const std::string drawn = run_cli_on_terminal("permute " + quote(base) + " --selection " + quote(sel) + " -o " +
+                                                quote(tmp / "perm"));
+  EXPECT_NE(drawn.find("reading " + tmp.path() + "/" + shown), std::string::npos) << drawn;
+  EXPECT_EQ(foreign_escapes(drawn), 0u) << drawn;
 }
 
 }  // namespace

@@ -986,6 +986,16 @@ INSTANTIATE_TEST_SUITE_P(
         Hostile{"shape_field_zero", edit([](J &j) { j["shape"]["d_ff"] = 0; }), "shape.d_ff"},
         Hostile{"shape_field_negative", edit([](J &j) { j["shape"]["n_layers"] = -2; }), "shape.n_layers"},
         Hostile{"shape_field_huge", edit([](J &j) { j["shape"]["d_model"] = int64_t{1} << 40; }), "shape.d_model"},
+        // A claim the arrays do not back is refused before anything is sized by it
+        // (this one made the reader allocate 24 GB first).
+        Hostile{"shape_claims_huge_d_ff", edit([](J &j) { j["shape"]["d_ff"] = 2147483647; }),
+                "perm_channels has 10 entries but the shape needs 2147483647"},
+        Hostile{"shape_claims_huge_n_heads",
+                edit([](J &j) {
+                  j["shape"]["n_heads"] = 2147483646;
+                  j["shape"]["n_kv_heads"] = 1;
+                }),
+                "perm_heads has 8 entries but the shape needs 2147483646"},
         Hostile{"shape_missing_field", edit([](J &j) { j["shape"].erase("head_dim"); }), "head_dim"},
         Hostile{"shape_heads_not_multiple", edit([](J &j) { j["shape"]["n_kv_heads"] = 3; }), "multiple"},
         Hostile{"bad_granularity", edit([](J &j) { j["head_granularity"] = "groups"; }), "head_granularity"},
