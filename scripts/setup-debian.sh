@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what libs2ft needs to build and test on Debian 12 (bookworm).
 # The CUDA backend is built too when nvcc is found (CUDA Toolkit installed
-# separately, e.g. under /usr/local/cuda).
+# separately, e.g. under /usr/local/cuda). clang-14 and libclang-rt-14-dev
+# (its sanitizer and libFuzzer runtimes) build the fuzzers (tests/fuzz).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -11,7 +12,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config binutils \
   libopenblas-dev nlohmann-json3-dev \
   libgtest-dev googletest \
-  bindgen libclang-dev swig default-jdk-headless junit4 golang-go >/dev/null
+  bindgen libclang-dev swig default-jdk-headless junit4 golang-go \
+  clang clang-14 libclang-rt-14-dev >/dev/null
 # Rust: use a toolchain already on PATH (e.g. rustup's), else Debian's.
 if ! command -v cargo >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null

@@ -35,6 +35,14 @@ std::string target_tensor_stem(int32_t layer, int32_t target);
 // Position of base line `line` of (layer, target) in a weight permuted by `sel`.
 int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, int64_t line);
 
+// ---- adapter files ---------------------------------------------------------------
+
+// Reads an adapter from the bytes of an adapter file with every check that
+// s2ft_adapter_load makes (it is the same code after the file is read), so
+// that in-memory callers such as the fuzzers need no file; `what` names the
+// image in messages. Throws s2ft::Error (S2FT_ERR_FORMAT).
+std::unique_ptr<s2ft_adapter> adapter_from_image(std::vector<uint8_t> bytes, const std::string &what);
+
 // ---- fingerprints -------------------------------------------------------------
 
 // The fingerprint (common/fingerprint.hpp) of one line of w (axis COLUMNS:

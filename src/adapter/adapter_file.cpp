@@ -290,8 +290,9 @@ void check_slices(const std::string &text, const s2ft_adapter &a, const std::str
   }
 }
 
-std::unique_ptr<s2ft_adapter> load_adapter(const std::string &path) {
-  const io::SafetensorsFile f = io::SafetensorsFile::read(path);
+// Checks that a safetensors container is an adapter file and reads it;
+// `path` names the file (or the in-memory image) in messages.
+std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const std::string &path) {
   if (meta(f, "format", path) != kFormat)
     bad(path, "metadata \"format\" is " + quoted(meta(f, "format", path)) + ", expected \"" + kFormat + "\"");
   const std::string &version = meta(f, "format_version", path);
@@ -350,6 +351,11 @@ std::unique_ptr<s2ft_adapter> load_adapter(const std::string &path) {
 }
 
 }  // namespace
+
+std::unique_ptr<s2ft_adapter> adapter_from_image(std::vector<uint8_t> bytes, const std::string &what) {
+  return load_adapter(io::SafetensorsFile::parse(std::move(bytes), what), what);
+}
+
 }  // namespace s2ft
 
 extern "C" {
@@ -404,7 +410,7 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out) {
     *out = nullptr;
     s2ft::require_not_null(path, "path");
     if (*path == '\0') s2ft::fail_arg("path is empty");
-    *out = s2ft::load_adapter(path).release();
+    *out = s2ft::load_adapter(s2ft::io::SafetensorsFile::read(path), path).release();
   });
 }
 

@@ -1,33 +1,114 @@
-// libFuzzer target: s2ft_adapter_load on arbitrary file contents must
-// return a status (never crash, never read out of bounds), and an adapter it
-// accepts must answer its accessors and save again.
+// libFuzzer target: the adapter reader must accept or refuse any bytes,
+// refusing with S2FT_ERR_FORMAT (no crash, no out-of-bounds read, no other
+// exception), and an adapter it accepts must be consistent through the
+// public accessors: ascending lines in range, deltas of the declared shape
+// that are finite, and the target mask of the stored entries.
+//
+// The bytes go through s2ft::adapter_from_image, which is s2ft_adapter_load
+// after the file is read. Writing each input to a file first, as this
+// target once did, cost 2.3 ms per input on ext4 (replacing a file's
+// contents forces its blocks out on close) and held it at ~400 runs/s.
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <string>
-#include <unistd.h>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
+#include "adapter/adapter.hpp"
+#include "common/error.hpp"
 #include "s2ft/s2ft.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const std::string path = "/tmp/s2ft-fuzz-adapter-" + std::to_string(getpid()) + ".safetensors";
-  FILE *f = std::fopen(path.c_str(), "wb");
-  if (f == nullptr) return 0;
-  std::fwrite(data, 1, size, f);
-  std::fclose(f);
-  s2ft_adapter *a = nullptr;
-  if (s2ft_adapter_load(path.c_str(), &a) == S2FT_OK) {
-    s2ft_model_shape shape;
-    if (s2ft_adapter_info(a, &shape, nullptr, nullptr) != S2FT_OK) __builtin_trap();
-    for (int32_t l = 0; l < shape.n_layers; ++l)
-      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-        int64_t n = 0;
-        if (s2ft_adapter_lines(a, l, t, nullptr, nullptr, 0, &n) != S2FT_OK) __builtin_trap();
-        std::vector<int64_t> lines(static_cast<size_t>(n));
-        std::vector<uint64_t> fps(static_cast<size_t>(n));
-        if (s2ft_adapter_lines(a, l, t, lines.data(), fps.data(), n, &n) != S2FT_OK) __builtin_trap();
-      }
-    s2ft_adapter_destroy(a);
+namespace {
+
+[[noreturn]] void finding(const char *what) {
+  std::fprintf(stderr, "fuzz_adapter_load: %s (last error: %s)\n", what, s2ft_last_error());
+  std::abort();
+}
+
+void require_ok(s2ft_status status, const char *what) {
+  if (status != S2FT_OK) finding(what);
+}
+
+// Lines a target's weight has and the length of each (columns of O and
+// DOWN, rows of V and UP).
+void target_geometry(const s2ft_model_shape &s, int32_t target, int64_t *lines, int64_t *length) {
+  const int64_t q = int64_t{s.n_heads} * s.head_dim, kv = int64_t{s.n_kv_heads} * s.head_dim;
+  switch (target) {
+    case S2FT_TARGET_O: *lines = q, *length = s.d_model; break;
+    case S2FT_TARGET_V: *lines = kv, *length = s.d_model; break;
+    case S2FT_TARGET_DOWN: *lines = s.d_ff, *length = s.d_model; break;
+    default: *lines = s.d_ff, *length = s.d_model; break;
   }
+}
+
+void check_entry(const s2ft_adapter *a, const s2ft_model_shape &shape, int32_t layer, int32_t target, uint32_t *mask) {
+  int64_t n = 0;
+  require_ok(s2ft_adapter_lines(a, layer, target, nullptr, nullptr, 0, &n), "s2ft_adapter_lines (count) failed");
+  if (n == 0) return;
+  *mask |= S2FT_TARGET_BIT(target);
+  std::vector<int64_t> lines(static_cast<size_t>(n));
+  std::vector<uint64_t> fps(static_cast<size_t>(n));
+  require_ok(s2ft_adapter_lines(a, layer, target, lines.data(), fps.data(), n, &n), "s2ft_adapter_lines failed");
+  int64_t available = 0, length = 0;
+  target_geometry(shape, target, &available, &length);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i] < 0 || lines[i] >= available) finding("an accepted adapter has a line out of range");
+    if (i > 0 && lines[i] <= lines[i - 1]) finding("an accepted adapter has lines that are not strictly ascending");
+  }
+  // The delta in the layout the header documents: [out, k] for column
+  // targets, [k, in] for row targets.
+  const bool columns = target == S2FT_TARGET_O || target == S2FT_TARGET_DOWN;
+  const int64_t dims[2] = {columns ? length : n, columns ? n : length};
+  std::vector<float> delta(static_cast<size_t>(n * length));
+  s2ft_tensor t;
+  require_ok(s2ft_tensor_init(&t, delta.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 2, dims), "s2ft_tensor_init failed");
+  require_ok(s2ft_adapter_delta(a, layer, target, &t), "s2ft_adapter_delta failed");
+  for (float v : delta)
+    if (!std::isfinite(v)) finding("an accepted adapter has a non-finite delta");
+}
+
+struct AdapterFree {
+  void operator()(s2ft_adapter *a) const { s2ft_adapter_destroy(a); }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  std::unique_ptr<s2ft_adapter, AdapterFree> owned;
+  try {
+    owned.reset(s2ft::adapter_from_image(std::vector<uint8_t>(data, data + size), "fuzz.safetensors").release());
+  } catch (const s2ft::Error &e) {
+    // Anything else (another status, another exception type) is a finding:
+    // the C API would report it as an internal error, not a bad file.
+    if (e.status() != S2FT_ERR_FORMAT) finding(e.what());
+    return 0;
+  }
+  const s2ft_adapter *a = owned.get();
+  s2ft_model_shape shape;
+  double scale = 0;
+  uint32_t targets = 0;
+  require_ok(s2ft_adapter_info(a, &shape, &scale, &targets), "s2ft_adapter_info failed");
+  if (!std::isfinite(scale)) finding("an accepted adapter has a non-finite default scale");
+  // Every stored entry goes through the accessors. An adapter may declare
+  // up to 65536 layers and store few of them, so the empty ones are found
+  // in the adapter's table, and only the first layers' are asked for.
+  uint32_t mask = 0;
+  for (int32_t l = 0; l < shape.n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
+      if (l < 4 || !a->layers[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) check_entry(a, shape, l, t, &mask);
+  if (mask != targets) finding("s2ft_adapter_info's targets differ from the stored entries");
+  // Fused with itself at weights 1 and -1: the sum of an adapter and its
+  // negation is all zeros with the same lines. Fuse sizes its work by the
+  // lines the adapters hold, never by the shape the metadata claims (an
+  // adapter claiming d_ff = 2^31 - 1 once made it ask for 16 GiB).
+  const s2ft_adapter *pair[2] = {a, a};
+  const double weights[2] = {1.0, -1.0};
+  s2ft_adapter *fused = nullptr;
+  require_ok(s2ft_adapter_fuse(pair, weights, 2, &fused), "s2ft_adapter_fuse of an accepted adapter with itself failed");
+  std::unique_ptr<s2ft_adapter, AdapterFree> owned_fused(fused);
+  uint32_t fused_targets = 0;
+  require_ok(s2ft_adapter_info(fused, nullptr, nullptr, &fused_targets), "s2ft_adapter_info of a fused adapter failed");
+  if (fused_targets != targets) finding("fusing an adapter with itself changed its targets");
   return 0;
 }
