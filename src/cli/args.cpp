@@ -1,6 +1,7 @@
 #include "args.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -68,12 +69,18 @@ ParsedArgs parse_args(const std::vector<std::string> &tokens, const std::vector<
   return out;
 }
 
+namespace {
+// strto* skip leading white space (and strtoull then takes a '-' and wraps:
+// " -17" became 2^64 - 17); a number on the command line starts at once.
+bool starts_with_space(const std::string &text) { return !text.empty() && std::isspace(static_cast<unsigned char>(text[0])); }
+}  // namespace
+
 double parse_double(const std::string &option, const std::string &text) {
   const char *begin = text.c_str();
   char *end = nullptr;
   errno = 0;
   const double v = std::strtod(begin, &end);
-  if (text.empty() || end != begin + text.size() || errno == ERANGE || !std::isfinite(v))
+  if (text.empty() || starts_with_space(text) || end != begin + text.size() || errno == ERANGE || !std::isfinite(v))
     die(option + " expects a finite number, got '" + text + "'");
   return v;
 }
@@ -83,7 +90,7 @@ int64_t parse_int64(const std::string &option, const std::string &text) {
   char *end = nullptr;
   errno = 0;
   const long long v = std::strtoll(begin, &end, 10);
-  if (text.empty() || end != begin + text.size() || errno == ERANGE)
+  if (text.empty() || starts_with_space(text) || end != begin + text.size() || errno == ERANGE)
     die(option + " expects an integer, got '" + text + "'");
   return static_cast<int64_t>(v);
 }
@@ -93,8 +100,8 @@ uint64_t parse_uint64(const std::string &option, const std::string &text) {
   char *end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(begin, &end, 10);
-  // strtoull accepts a leading '-' and wraps; refuse it.
-  if (text.empty() || text[0] == '-' || text[0] == '+' || end != begin + text.size() || errno == ERANGE)
+  // strtoull accepts a leading '-' and wraps; only digits are taken.
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])) || end != begin + text.size() || errno == ERANGE)
     die(option + " expects a non-negative integer, got '" + text + "'");
   return static_cast<uint64_t>(v);
 }

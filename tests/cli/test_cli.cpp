@@ -315,6 +315,11 @@ TEST_F(CliErrors, BadOptionValues) {
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --ratio-o abc"), "select", "--ratio-o");
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --strategy fancy"), "select", "--strategy");
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --seed -1"), "select", "--seed");
+  // strtoull skips blanks and wraps a '-' after them: " -17" was 2^64 - 17.
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --seed ' -17'"), "select", "--seed");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --seed ' 3'"), "select", "--seed");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --count-o ' 1'"), "select", "--count-o");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --ratio-o ' 0.5'"), "select", "--ratio-o");
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --targets o,qq"), "select", "--targets");
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --targets o,down,v"), "select", "--ratio-v");
   expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --count-o 1 --ratio-o 0.5"), "select", "not both");
