@@ -14,6 +14,7 @@
 #include "io/atomic_file.hpp"
 #include "io/input_file.hpp"
 #include "io/safetensors.hpp"
+#include "io/strict_json.hpp"
 #include "progress.hpp"
 
 namespace fs = std::filesystem;
@@ -74,32 +75,17 @@ std::string read_text(const std::string &path) {
   }
 }
 
-// Parses JSON, refusing duplicate keys inside any object (nlohmann::json
-// would silently keep the last one, hiding e.g. a tensor listed twice).
-nlohmann::json parse_json(const std::string &text, const std::string &path) {
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  auto on_event = [&](int, nlohmann::json::parse_event_t event, nlohmann::json &parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start) open_objects.emplace_back();
-    if (event == E::object_end && !open_objects.empty()) open_objects.pop_back();
-    if (event == E::key && !open_objects.empty() && parsed.is_string() &&
-        !open_objects.back().insert(parsed.get<std::string>()).second && duplicate.empty())
-      duplicate = parsed.get<std::string>();
-    return true;
-  };
-  nlohmann::json out;
-  try {
-    out = nlohmann::json::parse(text, on_event);
-  } catch (const nlohmann::json::exception &) {
-    die(path + " is not valid JSON");
-  }
-  if (!duplicate.empty()) die(path + " lists \"" + duplicate + "\" twice");
-  return out;
+// Parses config.json or the index with the library's strict parser: a key
+// twice in one object (nlohmann would keep the last, hiding e.g. a tensor
+// listed twice) or nesting deeper than any configuration needs is refused.
+nlohmann::ordered_json parse_json(const std::string &text, const std::string &path) {
+  constexpr size_t kMaxDepth = 64;
+  return io::parse_strict_json(text.data(), text.data() + text.size(), kMaxDepth,
+                               [&](const std::string &why) { die(path + ": " + why); });
 }
 
 // A positive int32 field of config.json; `fallback` < 0 means required.
-int32_t config_int(const nlohmann::json &cfg, const std::string &path, const char *key, int64_t fallback) {
+int32_t config_int(const nlohmann::ordered_json &cfg, const std::string &path, const char *key, int64_t fallback) {
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) {
     if (fallback < 0) die(path + " has no \"" + key + "\"");
@@ -222,7 +208,7 @@ std::vector<std::string> Checkpoint::shard_list(std::map<std::string, std::strin
   }
   sharded_ = true;
   index_text_ = read_text(index_path);
-  const nlohmann::json index = parse_json(index_text_, index_path);
+  const nlohmann::ordered_json index = parse_json(index_text_, index_path);
   if (!index.is_object()) die(index_path + " is not a JSON object");
   auto wm = index.find("weight_map");
   if (wm == index.end() || !wm->is_object() || wm->empty())
@@ -232,7 +218,6 @@ std::vector<std::string> Checkpoint::shard_list(std::map<std::string, std::strin
     if (!it.value().is_string()) die(index_path + ": weight_map entry \"" + it.key() + "\" is not a file name");
     const std::string file = it.value().get<std::string>();
     check_shard_name(file, index_path);
-    // nlohmann::json keeps the last of duplicate keys; parse_json refused them.
     (*weight_map)[it.key()] = file;
     if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
   }

@@ -71,7 +71,7 @@ class Checkpoint {
   Checkpoint &operator=(const Checkpoint &) = delete;
 
   const std::string &dir() const { return dir_; }
-  const nlohmann::json &config() const { return config_; }
+  const nlohmann::ordered_json &config() const { return config_; }
   const s2ft_model_shape &shape() const { return shape_; }
   bool tied_embeddings() const { return tied_; }
   std::string torch_dtype() const { return torch_dtype_; }
@@ -128,7 +128,7 @@ class Checkpoint {
   uint8_t *mutable_bytes(size_t shard, const io::TensorInfo &t);
 
   std::string dir_;
-  nlohmann::json config_;
+  nlohmann::ordered_json config_;
   std::string config_text_, index_text_;
   s2ft_model_shape shape_{};
   bool tied_ = false;

@@ -390,7 +390,7 @@ TEST_F(CliErrors, BadShardIndex) {
   std::string dup = index.dump();
   dup.insert(dup.find("\"weight_map\":{") + 14, "\"lm_head.weight\":\"model-00001-of-00002.safetensors\",");
   write_text(index_path, dup);
-  expect_one_line_error(run_cli("inspect " + quote(sh)), "inspect", "twice");
+  expect_one_line_error(run_cli("inspect " + quote(sh)), "inspect", "more than once");
 }
 
 TEST_F(CliErrors, SelectionForAnotherShape) {
