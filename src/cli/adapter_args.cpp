@@ -4,7 +4,6 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <regex>
 #include <sstream>
 
 #include "args.hpp"
@@ -76,13 +75,13 @@ std::string with_file_names(std::string message, const LoadedAdapters &loaded) {
   std::string inputs;
   for (size_t i = 0; i < loaded.paths.size(); ++i) {
     const std::string n = std::to_string(i);
-    message = std::regex_replace(message, std::regex("adapters\\[" + n + "\\]"), loaded.paths[i]);
-    message = std::regex_replace(message, std::regex("weights\\[" + n + "\\]"), "the scale of " + loaded.paths[i]);
+    message = replace_all(message, "adapters[" + n + "]", loaded.paths[i]);
+    message = replace_all(message, "weights[" + n + "]", "the scale of " + loaded.paths[i]);
     std::ostringstream scale;
     scale << loaded.scales[i];
     inputs += (i ? ", " : "") + loaded.paths[i] + " at scale " + scale.str();
   }
-  return "fusing " + inputs + ": " + std::regex_replace(message, std::regex("smaller weights"), "smaller scales");
+  return "fusing " + inputs + ": " + replace_all(message, "smaller weights", "smaller scales");
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 // s2ft merge CKPT ADAPTER[:SCALE]... -o OUTDIR: merges adapters into a
 // checkpoint's weights and writes the result as a new checkpoint.
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <regex>
 
 #include "adapter_args.hpp"
 #include "args.hpp"
@@ -44,14 +44,21 @@ std::string applied_text(const LoadedAdapters &loaded) {
 // Where the library found the first fingerprint mismatch ("at layer 3
 // target DOWN line 17"), as a weight line; "" when the message says no place.
 std::string mismatch_place(const std::string &message) {
-  std::smatch m;
-  if (!std::regex_search(message, m, std::regex("at layer ([0-9]+) target (O|V|DOWN|UP) line ([0-9]+)"))) return "";
-  const std::string t = m[2].str();
+  const size_t at = message.find("at layer ");
+  if (at == std::string::npos) return "";
+  int layer = 0;
+  char target_name[8] = {0};
+  long long line = 0;
+  if (std::sscanf(message.c_str() + at, "at layer %d target %7[A-Z] line %lld", &layer, target_name, &line) != 3)
+    return "";
+  const std::string t = target_name;
   const int32_t target = t == "O"      ? S2FT_TARGET_O
                          : t == "V"    ? S2FT_TARGET_V
                          : t == "DOWN" ? S2FT_TARGET_DOWN
-                                       : S2FT_TARGET_UP;
-  return " (first at " + line_text(std::stoi(m[1].str()), target, std::stoll(m[3].str())) + ")";
+                         : t == "UP"   ? S2FT_TARGET_UP
+                                       : -1;
+  if (target < 0 || layer < 0 || line < 0) return "";
+  return " (first at " + line_text(layer, target, line) + ")";
 }
 
 // The library words a fingerprint mismatch with its C flag name; say it in

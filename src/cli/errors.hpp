@@ -29,6 +29,15 @@ inline void check(s2ft_status status) {
   die(message);
 }
 
+// `text` with every `from` replaced by `to`: rewords a library message in
+// the tool's terms (a file name for "adapters[1]", a flag for a field).
+inline std::string replace_all(std::string text, const std::string &from, const std::string &to) {
+  if (from.empty()) return text;
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+  return text;
+}
+
 // Prints "s2ft <cmd>: warning: <message>" on stderr.
 void warn(const std::string &command, const std::string &message);
 

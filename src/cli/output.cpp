@@ -87,13 +87,6 @@ const char *kind_of(mode_t mode) {
   return "not a regular file";
 }
 
-std::string replace_all(std::string text, const std::string &from, const std::string &to) {
-  if (from.empty()) return text;
-  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
-    text.replace(at, from.size(), to);
-  return text;
-}
-
 std::string without_trailing_slashes(std::string p) {
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
