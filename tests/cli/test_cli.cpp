@@ -530,6 +530,12 @@ TEST_F(CliDiff, ScaleIsTheDefaultScaleAtWhichMergeGivesTheTunedWeights) {
   expect_one_line_error(run_cli("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
                                 quote(tmp / "z.safetensors") + " --scale 1e-40"),
                         "diff", "which an f32 delta cannot hold");
+  // Merging at a scale that would overflow the weights writes nothing (it
+  // once wrote infinities and exited 0).
+  expect_one_line_error(run_cli("merge " + quote(base) + " " + quote(tmp / "a.safetensors:1e308") + " -o " +
+                                quote(tmp / "overflowed")),
+                        "merge", "could overflow the weights");
+  EXPECT_FALSE(fs::exists(tmp / "overflowed"));
   // Fusing with scales whose sum overflows f32 names the file and the remedy.
   expect_one_line_error(run_cli("fuse " + quote(tmp / "a.safetensors:1e300") + " -o " + quote(tmp / "z.safetensors")),
                         "fuse", "fusing " + tmp / "a.safetensors" + " at scale 1e+300: ");
