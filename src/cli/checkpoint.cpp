@@ -430,8 +430,7 @@ void Checkpoint::save(const std::string &out_dir, const std::set<std::string> &s
       const std::string name = e.path().filename().string();
       if (!e.is_regular_file() || written.count(name) != 0 || skip_files.count(name) != 0) continue;
       if (name.find(".tmp.") != std::string::npos) continue;  // someone's half-written file
-      const std::vector<uint8_t> bytes = read_binary(e.path().string());  // refused if it became a FIFO
-      io::write_file_atomic(join(out_dir, name), bytes.data(), bytes.size());
+      io::copy_file_atomic(e.path().string(), join(out_dir, name));  // refused if it became a FIFO
     }
   } catch (const s2ft::Error &e) {
     die(e.what());

@@ -1,5 +1,6 @@
 #include "io/atomic_file.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/error.hpp"
+#include "io/input_file.hpp"
 
 namespace s2ft {
 namespace io {
@@ -114,7 +116,13 @@ void remove_stale_temporaries(const std::string &path) {
   for (const std::string &s : stale) remove_if_unlocked(s);
 }
 
-void write_file_atomic(const std::string &path, const void *data, size_t size) {
+namespace {
+
+// Makes `path` atomically: `fill` writes the content into the temporary
+// file's descriptor (returning false with errno set when a write fails, or
+// throwing), which is then flushed and renamed over `path`.
+template <typename Fill>
+void replace_atomically(const std::string &path, Fill fill) {
   if (path.empty()) fail_arg("path is empty");
   require_replaceable(path);
   remove_stale_temporaries(path);
@@ -123,10 +131,39 @@ void write_file_atomic(const std::string &path, const void *data, size_t size) {
   if (fd < 0) fail(S2FT_ERR_IO, "cannot create '" + path + "': " + errno_text());
   // Held locked until renamed (best effort: the pid in its name marks it as in use too).
   lock_temporary(fd);
-  if (!write_all(fd, static_cast<const char *>(data), size)) fail_removing(tmp, fd, "write", path);
+  bool written = false;
+  try {
+    written = fill(fd);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (!written) fail_removing(tmp, fd, "write", path);
   if (::fsync(fd) != 0) fail_removing(tmp, fd, "flush", path);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail_removing(tmp, fd, "replace", path);
   ::close(fd);  // the data is synced and in place: nothing left to fail
+}
+
+}  // namespace
+
+void write_file_atomic(const std::string &path, const void *data, size_t size) {
+  replace_atomically(path, [&](int fd) { return write_all(fd, static_cast<const char *>(data), size); });
+}
+
+void copy_file_atomic(const std::string &from, const std::string &to) {
+  const InputFile source(from);  // a regular file only, opened without blocking
+  replace_atomically(to, [&](int fd) {
+    // In pieces, so that copying a file of any size needs 4 MiB of memory.
+    std::vector<char> piece(size_t{4} << 20);
+    for (uint64_t done = 0; done < source.size();) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), source.size() - done));
+      source.read_at(done, piece.data(), n);
+      if (!write_all(fd, piece.data(), n)) return false;
+      done += n;
+    }
+    return true;
+  });
 }
 
 }  // namespace io

@@ -18,6 +18,13 @@ namespace io {
 // device, a FIFO, a folder) is refused, never replaced.
 void write_file_atomic(const std::string &path, const void *data, size_t size);
 
+// Copies the regular file `from` to `to` as write_file_atomic writes, in
+// pieces of a few MiB (a file of any size is copied in bounded memory).
+// Throws s2ft::Error(S2FT_ERR_IO) naming the file that failed; `from` that
+// is not a regular file (a FIFO, a device, a folder) is refused before any
+// read, and a `from` that shrinks while being copied is an error.
+void copy_file_atomic(const std::string &from, const std::string &to);
+
 // A new name for a temporary of `path`: "<path>.tmp.<our pid>.<random>".
 std::string temporary_name(const std::string &path);
 
