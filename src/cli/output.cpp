@@ -11,6 +11,7 @@
 #include "checkpoint.hpp"
 #include "errors.hpp"
 #include "io/atomic_file.hpp"
+#include "io/input_file.hpp"
 
 namespace fs = std::filesystem;
 
@@ -78,13 +79,6 @@ void require_not_dangling(const fs::path &p, const std::string &given) {
   std::error_code ec;
   if (fs::is_symlink(fs::symlink_status(p, ec)) && !fs::exists(p, ec))
     die("the output " + given + " cannot be written: " + p.string() + " is a link to something that does not exist");
-}
-
-const char *kind_of(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  return "not a regular file";
 }
 
 std::string without_trailing_slashes(std::string p) {
@@ -220,7 +214,7 @@ void check_output_file(const std::string &path, const std::vector<std::string> &
   if (::stat(n.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) die("the output " + path + " is a folder");
     // Replacing a device or FIFO would remove it (as root, even /dev/null).
-    if (!S_ISREG(st.st_mode)) die("the output " + path + " is " + kind_of(st.st_mode) + "; s2ft writes regular files only");
+    if (!S_ISREG(st.st_mode)) die("the output " + path + " is " + io::file_type_name(st.st_mode) + "; s2ft writes regular files only");
   }
   std::error_code ec;
   const fs::path parent = n.parent_path();

@@ -24,21 +24,13 @@ namespace {
 
 std::string errno_text() { return std::strerror(errno); }
 
-const char *kind_of(mode_t mode) {
-  if (S_ISDIR(mode)) return "a folder";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  return "not a regular file";
-}
-
 // Renaming over a device or FIFO would replace it (as root, /dev/null with
 // a regular file); refuse anything but a regular file or nothing.
 void require_replaceable(const std::string &path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return;  // absent (or unreadable: the rename will say)
   if (!S_ISREG(st.st_mode))
-    fail(S2FT_ERR_IO, "cannot write '" + path + "': it is " + kind_of(st.st_mode) + ", not a regular file");
+    fail(S2FT_ERR_IO, "cannot write '" + path + "': it is " + file_type_name(st.st_mode) + ", not a regular file");
 }
 
 // Writes all of `size` bytes to fd, retrying after interruptions.
@@ -83,7 +75,7 @@ void remove_if_unlocked(const std::string &path) {
   if (::lstat(path.c_str(), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) return;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) return;
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+  if (lock_temporary(fd)) {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
   }

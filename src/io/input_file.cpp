@@ -13,15 +13,16 @@ namespace io {
 
 namespace {
 std::string errno_text() { return std::strerror(errno); }
+}  // namespace
 
-const char *kind_of(mode_t mode) {
+const char *file_type_name(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
   if (S_ISDIR(mode)) return "a directory";
   if (S_ISFIFO(mode)) return "a FIFO";
   if (S_ISSOCK(mode)) return "a socket";
   if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
   return "not a regular file";
 }
-}  // namespace
 
 InputFile::InputFile(const std::string &path) : path_(path) {
   if (path.empty()) fail_arg("path is empty");
@@ -36,7 +37,7 @@ InputFile::InputFile(const std::string &path) : path_(path) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd_);
-    fail(S2FT_ERR_IO, "'" + path + "' is " + kind_of(st.st_mode) + ", not a regular file");
+    fail(S2FT_ERR_IO, "'" + path + "' is " + file_type_name(st.st_mode) + ", not a regular file");
   }
   size_ = static_cast<uint64_t>(st.st_size);
 }

@@ -9,8 +9,14 @@
 #include <string>
 #include <vector>
 
+#include <sys/types.h>
+
 namespace s2ft {
 namespace io {
+
+// What a file of this st_mode is, for messages: "a directory", "a FIFO",
+// "a socket", "a device", "a regular file" or "not a regular file".
+const char *file_type_name(mode_t mode);
 
 class InputFile {
  public:

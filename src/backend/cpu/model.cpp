@@ -283,22 +283,21 @@ struct Step {
 };
 
 // max |W0| over the finite elements of every line held in a compact buffer.
-std::vector<double> max_abs_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
+template <typename Codec>
+std::vector<double> max_abs_lines_of(const LineGeometry &g, const typename Codec::T *compact) {
   std::vector<double> m(static_cast<size_t>(g.k), 0.0);
   for (int64_t i = 0; i < g.len; ++i)
     for (int64_t j = 0; j < g.k; ++j) {
-      const size_t c = g.compact(i, j);
-      float v;
-      if (dtype == S2FT_F32) {
-        std::memcpy(&v, compact + c * 4, 4);
-      } else {
-        uint16_t h;
-        std::memcpy(&h, compact + c * 2, 2);
-        v = dtype == S2FT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
-      }
-      if (std::isfinite(v)) m[static_cast<size_t>(j)] = std::max(m[static_cast<size_t>(j)], std::fabs(static_cast<double>(v)));
+      const double v = Codec::load(compact[g.compact(i, j)]);
+      if (std::isfinite(v)) m[static_cast<size_t>(j)] = std::max(m[static_cast<size_t>(j)], std::fabs(v));
     }
   return m;
+}
+
+std::vector<double> max_abs_lines(const LineGeometry &g, int32_t dtype, const char *compact) {
+  if (dtype == S2FT_F32) return max_abs_lines_of<CodecF32>(g, reinterpret_cast<const float *>(compact));
+  const uint16_t *halves = reinterpret_cast<const uint16_t *>(compact);
+  return dtype == S2FT_BF16 ? max_abs_lines_of<CodecBF16>(g, halves) : max_abs_lines_of<CodecF16>(g, halves);
 }
 
 // Builds the step for a transition to st.entry (may be NULL): gathers the
