@@ -20,6 +20,7 @@ const char *handle_type_name(HandleKind kind) {
     case HandleKind::adapter: return "s2ft_adapter";
     case HandleKind::model: return "s2ft_model";
     case HandleKind::sparse_delta: return "s2ft_sparse_delta";
+    case HandleKind::checkpoint: return "s2ft_checkpoint";
   }
   return "handle";
 }

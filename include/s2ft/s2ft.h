@@ -1130,6 +1130,180 @@ S2FT_API s2ft_status s2ft_sparse_delta_forward(s2ft_context *ctx, const s2ft_spa
  */
 S2FT_API s2ft_status s2ft_context_set_delta_path(s2ft_context *ctx, int32_t path);
 
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A Hugging Face checkpoint opened for reading: a folder with config.json
+ * and model.safetensors, or config.json and the shards that
+ * model.safetensors.index.json lists, or one .safetensors file (then there
+ * is no configuration). Every safetensors file is memory-mapped privately
+ * (copy-on-write): tensor views point into the mapping, nothing is read
+ * until it is used, and a write through a view changes this process's
+ * copy only, never the file. Every file is treated as hostile: headers,
+ * offsets, dtypes, names and the shard index are checked at open, as
+ * s2ft_adapter_load() checks adapters. A file that another process
+ * truncates while it is mapped can still end the process with SIGBUS on a
+ * later read, as with any memory-mapped file. See docs/checkpoints.md.
+ */
+typedef struct s2ft_checkpoint s2ft_checkpoint;
+
+/**
+ * Opens the checkpoint at `path` (a folder or one .safetensors file).
+ * On failure *out is NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL or
+ * empty path), S2FT_ERR_IO (missing, unreadable, not a regular file or
+ * folder), S2FT_ERR_FORMAT (a malformed config.json, index or safetensors
+ * file, a tensor stored twice or in another shard than the index says).
+ */
+S2FT_API s2ft_status s2ft_checkpoint_open(const char *path, s2ft_checkpoint **out);
+
+/** Closes a checkpoint and unmaps its files; NULL is a no-op. Models made
+ *  from it must be destroyed first. */
+S2FT_API void s2ft_checkpoint_destroy(s2ft_checkpoint *ckpt);
+
+/**
+ * The model shape of a LLaMA-family checkpoint, from config.json
+ * (hidden_size, num_hidden_layers, num_attention_heads,
+ * num_key_value_heads, intermediate_size, head_dim), checked against the
+ * tensors: every layer's seven projection weights
+ * (model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
+ * model.layers.{i}.mlp.{gate,up,down}_proj.weight) must exist, in F32, F16
+ * or BF16, with the shapes the configuration implies. model_type "llama",
+ * "mistral" and "qwen2" are the family (a config without model_type is
+ * read the same way); any other model_type is S2FT_ERR_UNSUPPORTED.
+ * Biases (Qwen2's q/k/v, attention_bias, mlp_bias) and tied or separate
+ * embeddings do not change the shape; adapters never change them.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL), S2FT_ERR_STATE (no
+ * config.json: a checkpoint opened as one file), S2FT_ERR_UNSUPPORTED,
+ * S2FT_ERR_FORMAT (a missing or invalid field, a missing tensor, a wrong
+ * shape or dtype).
+ */
+S2FT_API s2ft_status s2ft_checkpoint_shape(const s2ft_checkpoint *ckpt, s2ft_model_shape *out);
+
+/** The text of config.json (NUL-terminated, owned by the checkpoint), or
+ *  NULL when the checkpoint has none. Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_checkpoint_config(const s2ft_checkpoint *ckpt, const char **json);
+
+/** The number of tensors in the checkpoint (all shards). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_checkpoint_tensor_count(const s2ft_checkpoint *ckpt, int64_t *count);
+
+/**
+ * Describes tensor `index` (shards in index order, file order within a
+ * shard): its name and safetensors dtype name ("F32", "BF16", "I64", ...;
+ * both owned by the checkpoint), its rank, its extents written to
+ * shape[0..ndim) when shape_capacity >= ndim, and its size in bytes. Any
+ * out pointer may be NULL; shape may be NULL to learn the rank.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL ckpt, index out of range, a
+ * non-NULL shape with capacity below the rank).
+ */
+S2FT_API s2ft_status s2ft_checkpoint_tensor_info(const s2ft_checkpoint *ckpt, int64_t index,
+                                                 const char **name, const char **dtype,
+                                                 int32_t *ndim, int64_t *shape,
+                                                 int32_t shape_capacity, uint64_t *nbytes);
+
+/**
+ * A borrowed view of the F32, F16 or BF16 tensor `name` on the CPU, valid
+ * until the checkpoint is destroyed: zero-copy into the mapped file when
+ * its data is aligned to its element size (as every common writer makes
+ * it), else into an aligned copy the checkpoint made at open. Writes
+ * through the view change the checkpoint's contents in this process (what
+ * s2ft_checkpoint_write() writes), never the file. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, no such tensor), S2FT_ERR_DTYPE (another
+ * dtype: use s2ft_checkpoint_tensor_data), S2FT_ERR_SHAPE (rank 0 or above
+ * S2FT_MAX_DIMS).
+ */
+S2FT_API s2ft_status s2ft_checkpoint_tensor(s2ft_checkpoint *ckpt, const char *name,
+                                            s2ft_tensor *out);
+
+/** The raw little-endian bytes of tensor `name`, of any dtype, and their
+ *  count; valid until the checkpoint is destroyed. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, no such tensor). */
+S2FT_API s2ft_status s2ft_checkpoint_tensor_data(const s2ft_checkpoint *ckpt, const char *name,
+                                                 const void **data, uint64_t *nbytes);
+
+#define S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION 1
+
+typedef struct s2ft_checkpoint_write_options {
+  uint32_t version;          /* S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION */
+  uint64_t max_shard_bytes;  /* 0 (default): the source's files and split;
+                                else shards of at most this many data bytes
+                                (a larger tensor gets a shard of its own) */
+  int32_t copy_other_files;  /* default 1: copy the folder's other regular
+                                files (tokenizer, generation config, ...) */
+  const char *const *exclude; /* names of files not to copy (may be NULL) */
+  int64_t n_exclude;
+} s2ft_checkpoint_write_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_checkpoint_write_options_init(s2ft_checkpoint_write_options *opts,
+                                                        uint32_t version);
+
+/**
+ * Writes a copy of the checkpoint into the folder `out_dir` (created if
+ * missing; it must not be the checkpoint's own folder): every tensor with
+ * its name, dtype and shape, and the current contents (what writes through
+ * views changed), except the n_replace tensors names[i], whose data is
+ * replaced by replacements[i] (CPU, the tensor's shape, F32/F16/BF16 of any
+ * strides, converted to the stored dtype by rounding to nearest even).
+ * With max_shard_bytes 0 the files keep their names, headers and tensor
+ * order, config.json and the index are copied byte for byte, and every
+ * byte not replaced is unchanged. Otherwise the tensors, in the source's
+ * order, are split into model-0000i-of-0000n.safetensors files and an
+ * index (its metadata kept, total_size updated), or one model.safetensors
+ * when they fit in one shard. Each file is written to a temporary name and
+ * renamed. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a name that is not a
+ * tensor or is given twice, out_dir the source folder), S2FT_ERR_SHAPE,
+ * S2FT_ERR_DTYPE (a replaced tensor or a replacement not F32/F16/BF16),
+ * S2FT_ERR_DEVICE, S2FT_ERR_IO.
+ */
+S2FT_API s2ft_status s2ft_checkpoint_write(const s2ft_checkpoint *ckpt, const char *out_dir,
+                                           const char *const *names,
+                                           const s2ft_tensor *replacements, int64_t n_replace,
+                                           const s2ft_checkpoint_write_options *opts);
+
+/**
+ * A model (see s2ft_model_create) over a checkpoint's weights: the o, v,
+ * down and up weights of every layer, as views into the checkpoint (see
+ * s2ft_checkpoint_tensor): applying an adapter changes the checkpoint's
+ * contents in this process, copy-on-write, never the files, and
+ * s2ft_checkpoint_write() then writes the merged model. `shape` NULL means
+ * s2ft_checkpoint_shape()'s; `perm` as in s2ft_model_create. The model
+ * keeps `ckpt` and `ctx`, which must outlive it. The context must be a CPU
+ * context (a checkpoint's weights are host memory: for a CUDA model copy
+ * them to the device and use s2ft_model_create). Errors: as
+ * s2ft_checkpoint_shape() and s2ft_model_create(), and
+ * S2FT_ERR_UNSUPPORTED (a CUDA context).
+ */
+S2FT_API s2ft_status s2ft_model_from_checkpoint(s2ft_context *ctx, s2ft_checkpoint *ckpt,
+                                                const s2ft_model_shape *shape,
+                                                const s2ft_selection *perm, s2ft_model **out);
+
+/**
+ * The descriptors of a layer's target weights as the model holds them
+ * (o, v, down and up; q, k and gate are NULL), valid while the model
+ * lives; through them a caller runs the model's forward pass. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, layer out of range).
+ */
+S2FT_API s2ft_status s2ft_model_layer(s2ft_model *model, int32_t layer,
+                                      s2ft_layer_weights *out);
+
+/**
+ * Loads the n adapter files at `paths`, fuses them when n > 1 (weights as
+ * s2ft_adapter_fuse: NULL means each adapter's default scale) and applies
+ * the result, replacing the applied adapter if any (as
+ * s2ft_adapter_switch). The model owns the loaded adapter until it is
+ * replaced, removed or the model is destroyed; s2ft_model_applied()
+ * returns it. A single adapter is applied at weights[0] (NaN or NULL: its
+ * default scale). Errors: as s2ft_adapter_load(), s2ft_adapter_fuse() and
+ * s2ft_adapter_switch(); on error the model is unchanged.
+ */
+S2FT_API s2ft_status s2ft_model_apply_files(s2ft_model *model, const char *const *paths,
+                                            const double *weights, int64_t n, uint32_t flags);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -84,14 +84,15 @@ std::vector<int64_t> entry_positions(const s2ft_model &m, int32_t layer, int32_t
            " line " + std::to_string(line) + " (" + b + "); nothing was changed");
 }
 
-// Resolves the scale argument: NaN means the adapter's default.
+}  // namespace
+
 double resolve_scale(double scale, const s2ft_adapter &a) {
   if (std::isnan(scale)) return a.default_scale;
   if (!std::isfinite(scale)) fail_arg("scale is infinite");
   return scale;
 }
 
-void check_flags(uint32_t flags) {
+void check_apply_flags(uint32_t flags) {
   if (flags & ~S2FT_APPLY_FORCE) {
     char b[16];
     std::snprintf(b, sizeof b, "%x", flags & ~S2FT_APPLY_FORCE);
@@ -101,6 +102,8 @@ void check_flags(uint32_t flags) {
 
 // Moves the model from its applied adapter (if any) to `adapter` (NULL:
 // none) at `scale`. All checks first; then the writes, which cannot fail.
+namespace {
+
 // Calls f(layer, target, entry) for every (layer, target) a transition to
 // `adapter` touches: where the new adapter has an entry (entry non-NULL) or
 // the applied one displaced lines (entry NULL when the new one has none).
@@ -118,9 +121,10 @@ void for_each_changed(const s2ft_model &m, const s2ft_adapter *adapter, F &&f) {
     }
 }
 
-// Moves the model from its applied adapter (if any) to `adapter` (NULL:
-// none) at `scale`: every check here, then one backend call that either
-// fails before writing anything or makes the whole transition.
+}  // namespace
+
+// Every check here, then one backend call that either fails before writing
+// anything or makes the whole transition.
 void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool force) {
   if (adapter != nullptr && !same_shape(adapter->shape, m.shape))
     fail_arg("adapter's model shape " + shape_string(adapter->shape) + " differs from the model's " +
@@ -163,7 +167,10 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
     m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)] = std::move(p.positions);
   m.applied = adapter;
   m.scale = adapter != nullptr ? scale : 0.0;
+  if (m.owned && m.owned.get() != adapter) m.owned.reset();  // a loaded adapter is no longer applied
 }
+
+namespace {
 
 s2ft_model &require_model(s2ft_model *m) {
   require_live(m, "model");
@@ -171,6 +178,51 @@ s2ft_model &require_model(s2ft_model *m) {
 }
 
 }  // namespace
+
+std::unique_ptr<s2ft_model> make_model(s2ft_context *ctx, const s2ft_model_shape *shape,
+                                       const s2ft_layer_weights *layers, const s2ft_selection *perm) {
+  s2ft_context &c = require_context(ctx);
+  check_model_shape(shape, "shape");
+  require_not_null(layers, "layers");
+  require_live_or_null(perm, "perm");
+  if (perm != nullptr && !same_shape(perm->shape, *shape))
+    fail_arg("perm was made for model shape " + shape_string(perm->shape) + ", not " + shape_string(*shape));
+
+  auto m = std::make_unique<s2ft_model>();
+  m->ctx = ctx;
+  m->shape = *shape;
+  m->weights.resize(static_cast<size_t>(shape->n_layers));
+  m->displaced.resize(static_cast<size_t>(shape->n_layers));
+  std::vector<std::pair<Matrix, std::string>> all;
+  for (int32_t l = 0; l < shape->n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      const s2ft_tensor *tensor = target_weight(layers[l], t);
+      if (tensor == nullptr) continue;
+      const std::string name = "layers[" + std::to_string(l) + "]." + weight_field(t);
+      ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      w.view = check_matrix(tensor, name.c_str(), c.device);
+      int64_t rows, cols;
+      target_weight_shape(*shape, t, &rows, &cols);
+      require_shape(w.view, name.c_str(), rows, cols);
+      w.tensor = *tensor;
+      w.present = true;
+      all.emplace_back(w.view, name);
+    }
+  // Applying writes each weight; two weights sharing memory would corrupt each other.
+  for (size_t i = 0; i < all.size(); ++i)
+    for (size_t j = i + 1; j < all.size(); ++j)
+      require_disjoint(all[i].first, all[i].second.c_str(), all[j].first, all[j].second.c_str());
+  if (perm != nullptr) m->perm = std::make_unique<s2ft_selection>(*perm);
+  std::vector<backend::TargetWeight> present;
+  for (int32_t l = 0; l < shape->n_layers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      const ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      if (w.present) present.push_back(backend::TargetWeight{l, t, w.view, target_axis(t)});
+    }
+  run(c, &backend::Ops::model_create, *shape, present, &m->records);
+  return m;
+}
+
 }  // namespace s2ft
 
 extern "C" {
@@ -180,48 +232,8 @@ S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape
                                        s2ft_model **out) {
   if (out != nullptr) *out = nullptr;
   return s2ft::guard("s2ft_model_create", [&] {
-    using namespace s2ft;
-    require_not_null(out, "out");
-    s2ft_context &c = require_context(ctx);
-    check_model_shape(shape, "shape");
-    require_not_null(layers, "layers");
-    require_live_or_null(perm, "perm");
-    if (perm != nullptr && !same_shape(perm->shape, *shape))
-      fail_arg("perm was made for model shape " + shape_string(perm->shape) + ", not " + shape_string(*shape));
-
-    auto m = std::make_unique<s2ft_model>();
-    m->ctx = ctx;
-    m->shape = *shape;
-    m->weights.resize(static_cast<size_t>(shape->n_layers));
-    m->displaced.resize(static_cast<size_t>(shape->n_layers));
-    std::vector<std::pair<Matrix, std::string>> all;
-    for (int32_t l = 0; l < shape->n_layers; ++l)
-      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-        const s2ft_tensor *tensor = target_weight(layers[l], t);
-        if (tensor == nullptr) continue;
-        const std::string name = "layers[" + std::to_string(l) + "]." + weight_field(t);
-        ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
-        w.view = check_matrix(tensor, name.c_str(), c.device);
-        int64_t rows, cols;
-        target_weight_shape(*shape, t, &rows, &cols);
-        require_shape(w.view, name.c_str(), rows, cols);
-        w.tensor = *tensor;
-        w.present = true;
-        all.emplace_back(w.view, name);
-      }
-    // Applying writes each weight; two weights sharing memory would corrupt each other.
-    for (size_t i = 0; i < all.size(); ++i)
-      for (size_t j = i + 1; j < all.size(); ++j)
-        require_disjoint(all[i].first, all[i].second.c_str(), all[j].first, all[j].second.c_str());
-    if (perm != nullptr) m->perm = std::make_unique<s2ft_selection>(*perm);
-    std::vector<backend::TargetWeight> present;
-    for (int32_t l = 0; l < shape->n_layers; ++l)
-      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-        const ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
-        if (w.present) present.push_back(backend::TargetWeight{l, t, w.view, target_axis(t)});
-      }
-    run(c, &backend::Ops::model_create, *shape, present, &m->records);
-    *out = m.release();
+    s2ft::require_not_null(out, "out");
+    *out = s2ft::make_model(ctx, shape, layers, perm).release();
   });
 }
 
@@ -235,7 +247,7 @@ S2FT_API s2ft_status s2ft_adapter_apply(s2ft_model *model, const s2ft_adapter *a
     using namespace s2ft;
     s2ft_model &m = require_model(model);
     require_live(adapter, "adapter");
-    check_flags(flags);
+    check_apply_flags(flags);
     const double s = resolve_scale(scale, *adapter);
     if (m.applied != nullptr)
       fail(S2FT_ERR_STATE, "model already has adapter '" + m.applied->name +
@@ -259,7 +271,7 @@ S2FT_API s2ft_status s2ft_adapter_switch(s2ft_model *model, const s2ft_adapter *
     using namespace s2ft;
     s2ft_model &m = require_model(model);
     require_live(adapter, "adapter");
-    check_flags(flags);
+    check_apply_flags(flags);
     const double s = resolve_scale(scale, *adapter);
     transition(m, adapter, s, (flags & S2FT_APPLY_FORCE) != 0);
   });

@@ -39,9 +39,26 @@ struct s2ft_model {
   // (layer, target) where the lines it displaced sit in the weight, in the
   // order of its entry.
   const s2ft_adapter *applied = nullptr;
+  std::unique_ptr<s2ft_adapter> owned;  // the applied adapter when the model loaded it (s2ft_model_apply_files)
   double scale = 0.0;
   std::vector<std::array<std::vector<int64_t>, S2FT_NUM_TARGETS>> displaced;  // n_layers
   // The backend's record of the displaced lines' base bytes (and whatever
   // else it keeps to check and write lines fast: base fingerprints, buffers).
   s2ft::backend::Object records;
 };
+
+namespace s2ft {
+
+// s2ft_model_create after its `out` check.
+std::unique_ptr<s2ft_model> make_model(s2ft_context *ctx, const s2ft_model_shape *shape,
+                                       const s2ft_layer_weights *layers, const s2ft_selection *perm);
+// The scale argument of apply and switch: NaN means the adapter's default.
+double resolve_scale(double scale, const s2ft_adapter &a);
+// Refuses unknown S2FT_APPLY_* bits.
+void check_apply_flags(uint32_t flags);
+// Moves the model from its applied adapter (if any) to `adapter` (NULL:
+// none) at `scale`; on error the model is unchanged. An adapter the model
+// owned and no longer applies is destroyed.
+void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool force);
+
+}  // namespace s2ft

@@ -27,6 +27,7 @@ enum class HandleKind : uint64_t {
   adapter = 0x7061646174663273ull,     // "s2ftadap"
   model = 0x6c646f6d74663273ull,       // "s2ftmodl"
   sparse_delta = 0x6174646c74663273ull,  // "s2ftldta"
+  checkpoint = 0x74706b6374663273ull,    // "s2ftckpt"
 };
 
 const char *handle_type_name(HandleKind kind);  // "s2ft_context", ...

@@ -143,6 +143,18 @@ void write_file_atomic(const std::string &path, const void *data, size_t size) {
   replace_atomically(path, [&](int fd) { return write_all(fd, static_cast<const char *>(data), size); });
 }
 
+void write_file_atomic_streamed(const std::string &path, const std::function<void(const PutBytes &)> &produce) {
+  replace_atomically(path, [&](int fd) {
+    bool ok = true;
+    int saved_errno = 0;
+    produce([&](const void *data, size_t size) {
+      if (ok && !write_all(fd, static_cast<const char *>(data), size)) ok = false, saved_errno = errno;
+    });
+    errno = saved_errno;
+    return ok;
+  });
+}
+
 void copy_file_atomic(const std::string &from, const std::string &to) {
   const InputFile source(from);  // a regular file only, opened without blocking
   replace_atomically(to, [&](int fd) {

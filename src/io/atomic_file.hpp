@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace s2ft {
@@ -17,6 +18,12 @@ namespace io {
 // is removed on failure. An existing `path` that is not a regular file (a
 // device, a FIFO, a folder) is refused, never replaced.
 void write_file_atomic(const std::string &path, const void *data, size_t size);
+
+// Writes `path` as write_file_atomic does, from `produce`, which hands the
+// content over in order, in pieces, through put(data, size): a file larger
+// than memory is written without assembling it.
+using PutBytes = std::function<void(const void *data, size_t size)>;
+void write_file_atomic_streamed(const std::string &path, const std::function<void(const PutBytes &put)> &produce);
 
 // Copies the regular file `from` to `to` as write_file_atomic writes, in
 // pieces of a few MiB (a file of any size is copied in bounded memory).

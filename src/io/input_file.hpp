@@ -28,6 +28,7 @@ class InputFile {
   InputFile &operator=(const InputFile &) = delete;
 
   uint64_t size() const { return size_; }
+  int fd() const { return fd_; }
   // Reads exactly n bytes at `offset` (S2FT_ERR_IO when the file is shorter now).
   void read_at(uint64_t offset, void *out, size_t n) const;
 

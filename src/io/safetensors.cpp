@@ -219,6 +219,11 @@ SafetensorsHeader read_safetensors_header(const std::string &path) {
   return parse_header(json.data(), header_len, f.size(), path);
 }
 
+SafetensorsHeader parse_safetensors_header(const uint8_t *bytes, uint64_t size, const std::string &what) {
+  const uint64_t header_len = checked_header_length(bytes, size, what);
+  return parse_header(bytes + 8, header_len, size, what);
+}
+
 SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string &what) {
   // Layout: [u64 little-endian N][N bytes of JSON][data buffer].
   const uint64_t header_len = checked_header_length(bytes.data(), bytes.size(), what);

@@ -40,6 +40,10 @@ struct SafetensorsHeader {
 // overlaps, no duplicate keys. Throws as SafetensorsFile::read does.
 SafetensorsHeader read_safetensors_header(const std::string &path);
 
+// The same checks on a whole file image already in memory (a mapped file):
+// `size` bytes at `bytes`; `what` names it in messages.
+SafetensorsHeader parse_safetensors_header(const uint8_t *bytes, uint64_t size, const std::string &what);
+
 class SafetensorsFile {
  public:
   // Reads and validates a whole file. Throws s2ft::Error with S2FT_ERR_IO

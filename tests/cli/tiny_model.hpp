@@ -9,10 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_test_util.hpp"
+#include "support/checkpoint_folder.hpp"
 #include "support/test_util.hpp"
 
 namespace cli_test {
+
+using s2ft_test::RawTensor;
+using s2ft_test::write_checkpoint;
 
 // A small GQA model: 2 layers, d_model 12, 4 query heads over 2 KV heads
 // (head_dim 3), 10 FFN channels, vocabulary 16.
