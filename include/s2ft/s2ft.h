@@ -1189,6 +1189,16 @@ S2FT_API s2ft_status s2ft_checkpoint_config(const s2ft_checkpoint *ckpt, const c
  *  S2FT_ERR_INVALID_ARGUMENT. */
 S2FT_API s2ft_status s2ft_checkpoint_tensor_count(const s2ft_checkpoint *ckpt, int64_t *count);
 
+/** The number of safetensors files the checkpoint consists of (1 unless
+ *  sharded). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_checkpoint_file_count(const s2ft_checkpoint *ckpt, int64_t *count);
+
+/** The name of file `index` inside the checkpoint's folder, in the index's
+ *  order (owned by the checkpoint). Errors: S2FT_ERR_INVALID_ARGUMENT
+ *  (NULL, index out of range). */
+S2FT_API s2ft_status s2ft_checkpoint_file(const s2ft_checkpoint *ckpt, int64_t index,
+                                          const char **name);
+
 /**
  * Describes tensor `index` (shards in index order, file order within a
  * shard): its name and safetensors dtype name ("F32", "BF16", "I64", ...;
@@ -1234,6 +1244,10 @@ typedef struct s2ft_checkpoint_write_options {
                                 files (tokenizer, generation config, ...) */
   const char *const *exclude; /* names of files not to copy (may be NULL) */
   int64_t n_exclude;
+  /* Called (when not NULL) after each tensor is written, with the tensor
+     bytes written so far and their total, e.g. to draw a progress bar. */
+  void (*progress)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+  void *progress_user;
 } s2ft_checkpoint_write_options;
 
 /** Sets `opts` to the defaults for `version` (pass
@@ -1255,7 +1269,8 @@ S2FT_API s2ft_status s2ft_checkpoint_write_options_init(s2ft_checkpoint_write_op
  * order, are split into model-0000i-of-0000n.safetensors files and an
  * index (its metadata kept, total_size updated), or one model.safetensors
  * when they fit in one shard. Each file is written to a temporary name and
- * renamed. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a name that is not a
+ * renamed; a filesystem without room for the tensors is refused before
+ * anything is written. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a name that is not a
  * tensor or is given twice, out_dir the source folder), S2FT_ERR_SHAPE,
  * S2FT_ERR_DTYPE (a replaced tensor or a replacement not F32/F16/BF16),
  * S2FT_ERR_DEVICE, S2FT_ERR_IO.

@@ -32,10 +32,16 @@ std::string projection_name(int32_t layer, int projection);
 // The projection a target trains (o, v, down, up).
 int target_projection(int32_t target);
 
+// One safetensors file. Its header is read and validated at open; the file
+// is mapped when tensor data is first used, and the mapped file's header must
+// then be the one that was validated.
 struct Shard {
   std::string file;  // name inside the folder
-  std::unique_ptr<io::MappedFile> map;
+  std::string path;
   io::SafetensorsHeader header;
+  mutable std::unique_ptr<io::MappedFile> map;  // null until first used
+  // The whole file image, mapped (and checked) on first use.
+  uint8_t *image() const;
 };
 
 // One tensor: where it is, and an aligned working copy when its bytes in the
@@ -92,6 +98,8 @@ struct WriteOptions {
   uint64_t max_shard_bytes = 0;
   bool copy_other_files = true;
   std::vector<std::string> exclude;
+  void (*progress)(void *user, uint64_t done_bytes, uint64_t total_bytes) = nullptr;
+  void *progress_user = nullptr;
 };
 
 // s2ft_checkpoint_write after argument checks.

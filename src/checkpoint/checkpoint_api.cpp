@@ -127,6 +127,25 @@ S2FT_API s2ft_status s2ft_checkpoint_tensor_count(const s2ft_checkpoint *ckpt, i
   });
 }
 
+S2FT_API s2ft_status s2ft_checkpoint_file_count(const s2ft_checkpoint *ckpt, int64_t *count) {
+  return s2ft::guard("s2ft_checkpoint_file_count", [&] {
+    const s2ft_checkpoint &c = s2ft::require_live(ckpt, "ckpt");
+    s2ft::require_not_null(count, "count");
+    *count = static_cast<int64_t>(c.shards.size());
+  });
+}
+
+S2FT_API s2ft_status s2ft_checkpoint_file(const s2ft_checkpoint *ckpt, int64_t index, const char **name) {
+  return s2ft::guard("s2ft_checkpoint_file", [&] {
+    const s2ft_checkpoint &c = s2ft::require_live(ckpt, "ckpt");
+    s2ft::require_not_null(name, "name");
+    if (index < 0 || static_cast<uint64_t>(index) >= c.shards.size())
+      s2ft::fail_arg("index " + std::to_string(index) + " is out of range [0, " + std::to_string(c.shards.size()) +
+                     ")");
+    *name = c.shards[static_cast<size_t>(index)].file.c_str();
+  });
+}
+
 S2FT_API s2ft_status s2ft_checkpoint_tensor_info(const s2ft_checkpoint *ckpt, int64_t index, const char **name,
                                                  const char **dtype, int32_t *ndim, int64_t *shape,
                                                  int32_t shape_capacity, uint64_t *nbytes) {
@@ -214,6 +233,8 @@ S2FT_API s2ft_status s2ft_checkpoint_write(const s2ft_checkpoint *ckpt, const ch
       if (opts->n_exclude > 0 && opts->exclude == nullptr) fail_arg("opts->exclude is NULL");
       options.max_shard_bytes = opts->max_shard_bytes;
       options.copy_other_files = opts->copy_other_files != 0;
+      options.progress = opts->progress;
+      options.progress_user = opts->progress_user;
       for (int64_t i = 0; i < opts->n_exclude; ++i) {
         if (opts->exclude[i] == nullptr) fail_arg("opts->exclude[" + std::to_string(i) + "] is NULL");
         options.exclude.emplace_back(opts->exclude[i]);

@@ -1,7 +1,8 @@
 // Opening a checkpoint: config.json and the index are read whole (they are
-// small, and are kept byte for byte for writing), every safetensors file is
-// mapped and its header validated from the mapping itself, so the header
-// that was checked is the one whose offsets are used.
+// small, and are kept byte for byte for writing) and every safetensors
+// header is read and validated; no tensor data is touched. A file is mapped
+// when its data is first used, and its header is validated again from the
+// mapping, so the offsets used are those of the header that was checked.
 #include <algorithm>
 #include <filesystem>
 #include <sys/stat.h>
@@ -42,7 +43,7 @@ nlohmann::ordered_json parse_json(const std::string &text, const std::string &pa
 void check_shard_name(const std::string &name, const std::string &index_path) {
   if (name.empty() || name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
       name.find("..") != std::string::npos || name.find('\0') != std::string::npos)
-    bad(index_path + ": shard name '" + name + "' is not a plain file name inside the folder");
+    bad(index_path + ": shard name " + io::json_quoted(name) + " is not a plain file name inside the folder");
 }
 
 // The shard files in index order, and which shard each tensor is in.
@@ -56,26 +57,37 @@ std::vector<std::string> read_index(s2ft_checkpoint &c, std::map<std::string, st
     bad(index_path + " has no \"weight_map\" object listing the tensors");
   std::vector<std::string> files;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
-    if (!it.value().is_string()) bad(index_path + ": weight_map entry \"" + it.key() + "\" is not a file name");
+    if (!it.value().is_string()) bad(index_path + ": weight_map entry " + io::json_quoted(it.key()) + " is not a file name");
     const std::string file = it.value().get<std::string>();
     check_shard_name(file, index_path);
     (*weight_map)[it.key()] = file;
     if (std::find(files.begin(), files.end(), file) == files.end()) files.push_back(file);
   }
   for (const std::string &f : files)  // a shard that is not a regular file is refused when mapped
-    if (!exists(join(c.dir, f))) bad(index_path + " names shard '" + f + "', which does not exist in " + c.dir);
+    if (!exists(join(c.dir, f))) bad(index_path + " names shard " + io::json_quoted(f) + ", which does not exist in " + c.dir);
   return files;
 }
 
-// Maps one file and validates its header from the mapping.
-Shard map_shard(const std::string &dir, const std::string &file) {
+// One file's header, validated against the file's size; no data is read.
+Shard read_shard(const std::string &dir, const std::string &file) {
   Shard s;
   s.file = file;
-  const std::string path = join(dir, file);
-  s.map = std::make_unique<io::MappedFile>(path);
-  s.header = io::parse_safetensors_header(s.map->data(), s.map->size(), path);
+  s.path = join(dir, file);
+  s.header = io::read_safetensors_header(s.path);
   return s;
 }
+
+bool same_tensors(const io::SafetensorsHeader &a, const io::SafetensorsHeader &b) {
+  if (a.tensors.size() != b.tensors.size() || a.data_start != b.data_start || a.file_size != b.file_size) return false;
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    const io::TensorInfo &x = a.tensors[i], &y = b.tensors[i];
+    if (x.name != y.name || x.dtype != y.dtype || x.shape != y.shape || x.begin != y.begin || x.end != y.end)
+      return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 size_t float_size(const std::string &dtype) {
   if (dtype == "F32") return 4;
@@ -83,9 +95,10 @@ size_t float_size(const std::string &dtype) {
   return 0;
 }
 
+namespace {
+
 // Records where each of a shard's tensors is, refusing a tensor stored
-// twice or in another shard than the index says; a float tensor whose bytes
-// are misaligned in the file gets an aligned working copy.
+// twice or in another shard than the index says.
 void add_shard(s2ft_checkpoint &c, Shard shard, const std::map<std::string, std::string> &weight_map) {
   const size_t s = c.shards.size();
   for (size_t i = 0; i < shard.header.tensors.size(); ++i) {
@@ -104,13 +117,6 @@ void add_shard(s2ft_checkpoint &c, Shard shard, const std::map<std::string, std:
     Entry e;
     e.shard = s;
     e.tensor = i;
-    const size_t elem = float_size(t.dtype);
-    const uint8_t *data = shard.map->data() + shard.header.data_start + t.begin;
-    if (elem != 0 && reinterpret_cast<uintptr_t>(data) % elem != 0) {
-      const size_t n = static_cast<size_t>(t.end - t.begin);
-      e.staging.assign((n + 7) / 8, 0);
-      std::copy(data, data + n, reinterpret_cast<uint8_t *>(e.staging.data()));
-    }
     c.by_name[t.name] = c.entries.size();
     c.entries.push_back(std::move(e));
   }
@@ -133,7 +139,7 @@ void open_folder(s2ft_checkpoint &c) {
       fail(S2FT_ERR_IO, c.dir + " has neither model.safetensors nor model.safetensors.index.json");
     files = {kSingleFile};
   }
-  for (const std::string &file : files) add_shard(c, map_shard(c.dir, file), weight_map);
+  for (const std::string &file : files) add_shard(c, read_shard(c.dir, file), weight_map);
   for (const auto &kv : weight_map)
     if (c.by_name.count(kv.first) == 0)
       bad(std::string(kIndexFile) + " lists tensor " + kv.first + " in " + kv.second + ", which does not hold it");
@@ -169,7 +175,7 @@ std::unique_ptr<s2ft_checkpoint> open(const std::string &path) {
     const fs::path p(path);
     c->dir = p.has_parent_path() ? p.parent_path().string() : ".";
     c->single_file = true;
-    add_shard(*c, map_shard(c->dir, p.filename().string()), {});
+    add_shard(*c, read_shard(c->dir, p.filename().string()), {});
   }
   return c;
 }
@@ -177,11 +183,29 @@ std::unique_ptr<s2ft_checkpoint> open(const std::string &path) {
 }  // namespace checkpoint
 }  // namespace s2ft
 
+uint8_t *s2ft::checkpoint::Shard::image() const {
+  if (map) return map->data();
+  auto m = std::make_unique<io::MappedFile>(path);
+  if (m->size() != header.file_size || !same_tensors(io::parse_safetensors_header(m->data(), m->size(), path), header))
+    fail(S2FT_ERR_IO, path + " changed since the checkpoint was opened");
+  map = std::move(m);
+  return map->data();
+}
+
+// A float tensor whose bytes are misaligned in the file is used through an
+// aligned working copy, made on first use.
 uint8_t *s2ft_checkpoint::bytes(size_t entry) const {
   const s2ft::checkpoint::Entry &e = entries[entry];
   if (!e.staging.empty()) return reinterpret_cast<uint8_t *>(e.staging.data());
   const s2ft::checkpoint::Shard &s = shards[e.shard];
-  return s.map->data() + s.header.data_start + s.header.tensors[e.tensor].begin;
+  const s2ft::io::TensorInfo &t = s.header.tensors[e.tensor];
+  uint8_t *data = s.image() + s.header.data_start + t.begin;
+  const size_t elem = s2ft::checkpoint::float_size(t.dtype);
+  if (elem == 0 || reinterpret_cast<uintptr_t>(data) % elem == 0) return data;
+  const size_t n = static_cast<size_t>(t.end - t.begin);
+  e.staging.assign((n + 7) / 8, 0);
+  std::copy(data, data + n, reinterpret_cast<uint8_t *>(e.staging.data()));
+  return reinterpret_cast<uint8_t *>(e.staging.data());
 }
 
 int64_t s2ft_checkpoint::find(const std::string &name) const {

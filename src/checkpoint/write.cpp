@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <set>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "checkpoint/checkpoint.hpp"
 #include "common/error.hpp"
@@ -29,10 +30,14 @@ struct Source {
   uint64_t size;
 };
 
+// What each tensor's bytes are, and the caller's progress report as they
+// are written.
 class Contents {
  public:
-  Contents(const s2ft_checkpoint &c, const std::vector<Replacement> &replacements) : c_(c) {
+  Contents(const s2ft_checkpoint &c, const std::vector<Replacement> &replacements, const WriteOptions &o)
+      : c_(c), options_(o) {
     for (const Replacement &r : replacements) replaced_[r.entry] = &r.bytes;
+    for (size_t e = 0; e < c.entries.size(); ++e) total_ += c.info(e).end - c.info(e).begin;
   }
   Source of(size_t entry) const {
     auto it = replaced_.find(entry);
@@ -40,10 +45,20 @@ class Contents {
     const io::TensorInfo &t = c_.info(entry);
     return {c_.bytes(entry), t.end - t.begin};
   }
+  // Writes an entry's bytes through `put` and reports the progress.
+  void put_entry(size_t entry, const io::PutBytes &put) const {
+    const Source src = of(entry);
+    put(src.data, static_cast<size_t>(src.size));
+    done_ += src.size;
+    if (options_.progress != nullptr) options_.progress(options_.progress_user, done_, total_);
+  }
 
  private:
   const s2ft_checkpoint &c_;
+  const WriteOptions &options_;
   std::map<size_t, const std::vector<uint8_t> *> replaced_;
+  uint64_t total_ = 0;
+  mutable uint64_t done_ = 0;
 };
 
 // One shard in its own layout: the header as it is in the file, then its
@@ -55,15 +70,14 @@ void write_shard_as_is(const s2ft_checkpoint &c, size_t shard, const Contents &c
   for (size_t e = 0; e < c.entries.size(); ++e)
     if (c.entries[e].shard == shard) order.push_back(e);
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return c.info(a).begin < c.info(b).begin; });
-  const uint8_t *image = s.map->data();
+  const uint8_t *image = s.image();
   io::write_file_atomic_streamed(path, [&](const io::PutBytes &put) {
     put(image, static_cast<size_t>(s.header.data_start));
     uint64_t at = 0;  // in the data buffer
     for (size_t e : order) {
       const io::TensorInfo &t = c.info(e);
       if (t.begin > at) put(image + s.header.data_start + at, static_cast<size_t>(t.begin - at));
-      const Source src = contents.of(e);
-      put(src.data, static_cast<size_t>(src.size));
+      contents.put_entry(e, put);
       at = std::max(at, t.end);
     }
     const uint64_t data_size = s.header.file_size - s.header.data_start;
@@ -97,10 +111,7 @@ void write_new_shard(const s2ft_checkpoint &c, size_t first, size_t last, const 
   io::write_file_atomic_streamed(path, [&](const io::PutBytes &put) {
     put(length, 8);
     put(text.data(), text.size());
-    for (size_t e = first; e < last; ++e) {
-      const Source src = contents.of(e);
-      put(src.data, static_cast<size_t>(src.size));
-    }
+    for (size_t e = first; e < last; ++e) contents.put_entry(e, put);
   });
 }
 
@@ -196,12 +207,37 @@ void copy_other_files(const s2ft_checkpoint &c, const std::string &out_dir, cons
   }
 }
 
+// "1.5 GiB", for messages.
+std::string bytes_text(uint64_t bytes) {
+  const char *const kUnits[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes);
+  int unit = 0;
+  while (v >= 1024.0 && unit < 6) v /= 1024.0, ++unit;
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", v, kUnits[unit]);
+  return text;
+}
+
+// Refuses, before writing, a copy the output filesystem has no room for
+// (a file past the free space would fail anyway, after minutes of writing).
+void require_room(const s2ft_checkpoint &c, const std::string &out_dir) {
+  uint64_t needed = 0;
+  for (const Shard &s : c.shards) needed += s.header.file_size;
+  struct statvfs vfs;
+  if (::statvfs(out_dir.c_str(), &vfs) != 0) return;  // unknown: the writes will say
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * static_cast<uint64_t>(vfs.f_frsize);
+  if (needed > free_bytes)
+    fail(S2FT_ERR_IO, "writing the checkpoint into " + out_dir + " needs " + bytes_text(needed) +
+                          " of disk space, more than the " + bytes_text(free_bytes) + " free there");
+}
+
 }  // namespace
 
 void write(const s2ft_checkpoint &c, const std::string &out_dir, const std::vector<Replacement> &replacements,
            const WriteOptions &options) {
   make_folder(out_dir, c);
-  const Contents contents(c, replacements);
+  require_room(c, out_dir);
+  const Contents contents(c, replacements, options);
   std::set<std::string> written;
   if (options.max_shard_bytes == 0) {
     for (size_t s = 0; s < c.shards.size(); ++s) {

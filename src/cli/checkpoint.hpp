@@ -1,14 +1,10 @@
-// A Hugging Face LLaMA checkpoint folder, loaded whole into memory:
-//   config.json  (hidden_size, num_hidden_layers, num_attention_heads,
-//                 num_key_value_heads, intermediate_size, head_dim, ...)
-//   model.safetensors, or the shards named in model.safetensors.index.json
-//   ("weight_map": tensor name -> shard file).
-// Each shard is kept as its exact file image, so saving writes every byte
-// that was not changed back unchanged (same header, same tensor order, same
-// shard split): only the data of edited tensors differs. The seven
-// projection weights of every layer are exposed as s2ft_tensor descriptors
-// over those bytes, so library calls edit the checkpoint in place. For a
-// summary only the headers are read (Contents::kHeadersOnly).
+// A Hugging Face LLaMA checkpoint folder as the tool uses it, over the
+// library's public checkpoint API (s2ft_checkpoint: memory-mapped,
+// copy-on-write): config.json, the tensors of every shard, and descriptors
+// of the seven projection weights of every layer that library calls edit in
+// place (in this process's copy only). save() writes the current contents
+// with the library's writer, so every byte that was not changed is written
+// back unchanged (same headers, same tensor order, same shard split).
 #pragma once
 
 #include <cstdint>
@@ -20,19 +16,24 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/safetensors.hpp"
+#include "checkpoint/checkpoint.hpp"
 #include "s2ft/s2ft.h"
 
 namespace s2ft {
 namespace cli {
 
-// The seven projections of a LLaMA block, in s2ft_layer_weights order.
-enum Projection { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumProjections };
+using checkpoint::kNumProjections;
+using checkpoint::projection_name;     // "model.layers.{layer}.self_attn.q_proj.weight" etc.
+using checkpoint::Projection;
+using checkpoint::target_projection;   // the projection weight a target trains (o, v, down, up)
+using checkpoint::kQ;
+using checkpoint::kK;
+using checkpoint::kV;
+using checkpoint::kO;
+using checkpoint::kGate;
+using checkpoint::kUp;
+using checkpoint::kDown;
 
-// "model.layers.{layer}.self_attn.q_proj.weight" etc.
-std::string projection_name(int32_t layer, int projection);
-// The projection weight a target trains (o, v, down, up).
-int target_projection(int32_t target);
 // Whether a target's lines are columns of its weight (O, DOWN) or rows (V, UP).
 bool trains_columns(int32_t target);
 // "model.layers.3.mlp.down_proj.weight column 17", for messages.
@@ -51,21 +52,25 @@ inline const char *const kSelectionFile = "s2ft-selection.json";
 // Whether a checkpoint folder is permuted (holds kSelectionFile).
 bool is_permuted_dir(const std::string &dir);
 
+// A tensor as the tool lists it: name, safetensors dtype, shape, bytes.
+struct TensorEntry {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  uint64_t nbytes = 0;
+};
+
 class Checkpoint {
  public:
-  // What load() reads: everything, or (for summaries) config.json, the
-  // index and the safetensors headers, never tensor data. A headers-only
-  // checkpoint has no weights: weight(), layer(), bytes() and save() fail.
+  // What load() prepares: the projection weights' descriptors too, or (for
+  // summaries) only the configuration, the model shape and the tensor
+  // listing. Either way the files are mapped, validated and checked against
+  // config.json, and no tensor data is read until it is used.
   enum class Contents { kWeights, kHeadersOnly };
 
-  // Reads and validates the folder. Throws CliError naming the file and
-  // what is wrong with it. Every file is read only if it is a regular file
-  // (io::InputFile). config.json is checked against the tensors the headers
-  // declare before any tensor data is read, so a config claiming more
-  // layers or larger dimensions than the files hold fails without reading or
-  // allocating for the claim; and the data is read only when it fits in the
-  // memory this process may use.
+  // Opens and validates the folder. Throws CliError naming the file and
+  // what is wrong with it.
   static std::unique_ptr<Checkpoint> load(const std::string &dir, Contents contents = Contents::kWeights);
+  ~Checkpoint();
 
   Checkpoint(const Checkpoint &) = delete;
   Checkpoint &operator=(const Checkpoint &) = delete;
@@ -76,12 +81,13 @@ class Checkpoint {
   bool tied_embeddings() const { return tied_; }
   std::string torch_dtype() const { return torch_dtype_; }
   bool sharded() const { return sharded_; }
-  std::vector<std::string> shard_files() const;
+  const std::vector<std::string> &shard_files() const { return files_; }
+  s2ft_checkpoint *handle() const { return ckpt_; }
 
   // Every tensor, shards in index order, file order inside a shard.
-  std::vector<const io::TensorInfo *> tensors() const;
-  const io::TensorInfo *find(const std::string &name) const;  // nullptr when absent
-  // The tensor's raw bytes (info->end - info->begin of them).
+  const std::vector<TensorEntry> &tensors() const { return tensors_; }
+  const TensorEntry *find(const std::string &name) const;  // nullptr when absent
+  // The tensor's current bytes (nbytes of them).
   const uint8_t *bytes(const std::string &name) const;
   uint64_t parameter_count() const;
 
@@ -99,45 +105,22 @@ class Checkpoint {
 
  private:
   Checkpoint() = default;
-  struct Shard {
-    std::string file;              // name inside the folder
-    std::vector<uint8_t> image;    // the whole file (empty when only headers were read)
-    size_t data_start = 0;         // 8 + header length
-    uint64_t file_size = 0;        // as the header was checked against
-    std::vector<io::TensorInfo> tensors;
-  };
-  // A projection weight's descriptor and, when its bytes are not aligned to
-  // the element size, an aligned working copy that save() writes back.
-  struct Weight {
-    s2ft_tensor tensor{};
-    size_t shard = 0;
-    const io::TensorInfo *info = nullptr;
-    std::vector<uint64_t> staging;  // empty when the tensor points into the image
-  };
-
   void read_config();
-  void read_headers();
-  std::vector<std::string> shard_list(std::map<std::string, std::string> *weight_map);
-  Shard read_shard_header(const std::string &file) const;
-  void add_shard(Shard shard, const std::map<std::string, std::string> &weight_map);
-  void check_weights() const;
-  void require_memory_for_data() const;
-  void read_data();
-  void read_shard_data(Shard &shard) const;
+  void list_tensors();
   void bind_weights();
-  uint8_t *mutable_bytes(size_t shard, const io::TensorInfo &t);
 
   std::string dir_;
+  s2ft_checkpoint *ckpt_ = nullptr;
   nlohmann::ordered_json config_;
-  std::string config_text_, index_text_;
   s2ft_model_shape shape_{};
   bool tied_ = false;
   std::string torch_dtype_;
-  bool sharded_ = false;
   bool headers_only_ = false;
-  std::vector<Shard> shards_;
-  std::map<std::string, std::pair<size_t, size_t>> where_;  // name -> (shard, tensor index)
-  std::vector<Weight> weights_;                              // n_layers * kNumProjections
+  bool sharded_ = false;
+  std::vector<std::string> files_;
+  std::vector<TensorEntry> tensors_;
+  std::map<std::string, size_t> where_;  // name -> tensors_ index
+  std::vector<s2ft_tensor> weights_;     // n_layers * kNumProjections
 };
 
 }  // namespace cli

@@ -94,14 +94,14 @@ void require_base_order(const std::string &dir) {
 void require_same_layout(const Checkpoint &base, const Checkpoint &tuned) {
   if (std::memcmp(&base.shape(), &tuned.shape(), sizeof(s2ft_model_shape)) != 0)
     die(tuned.dir() + " has another model shape than " + base.dir());
-  for (const io::TensorInfo *t : base.tensors()) {
-    const io::TensorInfo *u = tuned.find(t->name);
-    if (u == nullptr) die(tuned.dir() + " has no tensor " + t->name + " (it is in " + base.dir() + ")");
-    if (u->dtype != t->dtype || u->shape != t->shape)
-      die("tensor " + t->name + " has another dtype or shape in " + tuned.dir() + " than in " + base.dir());
+  for (const TensorEntry &t : base.tensors()) {
+    const TensorEntry *u = tuned.find(t.name);
+    if (u == nullptr) die(tuned.dir() + " has no tensor " + t.name + " (it is in " + base.dir() + ")");
+    if (u->dtype != t.dtype || u->shape != t.shape)
+      die("tensor " + t.name + " has another dtype or shape in " + tuned.dir() + " than in " + base.dir());
   }
-  for (const io::TensorInfo *u : tuned.tensors())
-    if (base.find(u->name) == nullptr) die(base.dir() + " has no tensor " + u->name + " (it is in " + tuned.dir() + ")");
+  for (const TensorEntry &u : tuned.tensors())
+    if (base.find(u.name) == nullptr) die(base.dir() + " has no tensor " + u.name + " (it is in " + tuned.dir() + ")");
 }
 
 // The base-order lines the selection trains in (layer, target), ascending.
@@ -263,10 +263,10 @@ Comparison compare(Checkpoint &base, Checkpoint &tuned, Checkpoint &merged, cons
       compare_weight(*base.weight(l, p), *tuned.weight(l, p), *merged.weight(l, p), masks, p, &cmp);
   }
   // Embeddings, norms, lm_head: never in an adapter.
-  for (const io::TensorInfo *info : base.tensors())
-    if (!is_projection(info->name, n_layers) &&
-        std::memcmp(base.bytes(info->name), tuned.bytes(info->name), static_cast<size_t>(info->end - info->begin)) != 0)
-      cmp.other_tensors.push_back(info->name);
+  for (const TensorEntry &info : base.tensors())
+    if (!is_projection(info.name, n_layers) &&
+        std::memcmp(base.bytes(info.name), tuned.bytes(info.name), static_cast<size_t>(info.nbytes)) != 0)
+      cmp.other_tensors.push_back(info.name);
   return cmp;
 }
 

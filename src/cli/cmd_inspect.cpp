@@ -94,7 +94,7 @@ void inspect_checkpoint(const std::string &dir) {
   // A summary needs the shapes and dtypes only: never read tensor data.
   std::unique_ptr<Checkpoint> c = Checkpoint::load(dir, Checkpoint::Contents::kHeadersOnly);
   std::map<std::string, int64_t> dtype_counts;
-  for (const io::TensorInfo *t : c->tensors()) ++dtype_counts[t->dtype];
+  for (const TensorEntry &t : c->tensors()) ++dtype_counts[t.dtype];
   say("checkpoint " + dir);
   print_model_shape(c->shape());
   std::string dtypes = "  dtypes:";

@@ -19,7 +19,12 @@ MappedFile::MappedFile(const std::string &path) {
     fail(S2FT_ERR_IO, "cannot map '" + path + "': it is larger than the address space");
   void *p = ::mmap(nullptr, static_cast<size_t>(size_), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
                    file.fd(), 0);
-  if (p == MAP_FAILED) fail(S2FT_ERR_IO, "cannot map '" + path + "': " + std::strerror(errno));
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    fail(S2FT_ERR_IO, "cannot map '" + path + "' (" + std::to_string(size_) + " bytes) into memory: " +
+                          std::strerror(err) +
+                          (err == ENOMEM ? " (an address-space limit, ulimit -v, below the file's size?)" : ""));
+  }
   data_ = static_cast<uint8_t *>(p);
 }
 

@@ -849,14 +849,14 @@ TEST(CliProgress, PermuteMergeAndDiffDrawProgressOnATerminal) {
 
   std::string shown = run_cli_on_terminal("permute " + quote(base) + " --selection " + quote(sel) + " -o " +
                                           quote(tmp / "perm"));
-  for (const char *line : {"reading ", "permuting layer 2/2", "writing "})
+  for (const char *line : {"permuting layer 2/2", "writing "})
     EXPECT_NE(shown.find(line), std::string::npos) << "permute did not show '" << line << "' in: " << shown;
   shown = run_cli_on_terminal("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
                               quote(a));
-  for (const char *line : {"reading ", "extracting layer 2/2", "comparing layer 2/2"})
+  for (const char *line : {"extracting layer 2/2", "comparing layer 2/2"})
     EXPECT_NE(shown.find(line), std::string::npos) << "diff did not show '" << line << "' in: " << shown;
   shown = run_cli_on_terminal("merge " + quote(base) + " " + quote(a) + " -o " + quote(tmp / "merged"));
-  for (const std::string &line : {"reading " + base + " 2/2", "merging " + a, std::string("writing ")})
+  for (const std::string &line : {"merging " + a, std::string("writing ")})
     EXPECT_NE(shown.find(line), std::string::npos) << "merge did not show '" << line << "' in: " << shown;
   EXPECT_TRUE(fs::exists(tmp / "merged/config.json"));
 }
@@ -918,8 +918,8 @@ TEST(CliOutput, ControlCharactersAreShownEscaped) {
 
   // Progress lines on a terminal.
   const std::string drawn = run_cli_on_terminal("permute " + quote(base) + " --selection " + quote(sel) + " -o " +
-                                                quote(tmp / "perm"));
-  EXPECT_NE(drawn.find("reading " + tmp.path() + "/" + shown), std::string::npos) << drawn;
+                                                quote(tmp / (evil + "perm")));
+  EXPECT_NE(drawn.find("writing " + tmp.path() + "/" + shown + "perm"), std::string::npos) << drawn;
   EXPECT_EQ(foreign_escapes(drawn), 0u) << drawn;
 }
 

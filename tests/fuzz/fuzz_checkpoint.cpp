@@ -140,9 +140,9 @@ size_t tensor_bytes(const s2ft_tensor &t) {
 // Reads every byte of every tensor, so ASan sees any offset past the image.
 void read_everything(const Checkpoint &c) {
   volatile uint8_t sink = 0;
-  for (const s2ft::io::TensorInfo *t : c.tensors()) {
-    const uint8_t *p = c.bytes(t->name);
-    for (uint64_t i = 0; i < t->end - t->begin; ++i) sink = static_cast<uint8_t>(sink ^ p[i]);
+  for (const s2ft::cli::TensorEntry &t : c.tensors()) {
+    const uint8_t *p = c.bytes(t.name);
+    for (uint64_t i = 0; i < t.nbytes; ++i) sink = static_cast<uint8_t>(sink ^ p[i]);
   }
   (void)sink;
 }
@@ -212,9 +212,8 @@ void check(const std::string &dir) {
   const auto a = headers->tensors(), b = whole->tensors();
   if (a.size() != b.size()) finding("the headers-only tensors differ from the whole load's");
   for (size_t i = 0; i < a.size(); ++i)
-    if (a[i]->name != b[i]->name || a[i]->dtype != b[i]->dtype || a[i]->shape != b[i]->shape ||
-        a[i]->begin != b[i]->begin || a[i]->end != b[i]->end)
-      finding("the headers-only tensor " + a[i]->name + " differs from the whole load's");
+    if (a[i].name != b[i].name || a[i].dtype != b[i].dtype || a[i].shape != b[i].shape || a[i].nbytes != b[i].nbytes)
+      finding("the headers-only tensor " + a[i].name + " differs from the whole load's");
   read_everything(*whole);
   (void)whole->parameter_count();
   check_pipeline(*whole);

@@ -425,8 +425,13 @@ TEST_F(Hostile, ConfigsWithImpossibleShapes) {
   refuse_checkpoint(ckpt, "config.json", kInspect | kSelect | kPermute | kMerge);
 }
 
-// A checkpoint larger than the memory the tool may use is refused before any
-// of it is read (the tool holds checkpoints whole); a summary still works.
+// A checkpoint far larger than memory (and than the disk): a summary reads
+// only the headers; the files are memory-mapped, so commands that only read
+// the projection weights work and use no more memory than for a small one,
+// and commands that write a copy are refused before writing anything, for
+// want of disk space. (`diff`
+// compares every byte of two checkpoints, so on a real checkpoint of that
+// size it runs as long as reading it takes; it is not run here.)
 // A copy of the checkpoint whose model.safetensors also holds a 2 TiB tensor
 // (a sparse file).
 std::string with_huge_tensor(const std::string &ckpt) {
@@ -440,11 +445,19 @@ std::string with_huge_tensor(const std::string &ckpt) {
   return ckpt;
 }
 
-TEST_F(Hostile, CheckpointLargerThanMemoryIsRefusedBeforeReading) {
+TEST_F(Hostile, CheckpointLargerThanMemoryIsMappedAndItsCopyRefused) {
   const std::string ckpt = with_huge_tensor(broken_copy());
-  refuse_checkpoint(ckpt, "needs 2.0 TiB of memory", kSelect | kPermute | kMerge | kDiff);
-  const Outcome o = run_tool({"inspect", ckpt});
+  const Outcome o = run_tool({"inspect", ckpt});  // headers only: nothing is mapped
   EXPECT_EQ(o.exit_code, 0) << o.err;
+  if (HOSTILE_UNDER_ASAN) {
+    refuse_checkpoint(ckpt, "needs 2.0 TiB of disk space", kPermute | kMerge);
+    const Outcome sel = run_tool({"select", ckpt, "-o", case_ + "/huge-sel.json"});
+    EXPECT_EQ(sel.exit_code, 0) << sel.err;
+  } else {
+    // Under the 1 GiB address-space limit these runs get, a 2 TiB file
+    // cannot be mapped: the commands that read weights say so, naming it.
+    refuse_checkpoint(ckpt, "cannot map", kSelect | kPermute | kMerge);
+  }
 }
 
 // config.json is checked against the tensors the headers declare before any
@@ -748,6 +761,9 @@ std::vector<std::string> writing_to(std::vector<std::string> args, const std::st
 // undisturbed run writes, and removes those temporaries.
 void kill_at_every_step(const std::vector<std::string> &args, const std::string &output, const std::string &case_dir,
                         const std::string &shared_dir) {
+  // fuse and diff record the time they ran in the adapter; a fixed one
+  // (inherited by every run below) makes an undisturbed run's bytes the same.
+  ::setenv("SOURCE_DATE_EPOCH", "1700000000", 1);
   const std::string reference = case_dir + "-reference";
   ASSERT_EQ(run_tool(writing_to(args, output, reference)).exit_code, 0);
   const Snapshot expected = output_contents(reference);
