@@ -86,10 +86,8 @@ void merge_into(Checkpoint &ckpt, const LoadedAdapters &loaded, const s2ft_selec
   }
   ContextPtr ctx = make_cpu_context();
   const s2ft_model_shape shape = ckpt.shape();
-  std::vector<s2ft_layer_weights> layers;
-  for (int32_t l = 0; l < shape.n_layers; ++l) layers.push_back(ckpt.layer(l));
-  s2ft_model *model = nullptr;
-  check(s2ft_model_create(ctx.get(), &shape, layers.data(), sel, &model));
+  s2ft_model *model = nullptr;  // over the checkpoint's own (copy-on-write) memory
+  check(s2ft_model_from_checkpoint(ctx.get(), ckpt.handle(), &shape, sel, &model));
   ModelPtr model_guard(model);
   const s2ft_status st = s2ft_adapter_apply(model, applied, scale, force ? S2FT_APPLY_FORCE : 0u);
   if (st == S2FT_ERR_FORMAT) fingerprint_mismatch(applied_text(loaded), ckpt.dir());
