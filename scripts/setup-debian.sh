@@ -3,6 +3,8 @@
 # The CUDA backend is built too when nvcc is found (CUDA Toolkit installed
 # separately, e.g. under /usr/local/cuda). clang-14 and libclang-rt-14-dev
 # (its sanitizer and libFuzzer runtimes) build the fuzzers (tests/fuzz).
+# PyTorch is Debian's python3-torch (1.13.1, CPU), never PyPI's; the interop
+# tests add pinned transformers and peft in a venv over it (scripts/python-env.sh).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,7 +15,9 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libopenblas-dev nlohmann-json3-dev \
   libgtest-dev googletest \
   bindgen libclang-dev swig default-jdk-headless junit4 golang-go \
-  clang clang-14 libclang-rt-14-dev >/dev/null
+  clang clang-14 libclang-rt-14-dev \
+  python3-torch python3-venv python3-pip python3-numpy python3-yaml python3-requests \
+  python3-psutil python3-typing-extensions >/dev/null
 # Rust: use a toolchain already on PATH (e.g. rustup's), else Debian's.
 if ! command -v cargo >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null

@@ -860,6 +860,40 @@ S2FT_API s2ft_status s2ft_adapter_set_info(s2ft_adapter *adapter, const char *na
  *  renamed; "" for NULL). */
 S2FT_API const char *s2ft_adapter_name(const s2ft_adapter *adapter);
 
+/* Adapter metadata: free key/value strings for provenance (base model,
+ * selection, tool versions; docs/adapter-format.md lists the keys the s2ft
+ * tool records). Saved with the adapter and loaded back; fusion keeps each
+ * input's under "input.<i>." (s2ft_adapter_fuse), and adds no keys
+ * otherwise: nor does any other call (no time stamps). Keys: 1 to 255
+ * bytes of [A-Za-z0-9._-]. Values: valid UTF-8, at most 65536 bytes (may
+ * be ""). At most 256 keys per adapter. */
+
+/** Sets `key` to a copy of `value`, or removes it when value is NULL
+ *  (removing an absent key is not an error). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL adapter/key, key empty, too long or
+ *  with a character outside [A-Za-z0-9._-], value too long or not UTF-8,
+ *  a new key beyond 256); a failed call changes nothing. */
+S2FT_API s2ft_status s2ft_adapter_set_meta(s2ft_adapter *adapter, const char *key,
+                                           const char *value);
+
+/** Sets *value to the value of `key` (owned by the adapter, valid until the
+ *  next s2ft_adapter_set_meta on it or its destruction), or to NULL when
+ *  the adapter has no such key. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL
+ *  adapter/key/value). */
+S2FT_API s2ft_status s2ft_adapter_meta(const s2ft_adapter *adapter, const char *key,
+                                       const char **value);
+
+/** Sets *count to the number of metadata keys. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL adapter/count). */
+S2FT_API s2ft_status s2ft_adapter_meta_count(const s2ft_adapter *adapter, int64_t *count);
+
+/** The index-th metadata entry, keys in ascending byte order; `key` or
+ *  `value` may be NULL (on failure they are set to NULL). The strings are
+ *  owned as in s2ft_adapter_meta(). Errors: S2FT_ERR_INVALID_ARGUMENT
+ *  (NULL adapter, index out of [0, count)). */
+S2FT_API s2ft_status s2ft_adapter_meta_at(const s2ft_adapter *adapter, int64_t index,
+                                          const char **key, const char **value);
+
 /** Copies the model shape, default scale and target mask (S2FT_TARGET_BIT
  *  of targets with an entry in some layer); any out pointer may be NULL.
  *  Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter). */
@@ -906,6 +940,13 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
  * result's default scale is 1 and its name joins the inputs' names with
  * '+' (cut to 255 bytes at a character boundary). Applying the result equals applying the inputs one after another
  * with those scales (up to the f32 rounding of the sum).
+ * The result's metadata keeps each input's provenance: for input i,
+ * "input.<i>.name" (its name), "input.<i>.weight" (the weight used,
+ * %.17g) and "input.<i>.<key>" for each of its keys. These take at most
+ * 240 of the 256 keys (16 stay free for the caller's own): names and
+ * weights first, then the inputs' keys in input order; a key that would
+ * pass 255 bytes, or one beyond that budget, is left out, and then
+ * "input.omitted" holds how many were. Metadata never makes a fuse fail.
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,
  * different model shapes, the same base line with different nonzero
  * fingerprints, a fused delta that overflows f32), S2FT_ERR_OUT_OF_MEMORY.
@@ -913,6 +954,45 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
 S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *adapters,
                                        const double *weights, int64_t n,
                                        s2ft_adapter **out);
+
+/* ---- Export as a PEFT LoRA adapter ---------------------------------------- */
+
+#define S2FT_PEFT_EXPORT_OPTIONS_VERSION 1
+
+typedef struct s2ft_peft_export_options {
+  uint32_t version;                    /* S2FT_PEFT_EXPORT_OPTIONS_VERSION        */
+  const char *base_model_name_or_path; /* NULL or "": written as null           */
+  double scale;                        /* NaN (default): the adapter's default scale */
+} s2ft_peft_export_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_PEFT_EXPORT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_peft_export_options_init(s2ft_peft_export_options *opts,
+                                                   uint32_t version);
+
+/**
+ * Writes the adapter as a Hugging Face PEFT LoRA adapter into the folder
+ * out_dir (made when missing; its parent must exist): adapter_config.json
+ * and adapter_model.safetensors, each under a temporary name and renamed.
+ * opts NULL means the defaults. Every (layer, target) entry with k lines
+ * becomes one LoRA module of rank k whose B*A is exactly scale * delta
+ * placed on its lines (a one-hot product is exact): for O and DOWN
+ * B = lora_B [out, k] holds the delta and A = lora_A [k, in] the one-hot
+ * rows A[j, lines[j]] = 1; for V and UP A = lora_A [k, in] holds the delta
+ * and B = lora_B [out, k] the one-hot columns B[lines[j], j] = 1. Tensors
+ * are F32; the delta factor is f32(scale * delta), rounded once (the
+ * delta itself when scale is 1). The config lists exactly the modules
+ * with an entry and gives each its own rank and lora_alpha = rank through
+ * rank_pattern and alpha_pattern, so every module's LoRA scale is 1; "r" is
+ * the largest rank. docs/lora-serving.md says which servers load it.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir "",
+ * a bad opts->version, a scale not finite or one that overflows f32,
+ * base_model_name_or_path not UTF-8, an adapter with no entries),
+ * S2FT_ERR_IO (out_dir cannot be made or written, or is not a folder),
+ * S2FT_ERR_OUT_OF_MEMORY.
+ */
+S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const char *out_dir,
+                                              const s2ft_peft_export_options *opts);
 
 /* ---- Applying adapters to a model --------------------------------------- */
 

@@ -20,13 +20,7 @@
 #include "select/selection.hpp"
 
 namespace s2ft {
-namespace {
 
-constexpr size_t kMaxNameBytes = 255;
-const s2ft_device kCpu{S2FT_DEVICE_CPU, 0};
-
-// True when s holds well-formed UTF-8 (no overlongs, surrogates or code
-// points above U+10FFFF), so the name can go into a file's JSON header.
 bool valid_utf8(const std::string &s) {
   size_t i = 0;
   while (i < s.size()) {
@@ -56,6 +50,11 @@ bool valid_utf8(const std::string &s) {
   }
   return true;
 }
+
+namespace {
+
+constexpr size_t kMaxNameBytes = 255;
+const s2ft_device kCpu{S2FT_DEVICE_CPU, 0};
 
 std::string checked_name(const char *name, const char *what) {
   require_not_null(name, what);

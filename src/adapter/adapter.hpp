@@ -5,6 +5,7 @@
 #include "common/live_handles.hpp"
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +44,25 @@ int64_t permuted_line(const s2ft_selection &sel, int32_t layer, int32_t target, 
 // image in messages. Throws s2ft::Error (S2FT_ERR_FORMAT).
 std::unique_ptr<s2ft_adapter> adapter_from_image(std::vector<uint8_t> bytes, const std::string &what);
 
+// ---- names and metadata ----------------------------------------------------------
+
+// True when s holds well-formed UTF-8 (no overlongs, surrogates or code
+// points above U+10FFFF), so it can go into a file's JSON header.
+bool valid_utf8(const std::string &s);
+
+// Limits of adapter metadata (s2ft_adapter_set_meta).
+constexpr size_t kMaxMetaKeyBytes = 255;
+constexpr size_t kMaxMetaValueBytes = 65536;
+constexpr size_t kMaxMetaEntries = 256;
+// Metadata key K is stored in a file's __metadata__ as kMetaFilePrefix + K.
+inline const char *const kMetaFilePrefix = "meta.";
+
+// Why `key` is not a valid metadata key ("is empty", "is longer than 255
+// bytes", "holds ' ' at byte 3 (keys use only ...)"), or "" when it is.
+std::string meta_key_problem(const std::string &key);
+// Why `value` is not a valid metadata value, or "" when it is.
+std::string meta_value_problem(const std::string &value);
+
 // ---- fingerprints -------------------------------------------------------------
 
 // The fingerprint (common/fingerprint.hpp) of one line of w (axis COLUMNS:
@@ -65,6 +85,10 @@ struct s2ft_adapter {
   std::string name;
   double default_scale = 1.0;
   std::vector<std::array<s2ft::AdapterEntry, S2FT_NUM_TARGETS>> layers;  // n_layers
+  // Free key/value metadata, keys ascending (valid: meta_key_problem and
+  // meta_value_problem are "", at most kMaxMetaEntries). Not part of what
+  // the device copies or max_abs depend on.
+  std::map<std::string, std::string> meta;
 
   // What is derived from the entries and kept until one changes (revision
   // counts the changes): the device copies, one per device, made by a

@@ -5,7 +5,9 @@
 //   <stem>.s2ft_delta             F32 [out, k] / [k, in]  the delta slice
 //   <stem>.s2ft_base_fingerprint  U64 [k]                 base-line fingerprints
 // and __metadata__ with the format, version, name, default scale, targets,
-// model shape, axis convention and a "slices" summary.
+// model shape, axis convention and a "slices" summary, plus the adapter's
+// own metadata, key K stored as "meta.K" (optional: a file without any
+// loads with no metadata; other keys are ignored).
 //
 // The reader treats the file as hostile. The safetensors layer has checked
 // the container (header, JSON, offsets, overlaps, dtype sizes, byte counts)
@@ -290,6 +292,26 @@ void check_slices(const std::string &text, const s2ft_adapter &a, const std::str
   }
 }
 
+// The adapter's metadata: every "meta.<key>" entry, checked by the rules of
+// s2ft_adapter_set_meta. Other keys the format does not know are ignored.
+std::map<std::string, std::string> read_meta(const io::SafetensorsFile &f, const std::string &path) {
+  std::map<std::string, std::string> out;
+  const size_t plen = std::strlen(kMetaFilePrefix);
+  for (const auto &kv : f.metadata()) {
+    if (kv.first.compare(0, plen, kMetaFilePrefix) != 0) continue;
+    const std::string key = kv.first.substr(plen);
+    const std::string why = meta_key_problem(key);
+    if (!why.empty()) bad(path, "metadata " + quoted(kv.first) + ": the key after \"" + kMetaFilePrefix + "\" " + why);
+    const std::string bad_value = meta_value_problem(kv.second);
+    if (!bad_value.empty()) bad(path, "metadata " + quoted(kv.first) + ": the value " + bad_value);
+    if (out.size() >= kMaxMetaEntries)
+      bad(path, "its __metadata__ holds more than " + std::to_string(kMaxMetaEntries) + " \"" + kMetaFilePrefix +
+                    "\" keys, the most an adapter may have");
+    out.emplace(key, kv.second);
+  }
+  return out;
+}
+
 // Checks that a safetensors container is an adapter file and reads it;
 // `path` names the file (or the in-memory image) in messages.
 std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const std::string &path) {
@@ -325,6 +347,7 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
   a->default_scale = parse_finite(meta(f, "default_scale", path), "default_scale", path);
   const uint32_t declared_targets = parse_targets(meta(f, "targets", path), path);
   const std::string &slices = meta(f, "slices", path);
+  a->meta = read_meta(f, path);
   a->layers.resize(static_cast<size_t>(shape.n_layers));
 
   std::map<std::pair<int32_t, int32_t>, Found> found;
@@ -400,6 +423,7 @@ S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *
       }
     w.set_metadata("targets", s2ft::targets_text(targets));
     w.set_metadata("slices", slices.dump());
+    for (const auto &kv : a.meta) w.set_metadata(s2ft::kMetaFilePrefix + kv.first, kv.second);
     w.write(path);
   });
 }

@@ -5,11 +5,17 @@
 // keeps the base fingerprint the inputs agree on: a zero fingerprint
 // (unknown) defers to a nonzero one; two different nonzero ones mean the
 // inputs were made against different bases, which is an error.
+//
+// The result's metadata keeps each input's provenance: "input.<i>.name",
+// "input.<i>.weight" and "input.<i>.<key>" for each of its keys, within a
+// budget that leaves room for the caller's own keys (fused_meta).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "adapter/adapter.hpp"
@@ -41,6 +47,54 @@ std::string joined_name(const s2ft_adapter *const *adapters, int64_t n) {
     name.resize(cut);
   }
   return name;
+}
+
+// The metadata keys fusion may fill; the other kMaxMetaEntries -
+// kFusedMetaBudget stay free for the caller (a tool's version and time).
+constexpr size_t kFusedMetaBudget = kMaxMetaEntries - 16;
+const char *const kOmittedKey = "input.omitted";
+
+// The fused adapter's metadata: every input's name and weight, then every
+// input's keys in input order, each under "input.<i>.". Fusion must not fail
+// for metadata's sake, so a key that would be longer than kMaxMetaKeyBytes
+// (deep nesting of fused inputs) and everything past the budget is left
+// out, and kOmittedKey then counts them (it takes one entry of the budget).
+// The inputs' values are valid, and the names (255 bytes of UTF-8) and the
+// weights are valid values, so nothing else can be wrong. Only the kept
+// values are copied, however many inputs and keys there are.
+std::map<std::string, std::string> fused_meta(const s2ft_adapter *const *adapters, const std::vector<double> &w,
+                                              int64_t n) {
+  std::vector<std::string> weights(static_cast<size_t>(n));
+  std::vector<std::pair<std::string, const std::string *>> kept;
+  size_t omitted = 0;
+  const auto offer = [&](const std::string &prefix, const std::string &key, const std::string *value) {
+    if (prefix.size() + key.size() > kMaxMetaKeyBytes || kept.size() == kFusedMetaBudget) {
+      ++omitted;
+      return;
+    }
+    kept.emplace_back(prefix + key, value);
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string prefix = "input." + std::to_string(i) + ".";
+    char weight[40];
+    std::snprintf(weight, sizeof weight, "%.17g", w[static_cast<size_t>(i)]);
+    weights[static_cast<size_t>(i)] = weight;
+    offer(prefix, "name", &adapters[i]->name);
+    offer(prefix, "weight", &weights[static_cast<size_t>(i)]);
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string prefix = "input." + std::to_string(i) + ".";
+    for (const auto &kv : adapters[i]->meta) offer(prefix, kv.first, &kv.second);
+  }
+  // The count needs an entry of its own.
+  if (omitted > 0 && kept.size() == kFusedMetaBudget) {
+    kept.pop_back();
+    ++omitted;
+  }
+  std::map<std::string, std::string> out;
+  for (const auto &kv : kept) out.emplace(kv.first, *kv.second);
+  if (omitted > 0) out[kOmittedKey] = std::to_string(omitted);
+  return out;
 }
 
 // Fuses one (layer, target) of all inputs.
@@ -126,6 +180,7 @@ extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *ada
     fused->shape = adapters[0]->shape;
     fused->name = s2ft::joined_name(adapters, n);
     fused->default_scale = 1.0;
+    fused->meta = s2ft::fused_meta(adapters, w, n);
     fused->layers.resize(static_cast<size_t>(fused->shape.n_layers));
     for (int32_t l = 0; l < fused->shape.n_layers; ++l)
       for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)

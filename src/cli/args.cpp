@@ -25,7 +25,7 @@ bool contains(const std::vector<std::string> &names, const std::string &name) {
 }  // namespace
 
 ParsedArgs parse_args(const std::vector<std::string> &tokens, const std::vector<std::string> &value_options,
-                      const std::vector<std::string> &flag_options) {
+                      const std::vector<std::string> &flag_options, const std::vector<std::string> &repeatable_options) {
   ParsedArgs out;
   bool options_done = false;
   for (size_t i = 0; i < tokens.size(); ++i) {
@@ -55,10 +55,14 @@ ParsedArgs parse_args(const std::vector<std::string> &tokens, const std::vector<
       if (inline_value) die("option " + token + " takes no value");
       if (out.flags.count(token) != 0) die("option " + token + " is given twice");
       out.flags.insert(token);
-    } else if (contains(value_options, token)) {
+    } else if (contains(value_options, token) || contains(repeatable_options, token)) {
       if (!inline_value) {
         if (i + 1 >= tokens.size()) die("option " + token + " needs a value");
         value = tokens[++i];
+      }
+      if (contains(repeatable_options, token)) {
+        out.lists[token].push_back(value);
+        continue;
       }
       if (out.values.count(token) != 0) die("option " + token + " is given twice");
       out.values[token] = value;

@@ -1,19 +1,25 @@
 // s2ft diff BASE TUNED --selection SEL.json -o ADAPTER.safetensors: extracts
 // what fine-tuning changed in the selected lines as an adapter, then merges
 // the written adapter into BASE exactly as `s2ft merge` would (at its
-// default scale) and reports how close that comes to TUNED.
+// default scale) and reports how close that comes to TUNED. The adapter
+// records its provenance (docs/adapter-format.md): the base model, its
+// dtype, how the selection was made, the tool and the time.
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "args.hpp"
 #include "checkpoint.hpp"
 #include "commands.hpp"
 #include "elements.hpp"
+#include "io/input_file.hpp"
 #include "output.hpp"
 #include "printable.hpp"
 #include "progress.hpp"
+#include "provenance.hpp"
 #include "selection_options.hpp"
 
 namespace s2ft {
@@ -21,7 +27,7 @@ namespace cli {
 
 const char *const kDiffHelp =
     "usage: s2ft diff BASE_CKPT TUNED_CKPT --selection SEL.json -o ADAPTER.safetensors\n"
-    "                 [--name NAME] [--scale S]\n"
+    "                 [--name NAME] [--scale S] [--base-revision REV] [--meta KEY=VALUE]...\n"
     "\n"
     "Builds an adapter from a fine-tuning run: for every line the selection trains, the\n"
     "difference (TUNED - BASE) / S, stored in f32, with default scale S, so that merging it at\n"
@@ -37,12 +43,21 @@ const char *const kDiffHelp =
     "elements, and about weights outside the selection that differ between BASE and TUNED\n"
     "(those changes are not in the adapter).\n"
     "\n"
+    "The adapter records its provenance as metadata (s2ft inspect shows it): base_model\n"
+    "(config.json's _name_or_path, else BASE_CKPT's folder name), base_dtype, the selection's\n"
+    "strategy, order, allocation, head granularity, seed and budget, library_version and\n"
+    "created (UTC; from SOURCE_DATE_EPOCH when set, for reproducible output).\n"
+    "\n"
     "  --selection PATH           the selection that was trained\n"
     "  -o, --output PATH          the adapter file to write\n"
     "  --name NAME                the adapter's name (default: TUNED_CKPT's folder name)\n"
     "  --scale S                  the adapter's default scale (default 1, nonzero): the stored\n"
     "                             delta is (TUNED - BASE) / S, so merging at scale S gives TUNED\n"
-    "                             and at scale 1 applies 1/S of the fine-tuning\n";
+    "                             and at scale 1 applies 1/S of the fine-tuning\n"
+    "  --base-revision REV        record the base model's revision (a commit or tag)\n"
+    "  --meta KEY=VALUE           record a metadata key of your own (repeatable; KEY is\n"
+    "                             A-Z a-z 0-9 . _ -, up to 255 bytes; it overrides a\n"
+    "                             recorded key of the same name)\n";
 
 namespace {
 
@@ -52,6 +67,10 @@ struct DiffArgs {
   std::string base_dir, tuned_dir, sel_path, out, name;
   double scale = 1.0;
   std::string scale_text = "1";  // as given, for the report
+  bool has_revision = false;
+  std::string revision;          // --base-revision
+  MetaPairs meta;                // --meta, in order
+  std::string created;           // the time the adapter is made (ISO-8601, UTC)
 };
 
 // The last component of a folder path ("runs/tuned/" -> "tuned"), at most
@@ -64,7 +83,8 @@ std::string folder_name(std::string dir) {
 }
 
 DiffArgs parse_diff_args(const Words &words) {
-  const ParsedArgs args = parse_args(words, {"--output", "--selection", "--name", "--scale"}, {});
+  const ParsedArgs args =
+      parse_args(words, {"--output", "--selection", "--name", "--scale", "--base-revision"}, {}, {"--meta"});
   if (args.positional.size() != 2) die("expected BASE_CKPT and TUNED_CKPT (see --help)");
   if (!args.has("--selection")) die("--selection SEL.json is required");
   if (!args.has("--output")) die("-o ADAPTER.safetensors is required");
@@ -79,6 +99,14 @@ DiffArgs parse_diff_args(const Words &words) {
     a.scale = parse_double("--scale", a.scale_text);
   }
   if (a.scale == 0.0) die("--scale must be nonzero (the adapter stores (TUNED - BASE) / S)");
+  if (args.has("--base-revision")) {
+    a.has_revision = true;
+    a.revision = args.get("--base-revision");
+    const std::string why = meta_problem("base_model_revision", a.revision);
+    if (!why.empty()) die("--base-revision: " + why);
+  }
+  if (args.has("--meta")) a.meta = parse_meta_options("--meta", args.lists.at("--meta"));
+  a.created = created_time();
   return a;
 }
 
@@ -169,6 +197,70 @@ AdapterPtr adapter_from_difference(Checkpoint &base, Checkpoint &tuned, const s2
     }
   }
   return adapter;
+}
+
+// ---- provenance ------------------------------------------------------------------
+
+// config.json's "_name_or_path" (what Hugging Face records as the model's
+// name), else the base folder's own name.
+std::string base_model_name(const Checkpoint &base) {
+  const auto it = base.config().find("_name_or_path");
+  if (it != base.config().end() && it->is_string() && !it->get<std::string>().empty()) return it->get<std::string>();
+  std::error_code ec;
+  const std::string name = std::filesystem::weakly_canonical(base.dir(), ec).filename().string();
+  return ec || name.empty() ? folder_name(base.dir()) : name;
+}
+
+// The dtype of the base's projection weights in PyTorch's words
+// ("bfloat16"), which the adapter's fingerprints were taken from; when
+// they differ, config.json's torch_dtype; else "" (not recorded).
+std::string base_dtype(Checkpoint &base) {
+  std::set<int32_t> dtypes;
+  for (int32_t l = 0; l < base.shape().n_layers; ++l)
+    for (int p = 0; p < kNumProjections; ++p) dtypes.insert(tensor_dtype(*base.weight(l, p)));
+  if (dtypes.size() == 1) {
+    switch (*dtypes.begin()) {
+      case S2FT_F32: return "float32";
+      case S2FT_F16: return "float16";
+      case S2FT_BF16: return "bfloat16";
+      default: break;
+    }
+  }
+  return base.torch_dtype();
+}
+
+// How the selection was made, from its file's "options" (docs/selection-
+// format.md; absent for selections not made by s2ft_select): each member
+// there is, as "selection_<member>" (strings as they are, the seed in
+// decimal, the budget as compact JSON).
+MetaPairs selection_provenance(const std::string &path) {
+  MetaPairs out;
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(io::read_file(path, size_t(256) << 20));
+  } catch (const std::exception &) {
+    return out;  // load_selection has read it; a file changed since records nothing
+  }
+  const auto options = j.is_object() ? j.find("options") : j.end();
+  if (options == j.end() || !options->is_object()) return out;
+  for (const char *member : {"strategy", "order", "allocation", "head_granularity", "seed", "budget"}) {
+    const auto m = options->find(member);
+    if (m == options->end()) continue;
+    out.emplace_back(std::string("selection_") + member, m->is_string() ? m->get<std::string>() : m->dump());
+  }
+  return out;
+}
+
+// Records the adapter's provenance; the user's --meta pairs come last, so
+// they override a recorded key of the same name.
+void record_provenance(s2ft_adapter *adapter, Checkpoint &base, const DiffArgs &a) {
+  set_derived_meta(adapter, "diff", "base_model", base_model_name(base));
+  if (a.has_revision) set_meta(adapter, "base_model_revision", a.revision);
+  const std::string dtype = base_dtype(base);
+  if (!dtype.empty()) set_derived_meta(adapter, "diff", "base_dtype", dtype);
+  for (const auto &kv : selection_provenance(a.sel_path)) set_derived_meta(adapter, "diff", kv.first, kv.second);
+  record_tool_provenance(adapter, a.created);
+  for (const auto &kv : a.meta) set_meta(adapter, kv.first, kv.second);
 }
 
 // A fresh copy of BASE with the adapter merged in at its default scale:
@@ -310,6 +402,7 @@ int run_diff(const Words &words) {
   require_selection_fits(sel.get(), base->shape(), a.sel_path);
 
   AdapterPtr adapter = adapter_from_difference(*base, *tuned, sel.get(), a);
+  record_provenance(adapter.get(), *base, a);
   std::unique_ptr<Checkpoint> merged = merged_copy(a.base_dir, adapter.get());
   const Comparison cmp = compare(*base, *tuned, *merged, sel.get());
   // Written last, so a failure above leaves no adapter behind.

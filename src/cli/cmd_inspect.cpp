@@ -27,7 +27,8 @@ const char *const kInspectHelp =
     "  a checkpoint folder   model shape, dtypes, tensor and parameter counts, sharding\n"
     "                        (from config.json and the safetensors headers only)\n"
     "  an adapter            (.safetensors with __metadata__ format s2ft-adapter) name, default\n"
-    "                        scale, targets, lines per layer and target, parameter count\n"
+    "                        scale, targets, lines per layer and target, parameter count and\n"
+    "                        its metadata (provenance), sorted by key\n"
     "  a selection           (.json) model shape, targets, selected units per layer\n"
     "  any safetensors file  its tensors (name, dtype, shape) and metadata (header only)\n"
     "What PATH is comes from its content, not its name.\n";
@@ -179,6 +180,18 @@ void inspect_adapter(const std::string &path) {
     say(line);
   }
   say("  parameters: " + std::to_string(params));
+  int64_t n_meta = 0;
+  check(s2ft_adapter_meta_count(a.get(), &n_meta));
+  if (n_meta == 0) {
+    say("  metadata: none");
+    return;
+  }
+  say("  metadata (" + std::to_string(n_meta) + " keys):");
+  for (int64_t i = 0; i < n_meta; ++i) {  // ascending by key
+    const char *key = nullptr, *value = nullptr;
+    check(s2ft_adapter_meta_at(a.get(), i, &key, &value));
+    say("    " + std::string(key) + ": " + value);
+  }
 }
 
 void inspect_safetensors(const std::string &path) {

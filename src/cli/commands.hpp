@@ -24,6 +24,7 @@ int run_permute(const Words &args);
 int run_merge(const Words &args);
 int run_fuse(const Words &args);
 int run_diff(const Words &args);
+int run_export(const Words &args);
 
 extern const char *const kInspectHelp;
 extern const char *const kSelectHelp;
@@ -31,6 +32,7 @@ extern const char *const kPermuteHelp;
 extern const char *const kMergeHelp;
 extern const char *const kFuseHelp;
 extern const char *const kDiffHelp;
+extern const char *const kExportHelp;
 
 }  // namespace cli
 }  // namespace s2ft

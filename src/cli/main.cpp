@@ -29,6 +29,7 @@ const Command kCommands[] = {
     {"merge", "merge adapters into a checkpoint", kMergeHelp, run_merge},
     {"fuse", "fuse several adapters into one", kFuseHelp, run_fuse},
     {"diff", "make an adapter from a base and a fine-tuned checkpoint", kDiffHelp, run_diff},
+    {"export", "write an adapter as a PEFT LoRA adapter folder", kExportHelp, run_export},
 };
 
 void print_usage(std::FILE *to) {  // to stdout for --help

@@ -16,6 +16,7 @@
 
 #include "cli/cli_test_util.hpp"
 #include "cli/tiny_model.hpp"
+#include "support/adapter_meta.hpp"
 #include "support/test_util.hpp"
 
 using namespace cli_test;
@@ -42,7 +43,7 @@ std::string column(const std::string &m, int64_t rows, int64_t cols, int64_t c, 
 }
 
 TEST(CliHelp, EveryCommandHelpExitsZero) {
-  for (const char *cmd : {"inspect", "select", "permute", "merge", "fuse", "diff"}) {
+  for (const char *cmd : {"inspect", "select", "permute", "merge", "fuse", "diff", "export"}) {
     const RunResult r = run_cli(std::string(cmd) + " --help");
     EXPECT_EQ(r.rc, 0) << cmd;
     EXPECT_NE(r.out.find(std::string("usage: s2ft ") + cmd), std::string::npos) << r.out;
@@ -600,6 +601,194 @@ TEST_F(CliDiff, PermutedCheckpointsAreRefused) {
   EXPECT_FALSE(fs::exists(tmp / "s2.json"));
 }
 
+// ---- provenance: the metadata diff and fuse record, inspect shows --------------
+
+// Sets (or, with NULL, unsets) an environment variable for the tool runs of a scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char *name, const char *value) : name_(name) {
+    const char *old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    if (value != nullptr) ::setenv(name, value, 1);
+    else ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (had_) ::setenv(name_.c_str(), old_.c_str(), 1);
+    else ::unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv &) = delete;
+  ScopedEnv &operator=(const ScopedEnv &) = delete;
+
+ private:
+  std::string name_, old_;
+  bool had_ = false;
+};
+
+// An adapter file's metadata, read through the library.
+std::map<std::string, std::string> adapter_meta(const std::string &path) { return s2ft_test::adapter_file_meta(path); }
+
+// 1700000000 seconds after 1970-01-01T00:00:00Z.
+const char *const kEpoch = "1700000000";
+const char *const kEpochTime = "2023-11-14T22:13:20Z";
+
+TEST_F(CliDiff, RecordsTheDocumentedProvenance) {
+  ScopedEnv epoch("SOURCE_DATE_EPOCH", kEpoch);
+  const std::string a = tmp / "a.safetensors", again = tmp / "again.safetensors";
+  const std::string args = "diff " + quote(base) + " " + quote(base) + " --selection " + quote(sel) + " -o ";
+  RunResult r = run_cli(args + quote(a));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  std::map<std::string, std::string> meta = adapter_meta(a);
+  const nlohmann::json &opts = sj.at("options");
+  ASSERT_TRUE(meta.count("selection_budget")) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(meta.at("selection_budget")), opts.at("budget"));
+  meta.erase("selection_budget");
+  const std::map<std::string, std::string> want = {
+      {"base_model", "base"},  // no _name_or_path in config.json: the folder's name
+      {"base_dtype", "float32"},
+      {"created", kEpochTime},
+      {"library_version", s2ft_version_string()},
+      {"selection_allocation", opts.at("allocation").get<std::string>()},
+      {"selection_head_granularity", opts.at("head_granularity").get<std::string>()},
+      {"selection_order", opts.at("order").get<std::string>()},
+      {"selection_seed", opts.at("seed").dump()},
+      {"selection_strategy", opts.at("strategy").get<std::string>()}};
+  EXPECT_EQ(meta, want);
+  // The same run at the same SOURCE_DATE_EPOCH writes the same bytes.
+  ASSERT_EQ(run_cli(args + quote(again)).rc, 0);
+  EXPECT_EQ(read_text(a), read_text(again));
+
+  // The revision, the user's own keys (overriding a recorded one, empty values allowed).
+  r = run_cli(args + quote(a) + " --base-revision 0123abc --meta team=nlp --meta base_model=org/override --meta " +
+              "note= --meta=dataset.name=caf\xc3\xa9");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  meta = adapter_meta(a);
+  EXPECT_EQ(meta.at("base_model_revision"), "0123abc");
+  EXPECT_EQ(meta.at("team"), "nlp");
+  EXPECT_EQ(meta.at("base_model"), "org/override");
+  EXPECT_EQ(meta.at("note"), "");
+  EXPECT_EQ(meta.at("dataset.name"), "caf\xc3\xa9");
+  EXPECT_EQ(meta.at("created"), kEpochTime);
+
+  // inspect shows every key, sorted.
+  r = run_cli("inspect " + quote(a));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("  metadata (" + std::to_string(meta.size()) + " keys):\n"), std::string::npos) << r.out;
+  size_t last = 0;
+  for (const auto &kv : meta) {
+    const size_t at = r.out.find("\n    " + kv.first + ": " + kv.second + "\n");
+    ASSERT_NE(at, std::string::npos) << kv.first << " in: " << r.out;
+    EXPECT_GT(at, last) << kv.first << " is out of order in: " << r.out;
+    last = at;
+  }
+}
+
+TEST_F(CliDiff, BaseModelComesFromConfigAndDtypeFromTheWeights) {
+  ScopedEnv epoch("SOURCE_DATE_EPOCH", nullptr);  // now
+  const std::string named = tmp / "named", a = tmp / "a.safetensors";
+  nlohmann::json config = tiny_config("bfloat16");
+  config["_name_or_path"] = "org/tiny-llama";
+  write_checkpoint(named, config, tiny_tensors("BF16", 3, false), 1);
+  // A selection without "options" (made by hand) records no selection keys.
+  nlohmann::json bare = sj;
+  bare.erase("options");
+  const std::string bare_sel = tmp / "bare.json";
+  write_text(bare_sel, bare.dump());
+  const RunResult r = run_cli("diff " + quote(named) + " " + quote(named) + " --selection " + quote(bare_sel) +
+                              " -o " + quote(a));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::map<std::string, std::string> meta = adapter_meta(a);
+  EXPECT_EQ(meta.at("base_model"), "org/tiny-llama");
+  EXPECT_EQ(meta.at("base_dtype"), "bfloat16");
+  for (const auto &kv : meta) EXPECT_NE(kv.first.rfind("selection_", 0), 0u) << kv.first;
+  // created: now, UTC, to the second.
+  const std::string created = meta.at("created");
+  ASSERT_EQ(created.size(), 20u) << created;
+  EXPECT_EQ(created[4], '-');
+  EXPECT_EQ(created[10], 'T');
+  EXPECT_EQ(created[19], 'Z');
+  EXPECT_GE(created.substr(0, 4), "2024");
+}
+
+TEST_F(CliDiff, BadMetaRevisionOrEpochIsRefusedBeforeAnyWork) {
+  const std::string out = tmp / "a.safetensors";
+  const std::string args = "diff " + quote(base) + " " + quote(base) + " --selection " + quote(sel) + " -o " +
+                           quote(out) + " ";
+  expect_one_line_error(run_cli(args + "--meta nokey"), "diff", "--meta expects KEY=VALUE, got 'nokey'");
+  expect_one_line_error(run_cli(args + "--meta 'a b=1'"), "diff", "--meta 'a b=1': key holds ' ' at byte 1");
+  expect_one_line_error(run_cli(args + "--meta =1"), "diff", "--meta '=1': key is empty");
+  expect_one_line_error(run_cli(args + "--meta " + std::string(256, 'k') + "=1"), "diff",
+                        "key is longer than 255 bytes");
+  expect_one_line_error(run_cli(args + "--meta " + quote("k=\xff")), "diff", "is not valid UTF-8");
+  expect_one_line_error(run_cli(args + "--meta a=1 --meta b=2 --meta a=3"), "diff", "--meta gives the key a twice");
+  expect_one_line_error(run_cli(args + "--meta"), "diff", "--meta needs a value");
+  expect_one_line_error(run_cli(args + "--base-revision " + quote("\xff")), "diff", "--base-revision: ");
+  expect_one_line_error(run_cli(args + "--base-revision a --base-revision b"), "diff", "given twice");
+  for (const char *bad : {"abc", "-1", "1.5", " 1", "253402300800", "99999999999999999999"}) {
+    ScopedEnv epoch("SOURCE_DATE_EPOCH", bad);
+    expect_one_line_error(run_cli(args), "diff", "SOURCE_DATE_EPOCH must be a whole number of seconds");
+    expect_one_line_error(run_cli("fuse " + quote(out) + " -o " + quote(tmp / "f.safetensors")), "fuse",
+                          "SOURCE_DATE_EPOCH");
+  }
+  EXPECT_FALSE(fs::exists(out));
+  // The last second a four-digit year holds; an empty SOURCE_DATE_EPOCH means now.
+  {
+    ScopedEnv epoch("SOURCE_DATE_EPOCH", "253402300799");
+    ASSERT_EQ(run_cli(args).rc, 0);
+    EXPECT_EQ(adapter_meta(out).at("created"), "9999-12-31T23:59:59Z");
+  }
+  {
+    ScopedEnv epoch("SOURCE_DATE_EPOCH", "0");
+    ASSERT_EQ(run_cli(args).rc, 0);
+    EXPECT_EQ(adapter_meta(out).at("created"), "1970-01-01T00:00:00Z");
+  }
+  {
+    ScopedEnv epoch("SOURCE_DATE_EPOCH", "");
+    ASSERT_EQ(run_cli(args).rc, 0);
+    EXPECT_NE(adapter_meta(out).at("created").rfind("1970", 0), 0u);
+  }
+}
+
+TEST_F(CliDiff, FuseKeepsTheInputsProvenance) {
+  ScopedEnv epoch("SOURCE_DATE_EPOCH", kEpoch);
+  const std::string a = tmp / "a.safetensors", b = tmp / "b.safetensors", f = tmp / "f.safetensors";
+  const std::string args = "diff " + quote(base) + " " + quote(base) + " --selection " + quote(sel) + " -o ";
+  ASSERT_EQ(run_cli(args + quote(a) + " --name first --meta team=a").rc, 0);
+  ASSERT_EQ(run_cli(args + quote(b) + " --name second --meta team=b --scale 2").rc, 0);
+  ScopedEnv later("SOURCE_DATE_EPOCH", "1700000060");
+  RunResult r = run_cli("fuse " + quote(a + ":0.5") + " " + quote(b) + " -o " + quote(f));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const std::map<std::string, std::string> ma = adapter_meta(a), mb = adapter_meta(b), mf = adapter_meta(f);
+  std::map<std::string, std::string> want = {{"created", "2023-11-14T22:14:20Z"},
+                                             {"library_version", s2ft_version_string()},
+                                             {"input.0.name", "first"},
+                                             {"input.0.weight", "0.5"},
+                                             {"input.1.name", "second"},
+                                             {"input.1.weight", "2"}};  // b's default scale
+  for (const auto &kv : ma) want["input.0." + kv.first] = kv.second;
+  for (const auto &kv : mb) want["input.1." + kv.first] = kv.second;
+  EXPECT_EQ(mf, want);
+  EXPECT_EQ(mf.at("input.1.team"), "b");
+  EXPECT_EQ(mf.at("input.0.created"), kEpochTime);
+  r = run_cli("inspect " + quote(f));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("\n    input.1.team: b\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n    input.0.base_model: base\n"), std::string::npos) << r.out;
+}
+
+TEST(CliInspect, AnAdapterWithoutMetadataSaysSo) {
+  TempDir tmp;
+  const s2ft_model_shape shape{kLayers, kD, kHeads, kKv, kHd, kFf};
+  s2ft_adapter *a = nullptr;
+  ASSERT_EQ(s2ft_adapter_create(&shape, "bare", 1.0, &a), S2FT_OK) << s2ft_last_error();
+  ASSERT_EQ(s2ft_adapter_save(a, (tmp / "a.safetensors").c_str()), S2FT_OK) << s2ft_last_error();
+  s2ft_adapter_destroy(a);
+  const RunResult r = run_cli("inspect " + quote(tmp / "a.safetensors"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("\n  metadata: none\n"), std::string::npos) << r.out;
+}
+
 TEST(CliHelp, SelectAndPermuteListEverySelectionOption) {
   for (const char *cmd : {"select", "permute"}) {
     const RunResult r = run_cli(std::string(cmd) + " --help");
@@ -921,6 +1110,141 @@ TEST(CliOutput, ControlCharactersAreShownEscaped) {
                                                 quote(tmp / (evil + "perm")));
   EXPECT_NE(drawn.find("writing " + tmp.path() + "/" + shown + "perm"), std::string::npos) << drawn;
   EXPECT_EQ(foreign_escapes(drawn), 0u) << drawn;
+}
+
+
+// ---- export --format peft -------------------------------------------------
+
+class CliExport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_tiny(base, Layout{"F32", 1, false}, 3);
+    ASSERT_EQ(run_cli("select " + quote(base) + " -o " + quote(sel) + " --count-o 1 --count-down 3").rc, 0);
+    const nlohmann::json sj = nlohmann::json::parse(read_text(sel));
+    write_tuned(tuned, 3, sj, [](float v) { return v * 1.001f; });
+    const RunResult r = run_cli("diff " + quote(base) + " " + quote(tuned) + " --selection " + quote(sel) + " -o " +
+                                quote(adapter) + " --scale 2");
+    ASSERT_EQ(r.rc, 0) << r.err;
+  }
+  std::string export_args(const std::string &out, const std::string &base_dir) const {
+    return "export --format peft " + quote(adapter) + " --base " + quote(base_dir) + " -o " + quote(out);
+  }
+  TempDir tmp;
+  std::string base = tmp / "base", tuned = tmp / "tuned", sel = tmp / "sel.json", adapter = tmp / "a.safetensors";
+};
+
+// The folder holds the two PEFT files; each module's delta factor is
+// scale * delta (the adapter's default scale 2, or --scale), rank k and
+// alpha k per module; the base name is the folder as given unless its
+// config.json has "_name_or_path".
+TEST_F(CliExport, WritesThePeftFolder) {
+  const std::string out = tmp / "peft";
+  RunResult r = run_cli(export_args(out, base));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_EQ(r.out, "exported " + adapter + " as a PEFT LoRA adapter (4 modules of rank 3 to 6) to " + out + "\n");
+  EXPECT_EQ(folder_files(out).size(), 2u);
+  const nlohmann::json cfg = nlohmann::json::parse(read_text(out + "/adapter_config.json"));
+  EXPECT_EQ(cfg.at("base_model_name_or_path"), base);
+  EXPECT_EQ(cfg.at("r"), 6);
+  EXPECT_EQ(cfg.at("rank_pattern"), (nlohmann::json{{"layers.0.mlp.down_proj", 3}, {"layers.0.self_attn.o_proj", 6},
+                                                    {"layers.1.mlp.down_proj", 3}, {"layers.1.self_attn.o_proj", 6}}));
+  EXPECT_EQ(cfg.at("alpha_pattern"), cfg.at("rank_pattern"));
+
+  s2ft_adapter *a = nullptr;
+  ASSERT_EQ(s2ft_adapter_load(adapter.c_str(), &a), S2FT_OK) << s2ft_last_error();
+  std::unique_ptr<s2ft_adapter, void (*)(s2ft_adapter *)> guard(a, s2ft_adapter_destroy);
+  for (const double scale : {2.0, -0.75}) {
+    SCOPED_TRACE(scale);
+    const std::string dir = tmp / ("peft" + std::to_string(scale));
+    const std::string extra = scale == 2.0 ? "" : " --scale -0.75";
+    ASSERT_EQ(run_cli(export_args(dir, base) + extra).rc, 0);
+    const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(dir + "/adapter_model.safetensors");
+    for (int32_t l = 0; l < kLayers; ++l)
+      for (int32_t t : {S2FT_TARGET_O, S2FT_TARGET_DOWN}) {
+        const int64_t k = t == S2FT_TARGET_O ? 6 : 3;
+        std::vector<float> delta(static_cast<size_t>(kD * k));
+        s2ft_tensor dt;
+        ASSERT_EQ(s2ft_tensor_cpu_f32_2d(&dt, delta.data(), kD, k), S2FT_OK);
+        ASSERT_EQ(s2ft_adapter_delta(a, l, t, &dt), S2FT_OK) << s2ft_last_error();
+        const std::string name = "base_model.model.model.layers." + std::to_string(l) +
+                                 (t == S2FT_TARGET_O ? ".self_attn.o_proj" : ".mlp.down_proj") + ".lora_B.weight";
+        const s2ft::io::TensorInfo *b = f.find(name);
+        ASSERT_NE(b, nullptr) << name;
+        ASSERT_EQ(b->shape, (std::vector<int64_t>{kD, k}));
+        const std::string bytes(reinterpret_cast<const char *>(f.data(*b)), b->end - b->begin);
+        for (size_t i = 0; i < delta.size(); ++i)
+          ASSERT_EQ(f32_at(bytes, i), static_cast<float>(scale * delta[i])) << name << " element " << i;
+      }
+  }
+
+  // A base whose config.json names the model.
+  nlohmann::json named = tiny_config("float32");
+  named["_name_or_path"] = "org/tiny-llama";
+  write_checkpoint(tmp / "named", named, tiny_tensors("F32", 3, false), 2);
+  ASSERT_EQ(run_cli(export_args(tmp / "peft-named", tmp / "named")).rc, 0);
+  EXPECT_EQ(nlohmann::json::parse(read_text(tmp / "peft-named/adapter_config.json")).at("base_model_name_or_path"),
+            "org/tiny-llama");
+}
+
+// Another base's weights are refused unless --force; another shape always.
+TEST_F(CliExport, ChecksTheBase) {
+  const std::string other = tmp / "other";
+  write_tiny(other, Layout{"F32", 1, false}, 4);
+  expect_one_line_error(run_cli(export_args(tmp / "o1", other)), "export",
+                        "was made against other base weights than those of " + other + " (first at layer 0 target O");
+  EXPECT_FALSE(fs::exists(tmp / "o1"));
+  const RunResult r = run_cli(export_args(tmp / "o2", other) + " --force");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "o2/adapter_model.safetensors"));
+
+  // A bf16 copy of the base has the same fingerprints (bf16-rounded values).
+  write_tiny(tmp / "bf16", Layout{"BF16", 2, false}, 3);
+  EXPECT_EQ(run_cli(export_args(tmp / "o3", tmp / "bf16")).rc, 0);
+
+  // One layer instead of two.
+  nlohmann::json cfg = tiny_config("float32");
+  cfg["num_hidden_layers"] = 1;
+  std::vector<RawTensor> t;
+  for (const RawTensor &x : tiny_tensors("F32", 3, false))
+    if (x.name.rfind("model.layers.1.", 0) != 0) t.push_back(x);
+  write_checkpoint(tmp / "short", cfg, t, 1);
+  expect_one_line_error(run_cli(export_args(tmp / "o4", tmp / "short")), "export", "is for another model shape");
+
+  // A permuted checkpoint is not what the adapter is served on.
+  ASSERT_EQ(run_cli("permute " + quote(base) + " --selection " + quote(sel) + " -o " + quote(tmp / "perm")).rc, 0);
+  expect_one_line_error(run_cli(export_args(tmp / "o5", tmp / "perm")), "export",
+                        "is permuted (it has s2ft-selection.json)");
+}
+
+TEST_F(CliExport, BadCommandLines) {
+  const std::string out = quote(tmp / "out");
+  expect_one_line_error(run_cli("export " + quote(adapter) + " --base " + quote(base) + " -o " + out), "export",
+                        "--format is required (peft)");
+  expect_one_line_error(run_cli("export --format gguf " + quote(adapter) + " --base " + quote(base) + " -o " + out),
+                        "export", "unknown --format 'gguf' (the only format is peft)");
+  expect_one_line_error(run_cli("export --format peft --base " + quote(base) + " -o " + out), "export",
+                        "expected one ADAPTER");
+  expect_one_line_error(run_cli("export --format peft " + quote(adapter) + " " + quote(adapter) + " --base " +
+                                quote(base) + " -o " + out),
+                        "export", "expected one ADAPTER");
+  expect_one_line_error(run_cli("export --format peft " + quote(adapter) + " -o " + out), "export",
+                        "--base BASE_CKPT is required");
+  expect_one_line_error(run_cli("export --format peft " + quote(adapter) + " --base " + quote(base)), "export",
+                        "-o OUT_DIR is required");
+  expect_one_line_error(run_cli(export_args(tmp / "out", base) + " --scale x"), "export", "--scale expects a finite");
+  expect_one_line_error(run_cli(export_args(tmp / "out", base) + " --scale 1e300"), "export",
+                        "--scale 1.0000000000000001e+300 times the delta");
+  expect_one_line_error(run_cli("export --format peft " + quote(sel) + " --base " + quote(base) + " -o " + out),
+                        "export", "not an adapter");
+  expect_one_line_error(run_cli("export --format peft " + quote(adapter) + " --base " + quote(tmp / "nope") + " -o " +
+                                out),
+                        "export", "does not exist");
+  fs::create_directories(tmp / "full");
+  write_text(tmp / "full/x", "x");
+  expect_one_line_error(run_cli(export_args(tmp / "full", base)), "export", "not empty");
+  expect_one_line_error(run_cli(export_args(base, base)), "export", "is an input");
+  EXPECT_FALSE(fs::exists(tmp / "out"));
 }
 
 }  // namespace

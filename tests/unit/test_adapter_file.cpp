@@ -5,6 +5,7 @@
 // sanitizer build too).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.hpp"
+#include "support/adapter_meta.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -158,9 +160,10 @@ TEST(AdapterFileCorpus, TheValidFileLoads) {
   EXPECT_EQ(slices[0]["fingerprint"].get<std::string>().size(), 16u);
 }
 
-// Metadata keys outside the format's table (a tool's own, e.g. provenance)
-// are accepted and not kept: the adapter object has no place for them, so a
-// file saved from the loaded adapter has exactly the documented keys.
+// Metadata keys outside the format's table and outside the adapter's own
+// "meta." keys (a tool's own) are accepted and not kept: the adapter object
+// has no place for them, so a file saved from the loaded adapter has exactly
+// the documented keys.
 TEST(AdapterFileCorpus, OtherMetadataKeysAreAcceptedAndNotKept) {
   Spec s = valid_spec();
   const std::set<std::string> documented = [&] {
@@ -318,6 +321,66 @@ TEST(AdapterFileCorpus, SlicesMetadata) {
   dup.insert(at, "\"axis\":\"rows\",");
   s.meta["slices"] = dup;
   expect_rejected(s, "slices_duplicate_key", "JSON has the key \"axis\" more than once");
+}
+
+// ---- the adapter's own metadata ("meta.<key>") ---------------------------------------
+
+// Loads the spec's file and returns the adapter's metadata (key -> value).
+std::map<std::string, std::string> loaded_meta(const Spec &s, const std::string &case_name) {
+  const std::string path = temp_path(case_name + ".safetensors");
+  write_bytes(path, s.serialize());
+  std::map<std::string, std::string> out = s2ft_test::adapter_file_meta(path);
+  std::remove(path.c_str());
+  return out;
+}
+
+TEST(AdapterFileCorpus, MetaEntriesLoadAsTheAdaptersMetadata) {
+  Spec s = valid_spec();
+  EXPECT_TRUE(loaded_meta(s, "meta_none").empty());  // a file without any: no metadata
+  s.meta["meta.base_model"] = "org/model";
+  s.meta["meta.empty"] = "";
+  s.meta["meta." + std::string(255, 'k')] = "longest key";
+  s.meta["meta.big"] = std::string(65536, 'v');
+  s.meta["metadata"] = "not prefixed: ignored";
+  s.meta["meta"] = "not prefixed either";
+  s.meta["base_model"] = "ignored too";
+  const std::map<std::string, std::string> want = {{"base_model", "org/model"},
+                                                   {"big", std::string(65536, 'v')},
+                                                   {"empty", ""},
+                                                   {std::string(255, 'k'), "longest key"}};
+  EXPECT_EQ(loaded_meta(s, "meta_some"), want);
+  // 256 entries are the most an adapter holds, and load.
+  Spec full = valid_spec();
+  for (int i = 0; i < 256; ++i) full.meta["meta.k" + std::to_string(i)] = "v";
+  EXPECT_EQ(loaded_meta(full, "meta_256").size(), 256u);
+}
+
+TEST(AdapterFileCorpus, BadMetaEntries) {
+  const Spec good = valid_spec();
+  auto with = [&](const std::string &key, const std::string &value) {
+    Spec s = good;
+    s.meta[key] = value;
+    return s;
+  };
+  expect_rejected(with("meta.", "x"), "meta_empty_key", "metadata \"meta.\": the key after \"meta.\" is empty");
+  expect_rejected(with("meta." + std::string(256, 'k'), "x"), "meta_long_key", "is longer than 255 bytes");
+  expect_rejected(with("meta.has space", "x"), "meta_space", "the key after \"meta.\" holds ' ' at byte 3");
+  expect_rejected(with("meta.a/b", "x"), "meta_slash", "'/'");
+  expect_rejected(with("meta.caf\xc3\xa9", "x"), "meta_non_ascii_key", "byte 0xc3");
+  expect_rejected(with("meta.nl\n", "x"), "meta_newline_key", "byte 0x0a");
+  expect_rejected(with("meta.k", std::string(65537, 'v')), "meta_long_value",
+                  "metadata \"meta.k\": the value is longer than 65536 bytes");
+  expect_rejected(with("meta.k", std::string("a\0b", 3)), "meta_nul_value", "the value holds a NUL character");
+  Spec many = good;
+  for (int i = 0; i < 257; ++i) many.meta["meta.k" + std::to_string(i)] = "v";
+  expect_rejected(many, "meta_257", "more than 256 \"meta.\" keys");
+  // Invalid UTF-8 is refused by the container's JSON reader before anything else.
+  std::vector<uint8_t> bytes = with("meta.k", "XXXX").serialize();
+  const std::string marker = "\"XXXX\"";
+  auto it = std::search(bytes.begin(), bytes.end(), marker.begin(), marker.end());
+  ASSERT_NE(it, bytes.end());
+  *(it + 1) = 0xff;
+  expect_rejected(bytes, "meta_bad_utf8", "invalid UTF-8");
 }
 
 // ---- tensors -------------------------------------------------------------------------

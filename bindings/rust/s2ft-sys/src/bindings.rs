@@ -61,10 +61,12 @@ pub const S2FT_ACCUMULATE_DX: u32 = 2;
 pub const S2FT_OPTIMIZER_ADAMW: u32 = 0;
 pub const S2FT_OPTIMIZER_SGD: u32 = 1;
 pub const S2FT_OPTIMIZER_OPTIONS_VERSION: u32 = 1;
+pub const S2FT_PEFT_EXPORT_OPTIONS_VERSION: u32 = 1;
 pub const S2FT_APPLY_FORCE: u32 = 1;
 pub const S2FT_DELTA_PATH_AUTO: u32 = 0;
 pub const S2FT_DELTA_PATH_DENSE: u32 = 1;
 pub const S2FT_DELTA_PATH_SPARSE: u32 = 2;
+pub const S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION: u32 = 1;
 pub type size_t = ::std::os::raw::c_ulong;
 pub type __uint8_t = ::std::os::raw::c_uchar;
 pub type __uint16_t = ::std::os::raw::c_ushort;
@@ -802,6 +804,46 @@ extern "C" {
     pub fn s2ft_adapter_name(adapter: *const s2ft_adapter) -> *const ::std::os::raw::c_char;
 }
 extern "C" {
+    #[doc = " Sets `key` to a copy of `value`, or removes it when value is NULL"]
+    #[doc = "  (removing an absent key is not an error). Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL adapter/key, key empty, too long or"]
+    #[doc = "  with a character outside [A-Za-z0-9._-], value too long or not UTF-8,"]
+    #[doc = "  a new key beyond 256); a failed call changes nothing."]
+    pub fn s2ft_adapter_set_meta(
+        adapter: *mut s2ft_adapter,
+        key: *const ::std::os::raw::c_char,
+        value: *const ::std::os::raw::c_char,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Sets *value to the value of `key` (owned by the adapter, valid until the"]
+    #[doc = "  next s2ft_adapter_set_meta on it or its destruction), or to NULL when"]
+    #[doc = "  the adapter has no such key. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL"]
+    #[doc = "  adapter/key/value)."]
+    pub fn s2ft_adapter_meta(
+        adapter: *const s2ft_adapter,
+        key: *const ::std::os::raw::c_char,
+        value: *mut *const ::std::os::raw::c_char,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Sets *count to the number of metadata keys. Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL adapter/count)."]
+    pub fn s2ft_adapter_meta_count(adapter: *const s2ft_adapter, count: *mut i64) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The index-th metadata entry, keys in ascending byte order; `key` or"]
+    #[doc = "  `value` may be NULL (on failure they are set to NULL). The strings are"]
+    #[doc = "  owned as in s2ft_adapter_meta(). Errors: S2FT_ERR_INVALID_ARGUMENT"]
+    #[doc = "  (NULL adapter, index out of [0, count))."]
+    pub fn s2ft_adapter_meta_at(
+        adapter: *const s2ft_adapter,
+        index: i64,
+        key: *mut *const ::std::os::raw::c_char,
+        value: *mut *const ::std::os::raw::c_char,
+    ) -> s2ft_status;
+}
+extern "C" {
     #[doc = " Copies the model shape, default scale and target mask (S2FT_TARGET_BIT"]
     #[doc = "  of targets with an entry in some layer); any out pointer may be NULL."]
     #[doc = "  Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter)."]
@@ -865,6 +907,13 @@ extern "C" {
     #[doc = " result's default scale is 1 and its name joins the inputs' names with"]
     #[doc = " '+' (cut to 255 bytes at a character boundary). Applying the result equals applying the inputs one after another"]
     #[doc = " with those scales (up to the f32 rounding of the sum)."]
+    #[doc = " The result's metadata keeps each input's provenance: for input i,"]
+    #[doc = " \"input.<i>.name\" (its name), \"input.<i>.weight\" (the weight used,"]
+    #[doc = " %.17g) and \"input.<i>.<key>\" for each of its keys. These take at most"]
+    #[doc = " 240 of the 256 keys (16 stay free for the caller's own): names and"]
+    #[doc = " weights first, then the inputs' keys in input order; a key that would"]
+    #[doc = " pass 255 bytes, or one beyond that budget, is left out, and then"]
+    #[doc = " \"input.omitted\" holds how many were. Metadata never makes a fuse fail."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,"]
     #[doc = " different model shapes, the same base line with different nonzero"]
     #[doc = " fingerprints, a fused delta that overflows f32), S2FT_ERR_OUT_OF_MEMORY."]
@@ -873,6 +922,47 @@ extern "C" {
         weights: *const f64,
         n: i64,
         out: *mut *mut s2ft_adapter,
+    ) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_peft_export_options {
+    pub version: u32,
+    pub base_model_name_or_path: *const ::std::os::raw::c_char,
+    pub scale: f64,
+}
+extern "C" {
+    #[doc = " Sets `opts` to the defaults for `version` (pass"]
+    #[doc = "  S2FT_PEFT_EXPORT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_peft_export_options_init(
+        opts: *mut s2ft_peft_export_options,
+        version: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Writes the adapter as a Hugging Face PEFT LoRA adapter into the folder"]
+    #[doc = " out_dir (made when missing; its parent must exist): adapter_config.json"]
+    #[doc = " and adapter_model.safetensors, each under a temporary name and renamed."]
+    #[doc = " opts NULL means the defaults. Every (layer, target) entry with k lines"]
+    #[doc = " becomes one LoRA module of rank k whose B*A is exactly scale * delta"]
+    #[doc = " placed on its lines (a one-hot product is exact): for O and DOWN"]
+    #[doc = " B = lora_B [out, k] holds the delta and A = lora_A [k, in] the one-hot"]
+    #[doc = " rows A[j, lines[j]] = 1; for V and UP A = lora_A [k, in] holds the delta"]
+    #[doc = " and B = lora_B [out, k] the one-hot columns B[lines[j], j] = 1. Tensors"]
+    #[doc = " are F32; the delta factor is f32(scale * delta), rounded once (the"]
+    #[doc = " delta itself when scale is 1). The config lists exactly the modules"]
+    #[doc = " with an entry and gives each its own rank and lora_alpha = rank through"]
+    #[doc = " rank_pattern and alpha_pattern, so every module's LoRA scale is 1; \"r\" is"]
+    #[doc = " the largest rank. docs/lora-serving.md says which servers load it."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir \"\","]
+    #[doc = " a bad opts->version, a scale not finite or one that overflows f32,"]
+    #[doc = " base_model_name_or_path not UTF-8, an adapter with no entries),"]
+    #[doc = " S2FT_ERR_IO (out_dir cannot be made or written, or is not a folder),"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
+    pub fn s2ft_adapter_export_peft(
+        adapter: *const s2ft_adapter,
+        out_dir: *const ::std::os::raw::c_char,
+        opts: *const s2ft_peft_export_options,
     ) -> s2ft_status;
 }
 #[repr(C)]
@@ -1106,4 +1196,221 @@ extern "C" {
     #[doc = " AUTO keys shapes by (rows rounded up to a power of two, out, in, k,"]
     #[doc = " dtype, target axis) and keeps its choice for the context's lifetime."]
     pub fn s2ft_context_set_delta_path(ctx: *mut s2ft_context, path: i32) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_checkpoint {
+    _unused: [u8; 0],
+}
+extern "C" {
+    #[doc = " Opens the checkpoint at `path` (a folder or one .safetensors file)."]
+    #[doc = " On failure *out is NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL or"]
+    #[doc = " empty path), S2FT_ERR_IO (missing, unreadable, not a regular file or"]
+    #[doc = " folder), S2FT_ERR_FORMAT (a malformed config.json, index or safetensors"]
+    #[doc = " file, a tensor stored twice or in another shard than the index says)."]
+    pub fn s2ft_checkpoint_open(
+        path: *const ::std::os::raw::c_char,
+        out: *mut *mut s2ft_checkpoint,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Closes a checkpoint and unmaps its files; NULL is a no-op. Models made"]
+    #[doc = "  from it must be destroyed first."]
+    pub fn s2ft_checkpoint_destroy(ckpt: *mut s2ft_checkpoint);
+}
+extern "C" {
+    #[doc = " The model shape of a LLaMA-family checkpoint, from config.json"]
+    #[doc = " (hidden_size, num_hidden_layers, num_attention_heads,"]
+    #[doc = " num_key_value_heads, intermediate_size, head_dim), checked against the"]
+    #[doc = " tensors: every layer's seven projection weights"]
+    #[doc = " (model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,"]
+    #[doc = " model.layers.{i}.mlp.{gate,up,down}_proj.weight) must exist, in F32, F16"]
+    #[doc = " or BF16, with the shapes the configuration implies. model_type \"llama\","]
+    #[doc = " \"mistral\" and \"qwen2\" are the family (a config without model_type is"]
+    #[doc = " read the same way); any other model_type is S2FT_ERR_UNSUPPORTED."]
+    #[doc = " Biases (Qwen2's q/k/v, attention_bias, mlp_bias) and tied or separate"]
+    #[doc = " embeddings do not change the shape; adapters never change them."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL), S2FT_ERR_STATE (no"]
+    #[doc = " config.json: a checkpoint opened as one file), S2FT_ERR_UNSUPPORTED,"]
+    #[doc = " S2FT_ERR_FORMAT (a missing or invalid field, a missing tensor, a wrong"]
+    #[doc = " shape or dtype)."]
+    pub fn s2ft_checkpoint_shape(
+        ckpt: *const s2ft_checkpoint,
+        out: *mut s2ft_model_shape,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The text of config.json (NUL-terminated, owned by the checkpoint), or"]
+    #[doc = "  NULL when the checkpoint has none. Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_checkpoint_config(
+        ckpt: *const s2ft_checkpoint,
+        json: *mut *const ::std::os::raw::c_char,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The number of tensors in the checkpoint (all shards). Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_checkpoint_tensor_count(
+        ckpt: *const s2ft_checkpoint,
+        count: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The number of safetensors files the checkpoint consists of (1 unless"]
+    #[doc = "  sharded). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_checkpoint_file_count(ckpt: *const s2ft_checkpoint, count: *mut i64)
+        -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The name of file `index` inside the checkpoint's folder, in the index's"]
+    #[doc = "  order (owned by the checkpoint). Errors: S2FT_ERR_INVALID_ARGUMENT"]
+    #[doc = "  (NULL, index out of range)."]
+    pub fn s2ft_checkpoint_file(
+        ckpt: *const s2ft_checkpoint,
+        index: i64,
+        name: *mut *const ::std::os::raw::c_char,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Describes tensor `index` (shards in index order, file order within a"]
+    #[doc = " shard): its name and safetensors dtype name (\"F32\", \"BF16\", \"I64\", ...;"]
+    #[doc = " both owned by the checkpoint), its rank, its extents written to"]
+    #[doc = " shape[0..ndim) when shape_capacity >= ndim, and its size in bytes. Any"]
+    #[doc = " out pointer may be NULL; shape may be NULL to learn the rank."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL ckpt, index out of range, a"]
+    #[doc = " non-NULL shape with capacity below the rank)."]
+    pub fn s2ft_checkpoint_tensor_info(
+        ckpt: *const s2ft_checkpoint,
+        index: i64,
+        name: *mut *const ::std::os::raw::c_char,
+        dtype: *mut *const ::std::os::raw::c_char,
+        ndim: *mut i32,
+        shape: *mut i64,
+        shape_capacity: i32,
+        nbytes: *mut u64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " A borrowed view of the F32, F16 or BF16 tensor `name` on the CPU, valid"]
+    #[doc = " until the checkpoint is destroyed: zero-copy into the mapped file when"]
+    #[doc = " its data is aligned to its element size (as every common writer makes"]
+    #[doc = " it), else into an aligned copy the checkpoint made at open. Writes"]
+    #[doc = " through the view change the checkpoint's contents in this process (what"]
+    #[doc = " s2ft_checkpoint_write() writes), never the file. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, no such tensor), S2FT_ERR_DTYPE (another"]
+    #[doc = " dtype: use s2ft_checkpoint_tensor_data), S2FT_ERR_SHAPE (rank 0 or above"]
+    #[doc = " S2FT_MAX_DIMS)."]
+    pub fn s2ft_checkpoint_tensor(
+        ckpt: *mut s2ft_checkpoint,
+        name: *const ::std::os::raw::c_char,
+        out: *mut s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The raw little-endian bytes of tensor `name`, of any dtype, and their"]
+    #[doc = "  count; valid until the checkpoint is destroyed. Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, no such tensor)."]
+    pub fn s2ft_checkpoint_tensor_data(
+        ckpt: *const s2ft_checkpoint,
+        name: *const ::std::os::raw::c_char,
+        data: *mut *const ::std::os::raw::c_void,
+        nbytes: *mut u64,
+    ) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_checkpoint_write_options {
+    pub version: u32,
+    pub max_shard_bytes: u64,
+    pub copy_other_files: i32,
+    pub exclude: *const *const ::std::os::raw::c_char,
+    pub n_exclude: i64,
+    pub progress: ::std::option::Option<
+        unsafe extern "C" fn(user: *mut ::std::os::raw::c_void, done_bytes: u64, total_bytes: u64),
+    >,
+    pub progress_user: *mut ::std::os::raw::c_void,
+}
+extern "C" {
+    #[doc = " Sets `opts` to the defaults for `version` (pass"]
+    #[doc = "  S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION). Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_checkpoint_write_options_init(
+        opts: *mut s2ft_checkpoint_write_options,
+        version: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Writes a copy of the checkpoint into the folder `out_dir` (created if"]
+    #[doc = " missing; it must not be the checkpoint's own folder): every tensor with"]
+    #[doc = " its name, dtype and shape, and the current contents (what writes through"]
+    #[doc = " views changed), except the n_replace tensors names[i], whose data is"]
+    #[doc = " replaced by replacements[i] (CPU, the tensor's shape, F32/F16/BF16 of any"]
+    #[doc = " strides, converted to the stored dtype by rounding to nearest even)."]
+    #[doc = " With max_shard_bytes 0 the files keep their names, headers and tensor"]
+    #[doc = " order, config.json and the index are copied byte for byte, and every"]
+    #[doc = " byte not replaced is unchanged. Otherwise the tensors, in the source's"]
+    #[doc = " order, are split into model-0000i-of-0000n.safetensors files and an"]
+    #[doc = " index (its metadata kept, total_size updated), or one model.safetensors"]
+    #[doc = " when they fit in one shard. Each file is written to a temporary name and"]
+    #[doc = " renamed; a filesystem without room for the tensors is refused before"]
+    #[doc = " anything is written. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a name that is not a"]
+    #[doc = " tensor or is given twice, out_dir the source folder), S2FT_ERR_SHAPE,"]
+    #[doc = " S2FT_ERR_DTYPE (a replaced tensor or a replacement not F32/F16/BF16),"]
+    #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_IO."]
+    pub fn s2ft_checkpoint_write(
+        ckpt: *const s2ft_checkpoint,
+        out_dir: *const ::std::os::raw::c_char,
+        names: *const *const ::std::os::raw::c_char,
+        replacements: *const s2ft_tensor,
+        n_replace: i64,
+        opts: *const s2ft_checkpoint_write_options,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " A model (see s2ft_model_create) over a checkpoint's weights: the o, v,"]
+    #[doc = " down and up weights of every layer, as views into the checkpoint (see"]
+    #[doc = " s2ft_checkpoint_tensor): applying an adapter changes the checkpoint's"]
+    #[doc = " contents in this process, copy-on-write, never the files, and"]
+    #[doc = " s2ft_checkpoint_write() then writes the merged model. `shape` NULL means"]
+    #[doc = " s2ft_checkpoint_shape()'s; `perm` as in s2ft_model_create. The model"]
+    #[doc = " keeps `ckpt` and `ctx`, which must outlive it. The context must be a CPU"]
+    #[doc = " context (a checkpoint's weights are host memory: for a CUDA model copy"]
+    #[doc = " them to the device and use s2ft_model_create). Errors: as"]
+    #[doc = " s2ft_checkpoint_shape() and s2ft_model_create(), and"]
+    #[doc = " S2FT_ERR_UNSUPPORTED (a CUDA context)."]
+    pub fn s2ft_model_from_checkpoint(
+        ctx: *mut s2ft_context,
+        ckpt: *mut s2ft_checkpoint,
+        shape: *const s2ft_model_shape,
+        perm: *const s2ft_selection,
+        out: *mut *mut s2ft_model,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The descriptors of a layer's target weights as the model holds them"]
+    #[doc = " (o, v, down and up; q, k and gate are NULL), valid while the model"]
+    #[doc = " lives; through them a caller runs the model's forward pass. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, layer out of range)."]
+    pub fn s2ft_model_layer(
+        model: *mut s2ft_model,
+        layer: i32,
+        out: *mut s2ft_layer_weights,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Loads the n adapter files at `paths`, fuses them when n > 1 (weights as"]
+    #[doc = " s2ft_adapter_fuse: NULL means each adapter's default scale) and applies"]
+    #[doc = " the result, replacing the applied adapter if any (as"]
+    #[doc = " s2ft_adapter_switch). The model owns the loaded adapter until it is"]
+    #[doc = " replaced, removed or the model is destroyed; s2ft_model_applied()"]
+    #[doc = " returns it. A single adapter is applied at weights[0] (NaN or NULL: its"]
+    #[doc = " default scale). Errors: as s2ft_adapter_load(), s2ft_adapter_fuse() and"]
+    #[doc = " s2ft_adapter_switch(); on error the model is unchanged."]
+    pub fn s2ft_model_apply_files(
+        model: *mut s2ft_model,
+        paths: *const *const ::std::os::raw::c_char,
+        weights: *const f64,
+        n: i64,
+        flags: u32,
+    ) -> s2ft_status;
 }
