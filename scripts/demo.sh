@@ -26,7 +26,7 @@ if [ -d "$data/stories260K-hf" ]; then
   $s2ft inspect "$out/selection.json"
   $s2ft permute "$data/stories260K-hf" --selection "$out/selection.json" -o "$out/permuted"
   $s2ft inspect "$out/permuted"
-  echo "== examples/finetune on stories260K: S2FT on a text file, adapter merged with the s2ft tool =="
+  echo "== examples/finetune on stories260K: S2FT on a text file, adapter merged with libs2ft =="
   ./build/examples/finetune/s2ft-finetune --model "$data/stories260K-hf" \
     --data examples/finetune/data/pip-stories.txt --steps 200 --out "$out/finetune"
   rm -rf "$out"

@@ -1,15 +1,19 @@
-// Hugging Face LLaMA checkpoint folders: config.json + model.safetensors or
-// shards listed in model.safetensors.index.json.
+// Hugging Face LLaMA checkpoint folders (config.json + model.safetensors or
+// shards listed in model.safetensors.index.json), read and written through
+// libs2ft's checkpoint API: the library maps and validates the files, this
+// file converts the tensors the example's model needs to float and checks
+// them against config.json.
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
-#include <set>
+#include <map>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
 #include "checkpoint.hpp"
-#include "safetensors_file.hpp"
+#include "s2ft_handles.hpp"
 
 namespace fs = std::filesystem;
 
@@ -18,21 +22,28 @@ namespace ft {
 namespace {
 
 const char *const kConfigFile = "config.json";
-const char *const kSingleFile = "model.safetensors";
 const char *const kIndexFile = "model.safetensors.index.json";
-// config.json and the index are small; refuse anything absurd before parsing.
-const uint64_t kMaxJsonBytes = uint64_t{64} << 20;
 
 [[noreturn]] void fail(const std::string &what, const std::string &problem) {
   throw std::runtime_error(what + ": " + problem);
 }
 
-std::string join(const std::string &dir, const std::string &name) { return (fs::path(dir) / name).string(); }
-
-std::string read_text(const std::string &path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path, kMaxJsonBytes);
-  return std::string(bytes.begin(), bytes.end());
+// A failed libs2ft call as an error about `what`. The library's message
+// starts with the names of the functions it came through
+// ("s2ft_checkpoint_open: ..."), which are dropped, and then usually names
+// the file it was reading; `what` goes in front unless it already starts
+// with it.
+void check_library(s2ft_status st, const std::string &what) {
+  if (st == S2FT_OK) return;
+  std::string message = s2ft_last_error();
+  for (size_t colon; message.rfind("s2ft_", 0) == 0 && (colon = message.find(": ")) != std::string::npos;)
+    message.erase(0, colon + 2);
+  if (message.empty()) message = s2ft_status_string(st);
+  if (message.rfind(what, 0) == 0) throw std::runtime_error(message);
+  fail(what, message);
 }
+
+std::string join(const std::string &dir, const std::string &name) { return (fs::path(dir) / name).string(); }
 
 nlohmann::json parse_json(const std::string &text, const std::string &what) {
   try {
@@ -40,6 +51,12 @@ nlohmann::json parse_json(const std::string &text, const std::string &what) {
   } catch (const nlohmann::json::exception &) {
     fail(what, "not valid JSON");
   }
+}
+
+CheckpointPtr open_checkpoint(const std::string &path) {
+  s2ft_checkpoint *raw = nullptr;
+  check_library(s2ft_checkpoint_open(path.c_str(), &raw), path);
+  return CheckpointPtr(raw);
 }
 
 std::string shape_text(const std::vector<int64_t> &shape) {
@@ -88,6 +105,71 @@ int64_t element_count(const std::vector<int64_t> &shape) {
   return n;
 }
 
+float float_from_bits(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// IEEE half (1 sign, 5 exponent bits of bias 15, 10 mantissa bits), exactly.
+float f16_to_float(uint16_t h) {
+  const uint32_t sign = uint32_t{h} >> 15 << 31, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  if (exponent == 0) return float_from_bits(sign) + (sign ? -1.0f : 1.0f) * std::ldexp(static_cast<float>(mantissa), -24);
+  return float_from_bits(sign | (exponent == 31 ? 0xffu : exponent + 112) << 23 | mantissa << 13);
+}
+
+// bfloat16 is the top half of a float.
+float bf16_to_float(uint16_t h) { return float_from_bits(uint32_t{h} << 16); }
+
+// The elements of a compact row-major CPU view of a stored F32, F16 or BF16
+// tensor (little-endian, as the host: see checkpoint_llama2c.cpp) as floats.
+std::vector<float> to_floats(const s2ft_tensor &t, const std::string &dtype, int64_t count) {
+  const uint8_t *p = static_cast<const uint8_t *>(t.data) + t.byte_offset;
+  std::vector<float> out(static_cast<size_t>(count));
+  if (dtype == "F32") {
+    if (count > 0) std::memcpy(out.data(), p, out.size() * sizeof(float));
+    return out;
+  }
+  // The library aligns every view to its element size.
+  const uint16_t *h = reinterpret_cast<const uint16_t *>(p);
+  const bool f16 = dtype == "F16";
+  for (size_t i = 0; i < out.size(); ++i) out[i] = f16 ? f16_to_float(h[i]) : bf16_to_float(h[i]);
+  return out;
+}
+
+// A tensor of the checkpoint as its file describes it.
+struct StoredTensor {
+  std::string dtype;
+  std::vector<int64_t> shape;
+};
+
+// Every tensor of the checkpoint, by name.
+std::map<std::string, StoredTensor> stored_tensors(const s2ft_checkpoint *ckpt, const std::string &dir) {
+  int64_t count = 0;
+  check_library(s2ft_checkpoint_tensor_count(ckpt, &count), dir);
+  std::map<std::string, StoredTensor> out;
+  for (int64_t i = 0; i < count; ++i) {
+    const char *name = nullptr, *dtype = nullptr;
+    int32_t ndim = 0;
+    check_library(s2ft_checkpoint_tensor_info(ckpt, i, &name, &dtype, &ndim, nullptr, 0, nullptr), dir);
+    StoredTensor t{dtype, std::vector<int64_t>(static_cast<size_t>(ndim))};
+    check_library(s2ft_checkpoint_tensor_info(ckpt, i, nullptr, nullptr, &ndim, t.shape.data(), ndim, nullptr), dir);
+    out.emplace(name, std::move(t));
+  }
+  return out;
+}
+
+bool same_shape(const s2ft_model_shape &a, const s2ft_model_shape &b) {
+  return a.n_layers == b.n_layers && a.d_model == b.d_model && a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads &&
+         a.head_dim == b.head_dim && a.d_ff == b.d_ff;
+}
+
+std::string describe_shape(const s2ft_model_shape &s) {
+  return std::to_string(s.n_layers) + " layers, d_model " + std::to_string(s.d_model) + ", " +
+         std::to_string(s.n_heads) + " heads (" + std::to_string(s.n_kv_heads) + " KV, head_dim " +
+         std::to_string(s.head_dim) + "), d_ff " + std::to_string(s.d_ff);
+}
+
 // Config field readers. JSON null counts as absent, as transformers writes it.
 const nlohmann::json *field(const nlohmann::json &cfg, const char *key) {
   auto it = cfg.find(key);
@@ -129,40 +211,6 @@ int64_t token_id_field(const nlohmann::json &cfg, const std::string &what, const
   const nlohmann::json &id = v->is_array() && !v->empty() ? (*v)[0] : *v;
   if (!id.is_number_integer()) fail(what, "\"" + std::string(key) + "\" must be a token id");
   return id.get<int64_t>();
-}
-
-// The tensors of one safetensors file, read at most once.
-struct ShardCache {
-  std::string dir;
-  std::map<std::string, SafetensorsContents> files;
-  SafetensorsContents &get(const std::string &file) {
-    auto it = files.find(file);
-    if (it == files.end()) it = files.emplace(file, read_safetensors(join(dir, file))).first;
-    return it->second;
-  }
-};
-
-// A shard name from the index must name a file directly inside the folder.
-void check_shard_name(const std::string &name, const std::string &index_path) {
-  if (name.empty() || name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
-      name.find("..") != std::string::npos || name.find('\0') != std::string::npos)
-    fail(index_path, "shard name " + quoted_name(name) + " is not a plain file name inside the folder");
-}
-
-// tensor name -> shard file, from model.safetensors.index.json.
-std::map<std::string, std::string> read_weight_map(const std::string &index_path) {
-  const nlohmann::json index = parse_json(read_text(index_path), index_path);
-  if (!index.is_object()) fail(index_path, "not a JSON object");
-  const nlohmann::json *wm = field(index, "weight_map");
-  if (wm == nullptr || !wm->is_object()) fail(index_path, "has no \"weight_map\" object");
-  std::map<std::string, std::string> out;
-  for (auto it = wm->begin(); it != wm->end(); ++it) {
-    if (!it.value().is_string()) fail(index_path, "weight_map entry " + quoted_name(it.key()) + " is not a file name");
-    const std::string file = it.value().get<std::string>();
-    check_shard_name(file, index_path);
-    out[it.key()] = file;
-  }
-  return out;
 }
 
 }  // namespace
@@ -215,119 +263,86 @@ LlamaConfig parse_hf_config(const std::string &json_text, const std::string &wha
   return c;
 }
 
-void check_weight_sizes(const LlamaConfig &config, const LlamaWeights<float> &weights, const std::string &what) {
-  if (weights.layers.size() != static_cast<size_t>(config.n_layers))
-    fail(what, "the weights have " + std::to_string(weights.layers.size()) + " layers, the config " +
-                   std::to_string(config.n_layers));
-  if (config.tied && !weights.lm_head.empty())
-    fail(what, "the config ties the output layer to the embedding but the weights have an lm_head");
-  // hf_tensors only takes addresses; nothing is modified.
-  for (const HfTensor &t : hf_tensors(config, const_cast<LlamaWeights<float> &>(weights)))
-    if (t.data->size() != static_cast<size_t>(element_count(t.shape)))
-      fail(what, "tensor '" + t.name + "' has " + std::to_string(t.data->size()) + " values, its shape " +
-                     shape_text(t.shape) + " needs " + std::to_string(element_count(t.shape)));
-}
-
 Checkpoint load_hf_checkpoint(const std::string &dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail(dir, "not a checkpoint folder (no such directory)");
   const std::string config_path = join(dir, kConfigFile);
   if (!fs::is_regular_file(config_path, ec)) fail(dir, "has no config.json (not a Hugging Face checkpoint folder)");
 
+  // libs2ft maps the files and checks their headers, the index and
+  // config.json's syntax; the tensors are views into the mapping.
+  CheckpointPtr ckpt = open_checkpoint(dir);
+  const char *config_text = nullptr;
+  check_library(s2ft_checkpoint_config(ckpt.get(), &config_text), dir);
+  if (config_text == nullptr) fail(dir, "has no config.json (not a Hugging Face checkpoint folder)");
+
   Checkpoint ck;
-  ck.config = parse_hf_config(read_text(config_path), config_path);
+  ck.config = parse_hf_config(config_text, config_path);
   ck.weights.layers.resize(static_cast<size_t>(ck.config.n_layers));
 
-  // Where each tensor lives: one file, or the index's weight_map.
-  const std::string index_path = join(dir, kIndexFile);
-  const bool sharded = fs::exists(index_path, ec);
-  std::map<std::string, std::string> weight_map;
-  if (sharded) {
-    weight_map = read_weight_map(index_path);
-  } else if (!fs::exists(join(dir, kSingleFile), ec)) {
-    fail(dir, "has neither model.safetensors nor model.safetensors.index.json");
+  // Messages name the file a tensor is in when there is one file, else the
+  // folder (and the index for tensors it does not list).
+  int64_t n_files = 0;
+  check_library(s2ft_checkpoint_file_count(ckpt.get(), &n_files), dir);
+  std::string where = dir, listing = join(dir, kIndexFile);
+  if (n_files == 1) {
+    const char *file = nullptr;
+    check_library(s2ft_checkpoint_file(ckpt.get(), 0, &file), dir);
+    where = listing = join(dir, file);
   }
 
-  ShardCache shards{dir, {}};
+  const std::map<std::string, StoredTensor> stored = stored_tensors(ckpt.get(), dir);
   std::vector<std::string> missing;
   for (HfTensor &t : hf_tensors(ck.config, ck.weights)) {
-    std::string file = kSingleFile;
-    if (sharded) {
-      auto it = weight_map.find(t.name);
-      if (it == weight_map.end()) {
-        missing.push_back(t.name);
-        continue;
-      }
-      file = it->second;
-    }
-    SafetensorsContents &contents = shards.get(file);
-    auto found = contents.tensors.find(t.name);
-    if (found == contents.tensors.end()) {
-      if (sharded) fail(join(dir, file), "has no tensor '" + t.name + "', which " + kIndexFile + " places there");
+    auto found = stored.find(t.name);
+    if (found == stored.end()) {
       missing.push_back(t.name);
       continue;
     }
     if (found->second.shape != t.shape)
-      fail(join(dir, file), "tensor '" + t.name + "' has shape " + shape_text(found->second.shape) +
-                                 ", but config.json gives " + shape_text(t.shape));
-    *t.data = std::move(found->second.data);
-    contents.tensors.erase(found);
+      fail(where, "tensor '" + t.name + "' has shape " + shape_text(found->second.shape) +
+                      ", but config.json gives " + shape_text(t.shape));
+    s2ft_tensor view;
+    const s2ft_status st = s2ft_checkpoint_tensor(ckpt.get(), t.name.c_str(), &view);
+    if (st == S2FT_ERR_DTYPE)
+      fail(where, "tensor '" + t.name + "' has the unsupported dtype " + found->second.dtype +
+                      " (only F32, F16 and BF16 are read)");
+    check_library(st, where);
+    *t.data = to_floats(view, found->second.dtype, element_count(t.shape));
   }
   if (!missing.empty()) {
     std::string list;
     for (size_t i = 0; i < missing.size() && i < 5; ++i) list += (i ? ", '" : "'") + missing[i] + "'";
     if (missing.size() > 5) list += ", ...";
-    fail(sharded ? index_path : join(dir, kSingleFile),
-         "is missing " + std::to_string(missing.size()) + " tensor" + (missing.size() > 1 ? "s: " : ": ") + list);
+    fail(listing, "is missing " + std::to_string(missing.size()) + " tensor" + (missing.size() > 1 ? "s: " : ": ") +
+                      list);
   }
+
+  // The library's reading of the model shape (what its models, selections
+  // and merges use) must be this program's.
+  s2ft_model_shape shape{};
+  check_library(s2ft_checkpoint_shape(ckpt.get(), &shape), config_path);
+  if (!same_shape(shape, ck.config.shape()))
+    fail(config_path, "libs2ft reads the model as " + describe_shape(shape) + ", this program as " +
+                          describe_shape(ck.config.shape()));
   return ck;
 }
 
-void save_hf_checkpoint(const std::string &dir, const Checkpoint &ck) {
-  try {
-    ck.config.check();
-  } catch (const std::runtime_error &e) {
-    fail(dir, std::string("cannot save: ") + e.what());
-  }
-  check_weight_sizes(ck.config, ck.weights, dir + ": cannot save");
-
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (!fs::is_directory(dir, ec)) fail(dir, "cannot create the folder");
-  // The loader prefers an index over model.safetensors, so a stale one would
-  // shadow what is written here.
-  if (fs::exists(join(dir, kIndexFile), ec))
-    fail(dir, std::string("already holds a sharded checkpoint (") + kIndexFile + "); save into another folder");
-
-  std::vector<TensorToWrite> tensors;
-  for (const HfTensor &t : hf_tensors(ck.config, const_cast<LlamaWeights<float> &>(ck.weights)))
-    tensors.push_back({t.name, t.shape, t.data});
-  // transformers refuses safetensors checkpoints without format "pt".
-  write_safetensors(join(dir, kSingleFile), tensors, {{"format", "pt"}});
-
-  // config.json last: its presence marks the folder as a checkpoint.
-  const LlamaConfig &c = ck.config;
-  nlohmann::ordered_json cfg = {
-      {"architectures", {"LlamaForCausalLM"}},
-      {"model_type", "llama"},
-      {"hidden_size", c.d_model},
-      {"num_hidden_layers", c.n_layers},
-      {"num_attention_heads", c.n_heads},
-      {"num_key_value_heads", c.n_kv_heads},
-      {"head_dim", c.head_dim},
-      {"intermediate_size", c.d_ff},
-      {"vocab_size", c.vocab},
-      {"max_position_embeddings", c.max_seq},
-      {"rms_norm_eps", c.rms_eps},
-      {"rope_theta", c.rope_theta},
-      {"tie_word_embeddings", c.tied},
-      {"bos_token_id", c.bos},
-      {"eos_token_id", c.eos},
-      {"hidden_act", "silu"},
-      {"torch_dtype", "float32"},
-  };
-  const std::string text = cfg.dump(2) + "\n";
-  write_file_atomically(join(dir, kConfigFile), text.data(), text.size());
+void merge_hf_checkpoint(s2ft_context *ctx, const std::string &base_dir, const std::string &adapter_path,
+                         const std::string &out_dir) {
+  CheckpointPtr ckpt = open_checkpoint(base_dir);
+  {
+    // The model's weights are views into the checkpoint: applying the
+    // adapter changes this process's copy-on-write mapping, never the files.
+    s2ft_model *raw = nullptr;
+    check_library(s2ft_model_from_checkpoint(ctx, ckpt.get(), nullptr, nullptr, &raw), base_dir);
+    ModelPtr model(raw);
+    const char *paths[] = {adapter_path.c_str()};
+    check_library(s2ft_model_apply_files(model.get(), paths, nullptr, 1, 0), adapter_path);
+  }  // the model goes before its checkpoint; the merged weights stay
+  // Same files, headers and tensor order as the base; the other files of the
+  // folder (tokenizer, generation config) are copied.
+  check_library(s2ft_checkpoint_write(ckpt.get(), out_dir.c_str(), nullptr, nullptr, 0, nullptr), out_dir);
 }
 
 }  // namespace ft

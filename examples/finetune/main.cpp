@@ -5,8 +5,8 @@
 //   s2ft-finetune --short              a few steps of it, with checks (CI)
 //   s2ft-finetune --model PATH --data FILE [...]
 //                                      fine-tune a real checkpoint on a text
-//                                      file, export the adapter, merge it with
-//                                      the s2ft tool, show generations
+//                                      file, export the adapter, merge it
+//                                      with libs2ft, show generations
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -25,7 +25,7 @@ const char kUsage[] =
     "usage: s2ft-finetune [--short] [--seeds N] [--steps N] [--lr-s2ft X] [--lr-full X] [--lr-lora X]\n"
     "                     [--s2ft-strategy random|weight|activation|weight-activation]\n"
     "                     [--s2ft-order largest|smallest] [--targets o,down[,v,up]]\n"
-    "       s2ft-finetune --model PATH --data FILE [--tokenizer FILE] [--out DIR] [--cli PATH]\n"
+    "       s2ft-finetune --model PATH --data FILE [--tokenizer FILE] [--out DIR]\n"
     "                     [--steps N] [--lr X] [--seq N] [--batch N] [--seed N] [--targets LIST]\n"
     "\n"
     "Without --model: pretrain a small GQA model on synthetic task A, fine-tune it on the related\n"
@@ -37,9 +37,9 @@ const char kUsage[] =
     "\n"
     "With --model: PATH is a Hugging Face checkpoint folder or a llama2.c .bin file; FILE is UTF-8\n"
     "text (blank lines separate documents); the tokenizer is llama2.c's format (default: tok512.bin\n"
-    "beside the model). Writes the adapter, the merged checkpoint and the selection to --out\n"
-    "(default s2ft-finetune-out); the merge runs the s2ft tool (--cli, $S2FT_CLI, or the one built\n"
-    "with this program).\n";
+    "beside the model). Writes the adapter and the selection to --out (default s2ft-finetune-out)\n"
+    "and, for a Hugging Face folder, the merged checkpoint (OUT/merged, written by libs2ft as\n"
+    "`s2ft merge` would); a llama2.c model is merged in memory only.\n";
 
 bool parse_int(const char *text, int64_t lo, int64_t hi, int64_t *out) {
   char *end = nullptr;
@@ -132,9 +132,6 @@ int main(int argc, char **argv) {
     } else if (a == "--out") {
       if (!(v = value())) return usage_error("--out needs a folder");
       real.out = v;
-    } else if (a == "--cli") {
-      if (!(v = value())) return usage_error("--cli needs a path");
-      real.cli = v;
     } else if (a == "--lr") {
       if (!(v = value()) || !parse_double(v, &real.lr)) return usage_error("--lr needs a number in (0, 1]");
     } else if (a == "--seq") {

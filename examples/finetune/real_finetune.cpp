@@ -1,7 +1,6 @@
 #include "real_finetune.hpp"
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <iomanip>
 #include <ostream>
@@ -11,7 +10,7 @@
 #include "checkpoint.hpp"
 #include "generate.hpp"
 #include "llama_model.hpp"
-#include "run_tool.hpp"
+#include "s2ft_handles.hpp"
 #include "s2ft_check.hpp"
 #include "s2ft_verify.hpp"
 #include "s2ft_method.hpp"
@@ -28,16 +27,6 @@ namespace {
 std::string default_tokenizer(const std::string &model) {
   const fs::path p(model);
   return ((fs::is_directory(p) ? p : p.parent_path()) / "tok512.bin").string();
-}
-
-// The s2ft tool: --cli, $S2FT_CLI, the one built with this example, or PATH.
-std::string cli_path(const std::string &given) {
-  if (!given.empty()) return given;
-  if (const char *env = std::getenv("S2FT_CLI"); env != nullptr && *env != '\0') return env;
-#ifdef FT_BUILT_CLI
-  if (fs::exists(FT_BUILT_CLI)) return FT_BUILT_CLI;
-#endif
-  return "s2ft";
 }
 
 double mean_loss(LlamaModel<float> &model, const std::vector<Batch> &batches) {
@@ -134,31 +123,36 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
              "s2ft_selection_save");
   out << "wrote " << adapter_path << " and " << (dir / "selection.json").string() << "\n";
 
-  // The tool merges into a Hugging Face folder: the input itself, or the
-  // llama2.c model converted.
-  std::string base_dir = s.model;
-  if (!fs::is_directory(s.model)) {
-    base_dir = (dir / "base").string();
-    fresh_folder(base_dir);
-    save_hf_checkpoint(base_dir, base);
-    out << "converted " << s.model << " to " << base_dir << "\n";
-  }
+  // The adapter merged into the unpermuted base. A Hugging Face folder is
+  // merged by libs2ft (what `s2ft merge` does) into OUT/merged, which is
+  // then loaded back like any checkpoint; a llama2.c file has no folder to
+  // copy, so it is merged in memory.
   const std::string merged_dir = (dir / "merged").string();
-  fresh_folder(merged_dir);
-  const std::vector<std::string> cmd = {cli_path(s.cli), "merge", base_dir, adapter_path, "-o", merged_dir};
-  out << "$";
-  for (const std::string &a : cmd) out << " " << a;
-  out << "\n";
-  out.flush();
-  const int rc = run_tool(cmd);
-  if (rc != 0) throw std::runtime_error("the s2ft tool failed with exit status " + std::to_string(rc));
-
-  Checkpoint merged = load_checkpoint(merged_dir);
-  const double diff = max_logit_difference(cfg, merged.weights, w, eval.empty() ? data.sample(1, s.seq, rng) : eval[0]);
-  out << "merged checkpoint vs fine-tuned model: max |logit difference| " << std::scientific << std::setprecision(2)
+  fresh_folder(merged_dir);  // never leave a previous run's merge beside this adapter
+  LlamaWeights<float> merged;
+  std::string merged_what = "merged checkpoint", merged_title = "merged checkpoint";
+  if (fs::is_directory(s.model)) {
+    merge_hf_checkpoint(ctx.get(), s.model, adapter_path, merged_dir);
+    out << "merged " << adapter_path << " into " << s.model << " with libs2ft: wrote " << merged_dir << "\n"
+        << "  (the same with the s2ft tool: s2ft merge " << s.model << " " << adapter_path << " -o " << merged_dir
+        << ")\n";
+    merged = load_hf_checkpoint(merged_dir).weights;
+  } else {
+    // The adapter as saved, so that the file is what is checked.
+    s2ft_adapter *loaded_raw = nullptr;
+    s2ft_check(s2ft_adapter_load(adapter_path.c_str(), &loaded_raw), "s2ft_adapter_load");
+    AdapterPtr loaded(loaded_raw);
+    merged = merge_adapter(ctx.get(), cfg, base.weights, loaded.get());
+    merged_what = "merged model";
+    merged_title = "merged in memory";
+    out << "merged " << adapter_path << " into " << s.model << " in memory (s2ft_model_create + s2ft_adapter_apply); "
+        << merged_dir << " is written only for Hugging Face inputs\n";
+  }
+  const double diff = max_logit_difference(cfg, merged, w, eval.empty() ? data.sample(1, s.seq, rng) : eval[0]);
+  out << merged_what << " vs fine-tuned model: max |logit difference| " << std::scientific << std::setprecision(2)
       << diff << std::defaultfloat << "\n";
-  LlamaModel<float> tuned(cfg, merged.weights);
-  print_samples("after fine-tuning (merged checkpoint)", tuned, tok, out);
+  LlamaModel<float> tuned(cfg, merged);
+  print_samples(("after fine-tuning (" + merged_title + ")").c_str(), tuned, tok, out);
   // Without held-out text (a tiny file) the loss check is skipped.
   const bool ok = fc.changed_frozen == 0 && fc.changed_trained > 0 && diff <= 1e-4 &&
                   (eval.empty() || eval_after < eval_before);

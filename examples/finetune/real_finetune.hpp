@@ -1,8 +1,9 @@
 // Fine-tuning a real checkpoint on a text file with S2FT, end to end:
 // load (Hugging Face folder or llama2.c file) -> tokenize -> calibrate,
 // select, permute, train through libs2ft -> export the adapter -> merge it
-// into the unpermuted base with the `s2ft` tool -> check the merged
-// checkpoint reproduces the fine-tuned model -> sample before and after.
+// into the unpermuted base with libs2ft (a Hugging Face folder: written to
+// OUT/merged and reloaded; a llama2.c file: in memory) -> check the merged
+// model reproduces the fine-tuned one -> sample before and after.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 namespace ft {
 
 struct RealFinetuneSettings {
-  std::string model, data, tokenizer, out = "s2ft-finetune-out", cli;
+  std::string model, data, tokenizer, out = "s2ft-finetune-out";
   int64_t steps = 300, seq = 64, batch = 8;
   double lr = 3e-3;
   uint64_t seed = 0;

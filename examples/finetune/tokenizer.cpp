@@ -3,7 +3,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "safetensors_file.hpp"  // read_file_bytes
+#include "file_io.hpp"
 
 namespace ft {
 

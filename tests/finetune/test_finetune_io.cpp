@@ -1,7 +1,9 @@
-// The fine-tuning example's file I/O (examples/finetune): its safetensors
-// reader/writer, Hugging Face and llama2.c checkpoints, and llama2.c's
-// tokenizer. Round trips are checked bit for bit; every hostile input must
-// give a std::runtime_error whose message names the problem.
+// The fine-tuning example's file I/O (examples/finetune): Hugging Face
+// checkpoints read through libs2ft (single file, shards, BF16/F16,
+// misaligned data, hostile folders), adapters merged into a folder with
+// libs2ft, llama2.c checkpoints and llama2.c's tokenizer. Loads are checked
+// bit for bit; every hostile input must give a std::runtime_error whose
+// message names the file and the problem.
 //
 // Built twice: without FT_IO_REALDATA the synthetic tests (label unit), with
 // it the tests on the real stories260K model in ../shared/data (realdata).
@@ -9,17 +11,23 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "checkpoint.hpp"
-#include "safetensors_file.hpp"
+#include "s2ft_check.hpp"
+#include "s2ft_handles.hpp"
+#include "s2ft_verify.hpp"
 #include "support/realdata.hpp"
 #include "support/test_util.hpp"
 #include "tokenizer.hpp"
@@ -154,6 +162,56 @@ void expect_same_config(const LlamaConfig &a, const LlamaConfig &b) {
   EXPECT_EQ(a.eos, b.eos);
 }
 
+// The file names in a folder, sorted.
+[[maybe_unused]] std::vector<std::string> file_names(const std::string &dir) {
+  std::vector<std::string> out;
+  for (const fs::directory_entry &e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// s2ft_checkpoint_write of the folder `from` into `to`, keeping its layout
+// (max_shard_bytes 0) or resharding it.
+void copy_with_library(const std::string &from, const std::string &to, uint64_t max_shard_bytes = 0) {
+  s2ft_checkpoint *raw = nullptr;
+  ASSERT_EQ(s2ft_checkpoint_open(from.c_str(), &raw), S2FT_OK) << s2ft_last_error();
+  ft::CheckpointPtr ckpt(raw);
+  s2ft_checkpoint_write_options opts;
+  ASSERT_EQ(s2ft_checkpoint_write_options_init(&opts, S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION), S2FT_OK);
+  opts.max_shard_bytes = max_shard_bytes;
+  ASSERT_EQ(s2ft_checkpoint_write(ckpt.get(), to.c_str(), nullptr, nullptr, 0, &opts), S2FT_OK) << s2ft_last_error();
+}
+
+// An adapter over a few lines of O (layer 1), DOWN (layer 0) and V (layer
+// 1), fingerprinted against `w`.
+ft::AdapterPtr test_adapter(const LlamaConfig &c, const LlamaWeights<float> &w, uint64_t seed) {
+  const s2ft_model_shape shape = c.shape();
+  s2ft_adapter *raw = nullptr;
+  EXPECT_EQ(s2ft_adapter_create(&shape, "test", 1.0, &raw), S2FT_OK) << s2ft_last_error();
+  ft::AdapterPtr adapter(raw);
+  s2ft_test::Random rng(seed);
+  auto set = [&](int32_t layer, int32_t target, const std::vector<int64_t> &lines, int64_t rows, int64_t cols,
+                 const std::vector<float> &base, int64_t base_rows, int64_t base_cols) {
+    std::vector<float> delta(static_cast<size_t>(rows * cols));
+    for (float &x : delta) x = static_cast<float>(rng.uniform(-0.5, 0.5));
+    const s2ft_tensor d = ft::f32_tensor(delta.data(), rows, cols), b = ft::f32_tensor(base.data(), base_rows, base_cols);
+    EXPECT_EQ(s2ft_adapter_set(adapter.get(), layer, target, lines.data(), static_cast<int64_t>(lines.size()), &d, &b),
+              S2FT_OK)
+        << s2ft_last_error();
+  };
+  const ft::LayerWeights<float> &l0 = w.layers[0], &l1 = w.layers[1];
+  set(1, S2FT_TARGET_O, {0, 2}, c.d_model, 2, l1.o, c.d_model, c.q_dim());
+  set(0, S2FT_TARGET_DOWN, {3}, c.d_model, 1, l0.down, c.d_model, c.d_ff);
+  set(1, S2FT_TARGET_V, {1}, 1, c.d_model, l1.v, c.kv_dim(), c.d_model);
+  return adapter;
+}
+
+ft::ContextPtr cpu_context() {
+  s2ft_context *raw = nullptr;
+  EXPECT_EQ(s2ft_context_create(nullptr, &raw), S2FT_OK) << s2ft_last_error();
+  return ft::ContextPtr(raw);
+}
+
 #ifndef FT_IO_REALDATA
 
 LlamaConfig make_config(int64_t vocab, int64_t d_model, int64_t layers, int64_t heads, int64_t kv_heads,
@@ -195,249 +253,243 @@ LlamaWeights<float> distinct_weights(const LlamaConfig &c, uint64_t seed) {
 
 Checkpoint distinct_checkpoint(const LlamaConfig &c, uint64_t seed) { return Checkpoint{c, distinct_weights(c, seed)}; }
 
-// The safetensors image of a checkpoint's weights, as save_hf_checkpoint
-// writes them, with `edit` applied to the list of tensors first.
-void rewrite_weights(const std::string &dir, const Checkpoint &ck,
-                     const std::function<void(std::vector<ft::TensorToWrite> &)> &edit) {
-  ft::save_hf_checkpoint(dir, ck);
-  ft::SafetensorsContents contents = ft::read_safetensors(dir + "/model.safetensors");
-  std::vector<ft::TensorToWrite> tensors;
-  for (auto &item : contents.tensors) tensors.push_back({item.first, item.second.shape, &item.second.data});
-  edit(tensors);
-  ft::write_safetensors(dir + "/model.safetensors", tensors);
-}
+// ---- Hugging Face checkpoints, read through libs2ft ------------------------------------
+//
+// The folders are written here byte by byte (the example has no writer of
+// its own any more), or copied with s2ft_checkpoint_write.
 
-// ---- safetensors ----------------------------------------------------------------
+// A tensor as a safetensors file stores it.
+struct FileTensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> bytes;
+};
 
-TEST(FinetuneSafetensors, RoundTripIsBitExactWithMetadataAndAlignedData) {
-  s2ft_test::Random rng(7);
-  std::vector<float> a(3 * 5), b(1), c;
-  for (float &x : a) x = static_cast<float>(rng.uniform());
-  b[0] = -0.0f;
-  a[4] = std::numeric_limits<float>::denorm_min();
-  const std::vector<ft::TensorToWrite> tensors = {{"z.first", {3, 5}, &a}, {"a.scalar", {}, &b}, {"empty", {0, 4}, &c}};
-  const std::vector<uint8_t> bytes = ft::serialize_safetensors(tensors, {{"format", "pt"}, {"note", "x"}});
-
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[static_cast<size_t>(i)];
-  EXPECT_EQ((8 + header_len) % 8, 0u) << "the data section must start 8-byte aligned";
-  // Tensors are stored in the order given.
-  const std::string header(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
-  EXPECT_LT(header.find("z.first"), header.find("a.scalar"));
-
-  const ft::SafetensorsContents got = ft::parse_safetensors(bytes, "mem");
-  ASSERT_EQ(got.tensors.size(), 3u);
-  EXPECT_EQ(got.tensors.at("z.first").shape, (std::vector<int64_t>{3, 5}));
-  EXPECT_TRUE(bitwise_equal(got.tensors.at("z.first").data, a));
-  EXPECT_EQ(got.tensors.at("a.scalar").shape, std::vector<int64_t>{});
-  EXPECT_TRUE(bitwise_equal(got.tensors.at("a.scalar").data, b));
-  EXPECT_EQ(got.tensors.at("empty").shape, (std::vector<int64_t>{0, 4}));
-  EXPECT_TRUE(got.tensors.at("empty").data.empty());
-  EXPECT_EQ(got.metadata, (std::map<std::string, std::string>{{"format", "pt"}, {"note", "x"}}));
-
-  // And through a file, atomically (no temporary left behind).
-  TempDir dir;
-  ft::write_safetensors(dir / "t.safetensors", tensors);
-  EXPECT_FALSE(fs::exists(dir / "t.safetensors.tmp"));
-  EXPECT_TRUE(bitwise_equal(ft::read_safetensors(dir / "t.safetensors").tensors.at("z.first").data, a));
-}
-
-TEST(FinetuneSafetensors, ConvertsF16AndBF16ToFloat) {
-  // Values exact in both formats, a subnormal half and infinities.
-  const std::vector<float> f16_values = {1.0f, -2.0f, 0.5f, 65504.0f, std::ldexp(1.0f, -24), -3.25f};
-  const std::vector<float> bf16_values = {1.0f, -2.5f, 3.140625f, std::ldexp(1.0f, -126), 1e30f, -0.0f};
-  std::vector<uint8_t> data;
-  for (float v : f16_values) {
-    const uint16_t h = v == std::ldexp(1.0f, -24) ? uint16_t{1} : s2ft_test::to_f16(v);
-    data.push_back(static_cast<uint8_t>(h));
-    data.push_back(static_cast<uint8_t>(h >> 8));
+std::vector<uint8_t> encode(const std::vector<float> &values, const std::string &dtype) {
+  std::vector<uint8_t> out;
+  for (float f : values) {
+    if (dtype == "F32") {
+      put_f32(out, f);
+      continue;
+    }
+    const uint16_t h = dtype == "BF16" ? s2ft_test::to_bf16(f) : s2ft_test::to_f16(f);
+    out.push_back(static_cast<uint8_t>(h));
+    out.push_back(static_cast<uint8_t>(h >> 8));
   }
-  for (float v : bf16_values) {
-    const uint16_t h = s2ft_test::to_bf16(v);
-    data.push_back(static_cast<uint8_t>(h));
-    data.push_back(static_cast<uint8_t>(h >> 8));
+  return out;
+}
+
+// Every tensor of a model in the order Hugging Face writes them, in `dtype`
+// (lm_head only when the weights have one).
+std::vector<FileTensor> file_tensors(const LlamaConfig &c, const LlamaWeights<float> &w, const std::string &dtype) {
+  std::vector<FileTensor> out;
+  auto add = [&](const std::string &name, std::vector<int64_t> shape, const std::vector<float> &v) {
+    out.push_back({name, dtype, std::move(shape), encode(v, dtype)});
+  };
+  add("model.embed_tokens.weight", {c.vocab, c.d_model}, w.embed);
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const ft::LayerWeights<float> &l = w.layers[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    add(p + "input_layernorm.weight", {c.d_model}, l.attn_norm);
+    add(p + "self_attn.q_proj.weight", {c.q_dim(), c.d_model}, l.q);
+    add(p + "self_attn.k_proj.weight", {c.kv_dim(), c.d_model}, l.k);
+    add(p + "self_attn.v_proj.weight", {c.kv_dim(), c.d_model}, l.v);
+    add(p + "self_attn.o_proj.weight", {c.d_model, c.q_dim()}, l.o);
+    add(p + "post_attention_layernorm.weight", {c.d_model}, l.ffn_norm);
+    add(p + "mlp.gate_proj.weight", {c.d_ff, c.d_model}, l.gate);
+    add(p + "mlp.up_proj.weight", {c.d_ff, c.d_model}, l.up);
+    add(p + "mlp.down_proj.weight", {c.d_model, c.d_ff}, l.down);
   }
-  data.push_back(0x00);  // F16 +inf
-  data.push_back(0x7c);
-  const std::string header =
-      R"({"h":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},)"
-      R"("b":{"dtype":"BF16","shape":[6],"data_offsets":[12,24]},)"
-      R"("inf":{"dtype":"F16","shape":[1],"data_offsets":[24,26]}})";
-  std::vector<uint8_t> bytes = raw_safetensors(header, 0);
-  bytes.insert(bytes.end(), data.begin(), data.end());
-  const ft::SafetensorsContents got = ft::parse_safetensors(bytes, "mem");
-  EXPECT_EQ(got.tensors.at("h").data, f16_values);
-  EXPECT_EQ(got.tensors.at("h").shape, (std::vector<int64_t>{2, 3}));
-  const std::vector<float> b = got.tensors.at("b").data;
-  ASSERT_EQ(b.size(), bf16_values.size());
-  for (size_t i = 0; i < b.size(); ++i)
-    EXPECT_EQ(b[i], s2ft_test::from_bf16(s2ft_test::to_bf16(bf16_values[i]))) << i;
-  EXPECT_TRUE(std::signbit(b[5]));
-  EXPECT_EQ(got.tensors.at("inf").data[0], std::numeric_limits<float>::infinity());
+  add("model.norm.weight", {c.d_model}, w.final_norm);
+  if (!w.lm_head.empty()) add("lm_head.weight", {c.vocab, c.d_model}, w.lm_head);
+  return out;
 }
 
-TEST(FinetuneSafetensors, RejectsTruncatedFile) {
-  expect_error([] { ft::parse_safetensors({1, 0, 0}, "short.safetensors"); },
-               {"short.safetensors", "3 bytes", "too short"});
-  // A valid header whose tensor runs past the end of the (cut) data section.
-  const std::string header = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 12), "cut.safetensors"); },
-               {"cut.safetensors", "'w'", "ends at byte 16", "12 bytes"});
+// A safetensors file: the header padded so that the data starts 8-byte
+// aligned, the tensors' bytes in the order given.
+void write_safetensors_file(const std::string &path, const std::vector<FileTensor> &tensors) {
+  nlohmann::ordered_json header = {{"__metadata__", {{"format", "pt"}}}};
+  uint64_t at = 0;
+  for (const FileTensor &t : tensors) {
+    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {at, at + t.bytes.size()}}};
+    at += t.bytes.size();
+  }
+  std::string text = header.dump();
+  while ((8 + text.size()) % 8 != 0) text += ' ';
+  std::vector<uint8_t> bytes;
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i)));
+  bytes.insert(bytes.end(), text.begin(), text.end());
+  for (const FileTensor &t : tensors) bytes.insert(bytes.end(), t.bytes.begin(), t.bytes.end());
+  write_bytes(path, bytes);
 }
 
-TEST(FinetuneSafetensors, RejectsHeaderLengthLargerThanFile) {
-  std::vector<uint8_t> bytes = raw_safetensors("{}", 0);
-  bytes[0] = 200;
-  expect_error([&] { ft::parse_safetensors(bytes, "big.safetensors"); },
-               {"big.safetensors", "header length 200", "past the end of the file"});
-  bytes[7] = 0xff;  // 2^63-ish: no overflow in the check
-  expect_error([&] { ft::parse_safetensors(bytes, "huge.safetensors"); }, {"past the end of the file"});
+nlohmann::ordered_json hf_config(const LlamaConfig &c) {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"model_type", "llama"},
+          {"hidden_size", c.d_model},
+          {"num_hidden_layers", c.n_layers},
+          {"num_attention_heads", c.n_heads},
+          {"num_key_value_heads", c.n_kv_heads},
+          {"head_dim", c.head_dim},
+          {"intermediate_size", c.d_ff},
+          {"vocab_size", c.vocab},
+          {"max_position_embeddings", c.max_seq},
+          {"rms_norm_eps", c.rms_eps},
+          {"rope_theta", c.rope_theta},
+          {"tie_word_embeddings", c.tied},
+          {"bos_token_id", c.bos},
+          {"eos_token_id", c.eos},
+          {"hidden_act", "silu"}};
 }
 
-TEST(FinetuneSafetensors, RejectsHeaderThatIsNotAJsonObject) {
-  expect_error([] { ft::parse_safetensors(raw_safetensors("[1, 2]", 0), "arr.safetensors"); },
-               {"arr.safetensors", "array", "not an object"});
-  expect_error([] { ft::parse_safetensors(raw_safetensors("{\"w\": ", 0), "bad.safetensors"); },
-               {"bad.safetensors", "not valid JSON"});
-  expect_error([] { ft::parse_safetensors(raw_safetensors(R"({"w": 5})", 0), "entry.safetensors"); },
-               {"'w'", "not a JSON object"});
-  expect_error([] { ft::parse_safetensors(raw_safetensors(std::string(40, '[') + std::string(40, ']'), 0), "deep"); },
-               {"nested deeper"});
-  expect_error([] { ft::parse_safetensors(raw_safetensors(R"({"__metadata__":{"a":1}})", 0), "meta"); },
-               {"__metadata__", "'a'", "not a string"});
+struct Layout {
+  std::string dtype = "F32";
+  int shards = 1;         // > 1: model-0000i-of-0000n.safetensors and an index
+  bool misalign = false;  // a 3-element BF16 tensor first: every later F32 tensor is 2 bytes off
+};
+
+// A Hugging Face folder of `w` (`edit` may change the list of tensors first).
+void write_hf_folder(const std::string &dir, const LlamaConfig &c, const LlamaWeights<float> &w,
+                     const Layout &layout = {},
+                     const std::function<void(std::vector<FileTensor> &)> &edit = nullptr) {
+  fs::create_directories(dir);
+  write_text(dir + "/config.json", hf_config(c).dump(2));
+  std::vector<FileTensor> tensors = file_tensors(c, w, layout.dtype);
+  if (layout.misalign) tensors.insert(tensors.begin(), FileTensor{"model.extra_scale", "BF16", {3}, encode({1, 2, 3}, "BF16")});
+  if (edit) edit(tensors);
+  if (layout.shards <= 1) {
+    write_safetensors_file(dir + "/model.safetensors", tensors);
+    return;
+  }
+  nlohmann::ordered_json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::ordered_json::object()}};
+  const size_t n = static_cast<size_t>(layout.shards), per = (tensors.size() + n - 1) / n;
+  uint64_t total = 0;
+  for (size_t s = 0; s < n; ++s) {
+    const std::string file = "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(n) + ".safetensors";
+    std::vector<FileTensor> part(tensors.begin() + static_cast<std::ptrdiff_t>(std::min(tensors.size(), s * per)),
+                                 tensors.begin() + static_cast<std::ptrdiff_t>(std::min(tensors.size(), (s + 1) * per)));
+    for (const FileTensor &t : part) {
+      index["weight_map"][t.name] = file;
+      total += t.bytes.size();
+    }
+    write_safetensors_file(dir + "/" + file, part);
+  }
+  index["metadata"]["total_size"] = total;
+  write_text(dir + "/model.safetensors.index.json", index.dump(2));
 }
 
-TEST(FinetuneSafetensors, RejectsOffsetsOutOfRange) {
-  const std::string header = R"({"w":{"dtype":"F32","shape":[100],"data_offsets":[500,900]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 800), "model.safetensors"); },
-               {"model.safetensors", "tensor 'w'", "ends at byte 900", "800 bytes"});
-  const std::string backwards = R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(backwards, 16), "m"); }, {"begin after end"});
-  const std::string huge = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551612,0]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(huge, 16), "m"); }, {"'w'"});
+// The weights as a file of `dtype` holds them.
+LlamaWeights<float> rounded_to(LlamaWeights<float> w, const std::string &dtype) {
+  auto round = [&](std::vector<float> &v) {
+    for (float &x : v)
+      x = dtype == "BF16" ? s2ft_test::from_bf16(s2ft_test::to_bf16(x))
+                          : dtype == "F16" ? s2ft_test::from_f16(s2ft_test::to_f16(x)) : x;
+  };
+  round(w.embed);
+  round(w.final_norm);
+  round(w.lm_head);
+  for (auto &l : w.layers) l.for_each([&](const char *, std::vector<float> &t) { round(t); });
+  return w;
 }
 
-TEST(FinetuneSafetensors, RejectsOffsetsReachingIntoTheHeader) {
-  // Offsets are relative to the data section; a negative one would point
-  // back into the header.
-  const std::string header = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[-8,8]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 16), "m.safetensors"); },
-               {"m.safetensors", "'w'", "data_offsets", "non-negative", "header"});
-  const std::string text = R"({"w":{"dtype":"F32","shape":[4],"data_offsets":["0",16]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(text, 16), "m"); }, {"data_offsets"});
-}
-
-TEST(FinetuneSafetensors, RejectsOffsetsInconsistentWithShapeAndDtype) {
-  const std::string header = R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 16), "m.safetensors"); },
-               {"m.safetensors", "'w'", "12 bytes", "[2, 2]", "F32", "need 16"});
-  const std::string half = R"({"w":{"dtype":"BF16","shape":[4],"data_offsets":[0,16]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(half, 16), "m"); }, {"need 8"});
-  // A shape whose element count overflows 64 bits.
-  const std::string overflow =
-      R"({"w":{"dtype":"F32","shape":[4611686018427387904,4611686018427387904,16],"data_offsets":[0,0]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(overflow, 16), "m"); }, {"'w'", "more elements"});
-  const std::string negative = R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,0]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(negative, 16), "m"); }, {"'w'", "shape[0]"});
-}
-
-TEST(FinetuneSafetensors, RejectsOverlappingTensors) {
-  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 16), "m.safetensors"); },
-               {"m.safetensors", "'a'", "'b'", "overlap"});
-}
-
-TEST(FinetuneSafetensors, RejectsTensorNamedTwice) {
-  const std::string header = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                             R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 8), "m"); }, {"'a'", "twice"});
-}
-
-TEST(FinetuneSafetensors, RejectsUnsupportedDtype) {
-  const std::string header = R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(header, 16), "m.safetensors"); },
-               {"m.safetensors", "'ids'", "unsupported dtype 'I64'", "F32, F16 and BF16"});
-  const std::string missing = R"({"w":{"shape":[2],"data_offsets":[0,8]}})";
-  expect_error([&] { ft::parse_safetensors(raw_safetensors(missing, 8), "m"); }, {"'w'", "dtype"});
-}
-
-TEST(FinetuneSafetensors, WriterRejectsInconsistentTensors) {
-  std::vector<float> v(5, 1.0f);
-  expect_error([&] { ft::serialize_safetensors({{"w", {2, 3}, &v}}); }, {"'w'", "[2, 3]", "5 values"});
-  expect_error([&] { ft::serialize_safetensors({{"w", {5}, &v}, {"w", {5}, &v}}); }, {"'w'", "twice"});
-}
-
-// ---- Hugging Face checkpoints -------------------------------------------------------
-
-TEST(FinetuneHfCheckpoint, SaveLoadRoundTripIsBitExact) {
+TEST(FinetuneHfCheckpoint, SingleFileLoadsBitExact) {
   const std::vector<LlamaConfig> configs = {
-      gqa_config(),                                 // tied, GQA 6/2, odd d_ff and vocab
-      make_config(9, 8, 3, 2, 2, 4, 5, false),      // untied, plain multi-head
-      make_config(17, 10, 1, 4, 1, 6, 11, false),   // head_dim 6 != 10 / 4, MQA
-      make_config(5, 4, 1, 1, 1, 2, 1, true),       // the smallest sizes
+      gqa_config(),                                // tied, GQA 6/2, odd d_ff and vocab
+      make_config(9, 8, 3, 2, 2, 4, 5, false),     // untied, plain multi-head
+      make_config(17, 10, 1, 4, 1, 6, 11, false),  // head_dim 6 != 10 / 4, MQA
+      make_config(5, 4, 1, 1, 1, 2, 1, true),      // the smallest sizes
   };
   for (size_t i = 0; i < configs.size(); ++i) {
     SCOPED_TRACE("config " + std::to_string(i) + ": " + configs[i].describe());
     TempDir dir;
-    const std::string out = dir / "nested/ckpt";  // created on demand
     const Checkpoint ck = distinct_checkpoint(configs[i], 100 + i);
-    ft::save_hf_checkpoint(out, ck);
-    const Checkpoint back = ft::load_hf_checkpoint(out);
+    write_hf_folder(dir.str(), configs[i], ck.weights);
+    const Checkpoint back = ft::load_hf_checkpoint(dir.str());
     expect_same_config(back.config, ck.config);
     expect_same_weights(back.weights, ck.weights);
     EXPECT_EQ(back.weights.lm_head.empty(), ck.config.tied);
-
-    // The standard layout: no lm_head when tied, format "pt", F32, and the
-    // config fields transformers reads.
-    const ft::SafetensorsContents file = ft::read_safetensors(out + "/model.safetensors");
-    EXPECT_EQ(file.tensors.count("lm_head.weight"), ck.config.tied ? 0u : 1u);
-    EXPECT_EQ(file.metadata.at("format"), "pt");
-    const std::vector<uint8_t> config_bytes = read_bytes(out + "/config.json");
-    const std::string config(config_bytes.begin(), config_bytes.end());
-    for (const char *field : {"\"LlamaForCausalLM\"", "\"model_type\": \"llama\"", "\"torch_dtype\": \"float32\"",
-                              "\"num_key_value_heads\"", "\"tie_word_embeddings\""})
-      EXPECT_NE(config.find(field), std::string::npos) << field;
-    EXPECT_FALSE(fs::exists(out + "/config.json.tmp"));
-    EXPECT_FALSE(fs::exists(out + "/model.safetensors.tmp"));
-
-    // Saving again over the same folder replaces it.
-    const Checkpoint other = distinct_checkpoint(configs[i], 200 + i);
-    ft::save_hf_checkpoint(out, other);
-    expect_same_weights(ft::load_hf_checkpoint(out).weights, other.weights);
+    // load_checkpoint reads a folder as Hugging Face.
+    expect_same_weights(ft::load_checkpoint(dir.str()).weights, ck.weights);
   }
 }
 
 TEST(FinetuneHfCheckpoint, ShardedFolderLoadsTheSameWeights) {
-  TempDir dir;
   const LlamaConfig config = make_config(13, 18, 3, 6, 2, 4, 7, false);
   const Checkpoint ck = distinct_checkpoint(config, 5);
-  ft::save_hf_checkpoint(dir.str(), ck);
-  ft::SafetensorsContents all = ft::read_safetensors(dir / "model.safetensors");
-  fs::remove(dir / "model.safetensors");
-
-  // Alternate the tensors between two shards, and list them in the index.
-  std::vector<ft::TensorToWrite> shard[2];
-  std::string weight_map;
-  int n = 0;
-  for (auto &item : all.tensors) {
-    const int s = n++ % 2;
-    shard[s].push_back({item.first, item.second.shape, &item.second.data});
-    weight_map += std::string(weight_map.empty() ? "" : ",") + "\"" + item.first + "\":\"model-0000" +
-                  std::to_string(s + 1) + "-of-00002.safetensors\"";
-  }
-  ft::write_safetensors(dir / "model-00001-of-00002.safetensors", shard[0]);
-  ft::write_safetensors(dir / "model-00002-of-00002.safetensors", shard[1]);
-  write_text(dir / "model.safetensors.index.json",
-             R"({"metadata":{"total_size":1},"weight_map":{)" + weight_map + "}}");
-
-  const Checkpoint back = ft::load_hf_checkpoint(dir.str());
+  TempDir dir;
+  write_hf_folder(dir / "sharded", config, ck.weights, Layout{"F32", 3, false});
+  ASSERT_TRUE(fs::exists(dir / "sharded/model.safetensors.index.json"));
+  const Checkpoint back = ft::load_hf_checkpoint(dir / "sharded");
   expect_same_config(back.config, ck.config);
   expect_same_weights(back.weights, ck.weights);
 
-  // Saving into a folder that holds a sharded checkpoint would leave the
-  // stale index in charge; it is refused.
-  expect_error([&] { ft::save_hf_checkpoint(dir.str(), ck); }, {dir.str(), "model.safetensors.index.json"});
+  // A single file resharded by the library (shards of at most 1 KiB), and
+  // the shards put back into one file: the same weights each time.
+  write_hf_folder(dir / "single", config, ck.weights);
+  copy_with_library(dir / "single", dir / "resharded", 1024);
+  int shards = 0;
+  for (const std::string &name : file_names(dir / "resharded")) shards += name.rfind("model-", 0) == 0;
+  EXPECT_GT(shards, 2);
+  expect_same_weights(ft::load_hf_checkpoint(dir / "resharded").weights, ck.weights);
+  copy_with_library(dir / "sharded", dir / "joined", uint64_t{1} << 30);
+  EXPECT_TRUE(fs::exists(dir / "joined/model.safetensors"));
+  expect_same_weights(ft::load_hf_checkpoint(dir / "joined").weights, ck.weights);
+}
+
+TEST(FinetuneHfCheckpoint, ReadsBf16AndF16AsFloat) {
+  for (const std::string dtype : {"BF16", "F16"}) {
+    SCOPED_TRACE(dtype);
+    for (int shards : {1, 2}) {
+      TempDir dir;
+      const Checkpoint ck = distinct_checkpoint(gqa_config(), 21);
+      write_hf_folder(dir.str(), gqa_config(), ck.weights, Layout{dtype, shards, false});
+      const Checkpoint back = ft::load_hf_checkpoint(dir.str());
+      expect_same_weights(back.weights, rounded_to(ck.weights, dtype));
+    }
+  }
+  // Values every conversion must get exactly: signed zeros, a subnormal
+  // half, the largest half, infinities.
+  TempDir dir;
+  Checkpoint ck = distinct_checkpoint(gqa_config(), 22);
+  const std::vector<float> special = {1.0f, -2.0f, 0.5f, 65504.0f, std::ldexp(1.0f, -24), -3.25f, -0.0f, 0.0f};
+  std::copy(special.begin(), special.end(), ck.weights.final_norm.begin());
+  write_hf_folder(dir.str(), gqa_config(), ck.weights, Layout{"F16", 1, false}, [](std::vector<FileTensor> &t) {
+    for (FileTensor &x : t)
+      if (x.name == "model.norm.weight") {
+        x.bytes[8] = 0x01;  // 2^-24, the smallest subnormal (to_f16 handles normal numbers only)
+        x.bytes[9] = 0x00;
+        x.bytes[16] = 0x00;  // +inf
+        x.bytes[17] = 0x7c;
+      }
+  });
+  std::vector<float> want = rounded_to(ck.weights, "F16").final_norm;
+  want[4] = std::ldexp(1.0f, -24);
+  want[8] = std::numeric_limits<float>::infinity();
+  const std::vector<float> got = ft::load_hf_checkpoint(dir.str()).weights.final_norm;
+  EXPECT_TRUE(bitwise_equal(got, want));
+  EXPECT_TRUE(std::signbit(got[6]));
+  EXPECT_FALSE(std::signbit(got[7]));
+  // bfloat16: the smallest normal float, a large value, -0 and an exact one.
+  TempDir bf;
+  const std::vector<float> bf_special = {std::ldexp(1.0f, -126), 1e30f, -0.0f, 3.140625f, -2.5f};
+  std::copy(bf_special.begin(), bf_special.end(), ck.weights.final_norm.begin());
+  write_hf_folder(bf.str(), gqa_config(), ck.weights, Layout{"BF16", 1, false});
+  const std::vector<float> bf_got = ft::load_hf_checkpoint(bf.str()).weights.final_norm;
+  EXPECT_TRUE(bitwise_equal(bf_got, rounded_to(ck.weights, "BF16").final_norm));
+  EXPECT_TRUE(std::signbit(bf_got[2]));
+  EXPECT_EQ(bf_got[3], 3.140625f);
+}
+
+TEST(FinetuneHfCheckpoint, MisalignedTensorsLoadBitExact) {
+  for (const std::string dtype : {"F32", "BF16"}) {
+    SCOPED_TRACE(dtype);
+    TempDir dir;
+    const LlamaConfig c = make_config(9, 8, 2, 2, 2, 4, 5, false);
+    const Checkpoint ck = distinct_checkpoint(c, 31);
+    write_hf_folder(dir.str(), c, ck.weights, Layout{dtype, 1, true});
+    const Checkpoint back = ft::load_hf_checkpoint(dir.str());
+    expect_same_weights(back.weights, rounded_to(ck.weights, dtype));
+  }
 }
 
 TEST(FinetuneHfCheckpoint, ConfigDefaultsFollowTransformers) {
@@ -458,8 +510,9 @@ TEST(FinetuneHfCheckpoint, ConfigDefaultsFollowTransformers) {
 TEST(FinetuneHfCheckpoint, TiedCheckpointIgnoresAnLmHead) {
   TempDir dir;
   const Checkpoint ck = distinct_checkpoint(gqa_config(), 9);
-  std::vector<float> junk(3, 1.5f);
-  rewrite_weights(dir.str(), ck, [&](std::vector<ft::TensorToWrite> &t) { t.push_back({"lm_head.weight", {3}, &junk}); });
+  write_hf_folder(dir.str(), gqa_config(), ck.weights, {}, [](std::vector<FileTensor> &t) {
+    t.push_back({"lm_head.weight", "F32", {3}, encode({1.5f, 1.5f, 1.5f}, "F32")});
+  });
   const Checkpoint back = ft::load_hf_checkpoint(dir.str());
   EXPECT_TRUE(back.weights.lm_head.empty());
   expect_same_weights(back.weights, ck.weights);
@@ -469,72 +522,114 @@ TEST(FinetuneHfCheckpoint, RejectsShapeMismatchWithConfig) {
   TempDir dir;
   const Checkpoint ck = distinct_checkpoint(gqa_config(), 3);
   // down_proj stored transposed: right size, wrong shape.
-  rewrite_weights(dir.str(), ck, [](std::vector<ft::TensorToWrite> &t) {
-    for (auto &x : t)
+  write_hf_folder(dir.str(), gqa_config(), ck.weights, {}, [](std::vector<FileTensor> &t) {
+    for (FileTensor &x : t)
       if (x.name == "model.layers.1.mlp.down_proj.weight") x.shape = {7, 18};
   });
   expect_error([&] { ft::load_hf_checkpoint(dir.str()); },
-               {"model.safetensors", "'model.layers.1.mlp.down_proj.weight'", "[7, 18]", "config.json gives [18, 7]"});
+               {dir / "model.safetensors", "'model.layers.1.mlp.down_proj.weight'", "[7, 18]",
+                "config.json gives [18, 7]"});
+  // A norm gain (which the library's model shape does not check) in a shard.
+  TempDir sharded;
+  write_hf_folder(sharded.str(), gqa_config(), ck.weights, Layout{"F32", 2, false}, [](std::vector<FileTensor> &t) {
+    for (FileTensor &x : t)
+      if (x.name == "model.norm.weight") x.shape = {2, 9};
+  });
+  expect_error([&] { ft::load_hf_checkpoint(sharded.str()); },
+               {sharded.str(), "'model.norm.weight'", "[2, 9]", "config.json gives [18]"});
 }
 
 TEST(FinetuneHfCheckpoint, RejectsMissingTensor) {
   TempDir dir;
   const Checkpoint ck = distinct_checkpoint(gqa_config(), 4);
-  rewrite_weights(dir.str(), ck, [](std::vector<ft::TensorToWrite> &t) {
-    for (size_t i = 0; i < t.size(); ++i)
-      if (t[i].name == "model.layers.1.mlp.up_proj.weight") t.erase(t.begin() + static_cast<std::ptrdiff_t>(i));
-  });
+  auto without = [](const std::string &name) {
+    return [name](std::vector<FileTensor> &t) {
+      t.erase(std::remove_if(t.begin(), t.end(), [&](const FileTensor &x) { return x.name == name; }), t.end());
+    };
+  };
+  write_hf_folder(dir.str(), gqa_config(), ck.weights, {}, without("model.layers.1.mlp.up_proj.weight"));
   expect_error([&] { ft::load_hf_checkpoint(dir.str()); },
-               {"model.safetensors", "missing 1 tensor", "'model.layers.1.mlp.up_proj.weight'"});
+               {dir / "model.safetensors", "missing 1 tensor", "'model.layers.1.mlp.up_proj.weight'"});
+
+  // Sharded: the index is what lacks it.
+  TempDir sharded;
+  write_hf_folder(sharded.str(), gqa_config(), ck.weights, Layout{"F32", 2, false}, without("model.norm.weight"));
+  expect_error([&] { ft::load_hf_checkpoint(sharded.str()); },
+               {sharded / "model.safetensors.index.json", "missing 1 tensor", "'model.norm.weight'"});
 
   // An untied config needs lm_head.weight.
   TempDir untied;
   LlamaConfig c = gqa_config();
   c.tied = false;
-  rewrite_weights(untied.str(), distinct_checkpoint(c, 4), [](std::vector<ft::TensorToWrite> &t) {
-    for (size_t i = 0; i < t.size(); ++i)
-      if (t[i].name == "lm_head.weight") t.erase(t.begin() + static_cast<std::ptrdiff_t>(i));
-  });
-  expect_error([&] { ft::load_hf_checkpoint(untied.str()); }, {"'lm_head.weight'"});
+  write_hf_folder(untied.str(), c, distinct_weights(c, 4), {}, without("lm_head.weight"));
+  expect_error([&] { ft::load_hf_checkpoint(untied.str()); }, {"missing 1 tensor", "'lm_head.weight'"});
 
   // No weights at all.
   TempDir empty;
-  ft::save_hf_checkpoint(empty.str(), ck);
+  write_hf_folder(empty.str(), gqa_config(), ck.weights);
   fs::remove(empty / "model.safetensors");
-  expect_error([&] { ft::load_hf_checkpoint(empty.str()); }, {"neither model.safetensors nor"});
+  expect_error([&] { ft::load_hf_checkpoint(empty.str()); }, {empty.str(), "neither model.safetensors nor"});
 }
 
-TEST(FinetuneHfCheckpoint, RejectsShardNamesOutsideTheFolder) {
-  for (const std::string bad : {"../model.safetensors", "sub/model.safetensors", "..", ""}) {
+TEST(FinetuneHfCheckpoint, RejectsUnsupportedDtype) {
+  TempDir dir;
+  const Checkpoint ck = distinct_checkpoint(gqa_config(), 8);
+  write_hf_folder(dir.str(), gqa_config(), ck.weights, {}, [](std::vector<FileTensor> &t) {
+    for (FileTensor &x : t)
+      if (x.name == "model.norm.weight") x.dtype = "I32";  // same size as F32
+  });
+  expect_error([&] { ft::load_hf_checkpoint(dir.str()); },
+               {dir / "model.safetensors", "'model.norm.weight'", "unsupported dtype I32", "F32, F16 and BF16"});
+}
+
+TEST(FinetuneHfCheckpoint, HostileFilesAreRefusedNamingTheFile) {
+  const Checkpoint ck = distinct_checkpoint(gqa_config(), 2);
+  {
+    SCOPED_TRACE("truncated");
+    TempDir dir;
+    write_hf_folder(dir.str(), gqa_config(), ck.weights);
+    fs::resize_file(dir / "model.safetensors", fs::file_size(dir / "model.safetensors") - 4);
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {dir / "model.safetensors"});
+  }
+  {
+    SCOPED_TRACE("header length past the end");
+    TempDir dir;
+    write_hf_folder(dir.str(), gqa_config(), ck.weights);
+    std::vector<uint8_t> bytes = read_bytes(dir / "model.safetensors");
+    bytes[6] = 0x7f;
+    write_bytes(dir / "model.safetensors", bytes);
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {dir / "model.safetensors"});
+  }
+  {
+    SCOPED_TRACE("overlapping tensors");
+    TempDir dir;
+    write_hf_folder(dir.str(), gqa_config(), ck.weights);
+    const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                               R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+    write_bytes(dir / "model.safetensors", raw_safetensors(header, 16));
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {dir / "model.safetensors"});
+  }
+  for (const std::string bad : {"../model.safetensors", "sub/model.safetensors", ".."}) {
     SCOPED_TRACE(bad);
     TempDir dir;
-    ft::save_hf_checkpoint(dir.str(), distinct_checkpoint(gqa_config(), 1));
-    write_text(dir / "model.safetensors.index.json",
-               R"({"weight_map":{"model.embed_tokens.weight":")" + bad + R"("}})");
+    write_hf_folder(dir.str(), gqa_config(), ck.weights);
+    write_text(dir / "model.safetensors.index.json", R"({"weight_map":{"model.embed_tokens.weight":")" + bad + R"("}})");
     expect_error([&] { ft::load_hf_checkpoint(dir.str()); },
-                 {"model.safetensors.index.json", "shard name '" + bad + "'", "not a plain file name"});
+                 {dir / "model.safetensors.index.json", "shard name \"" + bad + "\"", "not a plain file name"});
   }
-  TempDir dir;
-  ft::save_hf_checkpoint(dir.str(), distinct_checkpoint(gqa_config(), 1));
-  write_text(dir / "model.safetensors.index.json", R"({"weight_map":{"model.embed_tokens.weight":3}})");
-  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"'model.embed_tokens.weight'", "not a file name"});
-  write_text(dir / "model.safetensors.index.json", R"({"weights":{}})");
-  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"weight_map"});
-}
-
-TEST(FinetuneHfCheckpoint, RejectsShardWithoutTheTensorsTheIndexPlacesThere) {
-  TempDir dir;
-  const Checkpoint ck = distinct_checkpoint(gqa_config(), 2);
-  ft::save_hf_checkpoint(dir.str(), ck);
-  std::vector<float> v(4, 0.25f);
-  ft::write_safetensors(dir / "other.safetensors", {{"unrelated", {4}, &v}});
-  write_text(dir / "model.safetensors.index.json",
-             R"({"weight_map":{"model.embed_tokens.weight":"other.safetensors"}})");
-  expect_error([&] { ft::load_hf_checkpoint(dir.str()); },
-               {"other.safetensors", "no tensor 'model.embed_tokens.weight'", "places there"});
-  // A shard the index names but the folder lacks.
-  write_text(dir / "model.safetensors.index.json", R"({"weight_map":{"model.embed_tokens.weight":"gone.safetensors"}})");
-  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"gone.safetensors", "no such file"});
+  {
+    SCOPED_TRACE("the index and the shards disagree");
+    TempDir dir;
+    write_hf_folder(dir.str(), gqa_config(), ck.weights);
+    write_text(dir / "model.safetensors.index.json", R"({"weight_map":{"model.embed_tokens.weight":"gone.safetensors"}})");
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"gone.safetensors"});
+    write_text(dir / "model.safetensors.index.json", R"({"weights":{}})");
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"weight_map"});
+    // model.safetensors holds every tensor, the index lists one.
+    write_text(dir / "model.safetensors.index.json",
+               R"({"weight_map":{"model.embed_tokens.weight":"model.safetensors"}})");
+    expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"does not list"});
+  }
 }
 
 TEST(FinetuneHfCheckpoint, RejectsMissingConfigField) {
@@ -552,8 +647,9 @@ TEST(FinetuneHfCheckpoint, RejectsMissingConfigField) {
 
   // Through a folder, too.
   TempDir dir;
+  write_hf_folder(dir.str(), gqa_config(), distinct_weights(gqa_config(), 1));
   write_text(dir / "config.json", "{" + base + "}");
-  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {"config.json", "hidden_size"});
+  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {dir / "config.json", "hidden_size"});
   expect_error([&] { ft::load_hf_checkpoint(dir / "absent"); }, {"absent", "not a checkpoint folder"});
   TempDir no_config;
   expect_error([&] { ft::load_hf_checkpoint(no_config.str()); }, {"no config.json"});
@@ -579,18 +675,69 @@ TEST(FinetuneHfCheckpoint, RejectsNonsenseConfigValues) {
                {"head_dim"});
 }
 
-TEST(FinetuneHfCheckpoint, SaveRejectsWeightsThatDoNotMatchTheConfig) {
+TEST(FinetuneHfCheckpoint, ModelTypeOutsideTheLlamaFamilyIsRefused) {
+  // The library reads the model shape of LLaMA-family checkpoints only; a
+  // config the example could parse but the library would not is refused.
   TempDir dir;
-  Checkpoint ck = distinct_checkpoint(gqa_config(), 6);
-  ck.weights.layers[1].k.pop_back();
-  expect_error([&] { ft::save_hf_checkpoint(dir.str(), ck); }, {"'model.layers.1.self_attn.k_proj.weight'", "needs"});
-  ck = distinct_checkpoint(gqa_config(), 6);
-  ck.weights.lm_head = ck.weights.embed;  // tied config with a separate head
-  expect_error([&] { ft::save_hf_checkpoint(dir.str(), ck); }, {"lm_head"});
-  ck = distinct_checkpoint(gqa_config(), 6);
-  ck.config.n_kv_heads = 4;
-  expect_error([&] { ft::save_hf_checkpoint(dir.str(), ck); }, {"num_key_value_heads"});
-  EXPECT_FALSE(fs::exists(dir / "config.json"));
+  write_hf_folder(dir.str(), gqa_config(), distinct_weights(gqa_config(), 1));
+  nlohmann::ordered_json cfg = hf_config(gqa_config());
+  cfg["model_type"] = "gpt2";
+  write_text(dir / "config.json", cfg.dump());
+  expect_error([&] { ft::load_hf_checkpoint(dir.str()); }, {dir / "config.json", "gpt2"});
+}
+
+// ---- merging an adapter into a folder with libs2ft --------------------------------------
+
+TEST(FinetuneHfMerge, MergedFolderHoldsTheInMemoryMerge) {
+  const LlamaConfig c = make_config(13, 18, 2, 6, 2, 4, 7, false);
+  const Checkpoint ck = distinct_checkpoint(c, 41);
+  ft::ContextPtr ctx = cpu_context();
+  ft::AdapterPtr adapter = test_adapter(c, ck.weights, 42);
+  const LlamaWeights<float> want = ft::merge_adapter(ctx.get(), c, ck.weights, adapter.get());
+  for (int shards : {1, 2}) {
+    SCOPED_TRACE(std::to_string(shards) + " shard(s)");
+    TempDir dir;
+    write_hf_folder(dir / "base", c, ck.weights, Layout{"F32", shards, false});
+    write_text(dir / "base/tok512.bin", "tokenizer bytes");
+    ASSERT_EQ(s2ft_adapter_save(adapter.get(), (dir / "adapter.safetensors").c_str()), S2FT_OK);
+    std::map<std::string, std::vector<uint8_t>> before;
+    for (const std::string &name : file_names(dir / "base")) before[name] = read_bytes(dir / ("base/" + name));
+
+    ft::merge_hf_checkpoint(ctx.get(), dir / "base", dir / "adapter.safetensors", dir / "merged");
+    const Checkpoint merged = ft::load_hf_checkpoint(dir / "merged");
+    expect_same_config(merged.config, c);
+    expect_same_weights(merged.weights, want);
+    // The base is untouched; the merge has its files (the tokenizer copied,
+    // config.json and the index byte for byte).
+    for (const auto &item : before) EXPECT_EQ(read_bytes(dir / ("base/" + item.first)), item.second) << item.first;
+    EXPECT_EQ(file_names(dir / "merged"), file_names(dir / "base"));
+    EXPECT_EQ(read_bytes(dir / "merged/config.json"), before.at("config.json"));
+    EXPECT_EQ(read_bytes(dir / "merged/tok512.bin"), before.at("tok512.bin"));
+  }
+}
+
+TEST(FinetuneHfMerge, RefusesAnAdapterOfAnotherBaseNamingIt) {
+  const LlamaConfig c = make_config(13, 18, 2, 6, 2, 4, 7, false);
+  ft::ContextPtr ctx = cpu_context();
+  TempDir dir;
+  write_hf_folder(dir / "base", c, distinct_weights(c, 51));
+  // Fingerprinted against other weights.
+  ft::AdapterPtr other = test_adapter(c, distinct_weights(c, 52), 53);
+  ASSERT_EQ(s2ft_adapter_save(other.get(), (dir / "other.safetensors").c_str()), S2FT_OK);
+  expect_error([&] { ft::merge_hf_checkpoint(ctx.get(), dir / "base", dir / "other.safetensors", dir / "merged"); },
+               {dir / "other.safetensors"});
+  EXPECT_FALSE(fs::exists(dir / "merged/config.json"));
+  // Made for another model shape.
+  const LlamaConfig small = make_config(13, 18, 3, 6, 2, 4, 7, false);
+  ft::AdapterPtr wrong = test_adapter(small, distinct_weights(small, 54), 55);
+  ASSERT_EQ(s2ft_adapter_save(wrong.get(), (dir / "wrong.safetensors").c_str()), S2FT_OK);
+  expect_error([&] { ft::merge_hf_checkpoint(ctx.get(), dir / "base", dir / "wrong.safetensors", dir / "merged"); },
+               {dir / "wrong.safetensors"});
+  // No adapter file; no base.
+  expect_error([&] { ft::merge_hf_checkpoint(ctx.get(), dir / "base", dir / "none.safetensors", dir / "merged"); },
+               {dir / "none.safetensors: cannot open"});
+  expect_error([&] { ft::merge_hf_checkpoint(ctx.get(), dir / "absent", dir / "other.safetensors", dir / "merged"); },
+               {dir / "absent"});
 }
 
 // ---- llama2.c checkpoints --------------------------------------------------------------
@@ -885,14 +1032,34 @@ TEST(FinetuneIoRealData, Llama2cFileGivesBitIdenticalWeights) {
   expect_same_weights(ft::load_checkpoint(hf_dir()).weights, hf.weights);
 }
 
-TEST(FinetuneIoRealData, SavedCopyLoadsBitExact) {
+TEST(FinetuneIoRealData, LibraryCopiesLoadBitExact) {
   SKIP_WITHOUT(hf_dir());
   const Checkpoint ck = ft::load_hf_checkpoint(hf_dir());
   TempDir dir;
-  ft::save_hf_checkpoint(dir.str(), ck);
-  const Checkpoint back = ft::load_hf_checkpoint(dir.str());
-  expect_same_config(back.config, ck.config);
-  expect_same_weights(back.weights, ck.weights);
+  // The same layout, and resharded into files of at most 300 kB.
+  for (uint64_t max_shard_bytes : {uint64_t{0}, uint64_t{300000}}) {
+    SCOPED_TRACE(max_shard_bytes);
+    const std::string out = dir / ("copy-" + std::to_string(max_shard_bytes));
+    copy_with_library(hf_dir(), out, max_shard_bytes);
+    EXPECT_EQ(fs::exists(out + "/model.safetensors.index.json"), max_shard_bytes != 0);
+    const Checkpoint back = ft::load_hf_checkpoint(out);
+    expect_same_config(back.config, ck.config);
+    expect_same_weights(back.weights, ck.weights);
+  }
+}
+
+TEST(FinetuneIoRealData, MergedFolderIsTheLlama2cModelMergedInMemory) {
+  SKIP_WITHOUT(hf_dir());
+  SKIP_WITHOUT(llama2c_file());
+  const Checkpoint l2c = ft::load_llama2c_checkpoint(llama2c_file());
+  ft::ContextPtr ctx = cpu_context();
+  ft::AdapterPtr adapter = test_adapter(l2c.config, l2c.weights, 61);
+  TempDir dir;
+  ASSERT_EQ(s2ft_adapter_save(adapter.get(), (dir / "adapter.safetensors").c_str()), S2FT_OK);
+  ft::merge_hf_checkpoint(ctx.get(), hf_dir(), dir / "adapter.safetensors", dir / "merged");
+  const Checkpoint merged = ft::load_hf_checkpoint(dir / "merged");
+  expect_same_weights(merged.weights, ft::merge_adapter(ctx.get(), l2c.config, l2c.weights, adapter.get()));
+  EXPECT_TRUE(fs::exists(dir / "merged/tok512.bin"));
 }
 
 TEST(FinetuneIoRealData, TokenizerHeaderIsAnInt32) {

@@ -1,8 +1,8 @@
 // The example's training pieces: the learning-rate schedule and loop, the
 // three methods' bookkeeping and preconditions, S2FT's invariants (the
 // permutation keeps the model's function; the frozen-weight check catches a
-// change), the synthetic tasks, text data, generation and the tool runner,
-// with their error paths.
+// change), the synthetic tasks, text data and generation, with their error
+// paths.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -14,7 +14,6 @@
 
 #include "fine_tuning.hpp"
 #include "generate.hpp"
-#include "run_tool.hpp"
 #include "s2ft_method.hpp"
 #include "s2ft_verify.hpp"
 #include "support/test_util.hpp"
@@ -264,14 +263,6 @@ TEST(FinetuneTraining, GreedyGenerationAndErrors) {
   EXPECT_EQ(out[6], std::max_element(last, last + c.vocab) - last);
   const std::vector<int32_t> stopped = ft::generate_greedy(model, {1, 4}, 5, out[2]);
   EXPECT_EQ(stopped.size(), 3u);
-}
-
-TEST(FinetuneTraining, RunToolReportsStatusAndFailures) {
-  EXPECT_EQ(ft::run_tool({"sh", "-c", "exit 3"}), 3);
-  EXPECT_EQ(ft::run_tool({"sh", "-c", "true"}), 0);
-  EXPECT_THROW(ft::run_tool({"/nonexistent/s2ft-tool"}), std::runtime_error);
-  EXPECT_THROW(ft::run_tool({}), std::invalid_argument);
-  EXPECT_THROW(ft::run_tool({"sh", "-c", "kill -9 $$"}), std::runtime_error);
 }
 
 }  // namespace
