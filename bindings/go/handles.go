@@ -166,8 +166,12 @@ func (s *Selection) Indices(layer, target int, flags uint) ([]int64, error) {
 	return out, err
 }
 
-// Adapter is what fine-tuning changed: per (layer, target) lines and deltas.
-type Adapter struct{ p capi.Struct_SS_s2ft_adapter }
+// Adapter is what fine-tuning changed: per (layer, target) lines and deltas,
+// and free key/value metadata.
+type Adapter struct {
+	p        capi.Struct_SS_s2ft_adapter
+	borrowed bool // loaded by Model.ApplyFiles and owned by the model
+}
 
 // NewAdapter creates an empty adapter.
 func NewAdapter(shape ModelShape, name string, defaultScale float64) (*Adapter, error) {
@@ -178,7 +182,7 @@ func NewAdapter(shape ModelShape, name string, defaultScale float64) (*Adapter, 
 	if err := call(func() int { return capi.S2ft_adapter_create(ns, name, defaultScale, cell) }); err != nil {
 		return nil, err
 	}
-	return &Adapter{capi.Adapter_out_value(cell)}, nil
+	return &Adapter{p: capi.Adapter_out_value(cell)}, nil
 }
 
 // LoadAdapter loads an adapter saved by Save.
@@ -188,7 +192,7 @@ func LoadAdapter(path string) (*Adapter, error) {
 	if err := call(func() int { return capi.S2ft_adapter_load(path, cell) }); err != nil {
 		return nil, err
 	}
-	return &Adapter{capi.Adapter_out_value(cell)}, nil
+	return &Adapter{p: capi.Adapter_out_value(cell)}, nil
 }
 
 func adapterArray(adapters []*Adapter) capi.Struct_SS_s2ft_adapter {
@@ -215,13 +219,17 @@ func FuseAdapters(adapters []*Adapter, weights []float64) (*Adapter, error) {
 	if err := call(func() int { return capi.S2ft_adapter_fuse(arr.Swigcptr(), w, int64(len(adapters)), cell) }); err != nil {
 		return nil, err
 	}
-	return &Adapter{capi.Adapter_out_value(cell)}, nil
+	return &Adapter{p: capi.Adapter_out_value(cell)}, nil
 }
 
-// Close destroys the adapter (idempotent). Not while applied to a Model.
+// Close destroys the adapter (idempotent). Not while applied to a Model. An
+// adapter a Model loaded from files (Model.Applied) is the model's: Close
+// only forgets it.
 func (a *Adapter) Close() {
 	if a != nil && a.p != nil {
-		capi.S2ft_adapter_destroy(a.p)
+		if !a.borrowed {
+			capi.S2ft_adapter_destroy(a.p)
+		}
 		a.p = nil
 	}
 }
@@ -264,10 +272,15 @@ func (a *Adapter) Save(path string) error {
 	return call(func() int { return capi.S2ft_adapter_save(a.p, path) })
 }
 
-// Model holds base weights (C memory tensors) that adapters are applied to.
+// Model holds base weights that adapters are applied to: C memory tensors
+// (NewModel) or a checkpoint's (NewModelFromCheckpoint).
 type Model struct {
-	p      capi.Struct_SS_s2ft_model
-	layers []LayerWeights // keeps the tensors reachable
+	p       capi.Struct_SS_s2ft_model
+	layers  []LayerWeights // keeps the tensors reachable
+	ctx     *Context       // the context and checkpoint the model keeps
+	ckpt    *Checkpoint
+	applied *Adapter       // the applied adapter, as the binding knows it
+	views   []LayerWeights // Layer's views, owned by the model
 }
 
 // selectionPtr is the C handle of sel, or NULL for a nil selection.
@@ -297,15 +310,38 @@ func NewPermutedModel(ctx *Context, shape ModelShape, layers []LayerWeights, per
 	}); err != nil {
 		return nil, err
 	}
-	return &Model{p: capi.Model_out_value(cell), layers: layers}, nil
+	return &Model{p: capi.Model_out_value(cell), layers: layers, ctx: ctx}, nil
 }
 
 // Close destroys the model (idempotent); an applied adapter stays merged.
+// Views from Layer and an adapter from ApplyFiles are invalid afterwards.
 func (m *Model) Close() {
 	if m != nil && m.p != nil {
 		capi.S2ft_model_destroy(m.p)
 		m.p = nil
+		m.setApplied(nil)
+		for _, l := range m.views {
+			for _, t := range []*Tensor{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down} {
+				if t != nil {
+					t.invalidate()
+				}
+			}
+		}
+		m.views = nil
+		if m.ckpt != nil {
+			m.ckpt.models--
+			m.ckpt = nil
+		}
 	}
+}
+
+// setApplied records the applied adapter; one the model loaded from files
+// is gone when replaced, so its Adapter is forgotten.
+func (m *Model) setApplied(a *Adapter) {
+	if m.applied != nil && m.applied.borrowed {
+		m.applied.p = nil
+	}
+	m.applied = a
 }
 
 func applyFlags(flags []uint32) uint {
@@ -318,18 +354,30 @@ func applyFlags(flags []uint32) uint {
 
 // Apply merges an adapter (scale NaN: its default scale). Flags: ApplyForce.
 func (m *Model) Apply(a *Adapter, scale float64, flags ...uint32) error {
-	return call(func() int { return capi.S2ft_adapter_apply(m.p, a.p, scale, applyFlags(flags)) })
+	if err := call(func() int { return capi.S2ft_adapter_apply(m.p, a.p, scale, applyFlags(flags)) }); err != nil {
+		return err
+	}
+	m.setApplied(a)
+	return nil
 }
 
 // Switch replaces the applied adapter; bit-identical to Remove then Apply.
 // Flags: ApplyForce.
 func (m *Model) Switch(a *Adapter, scale float64, flags ...uint32) error {
-	return call(func() int { return capi.S2ft_adapter_switch(m.p, a.p, scale, applyFlags(flags)) })
+	if err := call(func() int { return capi.S2ft_adapter_switch(m.p, a.p, scale, applyFlags(flags)) }); err != nil {
+		return err
+	}
+	m.setApplied(a)
+	return nil
 }
 
 // Remove restores the displaced lines bit-exactly.
 func (m *Model) Remove() error {
-	return call(func() int { return capi.S2ft_adapter_remove(m.p) })
+	if err := call(func() int { return capi.S2ft_adapter_remove(m.p) }); err != nil {
+		return err
+	}
+	m.setApplied(nil)
+	return nil
 }
 
 // DefaultScale is the NaN scale that selects an adapter's default scale.

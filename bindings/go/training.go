@@ -36,7 +36,7 @@ func AdapterFromTraining(ctx *Context, sel *Selection, base, trained []LayerWeig
 	if err := call(func() int { return capi.S2ft_adapter_from_training(ctx.p, sel.p, nb, nt, perm, name, cell) }); err != nil {
 		return nil, err
 	}
-	return &Adapter{capi.Adapter_out_value(cell)}, nil
+	return &Adapter{p: capi.Adapter_out_value(cell)}, nil
 }
 
 // SetInfo renames the adapter and sets its default scale.

@@ -80,9 +80,170 @@ static jobject s2ft_java_object_field(JNIEnv *jenv, jclass cls, jobject obj, con
   return id == NULL ? NULL : (*jenv)->GetObjectField(jenv, obj, id);
 }
 
+/* True when an org.s2ft.NativeHandle is closed (or the check failed, with
+ * a pending exception). */
+static int s2ft_java_closed(JNIEnv *jenv, jobject handle) {
+  jclass cls = (*jenv)->GetObjectClass(jenv, handle);
+  jmethodID is_closed = (*jenv)->GetMethodID(jenv, cls, "isClosed", "()Z");
+  if (is_closed == NULL) return 1;
+  return (*jenv)->CallBooleanMethod(jenv, handle, is_closed) || (*jenv)->ExceptionCheck(jenv);
+}
+
+/* A new org.s2ft.Tensor (Tensor.fromNative) describing memory the library
+ * holds (a checkpoint's tensor, a model's weight): over a direct ByteBuffer
+ * when the addressed bytes fit in one, else by its raw address. NULL with a
+ * pending exception on failure. */
+static jobject s2ft_java_tensor_out(JNIEnv *jenv, const s2ft_tensor *t) {
+  jint dtype;
+  uint64_t elem, extent = 0, bytes;
+  int32_t i, empty = 0;
+  jlong dims[S2FT_MAX_DIMS], steps[S2FT_MAX_DIMS];
+  jlongArray shape, strides;
+  jobject buffer = NULL, tensor;
+  jclass cls;
+  jmethodID make;
+  if (t->dtype.code == S2FT_DLPACK_FLOAT && t->dtype.bits == 32) {
+    dtype = S2FT_F32; elem = 4;
+  } else if (t->dtype.code == S2FT_DLPACK_FLOAT && t->dtype.bits == 16) {
+    dtype = S2FT_F16; elem = 2;
+  } else if (t->dtype.code == S2FT_DLPACK_BFLOAT && t->dtype.bits == 16) {
+    dtype = S2FT_BF16; elem = 2;
+  } else {
+    s2ft_java_throw(jenv, "java/lang/IllegalArgumentException", "s2ft: a tensor of an unknown dtype");
+    return NULL;
+  }
+  if (t->ndim < 1 || t->ndim > S2FT_MAX_DIMS) {
+    s2ft_java_throw(jenv, "java/lang/IllegalArgumentException", "s2ft: a tensor of rank outside 1..4");
+    return NULL;
+  }
+  for (i = 0; i < t->ndim; ++i) {
+    dims[i] = (jlong)t->shape[i];
+    steps[i] = (jlong)t->strides[i];
+    if (t->shape[i] == 0) empty = 1;
+    else extent += (uint64_t)(t->shape[i] - 1) * (uint64_t)t->strides[i];
+  }
+  bytes = t->byte_offset + (empty ? 0 : (extent + 1) * elem);
+  if (t->device.type == S2FT_DEVICE_CPU && t->data != NULL && bytes > 0 && bytes <= (uint64_t)INT32_MAX) {
+    buffer = (*jenv)->NewDirectByteBuffer(jenv, t->data, (jlong)bytes);
+    if (buffer == NULL) return NULL;
+  }
+  shape = (*jenv)->NewLongArray(jenv, t->ndim);
+  strides = (*jenv)->NewLongArray(jenv, t->ndim);
+  if (shape == NULL || strides == NULL) return NULL;
+  (*jenv)->SetLongArrayRegion(jenv, shape, 0, t->ndim, dims);
+  (*jenv)->SetLongArrayRegion(jenv, strides, 0, t->ndim, steps);
+  cls = (*jenv)->FindClass(jenv, "org/s2ft/Tensor");
+  if (cls == NULL) return NULL;
+  make = (*jenv)->GetStaticMethodID(jenv, cls, "fromNative", "(Ljava/nio/ByteBuffer;JIII[J[JJ)Lorg/s2ft/Tensor;");
+  if (make == NULL) return NULL;
+  tensor = (*jenv)->CallStaticObjectMethod(jenv, cls, make, buffer, (jlong)(intptr_t)t->data, dtype,
+                                           (jint)t->device.type, (jint)t->device.id, shape, strides,
+                                           (jlong)t->byte_offset);
+  (*jenv)->DeleteLocalRef(jenv, cls);
+  (*jenv)->DeleteLocalRef(jenv, shape);
+  (*jenv)->DeleteLocalRef(jenv, strides);
+  if (buffer != NULL) (*jenv)->DeleteLocalRef(jenv, buffer);
+  return (*jenv)->ExceptionCheck(jenv) ? NULL : tensor;
+}
+
+/* Stores `value` as element 0 of a holder array (ignored when null or empty). */
+static void s2ft_java_hold(JNIEnv *jenv, jobjectArray holder, jobject value) {
+  if (holder == NULL || value == NULL || (*jenv)->ExceptionCheck(jenv)) return;
+  if ((*jenv)->GetArrayLength(jenv, holder) < 1) return;
+  (*jenv)->SetObjectArrayElement(jenv, holder, 0, value);
+}
+
+/* A NUL-terminated C string as a new Java byte[] (the exact UTF-8 bytes; the
+ * Java side decodes them), NULL for NULL. */
+static jbyteArray s2ft_java_bytes(JNIEnv *jenv, const char *s) {
+  jbyteArray out;
+  jsize n;
+  if (s == NULL) return NULL;
+  n = (jsize)strlen(s);
+  out = (*jenv)->NewByteArray(jenv, n);
+  if (out != NULL) (*jenv)->SetByteArrayRegion(jenv, out, 0, n, (const jbyte *)s);
+  return out;
+}
+
+/* A Java byte[] (UTF-8, no NUL inside) as a new NUL-terminated C string;
+ * NULL for null, or on failure with a pending exception. */
+static char *s2ft_java_utf8(JNIEnv *jenv, jbyteArray bytes, int *failed) {
+  jsize n;
+  char *s;
+  *failed = 0;
+  if (bytes == NULL) return NULL;
+  n = (*jenv)->GetArrayLength(jenv, bytes);
+  s = (char *)malloc((size_t)n + 1);
+  if (s == NULL) {
+    s2ft_java_throw(jenv, "java/lang/OutOfMemoryError", "s2ft: string");
+    *failed = 1;
+    return NULL;
+  }
+  (*jenv)->GetByteArrayRegion(jenv, bytes, 0, n, (jbyte *)s);
+  s[n] = '\0';
+  return s;
+}
+
+/* A Java String[] as a NULL-terminated array of new C strings (modified
+ * UTF-8, as SWIG passes every const char *); free with s2ft_java_strings_free. */
+static char **s2ft_java_strings(JNIEnv *jenv, jobjectArray arr, jsize *count) {
+  jsize n, i;
+  char **out;
+  *count = 0;
+  if (arr == NULL) return NULL;
+  n = (*jenv)->GetArrayLength(jenv, arr);
+  out = (char **)calloc((size_t)n + 1, sizeof *out);
+  if (out == NULL) {
+    s2ft_java_throw(jenv, "java/lang/OutOfMemoryError", "s2ft: string array");
+    return NULL;
+  }
+  for (i = 0; i < n; ++i) {
+    jstring js = (jstring)(*jenv)->GetObjectArrayElement(jenv, arr, i);
+    const char *utf;
+    if (js == NULL) {
+      s2ft_java_throw(jenv, "java/lang/NullPointerException", "s2ft: a string in the array is null");
+      break;
+    }
+    utf = (*jenv)->GetStringUTFChars(jenv, js, NULL);
+    if (utf == NULL) break;
+    out[i] = strdup(utf);
+    (*jenv)->ReleaseStringUTFChars(jenv, js, utf);
+    (*jenv)->DeleteLocalRef(jenv, js);
+    if (out[i] == NULL) {
+      s2ft_java_throw(jenv, "java/lang/OutOfMemoryError", "s2ft: string");
+      break;
+    }
+  }
+  *count = i;
+  return out;
+}
+
+static void s2ft_java_strings_free(char **strings, jsize count) {
+  jsize i;
+  if (strings == NULL) return;
+  for (i = 0; i < count; ++i) free(strings[i]);
+  free(strings);
+}
+
+/* s2ft_checkpoint_write's progress callback into an
+ * org.s2ft.WriteOptions.Progress, on the calling thread. After the listener
+ * throws, later reports are skipped and the exception reaches the caller. */
+typedef struct s2ft_java_progress_state {
+  JNIEnv *jenv;
+  jobject listener;
+  jmethodID update;
+} s2ft_java_progress_state;
+
+static void s2ft_java_progress(void *user, uint64_t done, uint64_t total) {
+  s2ft_java_progress_state *p = (s2ft_java_progress_state *)user;
+  if ((*p->jenv)->ExceptionCheck(p->jenv)) return;
+  (*p->jenv)->CallVoidMethod(p->jenv, p->listener, p->update, (jlong)done, (jlong)total);
+}
+
 /* Fills `t` from an org.s2ft.Tensor (fields buffer, array, address, dtype,
- * deviceType, deviceId, shape, strides, byteOffset). Returns 0 with a
- * pending Java exception on failure. */
+ * deviceType, deviceId, shape, strides, byteOffset, owner). Returns 0 with
+ * a pending Java exception on failure (also for a view of a closed
+ * checkpoint). */
 static int s2ft_java_tensor_in(JNIEnv *jenv, jobject jt, s2ft_tensor *t, s2ft_java_pin *pin) {
   jclass cls = (*jenv)->GetObjectClass(jenv, jt);
   jobject buffer = s2ft_java_object_field(jenv, cls, jt, "buffer", "Ljava/nio/ByteBuffer;");
@@ -94,12 +255,18 @@ static int s2ft_java_tensor_in(JNIEnv *jenv, jobject jt, s2ft_tensor *t, s2ft_ja
   jint device_type = s2ft_java_int_field(jenv, cls, jt, "deviceType");
   jint device_id = s2ft_java_int_field(jenv, cls, jt, "deviceId");
   jlong byte_offset = s2ft_java_long_field(jenv, cls, jt, "byteOffset");
+  jobject owner = s2ft_java_object_field(jenv, cls, jt, "owner", "Lorg/s2ft/NativeHandle;");
   jlong dims[S2FT_MAX_DIMS], steps[S2FT_MAX_DIMS];
   int64_t shape64[S2FT_MAX_DIMS];
   jsize ndim, i;
   void *data = NULL;
   s2ft_status st;
   if ((*jenv)->ExceptionCheck(jenv)) return 0;
+  if (owner != NULL && s2ft_java_closed(jenv, owner)) {
+    s2ft_java_throw(jenv, "java/lang/IllegalStateException",
+                    "the tensor is a view of a closed checkpoint (close models and use views before the checkpoint)");
+    return 0;
+  }
   if (shape == NULL || strides == NULL) {
     s2ft_java_throw(jenv, "java/lang/NullPointerException", "tensor shape/strides are null");
     return 0;
@@ -247,6 +414,7 @@ S2FT_JAVA_HANDLE(s2ft_optimizer)
 S2FT_JAVA_HANDLE(s2ft_adapter)
 S2FT_JAVA_HANDLE(s2ft_model)
 S2FT_JAVA_HANDLE(s2ft_sparse_delta)
+S2FT_JAVA_HANDLE(s2ft_checkpoint)
 
 /* CUDA streams and workspaces (void *) are raw addresses as Java longs;
  * s2ft_context_stream returns the stream as the method's result. */
@@ -386,7 +554,10 @@ S2FT_JAVA_RESULT_OUT(size_t, out)         /* s2ft_context_workspace_needed */
 %typemap(javain) CTYPE *NAME "$javainput"
 %typemap(in) CTYPE *NAME (CTYPE value = 0) %{ $1 = $input == NULL ? NULL : &value; %}
 %typemap(argout) CTYPE *NAME %{
-  if ($input != NULL) { JELEM v = (JELEM)value$argnum; (*jenv)->Set##KIND##ArrayRegion(jenv, $input, 0, 1, &v); }
+  if ($input != NULL && !(*jenv)->ExceptionCheck(jenv)) {
+    JELEM v = (JELEM)value$argnum;
+    (*jenv)->Set##KIND##ArrayRegion(jenv, $input, 0, 1, &v);
+  }
 %}
 %enddef
 S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, grad_norm)
@@ -510,6 +681,206 @@ S2FT_JAVA_TENSOR_IN(s2ft_tensor *)
   if (slc_elems$argnum != NULL) (*jenv)->ReleaseLongArrayElements(jenv, slc_idx$argnum, slc_elems$argnum, JNI_ABORT);
 %}
 
+/* ---- checkpoints, models over them, adapter metadata -------------------------- */
+
+/* Strings the library owns (const char **): a nullable byte[][] holder whose
+ * element 0 receives the UTF-8 bytes (null for NULL); Java decodes them. */
+%typemap(jni) const char ** "jobjectArray"
+%typemap(jtype) const char ** "byte[][]"
+%typemap(jstype) const char ** "byte[][]"
+%typemap(javain) const char ** "$javainput"
+%typemap(in) const char ** (const char *str = NULL) %{ $1 = $input == NULL ? NULL : &str; %}
+%typemap(argout) const char ** %{ s2ft_java_hold(jenv, $input, s2ft_java_bytes(jenv, str$argnum)); %}
+
+/* Metadata keys and values in: byte[] (UTF-8; null for NULL), so that any
+ * Unicode text reaches the library as UTF-8. */
+%define S2FT_JAVA_UTF8_IN(NAME)
+%typemap(jni) const char *NAME "jbyteArray"
+%typemap(jtype) const char *NAME "byte[]"
+%typemap(jstype) const char *NAME "byte[]"
+%typemap(javain) const char *NAME "$javainput"
+%typemap(in) const char *NAME (int failed = 0) %{
+  $1 = s2ft_java_utf8(jenv, $input, &failed);
+  if (failed) return $null;
+%}
+%typemap(freearg) const char *NAME %{ free((void *)$1); %}
+%enddef
+S2FT_JAVA_UTF8_IN(key)
+S2FT_JAVA_UTF8_IN(value)
+
+/* Arrays of strings (paths, tensor names): String[]. */
+%typemap(jni) const char *const * "jobjectArray"
+%typemap(jtype) const char *const * "String[]"
+%typemap(jstype) const char *const * "String[]"
+%typemap(javain) const char *const * "$javainput"
+%typemap(in) const char *const * (char **strings = NULL, jsize n_strings = 0) %{
+  strings = s2ft_java_strings(jenv, $input, &n_strings);
+  if ((*jenv)->ExceptionCheck(jenv)) {
+    s2ft_java_strings_free(strings, n_strings);
+    return $null;
+  }
+  $1 = (const char *const *)strings;
+%}
+%typemap(freearg) const char *const * %{ s2ft_java_strings_free(strings$argnum, n_strings$argnum); %}
+
+/* s2ft_checkpoint_write: the replacements from a Tensor[], as the gradients. */
+%apply (const s2ft_tensor *grads, int64_t n_grads) { (const s2ft_tensor *replacements, int64_t n_replace) };
+
+/* s2ft_checkpoint_tensor_info: rank, extents (a nullable long[] whose length
+ * is the capacity) and size. */
+S2FT_JAVA_ARRAY_OUT(int32_t, jintArray, int[], jint, Int, ndim)
+S2FT_JAVA_ARRAY_OUT(uint64_t, jlongArray, long[], jlong, Long, nbytes)
+%typemap(jni) (int64_t *shape, int32_t shape_capacity) "jlongArray"
+%typemap(jtype) (int64_t *shape, int32_t shape_capacity) "long[]"
+%typemap(jstype) (int64_t *shape, int32_t shape_capacity) "long[]"
+%typemap(javain) (int64_t *shape, int32_t shape_capacity) "$javainput"
+%typemap(in) (int64_t *shape, int32_t shape_capacity) %{
+  $1 = $input == NULL ? NULL : ($1_ltype)(*jenv)->GetLongArrayElements(jenv, $input, NULL);
+  if ($input != NULL && $1 == NULL) return $null;
+  $2 = $input == NULL ? 0 : (int32_t)(*jenv)->GetArrayLength(jenv, $input);
+%}
+%typemap(freearg) (int64_t *shape, int32_t shape_capacity) %{
+  if ($1 != NULL) (*jenv)->ReleaseLongArrayElements(jenv, $input, (jlong *)$1, 0);
+%}
+
+/* s2ft_checkpoint_tensor_data: the bytes as a direct ByteBuffer in a
+ * ByteBuffer[] holder (null for no bytes); above 2 GiB a ByteBuffer cannot
+ * hold them (IllegalArgumentException). */
+%typemap(jni) (const void **data, uint64_t *nbytes) "jobjectArray"
+%typemap(jtype) (const void **data, uint64_t *nbytes) "java.nio.ByteBuffer[]"
+%typemap(jstype) (const void **data, uint64_t *nbytes) "java.nio.ByteBuffer[]"
+%typemap(javain) (const void **data, uint64_t *nbytes) "$javainput"
+%typemap(in) (const void **data, uint64_t *nbytes) (const void *bytes = NULL, uint64_t size = 0) %{
+  $1 = &bytes;
+  $2 = &size;
+%}
+%typemap(argout) (const void **data, uint64_t *nbytes) %{
+  if (!(*jenv)->ExceptionCheck(jenv) && bytes$argnum != NULL && size$argnum > 0) {
+    if (size$argnum > (uint64_t)INT32_MAX)
+      s2ft_java_throw(jenv, "java/lang/IllegalArgumentException", "s2ft: the tensor's data is larger than a ByteBuffer (2 GiB)");
+    else
+      s2ft_java_hold(jenv, $input, (*jenv)->NewDirectByteBuffer(jenv, (void *)bytes$argnum, (jlong)size$argnum));
+  }
+%}
+
+/* s2ft_checkpoint_tensor (through s2ft_java_checkpoint_tensor below, since
+ * s2ft_adapter_delta also has an `s2ft_tensor *out`): the view as a new
+ * org.s2ft.Tensor in a Tensor[] holder. */
+%typemap(jni) s2ft_java_view * "jobjectArray"
+%typemap(jtype) s2ft_java_view * "org.s2ft.Tensor[]"
+%typemap(jstype) s2ft_java_view * "org.s2ft.Tensor[]"
+%typemap(javain) s2ft_java_view * "$javainput"
+%typemap(in) s2ft_java_view * (s2ft_tensor view) %{
+  memset(&view, 0, sizeof view);
+  $1 = &view;
+%}
+%typemap(argout) s2ft_java_view * %{
+  if (!(*jenv)->ExceptionCheck(jenv)) s2ft_java_hold(jenv, $input, s2ft_java_tensor_out(jenv, &view$argnum));
+%}
+
+/* s2ft_model_layer: the seven weights (q, k, v, o, gate, up, down; null where
+ * the model holds none) as new Tensors in a Tensor[7]. */
+%typemap(jni) s2ft_layer_weights *out "jobjectArray"
+%typemap(jtype) s2ft_layer_weights *out "org.s2ft.Tensor[]"
+%typemap(jstype) s2ft_layer_weights *out "org.s2ft.Tensor[]"
+%typemap(javain) s2ft_layer_weights *out "$javainput"
+%typemap(in) s2ft_layer_weights *out (s2ft_layer_weights views) %{
+  memset(&views, 0, sizeof views);
+  $1 = &views;
+%}
+%typemap(argout) s2ft_layer_weights *out %{
+  if (!(*jenv)->ExceptionCheck(jenv) && $input != NULL) {
+    const s2ft_tensor *all[7];
+    jsize i;
+    all[0] = views$argnum.q; all[1] = views$argnum.k; all[2] = views$argnum.v; all[3] = views$argnum.o;
+    all[4] = views$argnum.gate; all[5] = views$argnum.up; all[6] = views$argnum.down;
+    for (i = 0; i < 7 && i < (*jenv)->GetArrayLength(jenv, $input); ++i) {
+      jobject t;
+      if (all[i] == NULL) continue;
+      t = s2ft_java_tensor_out(jenv, all[i]);
+      if (t == NULL) break;
+      (*jenv)->SetObjectArrayElement(jenv, $input, i, t);
+      (*jenv)->DeleteLocalRef(jenv, t);
+    }
+  }
+%}
+
+/* Options structs come from the org.s2ft option objects: the C defaults
+ * first (..._options_init), then the fields the Java object sets. */
+%typemap(jni) const s2ft_checkpoint_write_options *opts "jobject"
+%typemap(jtype) const s2ft_checkpoint_write_options *opts "org.s2ft.WriteOptions"
+%typemap(jstype) const s2ft_checkpoint_write_options *opts "org.s2ft.WriteOptions"
+%typemap(javain) const s2ft_checkpoint_write_options *opts "$javainput"
+%typemap(in) const s2ft_checkpoint_write_options *opts (s2ft_checkpoint_write_options wopts, char **excl = NULL, jsize n_excl = 0, s2ft_java_progress_state pstate) %{
+  {
+    s2ft_status st = s2ft_checkpoint_write_options_init(&wopts, S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION);
+    if (st != S2FT_OK) {
+      s2ft_java_throw_status(jenv, st);
+      return $null;
+    }
+  }
+  if ($input != NULL) {
+    jclass cls = (*jenv)->GetObjectClass(jenv, $input);
+    jfieldID copy = (*jenv)->GetFieldID(jenv, cls, "copyOtherFiles", "Z");
+    jobjectArray names = (jobjectArray)s2ft_java_object_field(jenv, cls, $input, "exclude", "[Ljava/lang/String;");
+    jobject listener = s2ft_java_object_field(jenv, cls, $input, "progress", "Lorg/s2ft/WriteOptions$Progress;");
+    wopts.max_shard_bytes = (uint64_t)s2ft_java_long_field(jenv, cls, $input, "maxShardBytes");
+    if (copy != NULL) wopts.copy_other_files = (*jenv)->GetBooleanField(jenv, $input, copy) ? 1 : 0;
+    if ((*jenv)->ExceptionCheck(jenv)) return $null;
+    if (listener != NULL) {
+      pstate.jenv = jenv;
+      pstate.listener = listener;
+      pstate.update = (*jenv)->GetMethodID(jenv, (*jenv)->GetObjectClass(jenv, listener), "update", "(JJ)V");
+      if (pstate.update == NULL) return $null;
+      wopts.progress = s2ft_java_progress;
+      wopts.progress_user = &pstate;
+    }
+    excl = s2ft_java_strings(jenv, names, &n_excl);
+    if ((*jenv)->ExceptionCheck(jenv)) {
+      s2ft_java_strings_free(excl, n_excl);
+      return $null;
+    }
+    wopts.exclude = (const char *const *)excl;
+    wopts.n_exclude = (int64_t)n_excl;
+  }
+  $1 = &wopts;
+%}
+%typemap(freearg) const s2ft_checkpoint_write_options *opts %{ s2ft_java_strings_free(excl$argnum, n_excl$argnum); %}
+
+%typemap(jni) const s2ft_peft_export_options *opts "jobject"
+%typemap(jtype) const s2ft_peft_export_options *opts "org.s2ft.PeftExportOptions"
+%typemap(jstype) const s2ft_peft_export_options *opts "org.s2ft.PeftExportOptions"
+%typemap(javain) const s2ft_peft_export_options *opts "$javainput"
+%typemap(in) const s2ft_peft_export_options *opts (s2ft_peft_export_options popts, char *base_name = NULL) %{
+  {
+    s2ft_status st = s2ft_peft_export_options_init(&popts, S2FT_PEFT_EXPORT_OPTIONS_VERSION);
+    if (st != S2FT_OK) {
+      s2ft_java_throw_status(jenv, st);
+      return $null;
+    }
+  }
+  if ($input != NULL) {
+    jclass cls = (*jenv)->GetObjectClass(jenv, $input);
+    jfieldID scale = (*jenv)->GetFieldID(jenv, cls, "scale", "D");
+    jbyteArray name = (jbyteArray)s2ft_java_object_field(jenv, cls, $input, "baseModelNameOrPath", "[B");
+    int failed = 0;
+    if (scale != NULL) popts.scale = (double)(*jenv)->GetDoubleField(jenv, $input, scale);
+    if ((*jenv)->ExceptionCheck(jenv)) return $null;
+    base_name = s2ft_java_utf8(jenv, name, &failed);
+    if (failed) return $null;
+    popts.base_model_name_or_path = base_name;
+  }
+  $1 = &popts;
+%}
+%typemap(freearg) const s2ft_peft_export_options *opts %{ free(base_name$argnum); %}
+
+/* The structs behind those typemaps, and the calls they replace. */
+%ignore s2ft_checkpoint_write_options;
+%ignore s2ft_checkpoint_write_options_init;
+%ignore s2ft_peft_export_options;
+%ignore s2ft_peft_export_options_init;
+%ignore s2ft_checkpoint_tensor;
+
 /* The seed is 64 bits: a Java long read as unsigned, not a BigInteger. */
 %apply long long { uint64_t seed };
 
@@ -524,3 +895,15 @@ S2FT_JAVA_TENSOR_IN(s2ft_tensor *)
 %include <arrays_java.i>
 
 %include "s2ft.i"
+
+/* s2ft_checkpoint_tensor under its own type for the view's typemap. */
+%{
+typedef s2ft_tensor s2ft_java_view;
+%}
+typedef struct s2ft_tensor s2ft_java_view;
+%inline %{
+/* s2ft_checkpoint_tensor, with the view returned as an org.s2ft.Tensor. */
+s2ft_status s2ft_java_checkpoint_tensor(s2ft_checkpoint *ckpt, const char *name, s2ft_java_view *view) {
+  return s2ft_checkpoint_tensor(ckpt, name, view);
+}
+%}

@@ -1,18 +1,75 @@
-// Command adapterserving serves two S2FT adapters on one base layer with the
-// Go binding: build adapters, fuse, save/load, apply/switch/remove on a model,
-// then run a batch of requests that use different adapters with ForwardMixed.
+// Command adapterserving serves two S2FT adapters on a model opened from its
+// checkpoint folder with the Go binding: it loads both, applies the first and
+// switches to the second on the model (only the union of their lines is
+// touched), restores the base, then runs one batch whose requests use
+// different adapters with ForwardMixed over the model's own down_proj,
+// merging nothing.
+//
+// Usage: adapterserving FIRST.safetensors SECOND.safetensors [BASE_DIR]
+//
+// BASE_DIR defaults to stories260K-hf in the test data ($S2FT_TEST_DATA, else
+// ../shared/data). `make_adapters BASE_DIR OUT_DIR` (examples/c) makes two
+// adapters for a base, and `tiny_checkpoint DIR` a small random base.
 package main
 
 import (
 	"fmt"
 	"log"
 	"math"
-	"math/rand"
 	"os"
 	"path/filepath"
 
 	"s2ft.dev/s2ft"
 )
+
+func main() {
+	if len(os.Args) < 3 || len(os.Args) > 4 {
+		fmt.Fprintln(os.Stderr, "usage: adapterserving FIRST.safetensors SECOND.safetensors [BASE_DIR]")
+		os.Exit(2)
+	}
+	base := defaultBase()
+	if len(os.Args) == 4 {
+		base = os.Args[3]
+	}
+	serve(base, os.Args[1], os.Args[2])
+	fmt.Printf("live handles at exit: %d\n", s2ft.LiveHandles())
+}
+
+func serve(base, firstPath, secondPath string) {
+	ctx := must(s2ft.NewContext())
+	defer ctx.Close()
+	first, second := must(s2ft.LoadAdapter(firstPath)), must(s2ft.LoadAdapter(secondPath))
+	defer first.Close()
+	defer second.Close()
+	ckpt := must(s2ft.OpenCheckpoint(base))
+	defer ckpt.Close()
+	model := must(s2ft.NewModelFromCheckpoint(ctx, ckpt)) // closed (deferred) before the checkpoint
+	defer model.Close()
+	before := downProj(model)
+	check(model.Apply(first, s2ft.DefaultScale))   // W[lines] += delta; the displaced lines are kept
+	check(model.Switch(second, s2ft.DefaultScale)) // touches only the union of both adapters' lines
+	check(model.Remove())                          // the base again, bit-exactly
+	down := must(model.Layer(0)).Down              // [d_model, d_ff], a view into the checkpoint
+	x, y := batch(down.Shape())                    // 9 tokens: 4 with adapter 0, 2 with none, 3 with adapter 1
+	defer x.Close()
+	defer y.Close()
+	offsets, uses, adapters := []int64{0, 4, 6, 9}, []int32{0, -1, 1}, []*s2ft.Adapter{first, second}
+	check(s2ft.ForwardMixed(ctx, 0, s2ft.TargetDown, x, down, adapters, nil, offsets, uses, y))
+
+	restored := equalBits(before, downProj(model))
+	fmt.Printf("base %s: layer 0's down_proj is %v\n", base, down.Shape())
+	fmt.Printf("applied '%s', switched to '%s', removed: base restored bit-exactly = %v\n", first.Name(), second.Name(), restored)
+	report(ctx, x, down, offsets, uses, adapters, y)
+	if !restored {
+		log.Fatal("the base was not restored")
+	}
+}
+
+// must returns v, or ends the program with err.
+func must[T any](v T, err error) T {
+	check(err)
+	return v
+}
 
 func check(err error) {
 	if err != nil {
@@ -20,102 +77,61 @@ func check(err error) {
 	}
 }
 
-func main() {
-	shape := s2ft.ModelShape{NLayers: 1, DModel: 64, NHeads: 8, NKVHeads: 2, HeadDim: 8, DFF: 96}
-	out, in := shape.DModel, shape.DFF
-	rng := rand.New(rand.NewSource(2024))
-	down, err := s2ft.NewTensor(int64(out), int64(in)) // C memory: the model edits it in place
-	check(err)
-	defer down.Close()
-	for i := range down.Data() {
-		down.Data()[i] = float32(rng.NormFloat64() * 0.05)
+// downProj copies layer 0's down_proj as the model holds it.
+func downProj(model *s2ft.Model) []float32 {
+	layer, err := model.Layer(0)
+	if err != nil || layer.Down == nil {
+		return nil
 	}
-	original := append([]float32(nil), down.Data()...)
+	return layer.Down.Float32s()
+}
 
-	ctx, err := s2ft.NewContext()
-	check(err)
-	defer ctx.Close()
-	newAdapter := func(name string, lines []int64) *s2ft.Adapter {
-		a, err := s2ft.NewAdapter(shape, name, 1)
-		check(err)
-		d := make([]float32, out*len(lines))
-		for i := range d {
-			d[i] = float32(rng.NormFloat64() * 0.01)
-		}
-		delta, err := s2ft.FromSlice(d, int64(out), int64(len(lines)))
-		check(err)
-		defer delta.Close()
-		check(a.Set(0, s2ft.TargetDown, lines, delta, down))
-		return a
+func equalBits(a, b []float32) bool {
+	if len(a) != len(b) || a == nil {
+		return false
 	}
-	a := newAdapter("math", []int64{3, 17, 40, 77})
-	defer a.Close()
-	b := newAdapter("code", []int64{17, 50, 91})
-	defer b.Close()
-
-	dir, err := os.MkdirTemp("", "s2ft-example")
-	check(err)
-	defer os.RemoveAll(dir)
-	fused, err := s2ft.FuseAdapters([]*s2ft.Adapter{a, b}, []float64{0.5, 0.5})
-	check(err)
-	path := filepath.Join(dir, "fused.safetensors")
-	check(fused.Save(path))
-	fused.Close()
-	loaded, err := s2ft.LoadAdapter(path)
-	check(err)
-	defer loaded.Close()
-	lines, err := loaded.Lines(0, s2ft.TargetDown)
-	check(err)
-	fmt.Printf("fused adapter '%s': %d lines\n", loaded.Name(), len(lines))
-
-	model, err := s2ft.NewModel(ctx, shape, []s2ft.LayerWeights{{Down: down}})
-	check(err)
-	check(model.Apply(a, s2ft.DefaultScale))
-	fmt.Printf("applied math, W[0,3] %.5f -> %.5f\n", original[3], down.Data()[3])
-	check(model.Switch(b, s2ft.DefaultScale))
-	fmt.Printf("switched to code, W[0,3] back to %.5f\n", down.Data()[3])
-	check(model.Switch(loaded, s2ft.DefaultScale))
-	check(model.Remove())
-	model.Close()
-	for i, v := range down.Data() {
-		if math.Float32bits(v) != math.Float32bits(original[i]) {
-			log.Fatal("base not restored bit-exactly")
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
 		}
 	}
-	fmt.Println("removed: base restored bit-exactly = true")
+	return true
+}
 
-	// A batch of three requests: rows 0-4 use "math", 5-6 no adapter, 7-11 "code".
-	offsets, seg := []int64{0, 5, 7, 12}, []int32{0, -1, 1}
-	tokens := int(offsets[len(offsets)-1])
-	xs := make([]float32, tokens*in)
+// batch makes the inputs x [9, d_ff] (deterministic, in [-1, 1)) and the
+// output y [9, d_model] for a weight of shape [d_model, d_ff].
+func batch(w []int64) (x, y *s2ft.Tensor) {
+	xs := make([]float32, 9*w[1])
 	for i := range xs {
-		xs[i] = float32(rng.NormFloat64())
+		xs[i] = float32(i*7919%1000)/500 - 1
 	}
-	x, err := s2ft.FromSlice(xs, int64(tokens), int64(in))
-	check(err)
-	defer x.Close()
-	y, err := s2ft.NewTensor(int64(tokens), int64(out))
-	check(err)
-	defer y.Close()
-	check(s2ft.ForwardMixed(ctx, 0, s2ft.TargetDown, x, down, []*s2ft.Adapter{a, b}, nil, offsets, seg, y))
-	names := []string{"math", "code"}
-	for s := range seg {
-		sum := 0.0
-		for r := offsets[s]; r < offsets[s+1]; r++ {
-			for o := 0; o < out; o++ {
-				sum += math.Abs(float64(y.Data()[int(r)*out+o]))
-			}
+	return must(s2ft.FromSlice(xs, 9, w[1])), must(s2ft.NewTensor(9, w[0]))
+}
+
+// report prints each request's largest change against the base layer's output.
+func report(ctx *s2ft.Context, x, w *s2ft.Tensor, offsets []int64, uses []int32, adapters []*s2ft.Adapter, y *s2ft.Tensor) {
+	tokens, dModel := offsets[len(offsets)-1], int(w.Shape()[0])
+	yBase := must(s2ft.NewTensor(tokens, int64(dModel)))
+	defer yBase.Close()
+	check(s2ft.ForwardMixed(ctx, 0, s2ft.TargetDown, x, w, nil, nil, []int64{0, tokens}, []int32{-1}, yBase))
+	for s, use := range uses {
+		change := 0.0
+		for i := int(offsets[s]) * dModel; i < int(offsets[s+1])*dModel; i++ {
+			change = math.Max(change, math.Abs(float64(y.Data()[i]-yBase.Data()[i])))
 		}
-		name := "base"
-		if seg[s] >= 0 {
-			name = names[seg[s]]
+		name := "no adapter"
+		if use >= 0 {
+			name = fmt.Sprintf("adapter '%s'", adapters[use].Name())
 		}
-		n := offsets[s+1] - offsets[s]
-		fmt.Printf("request %d (%s): %d tokens, mean |y| %.5f\n", s, name, n, sum/float64(n*int64(out)))
+		fmt.Printf("request %d (%s): %d tokens, max |y - y_base| = %.6f\n", s, name, offsets[s+1]-offsets[s], change)
 	}
-	a.Close()
-	b.Close()
-	loaded.Close()
-	ctx.Close()
-	fmt.Printf("live handles at exit: %d\n", s2ft.LiveHandles())
+}
+
+// defaultBase is stories260K-hf in the test data: $S2FT_TEST_DATA, else ../shared/data.
+func defaultBase() string {
+	data := os.Getenv("S2FT_TEST_DATA")
+	if data == "" {
+		data = filepath.Join("..", "shared", "data")
+	}
+	return filepath.Join(data, "stories260K-hf")
 }

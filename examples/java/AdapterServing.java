@@ -1,71 +1,76 @@
-// Serving two S2FT adapters on one base layer with the Java binding:
-// build adapters, fuse, save/load, apply/switch/remove on a model, then run a
-// batch of requests that use different adapters with forwardMixed.
-import java.io.File;
-import java.util.Random;
+// Serves two S2FT adapters on a model opened from its checkpoint folder with the
+// Java binding: loads both, applies the first and switches to the second on the
+// model (only the union of their lines is touched), restores the base, then runs
+// one batch whose requests use different adapters with forwardMixed over the
+// model's own down_proj, merging nothing.
+//
+// usage: java -cp s2ft.jar:. AdapterServing FIRST.safetensors SECOND.safetensors [BASE_DIR]
+// BASE_DIR defaults to stories260K-hf in the test data ($S2FT_TEST_DATA, else
+// ../shared/data). `make_adapters BASE_DIR OUT_DIR` (examples/c) makes two
+// adapters for a base, and `tiny_checkpoint DIR` a small random base.
+import java.util.Arrays;
 import org.s2ft.*;
 
 public class AdapterServing {
-  public static void main(String[] args) throws Exception {
-    // One layer of a small GQA model; we serve its down_proj [d_model, d_ff].
-    ModelShape shape = new ModelShape(1, 64, 8, 2, 8, 96);
-    final int out = shape.dModel, in = shape.dFf;
-    Random rng = new Random(2024);
-    Tensor down = Tensor.allocate(S2ft.F32, out, in);   // direct memory: the model edits it in place
-    for (int i = 0; i < out * in; ++i) down.floatBuffer().put(i, (float) rng.nextGaussian() * 0.05f);
-    float[] original = down.toFloatArray();
-    LayerWeights[] layers = {new LayerWeights().down(down)};
-
+  public static void main(String[] args) {
+    if (args.length < 2 || args.length > 3) {
+      System.err.println("usage: AdapterServing FIRST.safetensors SECOND.safetensors [BASE_DIR]");
+      System.exit(2);
+    }
+    String base = args.length > 2 ? args[2] : defaultBase();
+    long[] offsets = {0, 4, 6, 9}; // 9 tokens: 4 with adapter 0, 2 with none, 3 with adapter 1
+    int[] uses = {0, -1, 1};
     try (Context ctx = new Context();
-         Adapter a = Adapter.create(shape, "math", 1.0);
-         Adapter b = Adapter.create(shape, "code", 1.0)) {
-      // Two adapters over a few channels each (as s2ft_adapter_from_training would produce).
-      long[] linesA = {3, 17, 40, 77}, linesB = {17, 50, 91};
-      a.set(0, S2ft.TARGET_DOWN, linesA, deltaOf(rng, out, linesA.length), down);
-      b.set(0, S2ft.TARGET_DOWN, linesB, deltaOf(rng, out, linesB.length), down);
+         Adapter first = Adapter.load(args[0]);
+         Adapter second = Adapter.load(args[1]);
+         Checkpoint ckpt = Checkpoint.open(base);
+         Model model = Model.fromCheckpoint(ctx, ckpt)) {
+      float[] before = model.layer(0).down().toFloatArray();
+      model.apply(first); // W[lines] += delta; the displaced lines are kept
+      model.switchTo(second); // touches only the union of both adapters' lines
+      model.remove(); // the base again, bit-exactly
+      Tensor down = model.layer(0).down(); // [d_model, d_ff], a view into the checkpoint
+      long dModel = down.shape()[0], dFf = down.shape()[1];
+      Tensor x = Tensor.of(inputs(9, dFf), 9, dFf), y = Tensor.allocate(S2ft.F32, 9, dModel);
+      Adapter.forwardMixed(ctx, 0, S2ft.TARGET_DOWN, x, down, null, new Adapter[] {first, second}, null,
+          offsets, uses, y);
 
-      File file = File.createTempFile("s2ft-fused", ".safetensors");
-      file.deleteOnExit();
-      try (Adapter fused = Adapter.fuse(new Adapter[] {a, b}, new double[] {0.5, 0.5})) {
-        fused.save(file.getPath());
-      }
-      try (Adapter fused = Adapter.load(file.getPath());
-           Model model = new Model(ctx, shape, layers, null)) {
-        System.out.printf("fused adapter '%s': %d lines%n", fused.name(), fused.lines(0, S2ft.TARGET_DOWN).length);
-        model.apply(a);
-        System.out.printf("applied %s, W[0,3] %.5f -> %.5f%n", model.applied().name(), original[3], down.get(0, 3));
-        model.switchTo(b);
-        System.out.printf("switched to %s, W[0,3] back to %.5f%n", model.applied().name(), down.get(0, 3));
-        model.switchTo(fused);
-        model.remove();
-        boolean exact = java.util.Arrays.equals(original, down.toFloatArray());
-        System.out.println("removed: base restored bit-exactly = " + exact);
-        if (!exact) throw new AssertionError("base not restored");
-      }
-
-      // A batch of three requests: rows 0-4 use "math", 5-6 no adapter, 7-11 "code".
-      long[] offsets = {0, 5, 7, 12};
-      int[] segmentAdapter = {0, -1, 1};
-      int tokens = (int) offsets[offsets.length - 1];
-      float[] x = new float[tokens * in], y = new float[tokens * out];
-      for (int i = 0; i < x.length; ++i) x[i] = (float) rng.nextGaussian();
-      Adapter.forwardMixed(ctx, 0, S2ft.TARGET_DOWN, Tensor.of(x, tokens, in), down, null,
-          new Adapter[] {a, b}, null, offsets, segmentAdapter, Tensor.of(y, tokens, out));
-      for (int s = 0; s < segmentAdapter.length; ++s) {
-        double sum = 0;
-        for (long r = offsets[s]; r < offsets[s + 1]; ++r)
-          for (int o = 0; o < out; ++o) sum += Math.abs(y[(int) r * out + o]);
-        System.out.printf("request %d (%s): %d tokens, mean |y| %.5f%n", s,
-            segmentAdapter[s] < 0 ? "base" : (segmentAdapter[s] == 0 ? a : b).name(),
-            offsets[s + 1] - offsets[s], sum / ((offsets[s + 1] - offsets[s]) * out));
-      }
+      boolean restored = Arrays.equals(before, down.toFloatArray());
+      System.out.printf("base %s: layer 0's down_proj is [%d, %d]%n", base, dModel, dFf);
+      System.out.printf("applied '%s', switched to '%s', removed: base restored bit-exactly = %b%n",
+          first.name(), second.name(), restored);
+      report(ctx, x, down, offsets, uses, new Adapter[] {first, second}, y);
+      if (!restored) throw new IllegalStateException("the base was not restored");
     }
     System.out.println("live handles at exit: " + S2ft.liveHandles());
   }
 
-  static Tensor deltaOf(Random rng, int rows, int cols) {
-    float[] d = new float[rows * cols];
-    for (int i = 0; i < d.length; ++i) d[i] = (float) rng.nextGaussian() * 0.01f;
-    return Tensor.of(d, rows, cols);
+  /** Inputs [tokens, dFf] in [-1, 1), deterministic. */
+  static float[] inputs(int tokens, long dFf) {
+    float[] x = new float[(int) (tokens * dFf)];
+    for (int i = 0; i < x.length; ++i) x[i] = (i * 7919 % 1000) / 500.0f - 1;
+    return x;
+  }
+
+  /** Prints each request's largest change against the base layer's output. */
+  static void report(Context ctx, Tensor x, Tensor w, long[] offsets, int[] uses, Adapter[] adapters, Tensor y) {
+    long tokens = offsets[offsets.length - 1], dModel = w.shape()[0];
+    Tensor yBase = Tensor.allocate(S2ft.F32, tokens, dModel);
+    Adapter.forwardMixed(ctx, 0, S2ft.TARGET_DOWN, x, w, null, new Adapter[0], null, new long[] {0, tokens},
+        new int[] {-1}, yBase);
+    for (int s = 0; s < uses.length; ++s) {
+      double change = 0;
+      for (long r = offsets[s]; r < offsets[s + 1]; ++r)
+        for (long o = 0; o < dModel; ++o) change = Math.max(change, Math.abs(y.get(r, o) - yBase.get(r, o)));
+      String name = uses[s] < 0 ? "no adapter" : "adapter '" + adapters[uses[s]].name() + "'";
+      System.out.printf("request %d (%s): %d tokens, max |y - y_base| = %.6f%n", s, name, offsets[s + 1] - offsets[s],
+          change);
+    }
+  }
+
+  /** stories260K-hf in the test data: $S2FT_TEST_DATA, else ../shared/data. */
+  static String defaultBase() {
+    String data = System.getenv("S2FT_TEST_DATA");
+    return (data != null ? data : "../shared/data") + "/stories260K-hf";
   }
 }

@@ -1,87 +1,94 @@
-//! Trains two columns of one down_proj with S2FT, ships the change as an
-//! adapter file, and applies it to a fresh copy of the base weights.
+//! Serves two S2FT adapters on a model opened from its checkpoint folder:
+//! loads both, applies the first and switches to the second on the model
+//! (only the union of their lines is touched), restores the base, then runs
+//! one batch whose requests use different adapters with `forward_mixed`
+//! over the model's own down_proj, merging nothing.
 //!
-//! Steps: pick the trained channels (a Selection), then per step
-//! forward_partial (y = x W^T, keeping x[:, S]), the gradient of a squared
-//! error, backward_partial (dW_S only) and an AdamW step on the slice; then
-//! Adapter::from_training (trained - base), save, load, Model::apply.
+//! usage: cargo run -- FIRST.safetensors SECOND.safetensors [BASE_DIR]
+//!
+//! BASE_DIR defaults to stories260K-hf in the test data ($S2FT_TEST_DATA,
+//! else ../shared/data next to the repository). `make_adapters BASE_DIR
+//! OUT_DIR` (examples/c) makes two adapters for a base, and
+//! `tiny_checkpoint DIR` a small random base.
+
+use std::path::{Path, PathBuf};
 
 use s2ft::*;
 
-/// A small deterministic generator (SplitMix64) for the example's data.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !(2..=3).contains(&args.len()) {
+        eprintln!("usage: cargo run -- FIRST.safetensors SECOND.safetensors [BASE_DIR]");
+        std::process::exit(2);
     }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.uniform()).collect()
-    }
+    let base_dir = args.get(2).map(PathBuf::from).unwrap_or_else(default_base);
+    serve(&base_dir, &args[0], &args[1])?;
+    println!("live handles at exit: {}", live_handles());
+    Ok(())
 }
 
-fn main() -> Result<()> {
-    let (d_model, d_ff, tokens, steps) = (6usize, 8usize, 16usize, 20);
-    let shape = ModelShape { n_layers: 1, d_model: d_model as i32, n_heads: 2, n_kv_heads: 1, head_dim: 3, d_ff: d_ff as i32 };
-    let mut rng = Rng(42);
-    let base = rng.vec(d_model * d_ff); // down_proj [d_model, d_ff]
-    let x = rng.vec(tokens * d_ff);
-    let target_y = rng.vec(tokens * d_model);
-
+fn serve(base_dir: &Path, first: &str, second: &str) -> Result<()> {
     let ctx = Context::new()?;
-    let sel = Selection::from_units(&shape, HeadGranularity::ByGroup, [&[], &[], &[2, 5], &[]])?;
-    let lines = sel.indices(0, Target::Down, IndexKind::Lines, IndexOrder::Base)?;
-    let k = lines.len();
-    let slice = Slice::Indices { axis: Axis::Columns, lines };
+    let (first, second) = (Adapter::load(first)?, Adapter::load(second)?);
+    let mut base = Checkpoint::open(base_dir)?;
+    let mut model = Model::from_checkpoint(&ctx, &mut base, None, None)?;
+    let before = down_proj_bits(&model)?;
+    model.apply(&first, ApplyOptions::default())?; // W[lines] += delta; the displaced lines are kept
+    model.switch(&second, ApplyOptions::default())?; // touches only the union of both adapters' lines
+    model.remove()?; // the base again, bit-exactly
+    let down = model.layer(0)?.down.expect("a model holds every layer's down_proj"); // [d_model, d_ff]
+    let (d_model, d_ff) = (down.shape()[0], down.shape()[1]);
+    let (x, offsets, uses) = requests(d_ff); // 9 tokens: 4 with adapter 0, 2 with none, 3 with adapter 1
+    let mut y = vec![0.0f32; 9 * d_model];
+    forward_mixed(&ctx, 0, Target::Down, &TensorRef::matrix(&x, 9, d_ff)?, &down, None, &[&first, &second], None,
+                  &offsets, &uses, &mut TensorMut::matrix(&mut y, 9, d_model)?)?;
 
-    let mut trained = base.clone();
-    {
-        let mut opt = Optimizer::new(&ctx, &OptimizerOptions::default())?;
-        opt.add_param(TensorMut::matrix(&mut trained, d_model, d_ff)?, &slice)?;
-        let (mut y, mut x_s, mut dw) = (vec![0.0f32; tokens * d_model], vec![0.0f32; tokens * k], vec![0.0f32; d_model * k]);
-        for step in 0..steps {
-            let w = opt.weight(0)?;
-            forward_partial(&ctx, &slice, &TensorRef::matrix(&x, tokens, d_ff)?, &w, &mut TensorMut::matrix(&mut y, tokens, d_model)?, Some(&mut TensorMut::matrix(&mut x_s, tokens, k)?))?;
-            // loss = mean (y - target)^2; dy = 2 (y - target) / n.
-            let n = y.len() as f32;
-            let loss: f32 = y.iter().zip(&target_y).map(|(a, b)| (a - b) * (a - b)).sum::<f32>() / n;
-            let dy: Vec<f32> = y.iter().zip(&target_y).map(|(a, b)| 2.0 * (a - b) / n).collect();
-            backward_partial(&ctx, &slice, &w, &TensorRef::matrix(&x_s, tokens, k)?, &TensorRef::matrix(&dy, tokens, d_model)?, None, &mut TensorMut::matrix(&mut dw, d_model, k)?, Accumulate::default())?;
-            opt.step(0.05, &[TensorRef::matrix(&dw, d_model, k)?])?;
-            if step % 5 == 0 || step == steps - 1 {
-                println!("step {step:2}: loss {loss:.5}");
-            }
-        }
+    let restored = down_proj_bits(&model)? == before;
+    println!("base {}: layer 0's down_proj is [{d_model}, {d_ff}]", base_dir.display());
+    println!("applied '{}', switched to '{}', removed: base restored bit-exactly = {restored}", first.name(), second.name());
+    report(&ctx, &TensorRef::matrix(&x, 9, d_ff)?, &down, &offsets, &uses, &[&first, &second], &y, d_model)?;
+    if !restored {
+        return Err(Error { status: sys::S2FT_ERR_INTERNAL, message: "the base was not restored".into() });
     }
-
-    let base_layer = [LayerWeightsRef { down: Some(TensorRef::matrix(&base, d_model, d_ff)?), ..Default::default() }];
-    let trained_layer = [LayerWeightsRef { down: Some(TensorRef::matrix(&trained, d_model, d_ff)?), ..Default::default() }];
-    let adapter = Adapter::from_training(&ctx, &sel, &base_layer, &trained_layer, false, "example")?;
-    let path = std::env::temp_dir().join(format!("s2ft-rust-example-{}.safetensors", std::process::id()));
-    adapter.save(&path)?;
-    let loaded = Adapter::load(&path)?;
-    std::fs::remove_file(&path).ok();
-    println!("adapter '{}' saved and loaded: lines {:?}", loaded.name(), loaded.lines(0, Target::Down)?.0);
-
-    let mut fresh = base.clone();
-    {
-        let layers = vec![LayerWeights { down: Some(TensorMut::matrix(&mut fresh, d_model, d_ff)?), ..Default::default() }];
-        let mut model = Model::new(&ctx, &shape, layers, None)?;
-        model.apply(&loaded, ApplyOptions::default())?;
-    }
-    let max_diff = fresh.iter().zip(&trained).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    let changed = trained.iter().zip(&base).filter(|(a, b)| a != b).count();
-    println!("{changed} weights trained; base + adapter vs trained: max |difference| = {max_diff:e}");
-    if max_diff > 1e-6 {
-        eprintln!("the applied adapter does NOT reproduce the trained weights");
-        std::process::exit(1);
-    }
-    println!("the applied adapter reproduces the trained weights");
     Ok(())
+}
+
+/// The bits of layer 0's down_proj as the model holds it.
+fn down_proj_bits(model: &Model) -> Result<Vec<u32>> {
+    let down = model.layer(0)?.down.and_then(|w| w.to_f32_vec()).unwrap_or_default();
+    Ok(down.iter().map(|v| v.to_bits()).collect())
+}
+
+/// A batch of three requests (4, 2 and 3 tokens): the first served with
+/// adapter 0, the second with none, the third with adapter 1. Returns the
+/// inputs [9, d_ff], the segment offsets and each segment's adapter.
+fn requests(d_ff: usize) -> (Vec<f32>, [i64; 4], [i32; 3]) {
+    let offsets = [0, 4, 6, 9];
+    let x = (0..offsets[3] as usize * d_ff).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    (x, offsets, [0, -1, 1])
+}
+
+/// Prints each request's largest change against the base layer's output.
+#[allow(clippy::too_many_arguments)]
+fn report(ctx: &Context, x: &TensorRef<'_>, w: &TensorRef<'_>, offsets: &[i64], uses: &[i32], adapters: &[&Adapter], y: &[f32], d_model: usize) -> Result<()> {
+    let tokens = offsets[offsets.len() - 1] as usize;
+    let mut y_base = vec![0.0f32; tokens * d_model];
+    forward_mixed(ctx, 0, Target::Down, x, w, None, &[], None, &[0, tokens as i64], &[-1],
+                  &mut TensorMut::matrix(&mut y_base, tokens, d_model)?)?;
+    for (s, &a) in uses.iter().enumerate() {
+        let rows = offsets[s] as usize * d_model..offsets[s + 1] as usize * d_model;
+        let change = y[rows.clone()].iter().zip(&y_base[rows]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let name = if a < 0 { "no adapter".to_string() } else { format!("adapter '{}'", adapters[a as usize].name()) };
+        println!("request {s} ({name}): {} tokens, max |y - y_base| = {change:.6}", offsets[s + 1] - offsets[s]);
+    }
+    Ok(())
+}
+
+/// stories260K-hf in the test data: $S2FT_TEST_DATA, else ../shared/data
+/// next to this repository.
+fn default_base() -> PathBuf {
+    std::env::var_os("S2FT_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
+        .join("stories260K-hf")
 }

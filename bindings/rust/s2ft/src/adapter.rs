@@ -1,6 +1,7 @@
 //! Adapters: what fine-tuning changed, as sparse line deltas.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
 use std::path::Path;
 use std::ptr;
 
@@ -26,8 +27,19 @@ pub struct AdapterInfo {
     pub targets: u32,
 }
 
+/// Options of [`Adapter::export_peft`]; `Default` matches the C defaults
+/// (`s2ft_peft_export_options_init`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeftExportOptions {
+    /// `base_model_name_or_path` in `adapter_config.json`; `None` writes null.
+    pub base_model_name_or_path: Option<String>,
+    /// The scale folded into the LoRA factors; `None` means the adapter's
+    /// default scale.
+    pub scale: Option<f64>,
+}
+
 /// Per (layer, target): trained base-order lines and their f32 deltas,
-/// with fingerprints of the base lines.
+/// with fingerprints of the base lines, and free key/value metadata.
 ///
 /// ```
 /// use s2ft::*;
@@ -189,6 +201,96 @@ impl Adapter {
         // SAFETY: live handles; the library only adds a device mirror,
         // which the adapter owns and frees with itself.
         check(unsafe { sys::s2ft_adapter_upload(ctx.raw, self.raw) })
+    }
+
+    /// Sets the metadata `key` (1 to 255 bytes of `[A-Za-z0-9._-]`) to
+    /// `value` (UTF-8, at most 65536 bytes). Saved with the adapter; at most
+    /// 256 keys. On error nothing changes.
+    ///
+    /// ```
+    /// use s2ft::*;
+    /// let shape = ModelShape { n_layers: 1, d_model: 2, n_heads: 1, n_kv_heads: 1, head_dim: 2, d_ff: 2 };
+    /// let mut a = Adapter::new(&shape, "a", 1.0).unwrap();
+    /// a.set_meta("base_model", "stories260K").unwrap();
+    /// a.set_meta("selection.seed", "7").unwrap();
+    /// assert_eq!(a.meta("base_model"), Some("stories260K"));
+    /// let all: Vec<(&str, &str)> = a.metadata().collect();
+    /// assert_eq!(all, vec![("base_model", "stories260K"), ("selection.seed", "7")]);
+    /// a.remove_meta("base_model").unwrap();
+    /// assert_eq!(a.meta("base_model"), None);
+    /// assert!(a.set_meta("not a key", "x").is_err());
+    /// ```
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        let k = c_name(key)?;
+        let v = CString::new(value).map_err(|_| Error::invalid(format!("the value of metadata key {key:?} contains a NUL byte")))?;
+        // SAFETY: exclusive access (not applied: a model would borrow it);
+        // NUL-terminated strings, copied by the library.
+        check(unsafe { sys::s2ft_adapter_set_meta(self.raw, k.as_ptr(), v.as_ptr()) })
+    }
+
+    /// Removes the metadata `key` (an absent key is not an error).
+    pub fn remove_meta(&mut self, key: &str) -> Result<()> {
+        let k = c_name(key)?;
+        // SAFETY: as set_meta; a NULL value removes the key.
+        check(unsafe { sys::s2ft_adapter_set_meta(self.raw, k.as_ptr(), ptr::null()) })
+    }
+
+    /// The value of metadata `key`, or `None` when the adapter has none.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        let k = c_name(key).ok()?;
+        let mut value: *const c_char = ptr::null();
+        // SAFETY: live handle, valid pointers.
+        if unsafe { sys::s2ft_adapter_meta(self.raw, k.as_ptr(), &mut value) } != 0 || value.is_null() {
+            return None;
+        }
+        // SAFETY: owned by the adapter until the next set_meta (which needs
+        // &mut self) or its destruction; values are UTF-8.
+        unsafe { CStr::from_ptr(value) }.to_str().ok()
+    }
+
+    /// The number of metadata keys.
+    pub fn meta_count(&self) -> usize {
+        let mut n = 0i64;
+        // SAFETY: live handle, valid out pointer (fails only for NULL).
+        let status = unsafe { sys::s2ft_adapter_meta_count(self.raw, &mut n) };
+        debug_assert_eq!(status, 0);
+        n.max(0) as usize
+    }
+
+    /// The metadata entries `(key, value)`, keys in ascending byte order.
+    pub fn metadata(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        let entries: Vec<(&str, &str)> = (0..self.meta_count())
+            .filter_map(|i| {
+                let (mut k, mut v): (*const c_char, *const c_char) = (ptr::null(), ptr::null());
+                // SAFETY: live handle, index in range, valid out pointers.
+                if unsafe { sys::s2ft_adapter_meta_at(self.raw, i as i64, &mut k, &mut v) } != 0 || k.is_null() || v.is_null() {
+                    return None;
+                }
+                // SAFETY: owned by the adapter, which `self` borrows.
+                let (k, v) = unsafe { (CStr::from_ptr(k), CStr::from_ptr(v)) };
+                Some((k.to_str().ok()?, v.to_str().ok()?))
+            })
+            .collect();
+        entries.into_iter()
+    }
+
+    /// Writes the adapter as a Hugging Face PEFT LoRA adapter into the
+    /// folder `out_dir` (made when missing; its parent must exist):
+    /// `adapter_config.json` and `adapter_model.safetensors`. Each entry
+    /// with k lines becomes a LoRA module of rank k whose `B A` is exactly
+    /// `scale * delta` on its lines (one factor one-hot).
+    pub fn export_peft(&self, out_dir: impl AsRef<Path>, opts: &PeftExportOptions) -> Result<()> {
+        let dir = c_path(out_dir.as_ref())?;
+        let base = opts.base_model_name_or_path.as_deref().map(c_name).transpose()?;
+        let mut raw = sys::s2ft_peft_export_options { version: 0, base_model_name_or_path: ptr::null(), scale: 0.0 };
+        // SAFETY: raw is a valid out pointer; the version is the one compiled in.
+        check(unsafe { sys::s2ft_peft_export_options_init(&mut raw, sys::S2FT_PEFT_EXPORT_OPTIONS_VERSION) })?;
+        raw.base_model_name_or_path = base.as_ref().map_or(ptr::null(), |b| b.as_ptr());
+        if let Some(scale) = opts.scale {
+            raw.scale = scale;
+        }
+        // SAFETY: live handle; the strings outlive the call.
+        check(unsafe { sys::s2ft_adapter_export_peft(self.raw, dir.as_ptr(), &raw) })
     }
 
     /// The C handle (for use with `s2ft-sys`); still owned by this value.

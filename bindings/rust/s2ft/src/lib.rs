@@ -12,10 +12,12 @@
 //! - [`permute`]: the co-permutation of one layer's weights.
 //! - [`forward_partial`], [`backward_partial`], [`Optimizer`]: training.
 //! - [`Adapter`], [`Model`], [`forward_mixed`]: shipping and serving.
+//! - [`Checkpoint`]: Hugging Face model folders, memory-mapped; views of
+//!   their tensors, [`Model::from_checkpoint`], writing merged copies.
 //! - [`SparseDelta`]: unstructured sparse deltas (CSR) on a context's device.
 //!
 //! Threads: handles are `Send` where they hold no context (selections,
-//! adapters) and so is a [`Context`], but nothing is `Sync`: the library
+//! adapters, checkpoints) and so is a [`Context`], but nothing is `Sync`: the library
 //! does not lock handles, so one thread uses a context (and what borrows
 //! it) at a time.
 //!
@@ -28,6 +30,7 @@
 #[macro_use]
 mod c_enum;
 mod adapter;
+mod checkpoint;
 mod context;
 mod error;
 mod model;
@@ -43,7 +46,8 @@ mod weights;
 
 use std::ffi::CStr;
 
-pub use adapter::{forward_mixed, Adapter, AdapterInfo};
+pub use adapter::{forward_mixed, Adapter, AdapterInfo, PeftExportOptions};
+pub use checkpoint::{Checkpoint, CheckpointTensor, CheckpointTensorMut, TensorInfo, WriteOptions};
 pub use context::{device_count, Context, ContextOptions, DeltaPath, DeviceType};
 pub use error::{clear_error, last_error, status_string, Error, ErrorKind, Result};
 pub use model::{ApplyOptions, Model};

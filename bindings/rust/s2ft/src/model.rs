@@ -1,18 +1,25 @@
 //! A model: base weights that adapters are applied to, removed from and
 //! switched on, in place.
 
+use std::ffi::CString;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::os::raw::c_char;
+use std::path::Path;
 use std::ptr;
 
 use s2ft_sys as sys;
 
 use crate::adapter::Adapter;
+use crate::checkpoint::Checkpoint;
 use crate::context::Context;
-use crate::error::{check, Result};
+use crate::error::{check, Error, Result};
 use crate::partial::require_len;
+use crate::path::c_path;
 use crate::selection::Selection;
 use crate::shape::ModelShape;
-use crate::weights::LayerWeights;
+use crate::tensor::TensorRef;
+use crate::weights::{LayerWeights, LayerWeightsRef};
 
 /// Options of [`Model::apply`] and [`Model::switch`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -23,12 +30,15 @@ pub struct ApplyOptions {
     pub force: bool,
 }
 
-/// The caller's base weights, edited in place by adapters. The model takes
-/// the [`LayerWeights`] (exclusive borrows of the weight memory) for `'a`,
-/// as the C model keeps pointers to them; an applied adapter is borrowed
-/// for `'a` too, so it can be neither changed nor dropped while applied.
-/// Get the weights back by dropping the model (an applied adapter stays
-/// merged; call [`Model::remove`] first to restore the base).
+/// Base weights, edited in place by adapters: the caller's
+/// ([`Model::new`]) or a checkpoint's ([`Model::from_checkpoint`]). The
+/// model takes the [`LayerWeights`] (exclusive borrows of the weight
+/// memory), or the [`Checkpoint`] exclusively, for `'a`, as the C model
+/// keeps pointers to them; an applied adapter is borrowed for `'a` too, so
+/// it can be neither changed nor dropped while applied (an adapter applied
+/// from files, [`Model::apply_files`], is owned by the model). Get the
+/// weights back by dropping the model (an applied adapter stays merged;
+/// call [`Model::remove`] first to restore the base).
 ///
 /// ```
 /// use s2ft::*;
@@ -52,8 +62,18 @@ pub struct Model<'a> {
     // so its elements stay in place when the Model moves.
     _weights: Vec<LayerWeights<'a>>,
     _raw_layers: Vec<sys::s2ft_layer_weights>,
-    applied: Option<&'a Adapter>,
+    applied: Applied<'a>,
     _ctx: PhantomData<&'a Context>,
+}
+
+/// The adapter the model has applied, as far as Rust knows it.
+#[derive(Debug)]
+enum Applied<'a> {
+    None,
+    /// Borrowed from the caller ([`Model::apply`], [`Model::switch`]).
+    Borrowed(&'a Adapter),
+    /// Loaded by [`Model::apply_files`]: the C model owns and frees it.
+    Owned(ManuallyDrop<Adapter>),
 }
 
 impl<'a> Model<'a> {
@@ -69,7 +89,99 @@ impl<'a> Model<'a> {
         // SAFETY: raw_layers points at descriptors inside `layers`' heap
         // buffer, which the model keeps unchanged until it is destroyed.
         check(unsafe { sys::s2ft_model_create(ctx.raw, &shape, raw_layers.as_ptr(), perm.map_or(ptr::null(), |p| p.raw as *const _), &mut raw) })?;
-        Ok(Model { raw, _weights: layers, _raw_layers: raw_layers, applied: None, _ctx: PhantomData })
+        Ok(Model { raw, _weights: layers, _raw_layers: raw_layers, applied: Applied::None, _ctx: PhantomData })
+    }
+
+    /// A model over a checkpoint's o, v, down and up weights, as views into
+    /// it: applying an adapter changes the checkpoint's contents in this
+    /// process (copy-on-write, never the files), and [`Checkpoint::write`]
+    /// then writes the merged model. The model borrows the checkpoint
+    /// exclusively; read its weights through [`Model::layer`]. `shape`
+    /// `None` means the checkpoint's ([`Checkpoint::shape`]); `perm` is the
+    /// selection the stored weights are permuted by, or `None`. The context
+    /// must be a CPU context (`ErrorKind::Unsupported` otherwise).
+    ///
+    /// ```no_run
+    /// use s2ft::*;
+    /// let ctx = Context::new().unwrap();
+    /// let mut ckpt = Checkpoint::open("stories260K-hf").unwrap();
+    /// let mut model = Model::from_checkpoint(&ctx, &mut ckpt, None, None).unwrap();
+    /// model.apply_files(&["math.safetensors"], None).unwrap();
+    /// drop(model); // the adapter stays merged in this process's copy
+    /// ckpt.write("stories-math", &[], &WriteOptions::new()).unwrap();
+    /// ```
+    pub fn from_checkpoint(ctx: &'a Context, ckpt: &'a mut Checkpoint, shape: Option<&ModelShape>, perm: Option<&Selection>) -> Result<Self> {
+        let shape = shape.map(|s| s.to_raw());
+        let mut raw = ptr::null_mut();
+        // SAFETY: live handles; the checkpoint is borrowed exclusively and
+        // the context shared for 'a, which the model lives within.
+        check(unsafe {
+            sys::s2ft_model_from_checkpoint(
+                ctx.raw,
+                ckpt.raw,
+                shape.as_ref().map_or(ptr::null(), |s| s as *const _),
+                perm.map_or(ptr::null(), |p| p.raw as *const _),
+                &mut raw,
+            )
+        })?;
+        Ok(Model { raw, _weights: Vec::new(), _raw_layers: Vec::new(), applied: Applied::None, _ctx: PhantomData })
+    }
+
+    /// The o, v, down and up weights of `layer` as the model holds them
+    /// (q, k and gate are `None`), for running the layer's forward pass
+    /// (e.g. [`forward_mixed`](crate::forward_mixed) over the base weights).
+    /// They include the applied adapter, if any.
+    pub fn layer(&self, layer: i32) -> Result<LayerWeightsRef<'_>> {
+        let mut raw = sys::s2ft_layer_weights {
+            q: ptr::null_mut(),
+            k: ptr::null_mut(),
+            v: ptr::null_mut(),
+            o: ptr::null_mut(),
+            gate: ptr::null_mut(),
+            up: ptr::null_mut(),
+            down: ptr::null_mut(),
+        };
+        // SAFETY: live handle (the library only reads the model), valid out pointer.
+        check(unsafe { sys::s2ft_model_layer(self.raw, layer, &mut raw) })?;
+        // SAFETY: each non-NULL pointer is a descriptor the model holds
+        // while it lives; the memory it describes is the model's (borrowed
+        // for 'a) and changes only through `&mut self` methods.
+        let view = |t: *mut sys::s2ft_tensor| unsafe { t.as_ref().map(|t| TensorRef::from_descriptor(*t)) };
+        Ok(LayerWeightsRef { q: view(raw.q), k: view(raw.k), v: view(raw.v), o: view(raw.o), gate: view(raw.gate), up: view(raw.up), down: view(raw.down) })
+    }
+
+    /// Loads the adapter files at `paths`, fuses them when there are
+    /// several (`weights` as [`Adapter::fuse`]: `None` means each one's
+    /// default scale; a single file is applied at `weights[0]`, `None` or
+    /// NaN meaning its default scale) and applies the result, replacing the
+    /// applied adapter if any, as [`Model::switch`]. The model owns the
+    /// loaded adapter ([`Model::applied`] shows it). On error the model is
+    /// unchanged.
+    pub fn apply_files<P: AsRef<Path>>(&mut self, paths: &[P], weights: Option<&[f64]>) -> Result<()> {
+        self.apply_files_with(paths, weights, false)
+    }
+
+    /// [`Model::apply_files`], with `force` applying even where the base
+    /// fingerprints differ.
+    pub fn apply_files_with<P: AsRef<Path>>(&mut self, paths: &[P], weights: Option<&[f64]>, force: bool) -> Result<()> {
+        if paths.is_empty() {
+            return Err(Error::invalid("apply_files needs at least one adapter file"));
+        }
+        if let Some(w) = weights {
+            require_len("weights", w.len(), paths.len())?;
+        }
+        let c_paths: Vec<CString> = paths.iter().map(|p| c_path(p.as_ref())).collect::<Result<_>>()?;
+        let ptrs: Vec<*const c_char> = c_paths.iter().map(|p| p.as_ptr()).collect();
+        let flags = flags(ApplyOptions { scale: None, force });
+        // SAFETY: live handle; ptrs holds n NUL-terminated paths, weights
+        // NULL or n values. A borrowed adapter being replaced is only read.
+        check(unsafe { sys::s2ft_model_apply_files(self.raw, ptrs.as_ptr(), weights.map_or(ptr::null(), |w| w.as_ptr()), ptrs.len() as i64, flags) })?;
+        let mut a: *const sys::s2ft_adapter = ptr::null();
+        // SAFETY: live handle, valid out pointer.
+        check(unsafe { sys::s2ft_model_applied(self.raw, &mut a, ptr::null_mut()) })?;
+        // The C model owns the loaded adapter: never destroyed from Rust.
+        self.applied = Applied::Owned(ManuallyDrop::new(Adapter { raw: a as *mut _ }));
+        Ok(())
     }
 
     /// Merges `adapter` into the weights (`W[line] += scale * delta`),
@@ -78,7 +190,7 @@ impl<'a> Model<'a> {
         // SAFETY: live handles; the adapter is borrowed for 'a, so it
         // outlives its application.
         check(unsafe { sys::s2ft_adapter_apply(self.raw, adapter.raw, scale(opts), flags(opts)) })?;
-        self.applied = Some(adapter);
+        self.applied = Applied::Borrowed(adapter);
         Ok(())
     }
 
@@ -86,7 +198,7 @@ impl<'a> Model<'a> {
     pub fn remove(&mut self) -> Result<()> {
         // SAFETY: live handle.
         check(unsafe { sys::s2ft_adapter_remove(self.raw) })?;
-        self.applied = None;
+        self.applied = Applied::None;
         Ok(())
     }
 
@@ -95,20 +207,23 @@ impl<'a> Model<'a> {
     pub fn switch(&mut self, adapter: &'a Adapter, opts: ApplyOptions) -> Result<()> {
         // SAFETY: as apply.
         check(unsafe { sys::s2ft_adapter_switch(self.raw, adapter.raw, scale(opts), flags(opts)) })?;
-        self.applied = Some(adapter);
+        self.applied = Applied::Borrowed(adapter);
         Ok(())
     }
 
-    /// The applied adapter and its scale, if any.
-    pub fn applied(&self) -> Result<Option<(&'a Adapter, f64)>> {
+    /// The applied adapter and its scale, if any (an adapter applied from
+    /// files is the model's: it lives until replaced or removed).
+    pub fn applied(&self) -> Result<Option<(&Adapter, f64)>> {
         let mut a: *const sys::s2ft_adapter = ptr::null();
         let mut s = 0.0f64;
         // SAFETY: live handle, valid out pointers.
         check(unsafe { sys::s2ft_model_applied(self.raw, &mut a, &mut s) })?;
-        Ok(match self.applied {
-            Some(adapter) if ptr::eq(adapter.raw, a) => Some((adapter, s)),
-            _ => None,
-        })
+        let adapter: Option<&Adapter> = match &self.applied {
+            Applied::Borrowed(adapter) => Some(adapter),
+            Applied::Owned(adapter) => Some(adapter),
+            Applied::None => None,
+        };
+        Ok(adapter.filter(|adapter| ptr::eq(adapter.raw, a)).map(|adapter| (adapter, s)))
     }
 }
 

@@ -40,7 +40,7 @@ impl DType {
         }
     }
 
-    fn from_raw(dt: sys::s2ft_dtype) -> Option<DType> {
+    pub(crate) fn from_raw(dt: sys::s2ft_dtype) -> Option<DType> {
         match (dt.code as u32, dt.bits) {
             (sys::S2FT_DLPACK_FLOAT, 32) => Some(DType::F32),
             (sys::S2FT_DLPACK_FLOAT, 16) => Some(DType::F16),
@@ -284,6 +284,63 @@ impl<'a> TensorRef<'a> {
         Ok(TensorRef { raw: raw_parts(ptr as *mut c_void, dtype, device, shape, strides)?, _borrow: PhantomData })
     }
 
+    /// A row-major copy of the elements as f32 (f16 and bf16 converted
+    /// exactly), or `None` for device memory.
+    ///
+    /// ```
+    /// // Column 1 of a row-major [2, 3] matrix, as a strided view.
+    /// let w = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    /// let col = s2ft::TensorRef::strided(&w[1..], &[2, 1], &[3, 1]).unwrap();
+    /// assert_eq!(col.to_f32_vec().unwrap(), vec![2.0, 5.0]);
+    /// let half = s2ft::TensorRef::from_u16(&[0x3c00, 0xc000], s2ft::DType::F16, &[2]).unwrap();
+    /// assert_eq!(half.to_f32_vec().unwrap(), vec![1.0, -2.0]);
+    /// ```
+    pub fn to_f32_vec(&self) -> Option<Vec<f32>> {
+        if self.device() != Device::Cpu {
+            return None;
+        }
+        let raw = &self.raw;
+        let nd = raw.ndim as usize;
+        let n: usize = raw.shape[..nd].iter().map(|&d| d as usize).product();
+        let base = (raw.data as *const u8).wrapping_add(raw.byte_offset as usize);
+        let dtype = self.dtype();
+        let mut out = Vec::with_capacity(n);
+        let mut index = [0i64; 4];
+        for _ in 0..n {
+            let e: i64 = (0..nd).map(|i| index[i] * raw.strides[i]).sum();
+            let p = base.wrapping_add(e as usize * dtype.size());
+            // SAFETY: every element the shape and strides address lies in
+            // memory the view borrows (checked by the constructors, promised
+            // by from_raw_parts' callers, held by the library otherwise);
+            // unaligned reads, as byte offsets may be anything.
+            out.push(unsafe {
+                match dtype {
+                    DType::F32 => (p as *const f32).read_unaligned(),
+                    DType::BF16 => f32::from_bits(((p as *const u16).read_unaligned() as u32) << 16),
+                    DType::F16 => f16_to_f32((p as *const u16).read_unaligned()),
+                }
+            });
+            for i in (0..nd).rev() {
+                index[i] += 1;
+                if index[i] < raw.shape[i] {
+                    break;
+                }
+                index[i] = 0;
+            }
+        }
+        Some(out)
+    }
+
+    /// A view of a descriptor the library made (a checkpoint's tensor, a
+    /// model's weight).
+    ///
+    /// # Safety
+    /// The memory `raw` describes must stay valid, and unwritten by anyone
+    /// else, for `'a`.
+    pub(crate) unsafe fn from_descriptor(raw: sys::s2ft_tensor) -> Self {
+        TensorRef { raw, _borrow: PhantomData }
+    }
+
     tensor_accessors!();
 }
 
@@ -341,6 +398,16 @@ impl<'a> TensorMut<'a> {
         Ok(TensorMut { raw: raw_parts(ptr, dtype, device, shape, strides)?, _borrow: PhantomData })
     }
 
+    /// A writable view of a descriptor the library made (a checkpoint's
+    /// tensor).
+    ///
+    /// # Safety
+    /// The memory `raw` describes must stay valid, and untouched by anyone
+    /// else, for `'a`.
+    pub(crate) unsafe fn from_descriptor(raw: sys::s2ft_tensor) -> Self {
+        TensorMut { raw, _borrow: PhantomData }
+    }
+
     /// A read-only view of the same memory, borrowing this one.
     pub fn as_ref(&self) -> TensorRef<'_> {
         TensorRef { raw: self.raw, _borrow: PhantomData }
@@ -354,6 +421,19 @@ impl<'a> TensorMut<'a> {
     tensor_accessors!();
 }
 
+/// An IEEE half-precision value as f32 (exact).
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    match exp {
+        // subnormal: frac * 2^-24
+        0 => f32::from_bits(sign | (frac as f32 * (1.0 / 16_777_216.0)).to_bits()),
+        31 => f32::from_bits(sign | 0x7f80_0000 | (frac << 13)),
+        _ => f32::from_bits(sign | ((exp + 112) << 23) | (frac << 13)),
+    }
+}
+
 fn raw_parts(ptr: *mut c_void, dtype: DType, device: Device, shape: &[usize], strides: &[usize]) -> Result<sys::s2ft_tensor> {
     // Describe it as if on the CPU with a length large enough, then set the
     // real device: the bound check is the caller's promise here.
@@ -361,4 +441,22 @@ fn raw_parts(ptr: *mut c_void, dtype: DType, device: Device, shape: &[usize], st
     let (t, id) = device.to_raw();
     raw.device = sys::s2ft_device { type_: t, id };
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_values_convert_exactly() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 2.0f32.powi(-24));
+        assert_eq!(f16_to_f32(0x8001), -(2.0f32.powi(-24)));
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0xfc00), f32::NEG_INFINITY);
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
+    }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{temp_path, Rng};
+use common::{temp_dir, temp_path, tiny_checkpoint, Rng};
 use s2ft::*;
 
 #[test]
@@ -44,4 +44,27 @@ fn live_handles_return_to_start_after_dropping_everything() {
         assert!(live_handles() >= start + 8);
     }
     assert_eq!(live_handles(), start);
+
+    // A checkpoint, a model over it and adapters it loads from files.
+    let dir = temp_dir("leak-ckpt");
+    tiny_checkpoint(&dir.join("base"), &shape, 5);
+    {
+        let ctx = Context::new().unwrap();
+        let mut ckpt = Checkpoint::open(dir.join("base")).unwrap();
+        let mut a = Adapter::new(&shape, "a", 1.0).unwrap();
+        a.set(1, Target::Down, &[0, 5], &TensorRef::matrix(&rng.vec(8), 4, 2).unwrap(), None).unwrap();
+        a.set_meta("k", "v").unwrap();
+        let path = dir.join("a.safetensors");
+        a.save(&path).unwrap();
+        let mut model = Model::from_checkpoint(&ctx, &mut ckpt, None, None).unwrap();
+        model.apply_files(&[&path, &path], None).unwrap();
+        model.apply_files(&[&path], None).unwrap();
+        assert!(model.apply_files(&[dir.join("missing.safetensors")], None).is_err());
+        drop(model);
+        assert!(Checkpoint::open(dir.join("missing")).is_err());
+        ckpt.write(dir.join("out"), &[], &WriteOptions::new()).unwrap();
+        a.export_peft(dir.join("peft"), &PeftExportOptions::default()).unwrap();
+    }
+    assert_eq!(live_handles(), start);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,16 +1,33 @@
 package org.s2ft;
 
+import java.nio.charset.StandardCharsets;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import org.s2ft.swig.S2ftNative;
 import org.s2ft.swig.s2ft_model_shape;
 
 /**
  * What fine-tuning changed (s2ft_adapter): per (layer, target) the trained
- * lines in base order and their f32 deltas. Do not close an adapter while it
- * is applied to a {@link Model}.
+ * lines in base order and their f32 deltas, and free key/value metadata. Do
+ * not close an adapter while it is applied to a {@link Model}.
  */
 public final class Adapter extends NativeHandle {
+  /** False for an adapter a Model loaded from files and owns ({@link Model#applyFiles}). */
+  private final boolean owned;
+
   private Adapter(long p) {
+    this(p, true);
+  }
+
+  private Adapter(long p, boolean owned) {
     super(p);
+    this.owned = owned;
+  }
+
+  /** An adapter the library owns (a model's, from files): close() only forgets it. */
+  static Adapter borrowed(long p) {
+    return new Adapter(p, false);
   }
 
   /** An empty adapter; fill it with {@link #set}. */
@@ -54,7 +71,7 @@ public final class Adapter extends NativeHandle {
 
   @Override
   void destroy(long p) {
-    S2ftNative.s2ft_adapter_destroy(p);
+    if (owned) S2ftNative.s2ft_adapter_destroy(p);
   }
 
   /**
@@ -123,6 +140,65 @@ public final class Adapter extends NativeHandle {
     float[] out = new float[(int) (shape[0] * shape[1])];
     delta(layer, target, Tensor.of(out, shape));
     return out;
+  }
+
+  private static byte[] utf8(String s) {
+    return s == null ? null : s.getBytes(StandardCharsets.UTF_8);
+  }
+
+  private static String string(byte[] b) {
+    return b == null ? null : new String(b, StandardCharsets.UTF_8);
+  }
+
+  /**
+   * Sets the metadata {@code key} (1 to 255 bytes of [A-Za-z0-9._-]) to {@code value} (at most
+   * 65536 bytes of UTF-8), or removes the key when value is null. Saved with the adapter; at most
+   * 256 keys. On error nothing changes.
+   */
+  public void setMeta(String key, String value) {
+    if (key == null) throw new NullPointerException("key");
+    S2ftNative.s2ft_adapter_set_meta(ptr(), utf8(key), utf8(value));
+  }
+
+  /** Removes the metadata {@code key} (an absent key is not an error). */
+  public void removeMeta(String key) {
+    setMeta(key, null);
+  }
+
+  /** The value of metadata {@code key}, or null when the adapter has none. */
+  public String meta(String key) {
+    if (key == null) throw new NullPointerException("key");
+    byte[][] value = new byte[1][];
+    S2ftNative.s2ft_adapter_meta(ptr(), utf8(key), value);
+    return string(value[0]);
+  }
+
+  /** All metadata, keys in ascending byte order (an unmodifiable copy). */
+  public Map<String, String> metadata() {
+    long[] n = new long[1];
+    S2ftNative.s2ft_adapter_meta_count(ptr(), n);
+    Map<String, String> out = new LinkedHashMap<>();
+    for (long i = 0; i < n[0]; ++i) {
+      byte[][] key = new byte[1][], value = new byte[1][];
+      S2ftNative.s2ft_adapter_meta_at(ptr(), i, key, value);
+      out.put(string(key[0]), string(value[0]));
+    }
+    return Collections.unmodifiableMap(out);
+  }
+
+  /**
+   * Writes the adapter as a Hugging Face PEFT LoRA adapter into the folder {@code outDir} (made
+   * when missing; its parent must exist): adapter_config.json and adapter_model.safetensors. Each
+   * entry with k lines becomes a LoRA module of rank k whose B A is exactly scale * delta on its
+   * lines (one factor one-hot). {@code opts} null means the defaults.
+   */
+  public void exportPeft(String outDir, PeftExportOptions opts) {
+    S2ftNative.s2ft_adapter_export_peft(ptr(), outDir, opts == null ? new PeftExportOptions() : opts);
+  }
+
+  /** Exports as a PEFT LoRA adapter with the default options. */
+  public void exportPeft(String outDir) {
+    exportPeft(outDir, null);
   }
 
   /** Saves the adapter as safetensors (written atomically); throws S2ftException on I/O errors. */

@@ -20,6 +20,21 @@ public final class LayerWeights {
   /** Sets down_proj, [d_model, d_ff]; returns this. */
   public LayerWeights down(Tensor t) { down = t; return this; }
 
+  /** q_proj, or null. */
+  public Tensor q() { return q; }
+  /** k_proj, or null. */
+  public Tensor k() { return k; }
+  /** v_proj, or null. */
+  public Tensor v() { return v; }
+  /** o_proj, or null. */
+  public Tensor o() { return o; }
+  /** gate_proj, or null. */
+  public Tensor gate() { return gate; }
+  /** up_proj, or null. */
+  public Tensor up() { return up; }
+  /** down_proj, or null. */
+  public Tensor down() { return down; }
+
   /** Sets the weight of a trainable target (O, V, DOWN, UP). */
   public LayerWeights target(int target, Tensor t) {
     if (target == S2ft.TARGET_O) o = t;

@@ -30,6 +30,11 @@ abstract class NativeHandle implements AutoCloseable {
 
   abstract void destroy(long ptr);
 
+  /** Forgets the C pointer without destroying it (for objects the library owns). */
+  final void detach() {
+    ptr = 0;
+  }
+
   @Override
   public void close() {
     if (ptr != 0) {

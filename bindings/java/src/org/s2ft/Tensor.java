@@ -13,7 +13,11 @@ import java.util.Arrays;
  *       passed zero-copy; the only kind a {@link Model} or {@link Optimizer} may keep;</li>
  *   <li>a float[] ({@link #of}): for each call the JVM pins the array or copies it
  *       (GetFloatArrayElements) and writes outputs back when the call returns;</li>
- *   <li>a raw address ({@link #ofAddress}), e.g. CUDA device memory owned elsewhere.</li>
+ *   <li>a raw address ({@link #ofAddress}), e.g. CUDA device memory owned elsewhere;</li>
+ *   <li>memory the library holds: a {@link Checkpoint#tensor} view or a weight of a
+ *       {@link Model#layer}, over a direct buffer into the checkpoint's mapping. Such a tensor
+ *       keeps a reference to its checkpoint and is valid until the checkpoint is closed: after
+ *       that, element access and library calls taking it throw IllegalStateException.</li>
  * </ul>
  * Strides are in elements; views share the memory of their tensor. A Tensor
  * owns no native resources, so it has no close().
@@ -29,9 +33,16 @@ public final class Tensor {
   final long[] shape;
   final long[] strides;
   final long byteOffset;
+  /** The checkpoint whose memory this tensor describes, or null. */
+  final NativeHandle owner;
 
   private Tensor(ByteBuffer buffer, float[] array, long address, int dtype, int deviceType,
       int deviceId, long[] shape, long[] strides, long byteOffset) {
+    this(buffer, array, address, dtype, deviceType, deviceId, shape, strides, byteOffset, null);
+  }
+
+  private Tensor(ByteBuffer buffer, float[] array, long address, int dtype, int deviceType,
+      int deviceId, long[] shape, long[] strides, long byteOffset, NativeHandle owner) {
     if (shape.length < 1 || shape.length > 4)
       throw new IllegalArgumentException("tensor rank " + shape.length + " is outside 1..4");
     if (strides.length != shape.length)
@@ -45,6 +56,28 @@ public final class Tensor {
     this.shape = shape.clone();
     this.strides = strides.clone();
     this.byteOffset = byteOffset;
+    this.owner = owner;
+  }
+
+  /**
+   * A tensor describing memory the library holds (called by the JNI layer): over the direct
+   * buffer when there is one (native byte order), else by its address.
+   */
+  static Tensor fromNative(ByteBuffer buffer, long address, int dtype, int deviceType, int deviceId,
+      long[] shape, long[] strides, long byteOffset) {
+    if (buffer != null) buffer.order(ByteOrder.nativeOrder());
+    return new Tensor(buffer, null, buffer == null ? address : 0, dtype, deviceType, deviceId, shape, strides,
+        byteOffset);
+  }
+
+  /** The same view, belonging to (and keeping a reference to) {@code owner}. */
+  Tensor ownedBy(NativeHandle owner) {
+    return new Tensor(buffer, array, address, dtype, deviceType, deviceId, shape, strides, byteOffset, owner);
+  }
+
+  private void checkOwner() {
+    if (owner != null && owner.isClosed())
+      throw new IllegalStateException("the tensor is a view of a closed " + owner.getClass().getSimpleName());
   }
 
   static long[] compactStrides(long[] shape) {
@@ -115,7 +148,7 @@ public final class Tensor {
   /** A view of the same memory with another shape, strides (elements) and offset (elements). */
   public Tensor view(long elementOffset, long[] shape, long[] strides) {
     return new Tensor(buffer, array, address, dtype, deviceType, deviceId, shape, strides,
-        byteOffset + elementOffset * elementSize(dtype));
+        byteOffset + elementOffset * elementSize(dtype), owner);
   }
 
   /** Columns [begin, begin + count) of a rank-2 tensor, as a strided view. */
@@ -154,13 +187,15 @@ public final class Tensor {
     return array;
   }
 
-  /** The direct buffer behind this tensor, or null. */
+  /** The direct buffer behind this tensor, or null (for a checkpoint's view: valid until it is closed). */
   public ByteBuffer buffer() {
+    checkOwner();
     return buffer;
   }
 
   /** The f32 contents of a buffer-backed compact tensor as a FloatBuffer (shares memory). */
   public FloatBuffer floatBuffer() {
+    checkOwner();
     if (buffer == null || dtype != S2ft.F32)
       throw new IllegalStateException("floatBuffer() needs an f32 tensor over a ByteBuffer");
     ByteBuffer b = buffer.duplicate().order(ByteOrder.nativeOrder());
@@ -168,23 +203,36 @@ public final class Tensor {
     return b.slice().order(ByteOrder.nativeOrder()).asFloatBuffer();
   }
 
-  /** Element at a multi-index of an f32 CPU tensor. */
+  /** Element at a multi-index of a CPU tensor (f16 and bf16 values converted exactly to float). */
   public float get(long... index) {
     long e = offsetOf(index);
     if (array != null) return array[(int) e];
-    return floatBuffer().get((int) e);
+    if (dtype == S2ft.F32) return floatBuffer().get((int) e);
+    ByteBuffer b = buffer.duplicate().order(ByteOrder.nativeOrder());
+    int bits = b.getShort((int) (byteOffset + e * 2)) & 0xffff;
+    return dtype == S2ft.BF16 ? Float.intBitsToFloat(bits << 16) : halfToFloat(bits);
+  }
+
+  /** An IEEE half-precision value as a float (exact). */
+  static float halfToFloat(int bits) {
+    int sign = (bits & 0x8000) << 16, exp = (bits >> 10) & 0x1f, frac = bits & 0x3ff;
+    if (exp == 0) return Float.intBitsToFloat(sign | Float.floatToRawIntBits(frac * 0x1p-24f));
+    if (exp == 31) return Float.intBitsToFloat(sign | 0x7f800000 | (frac << 13));
+    return Float.intBitsToFloat(sign | ((exp + 112) << 23) | (frac << 13));
   }
 
   /** Sets an element of an f32 CPU tensor. */
   public void set(float value, long... index) {
     long e = offsetOf(index);
+    if (dtype != S2ft.F32) throw new IllegalStateException("set() needs an f32 tensor");
     if (array != null) array[(int) e] = value;
     else floatBuffer().put((int) e, value);
   }
 
   private long offsetOf(long[] index) {
-    if (dtype != S2ft.F32 || deviceType != S2ft.DEVICE_CPU || (array == null && buffer == null))
-      throw new IllegalStateException("element access needs an f32 CPU tensor");
+    checkOwner();
+    if (deviceType != S2ft.DEVICE_CPU || (array == null && buffer == null))
+      throw new IllegalStateException("element access needs a CPU tensor over a Java array or a direct buffer");
     if (index.length != shape.length) throw new IllegalArgumentException("index rank differs from tensor rank");
     long e = array != null ? byteOffset / 4 : 0;
     for (int i = 0; i < index.length; ++i) {
@@ -194,7 +242,7 @@ public final class Tensor {
     return e;
   }
 
-  /** A compact row-major copy of an f32 CPU tensor's elements. */
+  /** A compact row-major copy of a CPU tensor's elements as floats (f16 and bf16 converted). */
   public float[] toFloatArray() {
     float[] out = new float[(int) size()];
     long[] idx = new long[shape.length];
