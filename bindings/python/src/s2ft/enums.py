@@ -1,0 +1,120 @@
+"""The header's enum-like #defines as Python IntEnums (the values are the C values)."""
+
+import enum
+
+from . import _capi
+
+
+class DType(enum.IntEnum):
+    """Element types libs2ft computes with (S2FT_F32, S2FT_F16, S2FT_BF16)."""
+
+    F32 = _capi.S2FT_F32
+    F16 = _capi.S2FT_F16
+    BF16 = _capi.S2FT_BF16
+
+    @property
+    def itemsize(self):
+        """Bytes per element."""
+        return 4 if self is DType.F32 else 2
+
+
+class DeviceType(enum.IntEnum):
+    """Device kinds (DLPack's DLDeviceType values)."""
+
+    CPU = _capi.S2FT_DEVICE_CPU
+    CUDA = _capi.S2FT_DEVICE_CUDA
+
+
+class Target(enum.IntEnum):
+    """Trainable weights: O and DOWN are column-trained, V and UP row-trained."""
+
+    O = _capi.S2FT_TARGET_O  # noqa: E741 (the header's name)
+    V = _capi.S2FT_TARGET_V
+    DOWN = _capi.S2FT_TARGET_DOWN
+    UP = _capi.S2FT_TARGET_UP
+
+    @property
+    def bit(self):
+        """This target's bit in a target mask (S2FT_TARGET_BIT)."""
+        return 1 << int(self)
+
+    @property
+    def axis(self):
+        """The axis of the weight this target trains: COLUMNS for O and DOWN, ROWS for V and UP."""
+        return Axis.COLUMNS if self in (Target.O, Target.DOWN) else Axis.ROWS
+
+
+class Axis(enum.IntEnum):
+    """Slice axes: trained columns (inputs) or rows (outputs) of W."""
+
+    COLUMNS = _capi.S2FT_AXIS_COLUMNS
+    ROWS = _capi.S2FT_AXIS_ROWS
+
+
+class StatKind(enum.IntEnum):
+    """Statistics kinds of Statistics.get."""
+
+    WEIGHT = _capi.S2FT_STAT_WEIGHT
+    ACTIVATION = _capi.S2FT_STAT_ACTIVATION
+    GRADIENT = _capi.S2FT_STAT_GRADIENT
+
+
+class Strategy(enum.IntEnum):
+    """Selection strategies (the paper's S2FT-R/W/A/S/G)."""
+
+    RANDOM = _capi.S2FT_STRATEGY_RANDOM
+    WEIGHT = _capi.S2FT_STRATEGY_WEIGHT
+    ACTIVATION = _capi.S2FT_STRATEGY_ACTIVATION
+    WEIGHT_ACT = _capi.S2FT_STRATEGY_WEIGHT_ACT
+    GRADIENT = _capi.S2FT_STRATEGY_GRADIENT
+
+
+class Order(enum.IntEnum):
+    """Whether selection picks the highest or the lowest scores."""
+
+    LARGEST = _capi.S2FT_ORDER_LARGEST
+    SMALLEST = _capi.S2FT_ORDER_SMALLEST
+
+
+class Allocation(enum.IntEnum):
+    """How a budget is spread: the same per layer, or ranked across all layers."""
+
+    PER_LAYER = _capi.S2FT_ALLOCATE_PER_LAYER
+    GLOBAL = _capi.S2FT_ALLOCATE_GLOBAL
+
+
+class HeadGranularity(enum.IntEnum):
+    """O units: whole KV groups (contiguous after permuting) or single query heads."""
+
+    BY_GROUP = _capi.S2FT_HEADS_BY_GROUP
+    SINGLE = _capi.S2FT_HEADS_SINGLE
+
+
+class PermKind(enum.IntEnum):
+    """Which co-permutation Selection.permutation returns."""
+
+    HEADS = _capi.S2FT_PERM_HEADS
+    KV_HEADS = _capi.S2FT_PERM_KV_HEADS
+    CHANNELS = _capi.S2FT_PERM_CHANNELS
+
+
+class Direction(enum.IntEnum):
+    """permute(): base order to selected-first (FORWARD), or back (INVERSE)."""
+
+    FORWARD = _capi.S2FT_PERMUTE_FORWARD
+    INVERSE = _capi.S2FT_PERMUTE_INVERSE
+
+
+class OptimizerKind(enum.IntEnum):
+    """Optimizers on slices."""
+
+    ADAMW = _capi.S2FT_OPTIMIZER_ADAMW
+    SGD = _capi.S2FT_OPTIMIZER_SGD
+
+
+class DeltaPath(enum.IntEnum):
+    """How forward_mixed adds a column/row adapter's delta (Context.set_delta_path)."""
+
+    AUTO = _capi.S2FT_DELTA_PATH_AUTO
+    DENSE = _capi.S2FT_DELTA_PATH_DENSE
+    SPARSE = _capi.S2FT_DELTA_PATH_SPARSE
