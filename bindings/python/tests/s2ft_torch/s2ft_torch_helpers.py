@@ -1,17 +1,18 @@
-"""Fixtures of the s2ft.torch tests: tiny random LLaMA / Mistral / Qwen2 models and comparisons.
+"""Helpers of the s2ft.torch tests: tiny random LLaMA / Mistral / Qwen2 models, batches, comparisons, fixtures.
 
-Skipped as a whole where PyTorch or transformers cannot be imported. The
-`s2ft` tool for the merge tests is $S2FT_CLI (CTest sets it), else the
-build folder's /tmp/b-cpu/src/cli/s2ft when present.
+Not a conftest.py: the core tests' conftest module name must stay theirs.
+Test modules import what they use, fixtures included. The `s2ft` tool for
+the merge tests is $S2FT_CLI (CTest sets it), else /tmp/b-cpu/src/cli/s2ft
+or `s2ft` on PATH.
 """
 
 import os
+import pathlib
 import shutil
 
 import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 VOCAB = 61
 
@@ -65,6 +66,10 @@ def loss_of(model, ids):
     return model(input_ids=ids, labels=ids).loss
 
 
+#: The repository root (bindings/python/tests/s2ft_torch/../../../..).
+REPO = pathlib.Path(__file__).resolve().parents[4]
+
+
 @pytest.fixture
 def s2ft_cli():
     """The s2ft tool, or a skip."""
@@ -72,3 +77,13 @@ def s2ft_cli():
         if path and os.access(path, os.X_OK):
             return path
     pytest.skip("the s2ft tool is not found (set S2FT_CLI)")
+
+
+@pytest.fixture
+def stories260k():
+    """The stories260K Hugging Face folder ($S2FT_TEST_DATA or ../shared/data), or a skip saying why."""
+    base = os.environ.get("S2FT_TEST_DATA") or str(REPO.parent / "shared" / "data")
+    folder = pathlib.Path(base) / "stories260K-hf"
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("realdata: %s is absent (set S2FT_TEST_DATA to the folder holding stories260K-hf)" % folder)
+    return folder

@@ -1,13 +1,16 @@
 """prepare() and unprepare() on tiny LLaMA (GQA), Mistral and Qwen2 models."""
 
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
 import copy
 
-import pytest
-import torch
 
 import s2ft
 import s2ft.torch as st
-from conftest import batch, loss_of, rel, tiny_model
+from s2ft_torch_helpers import batch, loss_of, rel, tiny_model
 
 TARGET_PATHS = {s2ft.Target.O: "self_attn.o_proj", s2ft.Target.V: "self_attn.v_proj",
                 s2ft.Target.DOWN: "mlp.down_proj", s2ft.Target.UP: "mlp.up_proj"}

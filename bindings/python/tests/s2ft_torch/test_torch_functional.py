@@ -1,17 +1,20 @@
 """The partial linear autograd functions and S2FTLinear against torch's own linear layer."""
 
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
 import copy
 import io
 import pickle
 
-import pytest
-import torch
 import torch.utils.checkpoint
 from torch import nn
 
 import s2ft
 from s2ft.torch import ColumnPartialLinear, RowPartialLinear, S2FTLinear, partial_linear
-from conftest import rel
+from s2ft_torch_helpers import rel
 
 COL, ROW = s2ft.Axis.COLUMNS, s2ft.Axis.ROWS
 SLICES = [
