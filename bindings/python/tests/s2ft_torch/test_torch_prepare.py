@@ -62,6 +62,36 @@ def test_slice_gradients_equal_the_full_gradient(kind, permute):
         assert rel(m.weight_slice.grad, base_slice(full, m)) <= 1e-5, (layer, target)
 
 
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_transformers_gradient_checkpointing(reentrant):
+    model, ref = tiny_model(), tiny_model()
+    opts = dict(targets=ALL, count={"o": 1, "v": 1, "down": 4, "up": 6}, strategy="weight")
+    st.prepare(model, **opts)
+    st.prepare(ref, **opts)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    if reentrant:  # as for any adapter method: the checkpointed blocks need an input that requires grad
+        model.enable_input_require_grads()
+    model.train()
+    ref.train()
+    loss_of(model, batch()).backward()
+    loss_of(ref, batch()).backward()
+    for (_, _, a), (_, _, b) in zip(st.state_of(model).modules(model), st.state_of(ref).modules(ref)):
+        assert rel(a.weight_slice.grad, b.weight_slice.grad) <= 1e-6
+
+
+def test_cpu_autocast_training_step():
+    model, ref = tiny_model(), tiny_model()
+    st.prepare(model, targets=ALL, count={"o": 1, "v": 1, "down": 4, "up": 6}, strategy="weight")
+    st.prepare(ref, targets=ALL, count={"o": 1, "v": 1, "down": 4, "up": 6}, strategy="weight")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = loss_of(model, batch())
+    loss.backward()
+    loss_of(ref, batch()).backward()
+    for (_, _, a), (_, _, b) in zip(st.state_of(model).modules(model), st.state_of(ref).modules(ref)):
+        assert a.weight_slice.grad.dtype == torch.float32
+        assert rel(a.weight_slice.grad, b.weight_slice.grad) <= 0.1
+
+
 def train(model, steps=3, lr=1e-2, seed=1):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
     for step in range(steps):

@@ -105,6 +105,7 @@ def add_activations(stats, device, model, layers, calibration):
     with _hooks(handles), _frozen_eval(model), torch.no_grad():
         for batch in calibration:
             inputs = model_inputs(batch, _first_device(model))
+            inputs.setdefault("use_cache", False)
             current["keep"] = _kept_tokens(inputs)
             model(**inputs)
             count += 1
@@ -157,6 +158,7 @@ def add_gradients(stats, device, model, layers, targets, calibration, loss_fn=No
     with _hooks(handles), _frozen_eval(model), torch.enable_grad():
         for batch in calibration:
             inputs = model_inputs(batch, _first_device(model))
+            inputs.setdefault("use_cache", False)
             current["keep"] = _kept_tokens(inputs)
             loss = (loss_fn or _default_loss)(model, inputs)
             loss.backward()
