@@ -112,3 +112,25 @@ def test_untrained_model_gives_zero_deltas(tmp_path):
         assert not a.delta(layer, s2ft.Target.DOWN).any()
     with pytest.raises(s2ft.InvalidArgumentError, match="not prepared"):
         st.export_adapter(tiny_model(), tmp_path / "x.safetensors")
+
+
+def test_bfloat16_merge_is_bit_exact(tmp_path, s2ft_cli):
+    # bf16 weights trained through f32 masters: base + delta rounds back to exactly the trained bf16 lines.
+    model = tiny_model().to(torch.bfloat16)
+    model.save_pretrained(tmp_path / "base", safe_serialization=True)
+    st.prepare(model, targets=ALL, count={"o": 1, "v": 1, "down": 5, "up": 3}, strategy="weight")
+    opt = st.S2FTOptimizer(model, lr=1e-2)
+    for step in range(3):
+        loss_of(model, batch(50 + step)).backward()
+        opt.step()
+        opt.zero_grad()
+    path = st.export_adapter(model, tmp_path / "a.safetensors")
+    assert s2ft.Adapter.load(path).metadata["base_dtype"] == "bfloat16"
+    subprocess.run([s2ft_cli, "merge", str(tmp_path / "base"), str(path), "-o", str(tmp_path / "merged")],
+                   check=True, capture_output=True)
+    merged = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "merged", torch_dtype=torch.bfloat16)
+    base = transformers.LlamaForCausalLM.from_pretrained(tmp_path / "base", torch_dtype=torch.bfloat16)
+    st.unprepare(model)
+    for (name, p), q in zip(model.named_parameters(), merged.parameters()):
+        assert torch.equal(p, q), name
+    assert not torch.equal(merged.model.layers[0].mlp.down_proj.weight, base.model.layers[0].mlp.down_proj.weight)
