@@ -101,6 +101,19 @@ def test_one_file_listing_views_and_lifetime(one_file):
     assert read_safetensors(one_file)["a.weight"] == stored["a.weight"]  # the file is unchanged
 
 
+def test_views_export_to_torch_zero_copy(one_file):
+    torch = pytest.importorskip("torch", reason="exporting bfloat16 views needs PyTorch")
+    stored = read_safetensors(one_file)
+    with s2ft.Checkpoint(one_file) as ckpt:
+        view = ckpt.tensor("b.weight")
+        t = torch.from_dlpack(view)
+    del view  # the torch tensor alone keeps the checkpoint mapped
+    assert t.dtype == torch.bfloat16 and tuple(t.shape) == (3, 5) and mapped(one_file)
+    assert t.view(torch.int16).numpy().view(np.uint16).tobytes() == stored["b.weight"][2]
+    del t
+    assert not mapped(one_file)
+
+
 def test_write_with_replacements_and_progress(tmp_path, one_file, rng):
     calls = []
     new = rng.standard_normal((4, 6)).astype(np.float32)

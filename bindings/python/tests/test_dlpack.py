@@ -169,3 +169,34 @@ def test_array_interface_fallback():
         s2ft.as_tensor(OnlyInterface(np.zeros(2, np.int64)))
     with pytest.raises(s2ft.InvalidArgumentError, match="expected a tensor"):
         s2ft.as_tensor(3.0)
+
+
+def test_views_export_through_dlpack():
+    base = len(_dlpack._EXPORTS)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    view = s2ft.TensorView.from_pointer(x.ctypes.data, s2ft.DType.F32, (2, 3), owner=x)
+    assert view.__dlpack_device__() == (1, 0)
+    y = np.from_dlpack(view)
+    assert y.ctypes.data == x.ctypes.data and np.array_equal(y, x)
+    view.release()  # the export keeps its own reference to the owner
+    assert len(_dlpack._EXPORTS) == base + 1
+    del y
+    assert len(_dlpack._EXPORTS) == base
+    # A capsule nobody consumed is freed by its destructor.
+    readonly = s2ft.TensorView.from_pointer(x.ctypes.data, s2ft.DType.F32, (6,), owner=x, readonly=True)
+    capsule = readonly.__dlpack__(max_version=(1, 0))
+    assert len(_dlpack._EXPORTS) == base + 1
+    del capsule
+    assert len(_dlpack._EXPORTS) == base
+    # DLPack 1.x consumers see the read-only flag; 0.x consumers cannot, so they are refused.
+    taken = _dlpack.take(readonly.__dlpack__(max_version=(1, 0)))
+    assert taken.version == (1, 0) and taken.flags & _dlpack.FLAG_READ_ONLY
+    taken.release()
+    assert len(_dlpack._EXPORTS) == base
+    with pytest.raises(BufferError, match="read-only"):
+        readonly.__dlpack__()
+    # A view of another DLPack producer is not re-exported.
+    borrowed = s2ft.as_tensor(x)
+    with pytest.raises(BufferError, match="producer"):
+        borrowed.__dlpack__()
+    borrowed.release()

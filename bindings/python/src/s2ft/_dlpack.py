@@ -174,3 +174,73 @@ def export(obj, stream):
         # A producer older than DLPack 1.0's protocol (NumPy < 2, PyTorch < 2.4)
         # has no max_version keyword.
         return obj.__dlpack__(**kwargs)
+
+
+# ---- producer side: TensorView.__dlpack__ ---------------------------------------------------
+# Exported tensors, by the address of their managed struct: (struct, shape, strides, owner).
+# The entry keeps the memory's owner alive until the consumer calls the deleter.
+_EXPORTS = {}
+
+_capsule_new = ctypes.pythonapi.PyCapsule_New
+_capsule_new.restype = ctypes.py_object
+_capsule_new.argtypes = [c_void_p, ctypes.c_char_p, c_void_p]
+# The capsule destructor receives a capsule being deallocated: look at it through a raw pointer,
+# never as a Python object (that would resurrect it).
+_raw_capsule_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_IsValid", ctypes.pythonapi))
+_raw_capsule_get_pointer = ctypes.PYFUNCTYPE(c_void_p, c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", ctypes.pythonapi))
+
+
+def _forget(address, _exports=_EXPORTS):
+    """The exported tensors' deleter: drops the entry (its owner with it). Binds no globals: it may run at exit."""
+    _exports.pop(address, None)
+
+
+def _capsule_destructor(capsule, _valid=_raw_capsule_is_valid, _get=_raw_capsule_get_pointer,
+                        _forget=_forget, _names=(_NAME, _NAME_VERSIONED)):
+    """Frees an exported tensor whose capsule died unconsumed (still named dltensor[_versioned])."""
+    for name in _names:
+        if _valid(capsule, name):
+            _forget(_get(capsule, name))
+
+
+# ctypes callbacks take the GIL themselves (a consumer may free its tensor from any thread).
+_DELETER_CALLBACK = ctypes.CFUNCTYPE(None, c_void_p)(_forget)
+_DESTRUCTOR_CALLBACK = ctypes.CFUNCTYPE(None, c_void_p)(_capsule_destructor)
+# Tensors may be freed late in interpreter shutdown: these must never be deallocated.
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(_DELETER_CALLBACK))
+ctypes.pythonapi.Py_IncRef(ctypes.py_object(_DESTRUCTOR_CALLBACK))
+
+
+def produce(desc, owner, readonly, max_version):
+    """A DLPack capsule over the memory an s2ft_tensor ``desc`` describes, keeping ``owner`` alive until deleted.
+
+    A consumer that passes ``max_version`` >= (1, 0) gets a DLPack 1.0
+    versioned capsule (with the read-only flag); others get a 0.x capsule.
+    """
+    ndim = desc.ndim
+    shape = (c_int64 * max(ndim, 1))(*desc.shape[:ndim])
+    strides = (c_int64 * max(ndim, 1))(*desc.strides[:ndim])
+    versioned = max_version is not None and tuple(max_version)[0] >= 1
+    managed = DLManagedTensorVersioned() if versioned else DLManagedTensor()
+    t = managed.dl_tensor
+    t.data = desc.data
+    t.device.device_type, t.device.device_id = desc.device.type, desc.device.id
+    t.ndim = ndim
+    t.dtype.code, t.dtype.bits, t.dtype.lanes = desc.dtype.code, desc.dtype.bits, desc.dtype.lanes
+    t.shape = ctypes.cast(shape, POINTER(c_int64))
+    t.strides = ctypes.cast(strides, POINTER(c_int64))
+    t.byte_offset = desc.byte_offset
+    managed.deleter = ctypes.cast(_DELETER_CALLBACK, c_void_p).value
+    if versioned:
+        managed.version.major, managed.version.minor = 1, 0
+        managed.flags = FLAG_READ_ONLY if readonly else 0
+    address = ctypes.addressof(managed)
+    _EXPORTS[address] = (managed, shape, strides, owner)
+    try:
+        return _capsule_new(address, _NAME_VERSIONED if versioned else _NAME,
+                            ctypes.cast(_DESTRUCTOR_CALLBACK, c_void_p).value)
+    except BaseException:
+        _EXPORTS.pop(address, None)
+        raise

@@ -149,6 +149,32 @@ class TensorView:
         )
         return numpy.asarray(holder)
 
+    def __dlpack_device__(self):
+        """(device type, id) as DLPack's ``__dlpack_device__``."""
+        d = self._live_desc().device
+        return (int(d.type), int(d.id))
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """Exports the memory to another framework (e.g. ``torch.from_dlpack(view)``), zero-copy.
+
+        For views of memory this package owns or borrows without DLPack:
+        checkpoint tensors, Model.layer() weights, from_pointer() and NumPy
+        array-interface views (a view of a DLPack producer refuses: export
+        that producer instead). The consumer's tensor keeps the memory's
+        owner alive (a checkpoint stays mapped). Nothing is synchronised:
+        ``stream`` is accepted and ignored.
+        """
+        desc = self._live_desc()
+        if self._managed is not None:
+            raise BufferError("this TensorView borrows a DLPack tensor; export its producer instead")
+        if copy:
+            raise BufferError("a TensorView cannot be copied by __dlpack__ (copy=True)")
+        if dl_device is not None and tuple(int(v) for v in dl_device) != self.__dlpack_device__():
+            raise BufferError("the tensor is on %s, not on device %s" % (self.device, tuple(dl_device)))
+        if self.readonly and (max_version is None or tuple(max_version)[0] < 1):
+            raise BufferError("a read-only tensor needs a DLPack 1.x consumer (max_version) to carry its flag")
+        return _dlpack.produce(desc, self._owner, self.readonly, max_version)
+
     def release(self):
         """Returns the producer's memory (DLPack deleter) and drops the producer; idempotent."""
         managed, self._managed = self._managed, None
