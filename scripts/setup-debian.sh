@@ -4,7 +4,8 @@
 # separately, e.g. under /usr/local/cuda). clang-14 and libclang-rt-14-dev
 # (its sanitizer and libFuzzer runtimes) build the fuzzers (tests/fuzz).
 # PyTorch is Debian's python3-torch (1.13.1, CPU), never PyPI's; the interop
-# tests add pinned transformers and peft in a venv over it (scripts/python-env.sh).
+# tests add pinned transformers and peft in a venv over it (scripts/python-env.sh); the Python
+# package's tests run there with Debian's pytest (python3-pytest).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -16,7 +17,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgtest-dev googletest \
   bindgen libclang-dev swig default-jdk-headless junit4 golang-go \
   clang clang-14 libclang-rt-14-dev \
-  python3-torch python3-venv python3-pip python3-numpy python3-yaml python3-requests \
+  python3-torch python3-venv python3-pip python3-numpy python3-pytest python3-yaml python3-requests \
   python3-psutil python3-typing-extensions >/dev/null
 # Rust: use a toolchain already on PATH (e.g. rustup's), else Debian's.
 if ! command -v cargo >/dev/null 2>&1; then
