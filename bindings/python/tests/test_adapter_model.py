@@ -170,6 +170,13 @@ def test_forward_mixed_and_sparse_delta(ctx, rng):
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
     with pytest.raises(s2ft.InvalidArgumentError):
         s2ft.forward_mixed(ctx, 0, Target.DOWN, x, w, y, [a], [0, 8], [0, 0])
+    # The same through a model over the weights (in base order: no perm).
+    with s2ft.Model(ctx, SHAPE, layers) as model:
+        y_model = np.full_like(y, np.nan)
+        assert model.forward_mixed(0, "down", x, y_model, [a, b], offsets, segments, scales=[None, 0.5]) is y_model
+        np.testing.assert_array_equal(y_model, y)
+        with pytest.raises(s2ft.InvalidArgumentError, match="no O weight"):
+            s2ft.Model(ctx, SHAPE, [{"down": w}, {"down": w.copy()}]).forward_mixed(0, Target.O, x, y, [a], [0, 8], [0])
 
     # The same adapter delta as CSR: y += scale * x D^T.
     with s2ft.SparseDelta.from_adapter(ctx, a, 0, Target.DOWN) as sparse:

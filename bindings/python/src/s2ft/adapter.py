@@ -9,8 +9,8 @@ from . import _capi
 from ._convert import decode, double_array, enum_arg, float_arg, int64_array, int32_arg, path_arg, str_arg
 from ._handle import Handle, live
 from ._library import api as _api
-from .context import borrow, context_arg
-from .enums import DeviceType, Target
+from .context import borrow, context_arg, dlpack_stream
+from .enums import Target
 from .errors import check, invalid, state_error
 from .shape import ModelShape, shape_arg
 from .tensor import Borrowed
@@ -301,7 +301,7 @@ class Adapter(Handle):
         res = self._live()
         ctx_res = context_arg(ctx)
         check(_api.s2ft_adapter_upload(ctx_res.ptr, res.ptr))
-        if ctx.device.type == DeviceType.CUDA:
+        if dlpack_stream(ctx_res) is not None:  # a CUDA context
             res.borrow(ctx_res)  # the device copy lives until the adapter is destroyed
 
     def _ptr_matches(self, address):
@@ -317,14 +317,18 @@ def forward_mixed(ctx, layer, target, x, w, y, adapters, offsets, segment_adapte
     a = segment_adapter[j] >= 0 the adapter's delta is added (-1: none).
     ``w`` is the base weight of ``target`` in ``layer`` (in perm's permuted
     order when a Selection ``perm`` is given). ``adapters`` may hold None;
-    ``scales`` None (or None/NaN entries) means default scales.
+    ``scales`` None (or None/NaN entries) means default scales. Returns y.
     """
     from .selection import Selection
 
-    res = context_arg(ctx)
+    return _forward_mixed(context_arg(ctx), layer, target, x, w, y, adapters, offsets, segment_adapter, scales,
+                          live(perm, Selection, "perm", optional=True))
+
+
+def _forward_mixed(res, layer, target, x, w, y, adapters, offsets, segment_adapter, scales, perm_res):
+    """forward_mixed on a context and a permutation given by their Resources."""
     layer = int32_arg(layer, "layer")
     target = enum_arg(target, Target, "target")
-    perm_res = live(perm, Selection, "perm", optional=True)
     adapters = list(adapters)
     resources = [live(a, Adapter, "adapters[%d]" % i, optional=True) for i, a in enumerate(adapters)]
     pointers = (ctypes.c_void_p * max(len(adapters), 1))(*[r.ptr if r else None for r in resources])
@@ -345,7 +349,7 @@ def forward_mixed(ctx, layer, target, x, w, y, adapters, offsets, segment_adapte
             res.ptr, layer, int(target), b.pointer(x, "x"), b.pointer(w, "w"), perm_res.ptr if perm_res else None,
             pointers, raw_scales, len(adapters), raw_offsets, raw_segments, len(seg),
             b.pointer(y, "y", writable=True)))
-    if ctx.is_cuda:
+    if dlpack_stream(res) is not None:
         for r in resources:
             if r is not None:
                 r.borrow(res)  # their device copies live until the adapters are destroyed

@@ -4,11 +4,12 @@ import ctypes
 import math
 
 from . import _capi
-from ._convert import int32_arg, path_arg
+from ._convert import enum_arg, int32_arg, path_arg
 from ._handle import Handle, live
 from ._library import api as _api
-from .adapter import Adapter, _scale_arg
+from .adapter import Adapter, _forward_mixed, _scale_arg
 from .context import borrow, context_arg
+from .enums import Target
 from .errors import check, invalid, state_error
 from .shape import shape_arg
 from .tensor import TensorView
@@ -90,6 +91,7 @@ class Model(Handle):
                                          perm_res.ptr if perm_res else None, ctypes.byref(raw)))
             # The model keeps the descriptors' pointers and the memory: hold both.
             self._init_resource(raw.value, _api.s2ft_model_destroy, [ctx_res, raw_layers] + b.keep())
+        self._res.attached.update(context=ctx_res, perm=perm_res)
 
     @classmethod
     def from_checkpoint(cls, ctx, checkpoint, shape=None, perm=None):
@@ -110,7 +112,9 @@ class Model(Handle):
         check(_api.s2ft_model_from_checkpoint(ctx_res.ptr, ckpt_res.ptr,
                                               ctypes.byref(raw_shape) if raw_shape is not None else None,
                                               perm_res.ptr if perm_res else None, ctypes.byref(raw)))
-        return cls(None, None, None, _raw=raw.value, _keep=[ctx_res, ckpt_res])
+        model = cls(None, None, None, _raw=raw.value, _keep=[ctx_res, ckpt_res])
+        model._res.attached.update(context=ctx_res, perm=perm_res)
+        return model
 
     def _adapter_res(self, adapter):
         """The Resource of an Adapter argument."""
@@ -194,6 +198,21 @@ class Model(Handle):
         view._models = set()
         view._res = _BorrowedResource(pointer.value, res)
         return view, scale.value
+
+    def forward_mixed(self, layer, target, x, y, adapters, offsets, segment_adapter, *, scales=None):
+        """forward_mixed() over this model's weight of (layer, target), in its order (its ``perm``); returns y.
+
+        Serves a batch whose row segments use different adapters on the base
+        weights the model holds (apply nothing to the model meanwhile, or
+        the applied adapter is part of the base).
+        """
+        res = self._live()
+        target = enum_arg(target, Target, "target")
+        weight = getattr(self.layer(layer), target.name.lower())
+        if weight is None:
+            raise invalid("Model.forward_mixed: the model holds no %s weight in layer %d" % (target.name, layer))
+        return _forward_mixed(res.attached["context"], layer, target, x, weight, y, adapters, offsets,
+                              segment_adapter, scales, res.attached["perm"])
 
     def layer(self, index):
         """The o, v, down and up weights of layer ``index`` as the model holds them (TensorViews; others None).

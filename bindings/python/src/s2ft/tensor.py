@@ -22,6 +22,7 @@ import collections
 import ctypes
 
 from . import _capi, _dlpack
+from ._convert import enum_arg, int_arg
 from .enums import DeviceType, DType
 from .errors import InvalidArgumentError, dtype_error, invalid, shape_error, state_error
 
@@ -81,8 +82,10 @@ class TensorView:
         that know their tensors' layout (e.g. a framework's fast path);
         nothing checks that the memory exists.
         """
-        return cls(_descriptor(data, DType(dtype), shape, strides, device, byte_offset, "tensor"), owner,
-                   None, readonly)
+        dtype = enum_arg(dtype, DType, "dtype")
+        device = (enum_arg(device[0], DeviceType, "device type"), int_arg(device[1], "device id", bits=32))
+        data = int_arg(data or 0, "data", unsigned=True)
+        return cls(_descriptor(data, dtype, shape, strides, device, byte_offset, "tensor"), owner, None, readonly)
 
     @property
     def released(self):
@@ -219,13 +222,13 @@ class _ArrayInterface:
 
 def _descriptor(data, dtype, shape, strides, device, byte_offset, name):
     """A filled s2ft_tensor; checks the rank and extents."""
-    shape = tuple(int(n) for n in shape)
+    shape = tuple(int_arg(n, "%s shape[%d]" % (name, i)) for i, n in enumerate(shape))
     ndim = len(shape)
     if ndim > _capi.S2FT_MAX_DIMS:
         raise shape_error("%s has %d dimensions; libs2ft takes at most %d" % (name, ndim, _capi.S2FT_MAX_DIMS))
     if strides is None:
         strides = _compact_strides(shape)
-    strides = tuple(int(s) for s in strides)
+    strides = tuple(int_arg(v, "%s strides[%d]" % (name, i)) for i, v in enumerate(strides))
     if len(strides) != ndim:
         raise shape_error("%s has %d strides for %d dimensions" % (name, len(strides), ndim))
     desc = _capi.s2ft_tensor()
