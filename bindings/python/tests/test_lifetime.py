@@ -91,3 +91,17 @@ def test_optimizer_keeps_registered_weights(rng):
     del opt
     gc.collect()
     assert ref() is None and s2ft.live_handles() == before
+
+
+def test_handles_and_views_refuse_copies_that_would_free_twice(ctx):
+    import copy
+    import pickle
+
+    import pytest
+
+    for obj in (ctx, s2ft.Adapter(SHAPE, "a"), s2ft.as_tensor(np.zeros(3, np.float32))):
+        with pytest.raises(TypeError):
+            copy.deepcopy(obj)
+        with pytest.raises(TypeError):
+            pickle.dumps(obj)
+    assert copy.copy(ctx).device == ctx.device  # a shallow copy shares the one handle

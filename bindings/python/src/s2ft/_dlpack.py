@@ -112,6 +112,10 @@ class ManagedTensor:
         self.flags = flags
         self.version = version
 
+    def __reduce_ex__(self, protocol):
+        """Refuses pickling and deep copies: a copy would call the deleter twice."""
+        raise TypeError("a DLPack tensor taken from its producer cannot be pickled or deep-copied")
+
     def release(self, _deleter_type=_DELETER):
         """Calls the producer's deleter (once; later calls do nothing)."""
         # _deleter_type is bound at definition: this may run at interpreter exit.

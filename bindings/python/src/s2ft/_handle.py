@@ -26,6 +26,10 @@ class Resource:
         # Named borrowed objects that a later call may replace (a context's stream).
         self.attached = {}
 
+    def __reduce_ex__(self, protocol):
+        """Refuses pickling and deep copies: a copy would destroy the same handle twice."""
+        raise TypeError("libs2ft handles cannot be pickled or deep-copied")
+
     def borrow(self, obj):
         """Keeps ``obj`` alive until after this handle is destroyed."""
         if not any(k is obj for k in self.keep):
@@ -61,6 +65,17 @@ class Handle:
     def closed(self):
         """True once close() was called (or creation failed)."""
         return getattr(self, "_res", None) is None
+
+    def __reduce_ex__(self, protocol):
+        """Refuses pickling and deep copies (a handle is a process-local object); copy.copy() shares it."""
+        raise TypeError("s2ft.%s objects cannot be pickled or deep-copied" % type(self).__name__)
+
+    def __copy__(self):
+        """A second Python object over the same handle (closing one leaves the other open)."""
+        other = type(self).__new__(type(self))
+        other.__dict__.update(getattr(self, "__dict__", {}))
+        other._res = getattr(self, "_res", None)
+        return other
 
     def close(self):
         """Releases this object's handle; idempotent. What still borrows it keeps it until they close."""

@@ -152,6 +152,10 @@ class TensorView:
         )
         return numpy.asarray(holder)
 
+    def __reduce_ex__(self, protocol):
+        """Refuses pickling and deep copies (a view borrows memory; copy the data instead)."""
+        raise TypeError("a TensorView cannot be pickled or deep-copied; copy its data (e.g. view.numpy().copy())")
+
     def __dlpack_device__(self):
         """(device type, id) as DLPack's ``__dlpack_device__``."""
         d = self._live_desc().device
