@@ -44,39 +44,11 @@ build=${S2FT_H200_BUILD:-$root/build-h200}
 budget=${S2FT_H200_BUDGET_S:-540}
 jobs=${JOBS:-$(nproc)}
 start=$(date +%s)
-report_reserve=15
+reserve=15  # for the report
 mkdir -p "$out"
 : >"$out/steps.log"
 
-remaining() { echo $((start + budget - $(date +%s))); }
-
-# The limit for a step of cap $1 seconds: never past the report's reserve.
-step_limit() {
-  local r
-  r=$(($(remaining) - report_reserve))
-  ((r > $1)) && r=$1
-  echo "$r"
-}
-
-note() { echo "$*" | tee -a "$out/steps.log"; }
-
-# run_step NAME CAP LOG COMMAND...: runs COMMAND with its output appended to
-# LOG, under the step's limit; notes status and time in steps.log.
-run_step() {
-  local name=$1 cap=$2 log=$3 limit t0 rc
-  shift 3
-  limit=$(step_limit "$cap")
-  if ((limit < 5)); then
-    note "$(printf '%-14s skipped: no time left  $ %s' "$name" "$*")"
-    return 124
-  fi
-  t0=$(date +%s)
-  echo "\$ $*" >>"$log"
-  timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
-  rc=$?
-  note "$(printf '%-14s rc=%-3s %4ss (limit %ss)  $ %s' "$name" "$rc" "$(($(date +%s) - t0))" "$limit" "$*")"
-  return "$rc"
-}
+source "$root/bench/gpu/steps.sh"  # remaining, note, step_limit, run_step
 
 cd "$root" || exit 1
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH

@@ -48,27 +48,8 @@ mkdir -p "$out"
 : >"$out/steps.log"
 : >"$out/build.log"
 
-remaining() { echo $((start + budget - $(date +%s) - 5)); }
-note() { echo "$*" | tee -a "$out/steps.log"; }
-
-# run_step NAME CAP LOG COMMAND...: COMMAND's output appended to LOG, cut off at
-# min(CAP, what is left); status and time noted in steps.log.
-run_step() {
-  local name=$1 cap=$2 log=$3 limit t0 rc
-  shift 3
-  limit=$(remaining)
-  ((limit > cap)) && limit=$cap
-  if ((limit < 5)); then
-    note "$(printf '%-10s skipped: no time left  $ %s' "$name" "$*")"
-    return 124
-  fi
-  t0=$(date +%s)
-  echo "\$ $*" >>"$log"
-  timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
-  rc=$?
-  note "$(printf '%-10s rc=%-3s %4ss (limit %ss)  $ %s' "$name" "$rc" "$(($(date +%s) - t0))" "$limit" "$*")"
-  return "$rc"
-}
+reserve=5  # for the end
+source "$root/bench/gpu/steps.sh"  # remaining, note, step_limit, run_step
 
 cd "$root" || exit 1
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH

@@ -22,14 +22,7 @@ export PYTHONNOUSERSITE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
 pip_net=(--retries 2 --timeout 30)
 
-cannot() {
-  if [ "${CI:-}" = true ]; then
-    echo "FAIL: $1"
-    exit 1
-  fi
-  echo "SKIP: $1"
-  exit 77
-}
+source "$repo/tests/support/python_env.sh"  # cannot
 fail() {
   echo "FAIL: $1"
   exit 1

@@ -12,27 +12,16 @@ repo=$(cd "$here/../../.." && pwd)
 build=${1:?usage: run_pytest.sh BUILD_DIR LIBS2FT} lib=${2:?usage: run_pytest.sh BUILD_DIR LIBS2FT}
 shift 2
 
-cannot() {
-  if [ "${CI:-}" = true ]; then
-    echo "FAIL: $1"
-    exit 1
-  fi
-  echo "SKIP: $1"
-  exit 77
-}
+source "$repo/tests/support/python_env.sh"
 
-mkdir -p "$build"
-flock "$build/python-env.lock" bash "$repo/scripts/python-env.sh" "$build"
-rc=$?
-[ "$rc" -eq 0 ] || cannot "the Python environment could not be made (scripts/python-env.sh exit $rc, see above)"
-python="$build/python-env/bin/python"
+use_python_env "$repo" "$build"
 "$python" -c 'import pytest, numpy' 2>/dev/null ||
   cannot "$python cannot import pytest and numpy: install Debian's python3-pytest and python3-numpy (scripts/setup-debian.sh)"
 
 # Only the source tree's package and the venv's and Debian's packages; no bytecode or pytest
 # cache written into the source tree.
 unset LD_LIBRARY_PATH
-export PYTHONPATH="$repo/bindings/python/src" S2FT_LIBRARY="$lib" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH="$repo/bindings/python/src" S2FT_LIBRARY="$lib"
 cd "$repo/bindings/python"
 # By default the core's tests: the files directly in tests/ (s2ft_torch/ has its own CTest tests).
 [ "$#" -gt 0 ] || set -- tests/test_*.py

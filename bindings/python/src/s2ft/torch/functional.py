@@ -34,38 +34,28 @@ def _dense(t):
     return t.contiguous() if 0 in t.stride() else t
 
 
+class _PartialLinear(torch.autograd.Function):
+    """The backward both slice axes share; subclasses say what the forward saves."""
+
+    @staticmethod
+    def backward(ctx, dy):
+        """Runs s2ft_backward_partial: dx (when needed) and dW_S; the frozen weight gets no gradient."""
+        x_in, weight = ctx.saved_tensors
+        return _backward(ctx, dy, weight, x_in)
+
+
 # Column slice S (O, DOWN: trained inputs), W [out, in], x [T, in]:
 #   forward:  y = x W^T + b             saves x_S = x[:, S]  ([T, k], not x)
 #   backward: dx   = dy W               ([T, in], through the full frozen W)
 #             dW_S = dy^T x_S           ([out, k]; the full dW is never formed)
 #             db   = sum_t dy[t, :]     (only when the bias trains)
-class ColumnPartialLinear(torch.autograd.Function):
+class ColumnPartialLinear(_PartialLinear):
     """y = x W^T + b for a weight that trains its columns S; saves x[:, S] only."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, weight_slice, lines):
         """Runs s2ft_forward_partial; returns y [..., out]."""
-        out_features, in_features = weight.shape
-        x2 = _flat(x.detach(), in_features)
-        y = torch.empty((x2.shape[0], out_features), dtype=x.dtype, device=x.device)
-        x_saved = torch.empty((x2.shape[0], lines.count), dtype=x.dtype, device=x.device)
-        if x2.shape[0] > 0:
-            forward_partial(_runtime.context(x.device), lines, _runtime.view(x2, "x"),
-                            _runtime.view(weight, "weight"), _runtime.view(y, "y"),
-                            _runtime.view(x_saved, "x_saved"))
-        if bias is not None:
-            y += bias.detach()
-        ctx.save_for_backward(x_saved, weight)
-        ctx.lines = lines
-        ctx.x_shape = x.shape
-        ctx.slice_dtype = weight_slice.dtype
-        return y.reshape(*x.shape[:-1], out_features)
-
-    @staticmethod
-    def backward(ctx, dy):
-        """Runs s2ft_backward_partial: dx (when needed) and dW_S; the frozen weight gets no gradient."""
-        x_saved, weight = ctx.saved_tensors
-        return _backward(ctx, dy, weight, x_saved)
+        return _forward(ctx, x, weight, bias, weight_slice, lines, save_columns=True)
 
 
 # Row slice S (V, UP: trained outputs), W [out, in], x [T, in]:
@@ -73,31 +63,32 @@ class ColumnPartialLinear(torch.autograd.Function):
 #   backward: dx   = dy W               ([T, in])
 #             dW_S = dy[:, S]^T x       ([k, in]; the full dW is never formed)
 #             db   = sum_t dy[t, :]     (only when the bias trains)
-class RowPartialLinear(torch.autograd.Function):
+class RowPartialLinear(_PartialLinear):
     """y = x W^T + b for a weight that trains its rows S; saves x."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, weight_slice, lines):
         """Runs s2ft_forward_partial (nothing saved by the library); returns y [..., out]."""
-        out_features, in_features = weight.shape
-        x2 = _flat(x.detach(), in_features)
-        y = torch.empty((x2.shape[0], out_features), dtype=x.dtype, device=x.device)
-        if x2.shape[0] > 0:
-            forward_partial(_runtime.context(x.device), lines, _runtime.view(x2, "x"),
-                            _runtime.view(weight, "weight"), _runtime.view(y, "y"), None)
-        if bias is not None:
-            y += bias.detach()
-        ctx.save_for_backward(x2, weight)
-        ctx.lines = lines
-        ctx.x_shape = x.shape
-        ctx.slice_dtype = weight_slice.dtype
-        return y.reshape(*x.shape[:-1], out_features)
+        return _forward(ctx, x, weight, bias, weight_slice, lines, save_columns=False)
 
-    @staticmethod
-    def backward(ctx, dy):
-        """Runs s2ft_backward_partial: dx (when needed) and dW_S; the frozen weight gets no gradient."""
-        x2, weight = ctx.saved_tensors
-        return _backward(ctx, dy, weight, x2)
+
+def _forward(ctx, x, weight, bias, weight_slice, lines, save_columns):
+    """y = x W^T + b of either function; saves x[:, S] (columns: libs2ft writes it) or x (rows)."""
+    out_features, in_features = weight.shape
+    x2 = _flat(x.detach(), in_features)
+    y = torch.empty((x2.shape[0], out_features), dtype=x.dtype, device=x.device)
+    x_saved = torch.empty((x2.shape[0], lines.count), dtype=x.dtype, device=x.device) if save_columns else None
+    if x2.shape[0] > 0:
+        forward_partial(_runtime.context(x.device), lines, _runtime.view(x2, "x"),
+                        _runtime.view(weight, "weight"), _runtime.view(y, "y"),
+                        _runtime.view(x_saved, "x_saved") if save_columns else None)
+    if bias is not None:
+        y += bias.detach()
+    ctx.save_for_backward(x_saved if save_columns else x2, weight)
+    ctx.lines = lines
+    ctx.x_shape = x.shape
+    ctx.slice_dtype = weight_slice.dtype
+    return y.reshape(*x.shape[:-1], out_features)
 
 
 def _backward(ctx, dy, weight, x_in):

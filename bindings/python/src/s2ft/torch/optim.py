@@ -1,7 +1,5 @@
 """S2FTOptimizer: libs2ft's fused AdamW/SGD over the trained slices, as a torch.optim.Optimizer."""
 
-import os
-import tempfile
 
 import torch
 
@@ -9,6 +7,7 @@ from ..context import Context
 from ..enums import OptimizerKind
 from ..errors import invalid, state_error
 from ..optimizer import Optimizer
+from ._file_bytes import load_from_bytes, saved_bytes
 from . import _runtime
 from .linear import S2FTLinear
 from .state import state_of
@@ -112,11 +111,7 @@ class S2FTOptimizer(torch.optim.Optimizer):
     def state_dict(self):
         """torch's optimizer state dict, with libs2ft's state (moments, masters, step count) as bytes under "s2ft"."""
         out = super().state_dict()
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "optimizer.safetensors")
-            self._opt.save(path)
-            with open(path, "rb") as f:
-                out["s2ft"] = f.read()
+        out["s2ft"] = saved_bytes(self._opt.save, "optimizer.safetensors")
         return out
 
     def load_state_dict(self, state_dict):
@@ -125,13 +120,9 @@ class S2FTOptimizer(torch.optim.Optimizer):
             raise invalid("load_state_dict: not a state dict of an S2FTOptimizer (no \"s2ft\" entry)")
         rest = {k: v for k, v in state_dict.items() if k != "s2ft"}
         super().load_state_dict(rest)
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "optimizer.safetensors")
-            with open(path, "wb") as f:
-                f.write(state_dict["s2ft"])
-            for m in self._modules_list:
-                m.sync_()
-            self._use_stream()
-            self._opt.load(path)
+        for m in self._modules_list:
+            m.sync_()
+        self._use_stream()
+        load_from_bytes(self._opt.load, state_dict["s2ft"], "optimizer.safetensors")
         for m in self._modules_list:
             m._copy_out()

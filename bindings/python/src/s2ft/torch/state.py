@@ -1,11 +1,10 @@
 """What a prepared model remembers: its shape, selection, options and the modules that train."""
 
 import copy
-import os
-import tempfile
 
 from ..errors import invalid
 from ..selection import Selection
+from ._file_bytes import load_from_bytes, saved_bytes
 from .architectures import TARGET_MODULES, decoder_layers, get_module, unwrap
 from .linear import S2FTLinear
 
@@ -52,20 +51,12 @@ class S2FTState:
     def __getstate__(self):
         """Pickles the selection as its JSON file's text."""
         state = dict(self.__dict__)
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "selection.json")
-            self.selection.save(path)
-            with open(path, "rb") as f:
-                state["selection"] = f.read()
+        state["selection"] = saved_bytes(self.selection.save, "selection.json")
         return state
 
     def __setstate__(self, state):
         """Loads the pickled selection."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = os.path.join(folder, "selection.json")
-            with open(path, "wb") as f:
-                f.write(state["selection"])
-            state["selection"] = Selection.load(path)
+        state["selection"] = load_from_bytes(Selection.load, state["selection"], "selection.json")
         self.__dict__.update(state)
 
 
