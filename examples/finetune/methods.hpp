@@ -1,0 +1,43 @@
+// The methods the fidelity protocol compares, as data: which one, what it
+// trains, and the learning rates to try. make_method() builds one for a run.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "batch.hpp"
+#include "fine_tuning.hpp"
+#include "llama_config.hpp"
+#include "s2ft_method.hpp"
+
+namespace ft {
+
+enum class MethodKind { Full, Lora, S2ft };
+
+struct MethodSpec {
+  std::string name;  // e.g. "full", "lora-qkvud", "s2ft-random-1x"
+  MethodKind kind = MethodKind::Full;
+  std::vector<Proj> lora_targets;  // LoRA: the adapted projections
+  int64_t lora_rank = 0;           // LoRA: alpha = 2 x rank
+  S2ftSettings s2ft;               // S2FT: targets, strategy, order, units per layer
+  std::vector<double> lrs;         // the learning-rate grid
+};
+
+// The method of `spec` for one run (S2FT's seed and LoRA's init from `seed`;
+// `calibration` feeds S2FT's activation statistics).
+std::unique_ptr<FineTuning> make_method(s2ft_context *ctx, const MethodSpec &spec,
+                                        const std::vector<Batch> &calibration, uint64_t seed);
+
+// S2FT's trainable parameters for `s` on a model of config `c`.
+int64_t s2ft_parameter_count(const LlamaConfig &c, const S2ftSettings &s);
+// LoRA's parameters per unit of rank on `targets` of every layer.
+int64_t lora_parameters_per_rank(const LlamaConfig &c, const std::vector<Proj> &targets);
+// The rank (>= 1) whose LoRA parameter count on `targets` is nearest `params`.
+int64_t lora_rank_matching(const LlamaConfig &c, const std::vector<Proj> &targets, int64_t params);
+
+// learning rates center x 2^k for k in [-below, above].
+std::vector<double> rate_grid(double center, int below, int above);
+
+}  // namespace ft
