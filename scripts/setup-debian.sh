@@ -5,7 +5,8 @@
 # (its sanitizer and libFuzzer runtimes) build the fuzzers (tests/fuzz).
 # PyTorch is Debian's python3-torch (1.13.1, CPU), never PyPI's; the interop
 # tests add pinned transformers and peft in a venv over it (scripts/python-env.sh); the Python
-# package's tests run there with Debian's pytest (python3-pytest).
+# package's tests run there with Debian's pytest (python3-pytest); the fine-tuning
+# example's frontier plot uses Debian's python3-matplotlib.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -18,7 +19,7 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   bindgen libclang-dev swig default-jdk-headless junit4 golang-go \
   clang clang-14 libclang-rt-14-dev \
   python3-torch python3-venv python3-pip python3-numpy python3-pytest python3-yaml python3-requests \
-  python3-psutil python3-typing-extensions >/dev/null
+  python3-psutil python3-typing-extensions python3-matplotlib >/dev/null
 # Rust: use a toolchain already on PATH (e.g. rustup's), else Debian's.
 if ! command -v cargo >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends cargo rustc >/dev/null

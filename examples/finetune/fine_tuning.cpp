@@ -68,24 +68,20 @@ void FullFineTuning::attach(LlamaModel<float> &model) {
   }
 }
 
+const std::vector<Proj> LoraFineTuning::kPaperTargets = {Proj::Q, Proj::K, Proj::V, Proj::UP, Proj::DOWN};
+
 LoraFineTuning::LoraFineTuning(s2ft_context *ctx, const OptimizerSettings &opt, int64_t rank, double alpha,
-                               uint64_t seed)
-    : FineTuning(ctx, opt), rank_(rank), alpha_(alpha), seed_(seed) {
+                               uint64_t seed, std::vector<Proj> targets)
+    : FineTuning(ctx, opt), rank_(rank), alpha_(alpha), seed_(seed), targets_(std::move(targets)) {
   if (rank < 1) throw std::invalid_argument("LoRA rank must be >= 1, got " + std::to_string(rank));
   if (!(alpha > 0.0)) throw std::invalid_argument("LoRA alpha must be > 0");
-}
-
-int64_t LoraFineTuning::parameters_per_rank(const LlamaConfig &c) {
-  // A [r, in] and B [out, r] per adapted projection.
-  int64_t per_layer = 0;
-  for (Proj p : kTargets) per_layer += c.in_features(p) + c.out_features(p);
-  return per_layer * c.n_layers;
+  if (targets_.empty()) throw std::invalid_argument("LoRA needs at least one target projection");
 }
 
 void LoraFineTuning::attach(LlamaModel<float> &model) {
   Rng rng(seed_);
   for (int64_t l = 0; l < model.config().n_layers; ++l)
-    for (Proj p : kTargets) {
+    for (Proj p : targets_) {
       const int64_t out = model.config().out_features(p), in = model.config().in_features(p);
       auto proj = std::make_unique<LoraProjection<float>>(model.weight(l, p).data(), out, in, rank_, alpha_);
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));

@@ -72,22 +72,23 @@ class FullFineTuning : public FineTuning {
 
 class LoraFineTuning : public FineTuning {
  public:
+  // The projections LoRA adapts by default, as in the paper's baseline.
+  static const std::vector<Proj> kPaperTargets;  // q, k, v, up, down
+
   // alpha / rank scales the low-rank update; A is initialised uniform in
-  // +-1/sqrt(in) from `seed`, B at zero.
-  LoraFineTuning(s2ft_context *ctx, const OptimizerSettings &opt, int64_t rank, double alpha, uint64_t seed);
+  // +-1/sqrt(in) from `seed`, B at zero. `targets`: the adapted projections.
+  LoraFineTuning(s2ft_context *ctx, const OptimizerSettings &opt, int64_t rank, double alpha, uint64_t seed,
+                 std::vector<Proj> targets = kPaperTargets);
   const char *name() const override { return "lora"; }
   void attach(LlamaModel<float> &model) override;
   int64_t rank() const { return rank_; }
-
-  // The projections LoRA adapts, as in the paper's baseline.
-  static constexpr Proj kTargets[5] = {Proj::Q, Proj::K, Proj::V, Proj::UP, Proj::DOWN};
-  // LoRA parameters per unit of rank over the whole model.
-  static int64_t parameters_per_rank(const LlamaConfig &c);
+  const std::vector<Proj> &targets() const { return targets_; }
 
  private:
   int64_t rank_;
   double alpha_;
   uint64_t seed_;
+  std::vector<Proj> targets_;
 };
 
 }  // namespace ft

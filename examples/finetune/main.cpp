@@ -6,13 +6,16 @@
 //   s2ft-finetune --model PATH --data FILE [...]
 //                                      fine-tune a real checkpoint on a text
 //                                      file, export the adapter, merge it
-//                                      with libs2ft, show generations
+//                                      with libs2ft, show generations; then
+//                                      every method on it (a table)
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <s2ft/s2ft.h>
 
@@ -22,24 +25,39 @@
 namespace {
 
 const char kUsage[] =
-    "usage: s2ft-finetune [--short] [--seeds N] [--steps N] [--lr-s2ft X] [--lr-full X] [--lr-lora X]\n"
+    "usage: s2ft-finetune [--short] [--grid] [--seeds N] [--steps N] [--target X] [--methods LIST]\n"
+    "                     [--lr-scale X] [--jobs N] [--out DIR]\n"
     "                     [--s2ft-strategy random|weight|activation|weight-activation]\n"
     "                     [--s2ft-order largest|smallest] [--targets o,down[,v,up]]\n"
     "       s2ft-finetune --model PATH --data FILE [--tokenizer FILE] [--out DIR]\n"
     "                     [--steps N] [--lr X] [--seq N] [--batch N] [--seed N] [--targets LIST]\n"
+    "                     [--seeds N] [--grid] [--methods LIST] [--lr-scale X] [--jobs N]\n"
+    "                     [--eval-every N] [--target-loss X] [--retain-data FILE]\n"
     "\n"
-    "Without --model: pretrain a small GQA model on synthetic task A, fine-tune it on the related\n"
-    "task B with S2FT, full fine-tuning and LoRA (rank matched to S2FT's parameter count), and print\n"
-    "a table of trainable parameters, training-state memory, peak RSS, time per step and accuracy\n"
-    "on B and on A (forgetting), averaged over seeds (default 3). --short runs a few steps and checks\n"
-    "that every method's loss falls and that S2FT leaves every frozen weight bit-identical.\n"
-    "--targets chooses what S2FT trains (default o,down; v and up are the optional row targets).\n"
+    "Without --model: the fidelity protocol on synthetic tasks. A small GQA model is pretrained on\n"
+    "tasks A and C (cached in --out), then fine-tuned on task B by full fine-tuning, LoRA on q,k,v,up,down\n"
+    "and on o,down (ranks matched to S2FT's small budget) and S2FT at two budgets with random and scored\n"
+    "selection. Each run is traced; methods are compared where B first reaches --target accuracy\n"
+    "(default 0.9, within --steps, default 100) and after training on to 3x that step, each at its\n"
+    "learning rate with the best retention at match, over --seeds (default 3). Default: each method's\n"
+    "best rate of the grid; --grid runs the whole grid (4 rates x2 apart). Writes OUT/traces.csv and\n"
+    "OUT/results.csv (default OUT: s2ft-finetune-out) and prints the table. --methods picks some of:\n"
+    "full, lora-qkvud, lora-od, s2ft-random-small, s2ft-act-min-small, s2ft-random-large,\n"
+    "s2ft-act-min-large (the scored names follow --s2ft-strategy/--s2ft-order). --short: a few steps,\n"
+    "one seed, two rates, with checks (CI).\n"
     "\n"
     "With --model: PATH is a Hugging Face checkpoint folder or a llama2.c .bin file; FILE is UTF-8\n"
     "text (blank lines separate documents); the tokenizer is llama2.c's format (default: tok512.bin\n"
     "beside the model). Writes the adapter and the selection to --out (default s2ft-finetune-out)\n"
     "and, for a Hugging Face folder, the merged checkpoint (OUT/merged, written by libs2ft as\n"
-    "`s2ft merge` would); a llama2.c model is merged in memory only.\n";
+    "`s2ft merge` would); a llama2.c model is merged in memory only. --lr and --seed are that S2FT\n"
+    "run's. Then the same methods as above fine-tune the checkpoint for --steps (default 300), over\n"
+    "--seeds (default 1), each traced every --eval-every steps (default steps/10) on whole documents\n"
+    "held out from FILE (about 1 in 10; loss, accuracy), on text the base model sampled before\n"
+    "fine-tuning (KL(base || tuned) per token: forgetting) and, with --retain-data, on that text\n"
+    "(loss and KL). Methods are matched where the held-out loss first reaches --target-loss (default:\n"
+    "halfway from the base model's to the worst run's best) and at 3x that step. Writes\n"
+    "OUT/traces.csv and OUT/results.csv and prints the table before the final verdict.\n";
 
 bool parse_int(const char *text, int64_t lo, int64_t hi, int64_t *out) {
   char *end = nullptr;
@@ -49,11 +67,24 @@ bool parse_int(const char *text, int64_t lo, int64_t hi, int64_t *out) {
   return true;
 }
 
-bool parse_double(const char *text, double *out) {
+bool parse_double(const char *text, double lo, double hi, double *out) {
   char *end = nullptr;
   const double v = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !(v > 0.0) || v > 1.0) return false;
+  if (end == text || *end != '\0' || !(v > lo) || v > hi) return false;
   *out = v;
+  return true;
+}
+
+// "a,b,c" -> {"a", "b", "c"}; false on an empty name.
+bool parse_list(const std::string &list, std::vector<std::string> *out) {
+  out->clear();
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    out->push_back(list.substr(start, comma - start));
+    if (out->back().empty()) return false;
+    start = comma + 1;
+  }
   return true;
 }
 
@@ -82,12 +113,15 @@ int usage_error(const std::string &msg) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  bool short_mode = false;
-  int64_t seeds = -1, steps = -1;
-  double lr_method[3] = {0, 0, 0};  // s2ft, full, lora
+  bool short_mode = false, grid = false;
+  int64_t seeds = -1, steps = -1, jobs = -1;
+  double target = -1, lr_scale = -1;
+  std::vector<std::string> methods;
   int32_t strategy = -1, order = -1;
   uint32_t targets = 0;
+  std::string out_dir;
   ft::RealFinetuneSettings real;
+  bool real_only = false;  // an option of the --model mode alone was given
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char * { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -97,13 +131,21 @@ int main(int argc, char **argv) {
       return 0;
     } else if (a == "--short") {
       short_mode = true;
+    } else if (a == "--grid") {
+      grid = true;
     } else if (a == "--seeds") {
       if (!(v = value()) || !parse_int(v, 1, 100, &seeds)) return usage_error("--seeds needs 1..100");
+    } else if (a == "--jobs") {
+      if (!(v = value()) || !parse_int(v, 1, 256, &jobs)) return usage_error("--jobs needs 1..256");
     } else if (a == "--steps") {
       if (!(v = value()) || !parse_int(v, 1, 1000000, &steps)) return usage_error("--steps needs 1..1000000");
-    } else if (a == "--lr-s2ft" || a == "--lr-full" || a == "--lr-lora") {
-      const int m = a == "--lr-s2ft" ? 0 : a == "--lr-full" ? 1 : 2;
-      if (!(v = value()) || !parse_double(v, &lr_method[m])) return usage_error(a + " needs a number in (0, 1]");
+    } else if (a == "--target") {
+      if (!(v = value()) || !parse_double(v, 0.0, 1.0, &target)) return usage_error("--target needs a number in (0, 1]");
+    } else if (a == "--lr-scale") {
+      if (!(v = value()) || !parse_double(v, 0.0, 1e3, &lr_scale))
+        return usage_error("--lr-scale needs a number in (0, 1000]");
+    } else if (a == "--methods") {
+      if (!(v = value()) || !parse_list(v, &methods)) return usage_error("--methods needs a comma-separated list");
     } else if (a == "--s2ft-strategy") {
       v = value();
       const std::string n = v ? v : "";
@@ -130,14 +172,25 @@ int main(int argc, char **argv) {
       if (!(v = value())) return usage_error("--tokenizer needs a file");
       real.tokenizer = v;
     } else if (a == "--out") {
-      if (!(v = value())) return usage_error("--out needs a folder");
-      real.out = v;
+      if (!(v = value()) || !*v) return usage_error("--out needs a folder");
+      out_dir = v;
     } else if (a == "--lr") {
-      if (!(v = value()) || !parse_double(v, &real.lr)) return usage_error("--lr needs a number in (0, 1]");
+      if (!(v = value()) || !parse_double(v, 0.0, 1.0, &real.lr)) return usage_error("--lr needs a number in (0, 1]");
     } else if (a == "--seq") {
       if (!(v = value()) || !parse_int(v, 2, 4096, &real.seq)) return usage_error("--seq needs 2..4096");
     } else if (a == "--batch") {
       if (!(v = value()) || !parse_int(v, 1, 1024, &real.batch)) return usage_error("--batch needs 1..1024");
+    } else if (a == "--target-loss") {
+      if (!(v = value()) || !parse_double(v, 0.0, 1e6, &real.target_loss))
+        return usage_error("--target-loss needs a number > 0");
+      real_only = true;
+    } else if (a == "--retain-data") {
+      if (!(v = value()) || !*v) return usage_error("--retain-data needs a file");
+      real.retain_data = v;
+      real_only = true;
+    } else if (a == "--eval-every") {
+      if (!(v = value()) || !parse_int(v, 1, 1000000, &real.eval_every)) return usage_error("--eval-every needs 1..1000000");
+      real_only = true;
     } else if (a == "--seed") {
       int64_t seed = 0;
       if (!(v = value()) || !parse_int(v, 0, INT64_MAX, &seed)) return usage_error("--seed needs a number >= 0");
@@ -149,22 +202,39 @@ int main(int argc, char **argv) {
   try {
     if (!real.model.empty() || !real.data.empty()) {
       if (real.model.empty() || real.data.empty()) return usage_error("--model and --data go together");
-      if (short_mode || seeds > 0 || lr_method[0] > 0 || lr_method[1] > 0 || lr_method[2] > 0 || strategy >= 0 ||
-          order >= 0)
-        return usage_error("--short, --seeds, --lr-METHOD and --s2ft-* are for the synthetic comparison");
+      if (short_mode || target > 0 || strategy >= 0 || order >= 0)
+        return usage_error("--short, --target and --s2ft-* are for the synthetic comparison (with --model the target "
+                           "is a held-out loss: --target-loss)");
       if (steps > 0) real.steps = steps;
+      real.grid = grid;
+      if (seeds > 0) real.seeds = seeds;
+      if (jobs > 0) real.jobs = static_cast<int>(jobs);
+      if (lr_scale > 0) real.lr_scale = lr_scale;
+      real.methods = methods;
       if (targets != 0) real.targets = targets;
+      if (!out_dir.empty()) real.out = out_dir;
       return ft::run_real_finetune(real, std::cout);
     }
+    if (real_only) return usage_error("--target-loss, --retain-data and --eval-every are for --model");
     ft::ComparisonSettings s = short_mode ? ft::ComparisonSettings::short_run() : ft::ComparisonSettings();
+    s.grid = grid;
     if (seeds > 0) s.seeds = seeds;
-    if (steps > 0) s.finetune_steps = steps;
-    if (lr_method[0] > 0) s.lr_s2ft = lr_method[0];
-    if (lr_method[1] > 0) s.lr_full = lr_method[1];
-    if (lr_method[2] > 0) s.lr_lora = lr_method[2];
+    if (steps > 0) s.match_within = steps;
+    if (jobs > 0) s.jobs = static_cast<int>(jobs);
+    if (target > 0) s.rule.target = target;
+    if (lr_scale > 0) s.lr_scale = lr_scale;
     if (strategy >= 0) s.s2ft.strategy = strategy;
     if (targets != 0) s.s2ft.targets = targets;
     if (order >= 0) s.s2ft.order = order;
+    const std::vector<std::string> known = ft::comparison_method_names(s);
+    for (const std::string &m : methods)
+      if (std::find(known.begin(), known.end(), m) == known.end()) {
+        std::string list;
+        for (const std::string &k : known) list += (list.empty() ? "" : ", ") + k;
+        return usage_error("--methods: unknown method '" + m + "' (known: " + list + ")");
+      }
+    s.methods = methods;
+    if (!out_dir.empty()) s.out = out_dir;
     return ft::run_comparison(s, std::cout);
   } catch (const std::exception &e) {
     std::cerr << "s2ft-finetune: error: " << e.what() << "\n";

@@ -40,4 +40,31 @@ int64_t lora_rank_matching(const LlamaConfig &c, const std::vector<Proj> &target
 // learning rates center x 2^k for k in [-below, above].
 std::vector<double> rate_grid(double center, int below, int above);
 
+// The learning rates of a method family: the best of its grid (run by
+// default) and the grid's center (the grid: center/4 .. 2 center, x2 apart).
+struct FamilyRates {
+  double best = 1e-3, grid_center = 1e-3;
+};
+
+struct StandardMethods {
+  S2ftSettings s2ft;        // the scored selection and the small budget (units per layer)
+  int64_t large_factor = 4;  // the large budget: x this DOWN/UP units, x2 O/V units (at most all)
+  FamilyRates full, lora, s2ft_rates;
+  bool grid = false;       // each method over its grid, else its best rate only
+  bool two_rates = false;  // best and 2 x best (a short check of the protocol)
+  double lr_scale = 1.0;   // every rate times this
+};
+
+// The methods of the comparison, in table order: full; LoRA on q,k,v,up,down
+// and on o,down, ranks matched to S2FT's small budget; S2FT with random and
+// with scored selection at the small and the large budget. Names:
+// full, lora-qkvud, lora-od, s2ft-random-small, s2ft-<scored>-small,
+// s2ft-random-large, s2ft-<scored>-large, with <scored> e.g. "act-min"
+// (activation, smallest); a random scored strategy is listed once.
+std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMethods &o);
+
+// The methods of `all` named in `names`, in that order (all of them when
+// names is empty). Throws std::invalid_argument on an unknown name.
+std::vector<MethodSpec> pick_methods(const std::vector<MethodSpec> &all, const std::vector<std::string> &names);
+
 }  // namespace ft

@@ -10,6 +10,7 @@
 #include "checkpoint.hpp"
 #include "generate.hpp"
 #include "llama_model.hpp"
+#include "real_comparison.hpp"
 #include "s2ft_handles.hpp"
 #include "s2ft_check.hpp"
 #include "s2ft_verify.hpp"
@@ -59,9 +60,10 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
   if (s.seq > cfg.max_seq)
     throw std::invalid_argument("--seq " + std::to_string(s.seq) + " is longer than the model's context (" +
                                 std::to_string(cfg.max_seq) + ")");
+  if (s.compare) real_comparison_methods(s, cfg);  // an unknown --methods name fails before any training
   out << "model " << s.model << ": " << cfg.describe() << ", " << parameter_count(base.weights) << " parameters\n";
-  out << "data " << s.data << ": " << data.documents() << " documents, " << data.train_tokens() << " training and "
-      << data.eval_tokens() << " held-out tokens\n";
+  out << "data " << s.data << ": " << data.documents() << " documents (" << data.eval_documents() << " held out), "
+      << data.train_tokens() << " training and " << data.eval_tokens() << " held-out tokens\n";
   const std::vector<Batch> eval = data.eval_batches(s.batch, s.seq, 8);
 
   LlamaWeights<float> w = base.weights;
@@ -75,13 +77,8 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
   Rng rng(s.seed);
   std::vector<Batch> calibration;
   for (int i = 0; i < 4; ++i) calibration.push_back(data.sample(s.batch, s.seq, rng));
-  S2ftSettings ss;
+  S2ftSettings ss = real_s2ft_settings(cfg, s.targets);
   ss.seed = s.seed;
-  ss.count[S2FT_TARGET_O] = 1;  // one KV group of query heads per layer
-  ss.count[S2FT_TARGET_DOWN] = std::max<int64_t>(1, cfg.d_ff / 20);  // ~5% of the FFN channels
-  ss.count[S2FT_TARGET_V] = 1;                                        // one KV head
-  ss.count[S2FT_TARGET_UP] = ss.count[S2FT_TARGET_DOWN];
-  if (s.targets != 0) ss.targets = s.targets;
   S2ftFineTuning method(ctx.get(), OptimizerSettings{}, ss, calibration);
   method.attach(model);
   out << "S2FT: " << method.trainable_parameters() << " trainable parameters ("
@@ -154,8 +151,11 @@ int run_real_finetune(const RealFinetuneSettings &s, std::ostream &out) {
   LlamaModel<float> tuned(cfg, merged);
   print_samples(("after fine-tuning (" + merged_title + ")").c_str(), tuned, tok, out);
   // Without held-out text (a tiny file) the loss check is skipped.
-  const bool ok = fc.changed_frozen == 0 && fc.changed_trained > 0 && diff <= 1e-4 &&
-                  (eval.empty() || eval_after < eval_before);
+  bool ok = fc.changed_frozen == 0 && fc.changed_trained > 0 && diff <= 1e-4 &&
+            (eval.empty() || eval_after < eval_before);
+  if (!ok) out << "S2FT end to end: some checks FAILED\n";
+  if (s.compare && run_real_comparison(s, cfg, base.weights, tok, data, out) > 0) ok = false;
+  // The one verdict, last, over both parts.
   out << (ok ? "all checks passed\n" : "some checks FAILED\n");
   return ok ? 0 : 1;
 }

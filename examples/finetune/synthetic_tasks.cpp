@@ -28,7 +28,8 @@ SyntheticTasks::SyntheticTasks(int64_t symbols, int64_t length, uint64_t seed) :
 
 int64_t SyntheticTasks::answer(Task task, int64_t s) const {
   if (s < 0 || s >= symbols_) throw std::out_of_range("SyntheticTasks::answer: symbol out of range");
-  return task == Task::C ? s : (task == Task::A ? pa_ : pb_)[static_cast<size_t>(s)];
+  const bool copy = task == Task::C || task == Task::C_LOW || task == Task::C_HIGH;
+  return copy ? s : (task == Task::A ? pa_ : pb_)[static_cast<size_t>(s)];
 }
 
 Batch SyntheticTasks::sample(Task task, int64_t batch, Rng &rng) const {
@@ -55,10 +56,11 @@ Batch SyntheticTasks::sample_tasks(const std::vector<Task> &tasks, Rng &rng) con
     const Task task = tasks[static_cast<size_t>(r)];
     const size_t row = b.tokens.size();
     b.tokens.push_back(task == Task::A ? kMarker1 : kMarker2);
-    // A's inputs are the first half of the symbols, B's the second half.
+    // A's (and C_LOW's) inputs are the first half of the symbols, B's (and
+    // C_HIGH's) the second half, C's all of them.
     const int64_t half = symbols_ / 2;
-    const int64_t lo = task == Task::B ? half : 0, count = task == Task::C ? symbols_ : task == Task::A ? half
-                                                                                                          : symbols_ - half;
+    const bool high = task == Task::B || task == Task::C_HIGH, low = task == Task::A || task == Task::C_LOW;
+    const int64_t lo = high ? half : 0, count = high ? symbols_ - half : low ? half : symbols_;
     for (auto &x : xs) {
       x = lo + rng.below(count);
       b.tokens.push_back(static_cast<int32_t>(kFirstSymbol + x));

@@ -9,6 +9,9 @@
 // never sees (so a model can learn B and keep A intact). Only the answers
 // are scored (targets at SEP .. y(n-1)). How much of A a method loses while
 // learning B is its forgetting.
+// C splits in two for evaluation: C_LOW (copy on the first half, A's
+// inputs), which B need not change, and C_HIGH (copy on the second half),
+// which B contradicts: after fine-tuning, marker 2 on those inputs means pb.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +23,7 @@
 
 namespace ft {
 
-enum class Task { A, B, C };
+enum class Task { A, B, C, C_LOW, C_HIGH };
 
 class SyntheticTasks {
  public:

@@ -1,5 +1,7 @@
 #include "text_data.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -40,23 +42,38 @@ void window(const std::vector<int32_t> &stream, int64_t start, int64_t seq, Batc
 }  // namespace
 
 TextData::TextData(const std::string &path, const Tokenizer &tok, double holdout) {
+  if (!(holdout >= 0.0 && holdout <= 1.0)) throw std::invalid_argument("TextData: holdout must be in [0, 1]");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(path + ": cannot open the data file");
   std::ostringstream ss;
   ss << f.rdbuf();
   const std::string text = ss.str();
   if (text.size() > (64u << 20)) throw std::runtime_error(path + ": larger than 64 MiB");
-  std::vector<int32_t> stream;
-  for (const std::string &d : documents_of(text)) {
-    const std::vector<int32_t> t = tok.encode(d, true, false);
-    stream.insert(stream.end(), t.begin(), t.end());
-    ++documents_;
-  }
+  const std::vector<std::string> docs = documents_of(text);
+  documents_ = static_cast<int64_t>(docs.size());
   if (documents_ == 0) throw std::runtime_error(path + ": no text");
-  if (!(holdout >= 0.0 && holdout < 1.0)) throw std::invalid_argument("TextData: holdout must be in [0, 1)");
-  const size_t split = stream.size() - static_cast<size_t>(holdout * static_cast<double>(stream.size()));
-  train_.assign(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(split));
-  eval_.assign(stream.begin() + static_cast<std::ptrdiff_t>(split), stream.end());
+
+  int64_t held = 0;
+  if (holdout >= 1.0) {
+    held = documents_;
+  } else if (holdout > 0.0) {
+    if (documents_ < 2)
+      throw std::invalid_argument(path + ": the held-out split needs at least two documents separated by blank "
+                                         "lines (this file has one)");
+    held = std::min(documents_ - 1, std::max<int64_t>(1, std::llround(holdout * static_cast<double>(documents_))));
+  }
+  // Held-out document i of `held` is the middle one of the i-th of `held`
+  // equal stretches of the file, so that a file ordered by topic or time
+  // is sampled across its length rather than only at its end.
+  std::vector<bool> is_held(docs.size(), false);
+  for (int64_t i = 0; i < held; ++i)
+    is_held[static_cast<size_t>((2 * i + 1) * documents_ / (2 * held))] = true;
+  for (size_t d = 0; d < docs.size(); ++d) {
+    const std::vector<int32_t> t = tok.encode(docs[d], true, false);
+    std::vector<int32_t> &to = is_held[d] ? eval_ : train_;
+    to.insert(to.end(), t.begin(), t.end());
+  }
+  eval_documents_ = held;
 }
 
 Batch TextData::sample(int64_t batch, int64_t seq, Rng &rng) const {

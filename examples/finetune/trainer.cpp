@@ -8,7 +8,8 @@
 namespace ft {
 
 double learning_rate(const TrainSettings &s, int64_t step) {
-  const double warm = std::max(1.0, std::floor(s.warmup * static_cast<double>(s.steps)));
+  const double warm = std::max(1.0, s.warmup_steps >= 0 ? static_cast<double>(s.warmup_steps)
+                                                       : std::floor(s.warmup * static_cast<double>(s.steps)));
   if (static_cast<double>(step) < warm) return s.lr * static_cast<double>(step + 1) / warm;
   const double span = std::max(1.0, static_cast<double>(s.steps) - warm);
   const double progress = std::min(1.0, (static_cast<double>(step) - warm) / span);

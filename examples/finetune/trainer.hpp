@@ -1,5 +1,6 @@
 // The training loop every method shares: forward, backward, one AdamW step,
-// with linear warm-up then cosine decay of the learning rate.
+// with linear warm-up then cosine decay of the learning rate (constant after
+// warm-up with final_lr_ratio = 1).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,7 @@ struct TrainSettings {
   int64_t steps = 100;
   double lr = 1e-3;
   double warmup = 0.1;         // fraction of the steps
+  int64_t warmup_steps = -1;   // >= 0: this many steps instead of the fraction
   double final_lr_ratio = 0.1;  // the cosine ends at lr * final_lr_ratio
 };
 

@@ -1,6 +1,8 @@
 // The example's model on the real stories260K checkpoint: greedy decoding
 // from BOS reproduces the reference continuation (../shared/data/README.md)
-// from the Hugging Face folder, and the llama2.c file gives the same tokens.
+// from the Hugging Face folder, and the llama2.c file gives the same tokens;
+// temperature-1 sampling (the --model comparison's base-samples set) is
+// seeded and gives the model's own kind of text.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -50,6 +52,28 @@ TEST_F(FinetuneRealdata, Llama2cFileGivesTheSameTokens) {
   ft::Checkpoint hf = ft::load_hf_checkpoint(dir_ + "/stories260K-hf");
   ft::Checkpoint l2c = ft::load_llama2c_checkpoint(dir_ + "/stories260K/stories260K.bin");
   EXPECT_EQ(greedy_from_bos(hf, 40), greedy_from_bos(l2c, 40));
+}
+
+TEST_F(FinetuneRealdata, SamplingFromBosIsSeededAndLikeTheModel) {
+  ft::Checkpoint hf = ft::load_hf_checkpoint(dir_ + "/stories260K-hf");
+  ft::LlamaModel<float> model(hf.config, hf.weights);
+  auto sample = [&](uint64_t seed) {
+    ft::Rng rng(seed);
+    return ft::generate_sampled(model, {1}, 64, rng);
+  };
+  const std::vector<int32_t> a = sample(7);
+  ASSERT_EQ(a.size(), 65u);
+  for (int32_t t : a) {
+    EXPECT_GE(t, 0);
+    EXPECT_LT(t, hf.config.vocab);
+  }
+  EXPECT_EQ(sample(7), a);
+  EXPECT_NE(sample(8), a);
+  // The model finds its own samples likely: their loss is far below that
+  // of uniform guessing (ln 512 = 6.2) and near its loss on stories.
+  std::vector<int32_t> targets(a.begin() + 1, a.end());
+  const double loss = model.forward(a.data(), 1, 64, targets.data(), false);
+  EXPECT_LT(loss, 2.5) << "sampled: " << ft::Tokenizer::load(dir_ + "/stories260K-hf/tok512.bin", hf.config.vocab).decode(a);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // paths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 
 #include "fine_tuning.hpp"
 #include "generate.hpp"
+#include "methods.hpp"
 #include "s2ft_method.hpp"
 #include "s2ft_verify.hpp"
 #include "support/test_util.hpp"
@@ -110,7 +112,7 @@ TEST(FinetuneTraining, MethodsCountWhatTheyTrain) {
     LlamaModel<float> model(c, w);
     ft::LoraFineTuning lora(ctx.ctx, ft::OptimizerSettings{}, 3, 6.0, 7);
     lora.attach(model);
-    EXPECT_EQ(lora.trainable_parameters(), 3 * ft::LoraFineTuning::parameters_per_rank(c));
+    EXPECT_EQ(lora.trainable_parameters(), 3 * ft::lora_parameters_per_rank(c, ft::LoraFineTuning::kPaperTargets));
   }
   EXPECT_THROW(ft::LoraFineTuning(ctx.ctx, ft::OptimizerSettings{}, 0, 1.0, 1), std::invalid_argument);
   EXPECT_THROW(ft::LoraFineTuning(ctx.ctx, ft::OptimizerSettings{}, 2, 0.0, 1), std::invalid_argument);
@@ -239,7 +241,9 @@ TEST(FinetuneTraining, TextDataWindowsAndErrors) {
   TempFile two("abc\ndef\n\n\nxyz\n");
   const ft::TextData data(two.path, tok, 0.0);
   EXPECT_EQ(data.documents(), 2);
+  EXPECT_EQ(data.eval_documents(), 0);
   EXPECT_EQ(data.train_tokens(), 1 + 8 + 1 + 4);  // BOS, " abc\ndef", BOS, " xyz"
+  EXPECT_EQ(data.eval_tokens(), 0);
   ft::Rng rng(3);
   const ft::Batch b = data.sample(4, 5, rng);
   ASSERT_EQ(b.tokens.size(), 20u);
@@ -247,7 +251,70 @@ TEST(FinetuneTraining, TextDataWindowsAndErrors) {
     for (int64_t i = 0; i + 1 < 5; ++i) EXPECT_EQ(b.targets[r * 5 + i], b.tokens[r * 5 + i + 1]);
   EXPECT_THROW(data.sample(1, 14, rng), std::runtime_error);  // longer than the text
   EXPECT_THROW(data.sample(0, 4, rng), std::invalid_argument);
-  EXPECT_THROW(ft::TextData(two.path, tok, 1.0), std::invalid_argument);
+  EXPECT_THROW(ft::TextData(two.path, tok, 1.5), std::invalid_argument);
+  EXPECT_THROW(ft::TextData(two.path, tok, -0.1), std::invalid_argument);
+
+  // The default split of two documents holds out the second, whole.
+  const ft::TextData split(two.path, tok);
+  EXPECT_EQ(split.eval_documents(), 1);
+  EXPECT_EQ(split.train_tokens(), 1 + 8);
+  EXPECT_EQ(split.eval_tokens(), 1 + 4);
+  // holdout 1: everything is evaluation text (a text only scored on).
+  const ft::TextData all(two.path, tok, 1.0);
+  EXPECT_EQ(all.eval_documents(), 2);
+  EXPECT_EQ(all.train_tokens(), 0);
+  EXPECT_EQ(all.eval_tokens(), 14);
+  EXPECT_THROW(all.sample(1, 4, rng), std::runtime_error);
+}
+
+TEST(FinetuneTraining, TextDataHoldsOutWholeDocuments) {
+  const ft::Tokenizer tok = byte_tokenizer();
+  // Ten documents, each one letter repeated, so every token names its document.
+  std::string text;
+  for (char c = 'a'; c < 'a' + 10; ++c) text += std::string(6, c) + "\n\n";
+  TempFile ten(text);
+  const ft::TextData data(ten.path, tok, 0.2);
+  EXPECT_EQ(data.documents(), 10);
+  ASSERT_EQ(data.eval_documents(), 2);
+  const int32_t bos = 1, space = ' ' + 3;
+  auto letter = [](char c) { return static_cast<int32_t>(static_cast<unsigned char>(c)) + 3; };  // byte b is token b + 3
+  // Spread over the file: the middles of its two halves, documents 2 and 7.
+  std::vector<int32_t> want;
+  for (char c : {'c', 'h'}) {
+    want.push_back(bos);
+    want.push_back(space);
+    for (int i = 0; i < 6; ++i) want.push_back(letter(c));
+  }
+  EXPECT_EQ(data.eval_tokens(), static_cast<int64_t>(want.size()));
+  EXPECT_EQ(data.train_tokens(), 8 * 8);
+  // One window over the whole held-out part reads back both documents, whole and in order.
+  const std::vector<ft::Batch> eval = data.eval_batches(1, data.eval_tokens() - 1, 4);
+  ASSERT_EQ(eval.size(), 1u);
+  std::vector<int32_t> got = eval[0].tokens;
+  got.push_back(eval[0].targets.back());
+  EXPECT_EQ(got, want);
+  // No training window, input or target, holds a token of a held-out document.
+  ft::Rng rng(11);
+  for (int k = 0; k < 50; ++k) {
+    const ft::Batch b = data.sample(8, 12, rng);
+    for (size_t i = 0; i < b.tokens.size(); ++i)
+      for (int32_t t : {b.tokens[i], b.targets[i]}) {
+        ASSERT_NE(t, letter('c'));
+        ASSERT_NE(t, letter('h'));
+      }
+  }
+
+  // One document cannot be split: the error says why.
+  TempFile one("just one story,\nover two lines\n");
+  try {
+    ft::TextData d(one.path, tok);
+    FAIL() << "a one-document file was split";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_NE(std::string(e.what()).find("at least two documents separated by blank lines"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(ft::TextData(one.path, tok, 0.0).eval_documents(), 0);  // no split asked for
+  EXPECT_EQ(ft::TextData(one.path, tok, 1.0).eval_documents(), 1);  // all of it scored
 }
 
 TEST(FinetuneTraining, GreedyGenerationAndErrors) {
@@ -263,6 +330,38 @@ TEST(FinetuneTraining, GreedyGenerationAndErrors) {
   EXPECT_EQ(out[6], std::max_element(last, last + c.vocab) - last);
   const std::vector<int32_t> stopped = ft::generate_greedy(model, {1, 4}, 5, out[2]);
   EXPECT_EQ(stopped.size(), 3u);
+}
+
+TEST(FinetuneTraining, SampledGenerationIsSeededAndValid) {
+  const LlamaConfig c = small_config();
+  LlamaWeights<float> w = ft::random_weights<float>(c, 9);
+  LlamaModel<float> model(c, w);
+  auto sample = [&](uint64_t seed, double temperature) {
+    ft::Rng rng(seed);
+    return ft::generate_sampled(model, {1}, 40, rng, temperature);
+  };
+  const std::vector<int32_t> a = sample(5, 1.0);
+  ASSERT_EQ(a.size(), 41u);
+  EXPECT_EQ(a.front(), 1);
+  for (int32_t t : a) {
+    EXPECT_GE(t, 0);
+    EXPECT_LT(t, c.vocab);
+  }
+  EXPECT_EQ(sample(5, 1.0), a);  // the same seed, the same text
+  bool differs = false;
+  for (uint64_t seed = 6; seed < 10 && !differs; ++seed) differs = sample(seed, 1.0) != a;
+  EXPECT_TRUE(differs) << "the seed does not reach the draws";
+  // Near temperature 0 every draw is the most likely token: greedy decoding.
+  EXPECT_EQ(sample(5, 1e-4), ft::generate_greedy(model, {1}, 40));
+  ft::Rng rng(1);
+  EXPECT_THROW(ft::generate_sampled(model, {}, 3, rng), std::invalid_argument);
+  EXPECT_THROW(ft::generate_sampled(model, {1}, 3, rng, 0.0), std::invalid_argument);
+  // With a stop token: the same draws, cut after the first one that is it.
+  const int32_t stop = a[3];
+  const size_t first = static_cast<size_t>(std::find(a.begin() + 1, a.end(), stop) - a.begin());
+  ft::Rng again(5);
+  EXPECT_EQ(ft::generate_sampled(model, {1}, 40, again, 1.0, stop),
+            std::vector<int32_t>(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(first + 1)));
 }
 
 }  // namespace
