@@ -3,8 +3,9 @@
 # the C quick start (one layer trained through a selected slice), the
 # partial-vs-full backward benchmark at a LLaMA-2-7B down_proj shape, the
 # s2ft tool and a real fine-tune of stories260K (when ../shared/data is
-# there), and last the end-to-end comparison of S2FT, full fine-tuning and
-# LoRA (examples/finetune), which ends with its table.
+# there), and last the fidelity protocol of examples/finetune (S2FT, full
+# fine-tuning and LoRA compared at matched learning), which ends with its
+# table and writes build/fidelity/{traces,results}.csv and frontier.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -33,5 +34,9 @@ if [ -d "$data/stories260K-hf" ]; then
 else
   echo "(no $data/stories260K-hf: skipping the s2ft tool and the real fine-tune)"
 fi
-echo "== examples/finetune: S2FT vs full fine-tuning vs LoRA on synthetic tasks =="
-./build/examples/finetune/s2ft-finetune
+echo "== examples/finetune: the fidelity protocol on synthetic tasks (S2FT, full fine-tuning, LoRA) =="
+/usr/bin/python3 -I examples/finetune/plot_fidelity.py --help >/dev/null 2>&1 && plot=1 || plot=0
+./build/examples/finetune/s2ft-finetune --out build/fidelity
+if [ "$plot" = 1 ]; then
+  /usr/bin/python3 -I examples/finetune/plot_fidelity.py build/fidelity --title "fidelity protocol (scripts/demo.sh)"
+fi

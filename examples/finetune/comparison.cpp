@@ -52,16 +52,19 @@ ComparisonSettings ComparisonSettings::short_run() {
 
 namespace {
 
-// The learning rates of each family: the grid tried with --grid and the
-// best of it by retention at match (docs/benchmarks.md, 3 seeds), run by
+// The learning-rate grids (x2 apart, --grid) and each method's best rate of
+// its grid by retention at match (3 seeds, docs/benchmarks.md), run by
 // default.
 StandardMethods method_options(const ComparisonSettings &s) {
   StandardMethods o;
   o.s2ft = s.s2ft;
   o.large_factor = s.large_factor;
-  o.full = {5e-4, 2.5e-4};
-  o.lora = {2e-3, 2e-3};
-  o.s2ft_rates = {2e-3, 2e-3};
+  o.full_grid = rate_grid(2.5e-4, 3, 1);  // 3.1e-5 .. 5e-4
+  o.lora_grid = rate_grid(2e-3, 3, 1);    // 2.5e-4 .. 4e-3
+  o.s2ft_grid = o.lora_grid;
+  o.best = {{"full", 6.25e-5},          {"lora-qkvud", 1e-3},         {"lora-od", 5e-4},
+            {"s2ft-random-small", 1e-3}, {"s2ft-act-min-small", 1e-3}, {"s2ft-random-large", 5e-4},
+            {"s2ft-act-min-large", 5e-4}};
   o.grid = s.grid;
   o.two_rates = s.short_mode;
   o.lr_scale = s.lr_scale;

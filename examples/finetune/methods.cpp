@@ -81,10 +81,11 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
   large.count[S2FT_TARGET_UP] = std::min(o.large_factor * small.count[S2FT_TARGET_UP], c.d_ff);
   const int64_t matched = s2ft_parameter_count(c, small);
 
-  auto rates = [&](const FamilyRates &r) {
-    std::vector<double> v = o.two_rates ? std::vector<double>{r.best, 2 * r.best}
-                            : o.grid    ? rate_grid(r.grid_center, 2, 1)
-                                        : std::vector<double>{r.best};
+  auto rates = [&](const std::string &name, const std::vector<double> &grid) {
+    if (grid.empty()) throw std::invalid_argument("standard_methods: an empty learning-rate grid");
+    const auto named = o.best.find(name);
+    const double best = named != o.best.end() ? named->second : grid[grid.size() / 2];
+    std::vector<double> v = o.two_rates ? std::vector<double>{best, 2 * best} : o.grid ? grid : std::vector<double>{best};
     for (double &x : v) x *= o.lr_scale;
     return v;
   };
@@ -92,7 +93,7 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
   MethodSpec full;
   full.name = "full";
   full.kind = MethodKind::Full;
-  full.lrs = rates(o.full);
+  full.lrs = rates(full.name, o.full_grid);
   m.push_back(full);
   const std::vector<Proj> od = {Proj::O, Proj::DOWN};
   for (const auto &[name, targets] : {std::make_pair(std::string("lora-qkvud"), LoraFineTuning::kPaperTargets),
@@ -102,7 +103,7 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
     l.kind = MethodKind::Lora;
     l.lora_targets = targets;
     l.lora_rank = lora_rank_matching(c, targets, matched);
-    l.lrs = rates(o.lora);
+    l.lrs = rates(l.name, o.lora_grid);
     m.push_back(l);
   }
   for (const auto &[budget, settings] :
@@ -113,7 +114,7 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
       x.s2ft = settings;
       if (random) x.s2ft.strategy = S2FT_STRATEGY_RANDOM;
       x.name = "s2ft-" + strategy_tag(x.s2ft) + "-" + budget;
-      x.lrs = rates(o.s2ft_rates);
+      x.lrs = rates(x.name, o.s2ft_grid);
       if (std::none_of(m.begin(), m.end(), [&](const MethodSpec &u) { return u.name == x.name; })) m.push_back(x);
     }
   return m;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,17 +41,15 @@ int64_t lora_rank_matching(const LlamaConfig &c, const std::vector<Proj> &target
 // learning rates center x 2^k for k in [-below, above].
 std::vector<double> rate_grid(double center, int below, int above);
 
-// The learning rates of a method family: the best of its grid (run by
-// default) and the grid's center (the grid: center/4 .. 2 center, x2 apart).
-struct FamilyRates {
-  double best = 1e-3, grid_center = 1e-3;
-};
-
 struct StandardMethods {
   S2ftSettings s2ft;        // the scored selection and the small budget (units per layer)
   int64_t large_factor = 4;  // the large budget: x this DOWN/UP units, x2 O/V units (at most all)
-  FamilyRates full, lora, s2ft_rates;
-  bool grid = false;       // each method over its grid, else its best rate only
+  // The learning-rate grid of each family, and the rate each method runs by
+  // default (the best of its grid; a method not named runs its family's
+  // grid middle).
+  std::vector<double> full_grid, lora_grid, s2ft_grid;
+  std::map<std::string, double> best;
+  bool grid = false;       // each method over its family's grid, else its best rate only
   bool two_rates = false;  // best and 2 x best (a short check of the protocol)
   double lr_scale = 1.0;   // every rate times this
 };
