@@ -295,12 +295,14 @@ int run_real_comparison(const RealFinetuneSettings &s, const LlamaConfig &cfg, c
     what.push_back(s.retain_data + ", " + std::to_string(retain.documents()) + " documents");
   }
   std::vector<SetInfo> infos;
+  double base_loss = NAN;
   for (size_t k = 0; k < sets.size(); ++k) {
     record_base(base_model, sets[k]);
-    describe_set(out, sets[k], evaluate(base_model, sets[k]), what[k]);
+    const SetMetrics m = evaluate(base_model, sets[k]);
+    if (k == 0) base_loss = m.loss;
+    describe_set(out, sets[k], m, what[k]);
     infos.push_back(sets[k].info);
   }
-  const double base_loss = evaluate(base_model, sets[0]).loss;
 
   Shared sh{s, cfg, base, data, sets, {}};
   sh.eval_every = s.eval_every > 0 ? s.eval_every : std::max<int64_t>(1, s.steps / 10);
@@ -359,7 +361,7 @@ int run_real_comparison(const RealFinetuneSettings &s, const LlamaConfig &cfg, c
   rule.overtrain = 3;
   if (!std::isnan(s.target_loss)) {
     rule.target = s.target_loss;
-    out << "target: held-out loss <= " << fixed(rule.target, 4) << " (--target-loss)\n";
+    out << "target: held-out loss <= " << fixed(rule.target, 4) << " (--target-loss)";
   } else {
     // Halfway from the base model to the worst method's best: every
     // method has a rate at which all its seeds reach it, and it is far
@@ -378,8 +380,8 @@ int run_real_comparison(const RealFinetuneSettings &s, const LlamaConfig &cfg, c
           << rate(worst->lr) << ", the lowest held-out loss of its worst seed)";
     else
       out << " (no run finished)";
-    out << "; over-training: " << rule.overtrain << "x the step of the match\n";
   }
+  out << "; over-training: " << rule.overtrain << "x the step of the match\n";
 
   const std::vector<MethodSummary> summaries = summarize(runs, infos, rule);
   const std::string traces = (fs::path(s.out) / "traces.csv").string();
