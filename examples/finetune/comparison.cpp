@@ -13,8 +13,7 @@
 #include "fine_tuning.hpp"
 #include "llama_model.hpp"
 #include "methods.hpp"
-#include "peak_memory.hpp"
-#include "run_pool.hpp"
+#include "protocol_runs.hpp"
 #include "s2ft_check.hpp"
 #include "s2ft_verify.hpp"
 #include "synthetic_tasks.hpp"
@@ -63,24 +62,12 @@ StandardMethods method_options(const ComparisonSettings &s) {
   o.lora_grid = rate_grid(2e-3, 3, 1);    // 2.5e-4 .. 4e-3
   o.s2ft_grid = o.lora_grid;
   o.best = {{"full", 6.25e-5},          {"lora-qkvud", 1e-3},         {"lora-od", 5e-4},
-            {"s2ft-random-small", 1e-3}, {"s2ft-act-min-small", 1e-3}, {"s2ft-random-large", 5e-4},
+            {"s2ft-random-small", 1e-3}, {"s2ft-act-min-small", 1e-3}, {"s2ft-random-large", 2.5e-4},
             {"s2ft-act-min-large", 5e-4}};
   o.grid = s.grid;
   o.two_rates = s.short_mode;
   o.lr_scale = s.lr_scale;
   return o;
-}
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string rate(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
 }
 
 struct Shared {
@@ -92,101 +79,52 @@ struct Shared {
   std::vector<Batch> calibration;
 };
 
-std::vector<SetMetrics> evaluate_all(LlamaModel<float> &model, const std::vector<EvalSet> &sets) {
-  std::vector<SetMetrics> m;
-  for (const EvalSet &e : sets) m.push_back(evaluate(model, e));
-  return m;
-}
-
 // One run: the method at `lr` from the pretrained weights, traced, stopped
 // at rule.overtrain x the match step (or at match_within without a match).
+// S2FT runs also check what S2FT promises: every weight outside the
+// selected lines is bit-identical to the base, and the exported adapter
+// merged into the base gives the fine-tuned model.
 RunTrace fine_tune(const Shared &sh, const MethodSpec &spec, double lr, int64_t seed) {
   const ComparisonSettings &s = sh.s;
-  RunTrace r;
-  r.method = spec.name;
-  r.lr = lr;
-  r.seed = seed;
-  s2ft_context *ctx_raw = nullptr;
-  s2ft_check(s2ft_context_create(nullptr, &ctx_raw), "s2ft_context_create");
-  ContextPtr ctx(ctx_raw);
-  LlamaWeights<float> w = sh.pretrained;
-  LlamaModel<float> model(sh.cfg, w);
-  std::unique_ptr<FineTuning> m = make_method(ctx.get(), spec, sh.calibration, static_cast<uint64_t>(seed));
-  m->attach(model);
-
-  TracePoint start;
-  start.sets = evaluate_all(model, sh.sets);
-  r.points.push_back(start);
-
-  // The data order depends on the seed only: every method sees the same batches.
-  Rng rng(0x5EED0000u + static_cast<uint64_t>(seed));
-  TrainSettings ts;
-  ts.steps = s.match_within * s.rule.overtrain;
-  ts.lr = lr;
-  ts.warmup_steps = s.warmup_steps;
-  ts.final_lr_ratio = 1.0;  // constant after warm-up
-  int64_t stop_at = s.match_within;
-  bool matched = false;
-  double loss_sum = 0.0;
-  int64_t loss_count = 0;
-  const TrainStats st = train(
-      model, *m, [&](int64_t) { return sh.tasks.sample(Task::B, s.batch, rng); }, ts,
-      [&](int64_t step, double loss, double step_lr) {
-        loss_sum += loss;
-        ++loss_count;
-        const int64_t taken = step + 1;
-        if (taken % s.eval_every == 0) {
-          TracePoint p;
-          p.step = taken;
-          p.lr = step_lr;
-          p.train_loss = loss_sum / static_cast<double>(loss_count);
-          loss_sum = 0.0;
-          loss_count = 0;
-          p.sets = evaluate_all(model, sh.sets);
-          if (!matched && meets(s.rule, p)) {
-            matched = true;
-            stop_at = s.rule.overtrain * taken;
-          }
-          r.points.push_back(std::move(p));
-        }
-        return taken < stop_at;
-      });
-  r.params = m->trainable_parameters();
-  r.state_bytes = m->gradient_bytes() + m->optimizer_bytes() + st.activation_bytes;
-  r.seconds_per_step = st.seconds_per_step;
-  r.peak_rss = peak_rss_bytes();  // before the checks below, which hold extra model copies
-
-  std::ostringstream checks;
-  if (r.points.size() >= 3 && !(r.points.back().train_loss < r.points[1].train_loss)) {
-    checks << "the training loss did not fall; ";
-    r.checks_ok = false;
-  }
-  if (spec.kind == MethodKind::S2ft) {
-    auto *s2ft = static_cast<S2ftFineTuning *>(m.get());
-    // The adapter is the trained slices minus the base slices, both in the
-    // permuted order the training ran in; then back to base order.
-    LlamaWeights<float> base_permuted = sh.pretrained;
-    s2ft->permute(base_permuted, S2FT_PERMUTE_FORWARD);
-    AdapterPtr adapter = s2ft->make_adapter(base_permuted, w, "task-b");
-    s2ft->permute(w, S2FT_PERMUTE_INVERSE);
-    const FrozenCheck fc = check_frozen(sh.cfg, s2ft->selection(), sh.pretrained, w);
-    LlamaWeights<float> merged = merge_adapter(ctx.get(), sh.cfg, sh.pretrained, adapter.get());
-    const double diff = max_logit_difference(sh.cfg, merged, w, sh.sets.front().batches.front());
-    checks << "frozen weight elements changed " << fc.changed_frozen << ", trained elements changed "
-           << fc.changed_trained << " of " << fc.trained_elements << ", merged adapter vs fine-tuned model max "
-           << "|logit difference| " << diff;
-    if (fc.changed_frozen != 0 || fc.changed_trained == 0 || !(diff <= 1e-4)) {
-      checks << " (FAILED: frozen weights changed or the adapter does not reproduce the model)";
-      r.checks_ok = false;
-    }
-  }
-  r.checks = checks.str();
-  return r;
+  TracedRunSettings t;
+  t.cfg = &sh.cfg;
+  t.base = &sh.pretrained;
+  t.sets = &sh.sets;
+  t.calibration = &sh.calibration;
+  t.steps = s.match_within * s.rule.overtrain;
+  t.eval_every = s.eval_every;
+  t.warmup_steps = s.warmup_steps;
+  t.stop_rule = &s.rule;
+  t.match_within = s.match_within;
+  RunCheck check;
+  if (spec.kind == MethodKind::S2ft)
+    check = [&sh](FineTuning &method, LlamaWeights<float> &w, s2ft_context *ctx, RunTrace &r) {
+      auto &s2ft = static_cast<S2ftFineTuning &>(method);
+      // The adapter is the trained slices minus the base slices, both in
+      // the permuted order the training ran in; then back to base order.
+      LlamaWeights<float> base_permuted = sh.pretrained;
+      s2ft.permute(base_permuted, S2FT_PERMUTE_FORWARD);
+      AdapterPtr adapter = s2ft.make_adapter(base_permuted, w, "task-b");
+      s2ft.permute(w, S2FT_PERMUTE_INVERSE);
+      const FrozenCheck fc = check_frozen(sh.cfg, s2ft.selection(), sh.pretrained, w);
+      LlamaWeights<float> merged = merge_adapter(ctx, sh.cfg, sh.pretrained, adapter.get());
+      const double diff = max_logit_difference(sh.cfg, merged, w, sh.sets.front().batches.front());
+      std::ostringstream c;
+      c << (r.checks.empty() ? "" : "; ") << "frozen weight elements changed " << fc.changed_frozen
+        << ", trained elements changed " << fc.changed_trained << " of " << fc.trained_elements
+        << ", merged adapter vs fine-tuned model max |logit difference| " << diff;
+      if (fc.changed_frozen != 0 || fc.changed_trained == 0 || !(diff <= 1e-4)) {
+        c << " (FAILED: frozen weights changed or the adapter does not reproduce the model)";
+        r.checks_ok = false;
+      }
+      r.checks += c.str();
+    };
+  return traced_run(t, spec, lr, seed, [&sh](Rng &rng) { return sh.tasks.sample(Task::B, sh.s.batch, rng); }, check);
 }
 
 // One line per finished run.
 void print_run(std::ostream &out, const RunTrace &r, const std::vector<SetInfo> &sets, const MatchRule &rule) {
-  out << r.method << " lr " << rate(r.lr) << " seed " << r.seed << ": ";
+  out << r.method << " lr " << rate_text(r.lr) << " seed " << r.seed << ": ";
   if (!r.error.empty()) {
     out << "FAILED: " << r.error << "\n";
     return;
@@ -215,7 +153,7 @@ LlamaWeights<float> pretrained_weights(const ComparisonSettings &s, const Synthe
                                        std::ostream &out) {
   std::ostringstream key_text;
   key_text << "synthetic-v1 " << cfg.describe() << " symbols " << s.symbols << " length " << s.length << " batch "
-           << s.batch << " steps " << s.pretrain_steps << " lr " << rate(s.pretrain_lr);
+           << s.batch << " steps " << s.pretrain_steps << " lr " << rate_text(s.pretrain_lr);
   const uint64_t key = cache_key(key_text.str());
   char name[64];
   std::snprintf(name, sizeof name, "pretrained-%016llx.bin", static_cast<unsigned long long>(key));
@@ -311,43 +249,18 @@ int run_comparison(const ComparisonSettings &s, std::ostream &out) {
       << " warm-up steps, traced every " << s.eval_every << " steps; match: B accuracy >= " << s.rule.target
       << " (within " << s.match_within << " steps), then on to " << s.rule.overtrain << "x that step; " << s.seeds
       << " seed(s)\n";
-  for (const MethodSpec &m : methods) {
-    out << "  " << m.name << ": ";
-    if (m.kind == MethodKind::Lora) out << "rank " << m.lora_rank << ", ";
-    out << "rates";
-    for (double lr : m.lrs) out << " " << rate(lr);
-    out << "\n";
-  }
-  out << std::flush;
-
-  struct Job {
-    const MethodSpec *spec;
-    double lr;
-    int64_t seed;
-  };
-  std::vector<Job> jobs;
-  for (int64_t seed = 1; seed <= s.seeds; ++seed)
-    for (const MethodSpec &m : methods)
-      for (double lr : m.lrs) jobs.push_back({&m, lr, seed});
-  std::vector<RunFn> fns;
-  for (const Job &j : jobs) fns.push_back([&sh, j]() { return fine_tune(sh, *j.spec, j.lr, j.seed); });
-  size_t finished = 0;
-  std::vector<RunTrace> runs = run_all(fns, s.jobs, s.fork_runs, [&](size_t i, const RunTrace &r) {
-    RunTrace named = r;  // a failed child returns no name
-    named.method = jobs[i].spec->name;
-    named.lr = jobs[i].lr;
-    named.seed = jobs[i].seed;
-    out << "[" << ++finished << "/" << jobs.size() << "] ";
-    print_run(out, named, infos, s.rule);
-    out << std::flush;
-  });
+  print_methods(out, methods);
+  const std::vector<RunTrace> runs = run_grid(
+      methods, s.seeds, s.jobs, s.fork_runs,
+      [&sh](const MethodSpec &spec, double lr, int64_t seed) { return fine_tune(sh, spec, lr, seed); },
+      [&](size_t finished, size_t total, const RunTrace &r) {
+        out << "[" << finished << "/" << total << "] ";
+        print_run(out, r, infos, s.rule);
+        out << std::flush;
+      });
   int failures = 0;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    runs[i].method = jobs[i].spec->name;
-    runs[i].lr = jobs[i].lr;
-    runs[i].seed = jobs[i].seed;
-    if (!runs[i].error.empty() || !runs[i].checks_ok) ++failures;
-  }
+  for (const RunTrace &r : runs)
+    if (!r.error.empty() || !r.checks_ok) ++failures;
 
   const std::vector<MethodSummary> summaries = summarize(runs, infos, s.rule);
   const std::string traces = (fs::path(s.out) / "traces.csv").string();

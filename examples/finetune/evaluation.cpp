@@ -76,4 +76,10 @@ SetMetrics evaluate(LlamaModel<float> &model, const EvalSet &set) {
   return m;
 }
 
+std::vector<SetMetrics> evaluate_all(LlamaModel<float> &model, const std::vector<EvalSet> &sets) {
+  std::vector<SetMetrics> m;
+  for (const EvalSet &e : sets) m.push_back(evaluate(model, e));
+  return m;
+}
+
 }  // namespace ft

@@ -28,6 +28,9 @@ void record_base(LlamaModel<float> &base, EvalSet &set);
 // The model's metrics on the set (kl needs record_base() first; NaN without).
 SetMetrics evaluate(LlamaModel<float> &model, const EvalSet &set);
 
+// The model's metrics on every set, in order.
+std::vector<SetMetrics> evaluate_all(LlamaModel<float> &model, const std::vector<EvalSet> &sets);
+
 // log softmax of one row of logits, in double.
 void log_softmax(const float *logits, int64_t n, std::vector<double> &out);
 

@@ -48,24 +48,6 @@ std::string exact(double v) {
   return std::string(buf, r.ptr);
 }
 
-std::string fixed(double v, int digits) {
-  digits = std::clamp(digits, 0, 30);
-  char buf[512];  // ample for |v| up to 1e308 with 30 decimals
-  const int n = std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return std::string(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1) : 0);
-}
-
-// A learning rate as short as it can be without lying: "2e-03", but
-// "2.5e-03" where one digit would round a grid value.
-std::string short_e(double v) {
-  char buf[64];
-  for (int prec = 0; prec <= 3; ++prec) {
-    std::snprintf(buf, sizeof buf, "%.*e", prec, v);
-    if (std::strtod(buf, nullptr) == v) return buf;
-  }
-  return buf;
-}
-
 // ---- CSV ------------------------------------------------------------------------
 
 // The CSV files are read by spreadsheets and pandas with default settings;
@@ -320,6 +302,22 @@ bool better(const LrGroup &a, const LrGroup &b) {
 
 }  // namespace
 
+std::string fixed(double v, int digits) {
+  digits = std::clamp(digits, 0, 30);
+  char buf[512];  // ample for |v| up to 1e308 with 30 decimals
+  const int n = std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return std::string(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1) : 0);
+}
+
+std::string rate_text(double v) {
+  char buf[64];
+  for (int prec = 0; prec <= 3; ++prec) {
+    std::snprintf(buf, sizeof buf, "%.*e", prec, v);
+    if (std::strtod(buf, nullptr) == v) return buf;
+  }
+  return buf;
+}
+
 const char *role_name(SetRole role) {
   switch (role) {
     case SetRole::New:
@@ -507,8 +505,8 @@ void print_report(std::ostream &out, const std::vector<MethodSummary> &summaries
   out << "\n";
 
   for (const MethodSummary &s : summaries) {
-    std::string lr = short_e(s.best_lr);
-    if (s.lrs_tried.size() > 1) lr += " (" + short_e(s.lrs_tried.front()) + ".." + short_e(s.lrs_tried.back()) + ")";
+    std::string lr = rate_text(s.best_lr);
+    if (s.lrs_tried.size() > 1) lr += " (" + rate_text(s.lrs_tried.front()) + ".." + rate_text(s.lrs_tried.back()) + ")";
     std::vector<std::string> cells = {
         cell(s.method),
         std::to_string(s.params),

@@ -108,6 +108,11 @@ struct MethodSummary {
 std::vector<MethodSummary> summarize(const std::vector<RunTrace> &runs, const std::vector<SetInfo> &sets,
                                      const MatchRule &rule);
 
+// v with `digits` decimals ("%.*f"), and a learning rate as short as it can
+// be without lying ("2e-03", but "2.5e-03" where one digit would round it).
+std::string fixed(double v, int digits);
+std::string rate_text(double v);
+
 // "mean ± sd" (sample sd; only the mean for one value; "-" for none).
 std::string mean_sd(const std::vector<double> &v, int digits);
 

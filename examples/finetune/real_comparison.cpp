@@ -17,8 +17,7 @@
 #include "generate.hpp"
 #include "llama_model.hpp"
 #include "methods.hpp"
-#include "peak_memory.hpp"
-#include "run_pool.hpp"
+#include "protocol_runs.hpp"
 #include "s2ft_check.hpp"
 #include "s2ft_handles.hpp"
 #include "trainer.hpp"
@@ -53,18 +52,6 @@ StandardMethods method_options(const RealFinetuneSettings &s, const LlamaConfig 
   return o;
 }
 
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string rate(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
-
 // Rows of `windows` (each seq + 1 tokens: inputs, then the last target) in
 // batches of `batch`, every position scored.
 std::vector<Batch> batches_of(const std::vector<std::vector<int32_t>> &windows, int64_t batch) {
@@ -88,12 +75,6 @@ int64_t positions(const EvalSet &e) {
   return n;
 }
 
-std::vector<SetMetrics> evaluate_all(LlamaModel<float> &model, const std::vector<EvalSet> &sets) {
-  std::vector<SetMetrics> m;
-  for (const EvalSet &e : sets) m.push_back(evaluate(model, e));
-  return m;
-}
-
 struct Shared {
   const RealFinetuneSettings &s;
   const LlamaConfig &cfg;
@@ -107,59 +88,16 @@ struct Shared {
 // One run: the method at `lr` from the base weights for all of s.steps,
 // traced at step 0, every eval_every steps and at the last step.
 RunTrace fine_tune(const Shared &sh, const MethodSpec &spec, double lr, int64_t seed) {
-  RunTrace r;
-  r.method = spec.name;
-  r.lr = lr;
-  r.seed = seed;
-  s2ft_context *ctx_raw = nullptr;
-  s2ft_check(s2ft_context_create(nullptr, &ctx_raw), "s2ft_context_create");
-  ContextPtr ctx(ctx_raw);
-  LlamaWeights<float> w = sh.base;
-  LlamaModel<float> model(sh.cfg, w);
-  std::unique_ptr<FineTuning> m = make_method(ctx.get(), spec, sh.calibration, static_cast<uint64_t>(seed));
-  m->attach(model);
-
-  TracePoint start;
-  start.sets = evaluate_all(model, sh.sets);
-  r.points.push_back(start);
-
-  // The data order depends on the seed only: every method sees the same windows.
-  Rng rng(0x5EED0000u + static_cast<uint64_t>(seed));
-  TrainSettings ts;
-  ts.steps = sh.s.steps;
-  ts.lr = lr;
-  ts.warmup_steps = sh.warmup_steps;
-  ts.final_lr_ratio = 1.0;  // constant after warm-up: no schedule decides where a run is at its best
-  double loss_sum = 0.0;
-  int64_t loss_count = 0;
-  const TrainStats st = train(
-      model, *m, [&](int64_t) { return sh.data.sample(sh.s.batch, sh.s.seq, rng); }, ts,
-      [&](int64_t step, double loss, double step_lr) {
-        loss_sum += loss;
-        ++loss_count;
-        const int64_t taken = step + 1;
-        if (taken % sh.eval_every == 0 || taken == ts.steps) {
-          TracePoint p;
-          p.step = taken;
-          p.lr = step_lr;
-          p.train_loss = loss_sum / static_cast<double>(loss_count);
-          loss_sum = 0.0;
-          loss_count = 0;
-          p.sets = evaluate_all(model, sh.sets);
-          r.points.push_back(std::move(p));
-        }
-        return true;
-      });
-  r.params = m->trainable_parameters();
-  r.state_bytes = m->gradient_bytes() + m->optimizer_bytes() + st.activation_bytes;
-  r.seconds_per_step = st.seconds_per_step;
-  r.peak_rss = peak_rss_bytes();
-  if (r.points.size() >= 3 && !(r.points.back().train_loss < r.points[1].train_loss)) {
-    r.checks = "the training loss did not fall (" + fixed(r.points[1].train_loss, 4) + " over the first " +
-               std::to_string(r.points[1].step) + " steps, " + fixed(r.points.back().train_loss, 4) + " at the end)";
-    r.checks_ok = false;
-  }
-  return r;
+  TracedRunSettings t;
+  t.cfg = &sh.cfg;
+  t.base = &sh.base;
+  t.sets = &sh.sets;
+  t.calibration = &sh.calibration;
+  t.steps = sh.s.steps;
+  t.eval_every = sh.eval_every;
+  t.warmup_steps = sh.warmup_steps;
+  t.trace_last = true;
+  return traced_run(t, spec, lr, seed, [&sh](Rng &rng) { return sh.data.sample(sh.s.batch, sh.s.seq, rng); });
 }
 
 // The lowest held-out loss of a run's trace (NaN for a failed run).
@@ -207,7 +145,7 @@ std::vector<MethodFloor> method_floors(const std::vector<RunTrace> &runs, int32_
 // One line per finished run. The target is not known yet, so the line
 // says how far the run got rather than where it matched.
 void print_run(std::ostream &out, const RunTrace &r, const std::vector<SetInfo> &sets) {
-  out << r.method << " lr " << rate(r.lr) << " seed " << r.seed << ": ";
+  out << r.method << " lr " << rate_text(r.lr) << " seed " << r.seed << ": ";
   if (!r.error.empty()) {
     out << "FAILED: " << r.error << "\n";
     return;
@@ -316,44 +254,18 @@ int run_real_comparison(const RealFinetuneSettings &s, const LlamaConfig &cfg, c
       << s.steps << " steps, constant rate after " << sh.warmup_steps << " warm-up steps, traced every "
       << sh.eval_every << " steps; " << s.seeds << " seed(s) (the same data order for every method); " << s.jobs
       << " run(s) at once\n";
-  for (const MethodSpec &m : methods) {
-    out << "  " << m.name << ": ";
-    if (m.kind == MethodKind::Lora) out << "rank " << m.lora_rank << ", ";
-    out << "rates";
-    for (double lr : m.lrs) out << " " << rate(lr);
-    out << "\n";
-  }
-  out << std::flush;
-
-  struct Job {
-    const MethodSpec *spec;
-    double lr;
-    int64_t seed;
-  };
-  std::vector<Job> jobs;
-  for (int64_t seed = 1; seed <= s.seeds; ++seed)
-    for (const MethodSpec &m : methods)
-      for (double lr : m.lrs) jobs.push_back({&m, lr, seed});
-  std::vector<RunFn> fns;
-  for (const Job &j : jobs) fns.push_back([&sh, j]() { return fine_tune(sh, *j.spec, j.lr, j.seed); });
-  auto name = [&](size_t i, RunTrace &r) {  // a child that died returns no name
-    r.method = jobs[i].spec->name;
-    r.lr = jobs[i].lr;
-    r.seed = jobs[i].seed;
-  };
-  size_t finished = 0;
-  std::vector<RunTrace> runs = run_all(fns, s.jobs, true, [&](size_t i, const RunTrace &r) {
-    RunTrace named = r;
-    name(i, named);
-    out << "[" << ++finished << "/" << jobs.size() << "] ";
-    print_run(out, named, infos);
-    out << std::flush;
-  });
+  print_methods(out, methods);
+  const std::vector<RunTrace> runs = run_grid(
+      methods, s.seeds, s.jobs, true,
+      [&sh](const MethodSpec &spec, double lr, int64_t seed) { return fine_tune(sh, spec, lr, seed); },
+      [&](size_t finished, size_t total, const RunTrace &r) {
+        out << "[" << finished << "/" << total << "] ";
+        print_run(out, r, infos);
+        out << std::flush;
+      });
   int failures = 0;
-  for (size_t i = 0; i < runs.size(); ++i) {
-    name(i, runs[i]);
-    if (!runs[i].error.empty() || !runs[i].checks_ok) ++failures;
-  }
+  for (const RunTrace &r : runs)
+    if (!r.error.empty() || !r.checks_ok) ++failures;
 
   MatchRule rule;
   rule.set = 0;
@@ -377,7 +289,7 @@ int run_real_comparison(const RealFinetuneSettings &s, const LlamaConfig &cfg, c
         << fixed(base_loss, 4);
     if (worst)
       out << " to the worst method's best, " << fixed(worst->loss, 4) << " (" << worst->method << " at lr "
-          << rate(worst->lr) << ", the lowest held-out loss of its worst seed)";
+          << rate_text(worst->lr) << ", the lowest held-out loss of its worst seed)";
     else
       out << " (no run finished)";
   }
