@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <string>
 
+// OpenBLAS's thread count, when the BLAS linked is OpenBLAS (weak: absent
+// with another BLAS).
+extern "C" void openblas_set_num_threads(int n) __attribute__((weak));
+
 namespace ft {
 
 namespace {
@@ -83,6 +87,9 @@ std::vector<RunTrace> run_all(const std::vector<RunFn> &runs, int jobs, bool for
         throw std::runtime_error("run_all: fork failed");
       }
       if (pid == 0) {
+        // Runs side by side each get one core, so that their times per step
+        // are comparable (and not BLAS threads fighting over the cores).
+        if (jobs > 1 && openblas_set_num_threads != nullptr) openblas_set_num_threads(1);
         const std::string text = serialize_run(guarded(runs[next]));
         const bool ok = std::fwrite(text.data(), 1, text.size(), c.result) == text.size() && std::fflush(c.result) == 0;
         _exit(ok ? 0 : 3);

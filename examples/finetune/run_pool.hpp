@@ -14,9 +14,10 @@ namespace ft {
 using RunFn = std::function<RunTrace()>;
 
 // Calls every run (in order of start) with at most `jobs` at once, each in a
-// child process unless `fork_runs` is false (then in this process, one at a
-// time); `done(i, trace)` is called in this process as run i finishes. A run
-// that throws or whose process dies is returned with `error` set.
+// child process (with jobs > 1, on one BLAS thread) unless `fork_runs` is
+// false (then in this process, one at a time); `done(i, trace)` is called
+// in this process as run i finishes. A run that throws or whose process
+// dies is returned with `error` set.
 std::vector<RunTrace> run_all(const std::vector<RunFn> &runs, int jobs, bool fork_runs,
                               const std::function<void(size_t, const RunTrace &)> &done);
 
