@@ -39,7 +39,7 @@ const char kUsage[] =
     "and on o,down (ranks matched to S2FT's small budget) and S2FT at two budgets with random and scored\n"
     "selection. Each run is traced; methods are compared where B first reaches --target accuracy\n"
     "(default 0.9, within --steps, default 100) and after training on to 3x that step, each at its\n"
-    "learning rate with the best retention at match. Default (about a minute on 2 cores): each method\n"
+    "learning rate with the best retention at match. Default (about 1.5 minutes on 2 cores): each method\n"
     "at its best rate of the grid, one seed. --full: the whole protocol, every rate of each method's\n"
     "grid (5 rates x2 apart, as --grid) over 3 seeds (as --seeds 3). Writes OUT/traces.csv and\n"
     "OUT/results.csv (default OUT: s2ft-finetune-out) and prints the table. --methods picks some of:\n"
