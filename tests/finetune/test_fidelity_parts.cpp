@@ -22,6 +22,7 @@
 #include "fine_tuning.hpp"
 #include "llama_model.hpp"
 #include "methods.hpp"
+#include "small_model.hpp"
 #include "run_pool.hpp"
 #include "synthetic_tasks.hpp"
 #include "weights_cache.hpp"
@@ -34,19 +35,7 @@ using ft::LlamaModel;
 using ft::LlamaWeights;
 using ft::Proj;
 
-LlamaConfig small_config() {
-  LlamaConfig c;
-  c.vocab = 11;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 4;
-  c.d_ff = 24;
-  c.max_seq = 32;
-  c.tied = false;
-  return c;
-}
+LlamaConfig small_config() { return ft_test::small_gqa_config(); }
 
 ft::Batch batch_with_targets(const LlamaConfig &c, uint64_t seed) {
   ft::Rng rng(seed);

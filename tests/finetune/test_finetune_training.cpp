@@ -16,6 +16,7 @@
 #include "fine_tuning.hpp"
 #include "generate.hpp"
 #include "methods.hpp"
+#include "small_model.hpp"
 #include "s2ft_method.hpp"
 #include "s2ft_verify.hpp"
 #include "support/test_util.hpp"
@@ -30,19 +31,7 @@ using ft::LlamaModel;
 using ft::LlamaWeights;
 using ft::Proj;
 
-LlamaConfig small_config() {
-  LlamaConfig c;
-  c.vocab = 13;
-  c.d_model = 16;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 4;
-  c.d_ff = 24;
-  c.max_seq = 32;
-  c.tied = false;
-  return c;
-}
+LlamaConfig small_config() { return ft_test::small_gqa_config(); }
 
 struct Context {
   Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
