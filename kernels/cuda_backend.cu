@@ -22,6 +22,7 @@
 #include "cuda_permute.hpp"
 #include "cuda_runtime.cuh"
 #include "cuda_sparse.hpp"
+#include "cuda_sparse_backward.hpp"
 #include "cuda_statistics.hpp"
 #include "train/optimizer.hpp"
 
@@ -114,6 +115,11 @@ void optimizer_steps(backend::Instance *inst, const void *state, int64_t *out) {
 
 void optimizer_set_steps(backend::Instance *inst, void *state, int64_t steps) {
   upload_steps(ctx_of(inst), *static_cast<OptimizerDeviceState *>(state), steps);
+}
+
+void optimizer_reindex(backend::Instance *inst, const OptimizerParam &prev, const OptimizerParam &next,
+                       const std::vector<int64_t> &source, const s2ft_optimizer_options &o, backend::Object *out) {
+  *out = reindex_param_state(ctx_of(inst), prev, next, source, o);
 }
 
 void optimizer_read_state(backend::Instance *inst, const OptimizerParam &p, StateTensor which, float *host,
@@ -212,6 +218,27 @@ void csr_forward(backend::Instance *inst, const void *csr, float scale, const Ma
   sparse_forward(ctx_of(inst), *static_cast<const DeviceCsr *>(csr), scale, x, y);
 }
 
+// ---- unstructured sparse training ------------------------------------------------------------
+
+void sparse_set_create(backend::Instance *inst, const std::shared_ptr<const SparseEntries> &entries,
+                       backend::Object *out) {
+  *out = upload_sparse_set(ctx_of(inst), *entries);
+}
+
+void backward_sparse_op(backend::Instance *inst, const void *set, const Matrix &x, const Matrix &dy, const Matrix *w,
+                        const Matrix *dx, const Matrix &grad, bool accumulate_dx, bool accumulate_grad) {
+  backward_sparse(ctx_of(inst), *static_cast<const DeviceSparseSet *>(set), x, dy, w, dx, grad, accumulate_dx,
+                  accumulate_grad);
+}
+
+// LIFT's SVD has no device implementation yet (cuSOLVER gesvdj would be
+// the way); the core's documentation says how to get the selection.
+void lift_select(backend::Instance *, const Matrix &, const backend::LiftPlan &, std::vector<int64_t> *) {
+  fail(S2FT_ERR_UNSUPPORTED,
+       "LIFT selection is not implemented on CUDA contexts yet: copy the weight to the host and call "
+       "s2ft_lift_select with a CPU context (the indices then make a sparse set on any context)");
+}
+
 backend::Ops make_table() {
   using backend::Entry;
   backend::Ops t;
@@ -248,6 +275,10 @@ backend::Ops make_table() {
   t.forward_mixed = &Entry<&forward_mixed_op>::call;
   t.csr_create = &Entry<&csr_create>::call;
   t.csr_forward = &Entry<&csr_forward>::call;
+  t.optimizer_reindex = &Entry<&optimizer_reindex>::call;
+  t.sparse_set_create = &Entry<&sparse_set_create>::call;
+  t.backward_sparse = &Entry<&backward_sparse_op>::call;
+  t.lift_select = &Entry<&lift_select>::call;
   return t;
 }
 

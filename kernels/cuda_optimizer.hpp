@@ -41,6 +41,14 @@ std::shared_ptr<ParamDeviceState> create_param_state(Context &ctx, const Optimiz
                                                      const s2ft_optimizer_options &o);
 
 
+// State for `next` (prev moved to new entries; source[e] is entry e's
+// position in prev or -1): per-entry tensors gathered from prev's, zeros
+// (masters: the weight's values) for new entries; SM3 accumulators copied.
+// Allocates device memory (may synchronise); the copies are queued.
+std::shared_ptr<ParamDeviceState> reindex_param_state(Context &ctx, const OptimizerParam &prev,
+                                                      const OptimizerParam &next, const std::vector<int64_t> &source,
+                                                      const s2ft_optimizer_options &o);
+
 // One step over all parameters with gradients `grads` (checked device views
 // of the slice shapes, f32 or the weight's dtype), learning rate `lr`.
 // The global norm is reduced on the device (double) and decides, on the
@@ -60,7 +68,7 @@ int64_t download_steps(Context &ctx, const OptimizerDeviceState &state);
 // Sets the device's step count (queued).
 void upload_steps(Context &ctx, OptimizerDeviceState &state, int64_t steps);
 
-// Copies a state tensor (p.size() floats) to the host (synchronising).
+// Copies a state tensor (p.state_size(which) floats) to the host (synchronising).
 void download_state(Context &ctx, const ParamDeviceState &state, StateTensor which, float *host, size_t count);
 // Copies host values into a state tensor (queued; `host` may be reused when
 // the call returns).

@@ -21,6 +21,7 @@ const char *handle_type_name(HandleKind kind) {
     case HandleKind::model: return "s2ft_model";
     case HandleKind::sparse_delta: return "s2ft_sparse_delta";
     case HandleKind::checkpoint: return "s2ft_checkpoint";
+    case HandleKind::sparse_set: return "s2ft_sparse_set";
   }
   return "handle";
 }

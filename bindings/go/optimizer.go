@@ -10,19 +10,23 @@ import (
 const (
 	OptimizerAdamW = 0 // Adam with decoupled weight decay
 	OptimizerSGD   = 1 // SGD with optional (Nesterov) momentum
+	OptimizerSM3   = 2 // SM3-II: one accumulator per row and per column
 )
 
 // OptimizerOptions configures NewOptimizer. Start from
 // DefaultOptimizerOptions: the zero value is not the library's default.
 type OptimizerOptions struct {
-	Kind        int     // OptimizerAdamW or OptimizerSGD
+	Kind        int     // OptimizerAdamW, OptimizerSGD or OptimizerSM3
 	Beta1       float64 // AdamW
 	Beta2       float64 // AdamW
-	Eps         float64 // AdamW
-	WeightDecay float64 // both; decoupled for AdamW
-	Momentum    float64 // SGD; 0 is plain SGD
+	Eps         float64 // AdamW, SM3
+	WeightDecay float64 // all; decoupled for AdamW and SM3
+	Momentum    float64 // SGD (0 is plain SGD); SM3's average of updates (0: none)
 	Nesterov    bool    // SGD
 	MaxGradNorm float64 // clip by the global norm over all slices; 0 is off
+	// AgeBiasCorrection: AdamW on sparse parameters, bias correction by each
+	// entry's own age (steps since it joined) instead of the step count.
+	AgeBiasCorrection bool
 }
 
 // DefaultOptimizerOptions returns the library's defaults (AdamW, betas 0.9
@@ -35,7 +39,7 @@ func DefaultOptimizerOptions() OptimizerOptions {
 	}
 	return OptimizerOptions{Kind: n.GetKind(), Beta1: n.GetBeta1(), Beta2: n.GetBeta2(), Eps: n.GetEps(),
 		WeightDecay: n.GetWeight_decay(), Momentum: n.GetMomentum(), Nesterov: n.GetNesterov() != 0,
-		MaxGradNorm: n.GetMax_grad_norm()}
+		MaxGradNorm: n.GetMax_grad_norm(), AgeBiasCorrection: n.GetAge_bias_correction() != 0}
 }
 
 // Optimizer updates only the trained slices of weights (AdamW or SGD),
@@ -64,6 +68,11 @@ func NewOptimizer(ctx *Context, opts OptimizerOptions) (*Optimizer, error) {
 	}
 	n.SetNesterov(nesterov)
 	n.SetMax_grad_norm(opts.MaxGradNorm)
+	age := 0
+	if opts.AgeBiasCorrection {
+		age = 1
+	}
+	n.SetAge_bias_correction(age)
 	cell := capi.New_optimizer_out()
 	defer capi.Delete_optimizer_out(cell)
 	if err := call(func() int { return capi.S2ft_optimizer_create(ctx.p, n, cell) }); err != nil {
@@ -95,6 +104,25 @@ func (o *Optimizer) AddParam(weight *Tensor, slice Slice) (int64, error) {
 	}
 	o.params = append(o.params, weight)
 	return index, nil
+}
+
+// AddSparse registers weight's entries at set's flat indices (a set made for
+// the weight's shape) and returns the parameter index; its gradient is
+// [count] (what SparseSet.Backward writes). weight must be a C-memory
+// tensor that stays open until the optimizer is closed, as for AddParam.
+func (o *Optimizer) AddSparse(weight *Tensor, set *SparseSet) (int64, error) {
+	var index int64
+	if err := call(func() int { return capi.S2ft_optimizer_add_sparse(o.p, weight.ptr(), set.p, &index) }); err != nil {
+		return 0, err
+	}
+	o.params = append(o.params, weight)
+	return index, nil
+}
+
+// SparseReindex moves sparse parameter index to set's entries: entries in
+// both keep their state, new ones start at zero.
+func (o *Optimizer) SparseReindex(index int64, set *SparseSet) error {
+	return call(func() int { return capi.S2ft_optimizer_sparse_reindex(o.p, index, set.p) })
 }
 
 // Step takes one optimizer step with learning rate lr; grads[i] is

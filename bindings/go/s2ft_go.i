@@ -33,6 +33,7 @@ static void s2ft_go_progress(void *user, uint64_t done, uint64_t total) {
 %pointer_functions(s2ft_model *, model_out)
 %pointer_functions(s2ft_sparse_delta *, sparse_delta_out)
 %pointer_functions(s2ft_checkpoint *, checkpoint_out)
+%pointer_functions(s2ft_sparse_set *, sparse_set_out)
 
 /* SWIG's Go mapping of `char **` (a *string) does not fit out-strings or
  * string arrays: these calls are reached through the s2ft_go_ helpers

@@ -415,6 +415,7 @@ S2FT_JAVA_HANDLE(s2ft_adapter)
 S2FT_JAVA_HANDLE(s2ft_model)
 S2FT_JAVA_HANDLE(s2ft_sparse_delta)
 S2FT_JAVA_HANDLE(s2ft_checkpoint)
+S2FT_JAVA_HANDLE(s2ft_sparse_set)
 
 /* CUDA streams and workspaces (void *) are raw addresses as Java longs;
  * s2ft_context_stream returns the stream as the method's result. */
@@ -497,6 +498,25 @@ S2FT_JAVA_ARRAY_IN(float, jfloatArray, float[], jfloat, Float, values)
   if ($1 != NULL) (*jenv)->ReleaseLongArrayElements(jenv, $input, (jlong *)$1, JNI_ABORT);
 %}
 
+/* s2ft_sparse_set_create: (indices, count) from one long[]. */
+%apply (const int64_t *lines, int64_t n_lines) { (const int64_t *indices, int64_t count) };
+
+/* s2ft_sparse_set_indices: (out, capacity) from a long[] whose length is the
+ * capacity (it must hold the set's count). */
+%typemap(jni) (int64_t *out, int64_t capacity) "jlongArray"
+%typemap(jtype) (int64_t *out, int64_t capacity) "long[]"
+%typemap(jstype) (int64_t *out, int64_t capacity) "long[]"
+%typemap(javain) (int64_t *out, int64_t capacity) "$javainput"
+%typemap(in) (int64_t *out, int64_t capacity) %{
+  $1 = $input == NULL ? NULL : ($1_ltype)(*jenv)->GetLongArrayElements(jenv, $input, NULL);
+  if ($input != NULL && $1 == NULL) return $null;
+  $2 = $input == NULL ? 0 : (int64_t)(*jenv)->GetArrayLength(jenv, $input);
+%}
+%typemap(argout) (int64_t *out, int64_t capacity) %{ %}  /* not RESULT_OUT's argout for `out` */
+%typemap(freearg) (int64_t *out, int64_t capacity) %{
+  if ($1 != NULL) (*jenv)->ReleaseLongArrayElements(jenv, $input, (jlong *)$1, 0);
+%}
+
 /* ---- count queries: (out, capacity, count) -> nullable array in, count out ---- */
 %define S2FT_JAVA_COUNT_QUERY(CTYPE, OUTNAME, COUNTNAME, JARRAY, JTYPE, JELEM, KIND)
 %typemap(jni) (CTYPE *OUTNAME, int64_t capacity, int64_t *COUNTNAME) "JARRAY"
@@ -516,6 +536,7 @@ S2FT_JAVA_ARRAY_IN(float, jfloatArray, float[], jfloat, Float, values)
 %enddef
 
 S2FT_JAVA_COUNT_QUERY(int64_t, out, count, jlongArray, long[], jlong, Long)
+S2FT_JAVA_COUNT_QUERY(int64_t, indices, count, jlongArray, long[], jlong, Long)  /* s2ft_lift_select */
 S2FT_JAVA_COUNT_QUERY(double, out, n_units, jdoubleArray, double[], jdouble, Double)
 
 /* s2ft_adapter_lines: (lines, fingerprints, capacity, count); capacity is

@@ -101,7 +101,8 @@ S2FT_API const char *s2ft_last_error(void);
 S2FT_API void s2ft_clear_error(void);
 
 /** The number of library objects (contexts, statistics, selections,
- *  optimizers, adapters, models, sparse deltas) created and not yet
+ *  optimizers, adapters, models, sparse deltas, sparse sets, checkpoints)
+ *  created and not yet
  *  destroyed in this process, for leak checks in tests and bindings.
  *  Thread-safe. */
 S2FT_API int64_t s2ft_live_handles(void);
@@ -679,31 +680,75 @@ S2FT_API s2ft_status s2ft_backward_partial(s2ft_context *ctx,
 
 typedef struct s2ft_optimizer s2ft_optimizer;
 
-#define S2FT_OPTIMIZER_ADAMW 0 /* Adam with decoupled weight decay */
-#define S2FT_OPTIMIZER_SGD   1 /* SGD with (optional) momentum     */
+#define S2FT_OPTIMIZER_ADAMW 0 /* Adam with decoupled weight decay       */
+#define S2FT_OPTIMIZER_SGD   1 /* SGD with (optional) momentum           */
+#define S2FT_OPTIMIZER_SM3   2 /* SM3-II: row and column accumulators    */
 
-#define S2FT_OPTIMIZER_OPTIONS_VERSION 1
+/* Version 2 added `age_bias_correction` and S2FT_OPTIMIZER_SM3. A struct
+ * initialised for version 1 (by a caller built against the version-1
+ * header) ends before the fields added later: the library reads no field
+ * beyond its version's and uses the defaults for the others. */
+#define S2FT_OPTIMIZER_OPTIONS_VERSION 2
 
 typedef struct s2ft_optimizer_options {
-  uint32_t version;     /* S2FT_OPTIMIZER_OPTIONS_VERSION                */
+  uint32_t version;     /* S2FT_OPTIMIZER_OPTIONS_VERSION (1 still accepted) */
   int32_t kind;         /* default S2FT_OPTIMIZER_ADAMW                  */
   double beta1;         /* AdamW; default 0.9                            */
   double beta2;         /* AdamW; default 0.999                          */
-  double eps;           /* AdamW; default 1e-8                           */
-  double weight_decay;  /* both; decoupled for AdamW; default 0          */
-  double momentum;      /* SGD; default 0 (plain SGD)                    */
+  double eps;           /* AdamW, SM3; default 1e-8                      */
+  double weight_decay;  /* all; decoupled for AdamW and SM3; default 0   */
+  double momentum;      /* SGD, SM3; default 0 (none)                    */
   int32_t nesterov;     /* SGD; nonzero for Nesterov momentum; default 0 */
   double max_grad_norm; /* clip by global norm over all slices; 0 = off  */
+  /* ---- version 2 ---- */
+  int32_t age_bias_correction; /* AdamW on sparse parameters: nonzero for
+                                  per-entry bias correction; default 0   */
 } s2ft_optimizer_options;
 
+/*
+ * The rules, per trained element p with gradient g (after clipping):
+ *  - AdamW (PyTorch's torch.optim.AdamW), step t:
+ *      p = p * (1 - lr * weight_decay)
+ *      m = beta1 m + (1 - beta1) g;   v = beta2 v + (1 - beta2) g^2
+ *      p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ *    t is the optimizer's step count (1 on the first step), or with
+ *    age_bias_correction, for the entries of sparse parameters (SpIEL),
+ *    the entry's own age a + 1, where a counts the steps applied since the
+ *    entry joined (0 for the entries given to s2ft_optimizer_add_sparse and
+ *    for the new entries of s2ft_optimizer_sparse_reindex); a = t after the
+ *    step. Slices are unaffected (their entries all joined at step 0).
+ *  - SGD (torch.optim.SGD, dampening 0): g = g + weight_decay * p;
+ *    buf = g on the first step, else momentum * buf + g (momentum > 0);
+ *    g = nesterov ? g + momentum * buf : buf;  p = p - lr * g.
+ *  - SM3 (SM3-II of Anil et al., 2019, "Memory-Efficient Adaptive
+ *    Optimization"): a parameter is a matrix with one accumulator per row,
+ *    R, and per column, C, all starting at 0. A slice [rows, cols] has its
+ *    own; a sparse parameter has one per row and column of the whole
+ *    weight, updated by its entries only. For entry (r, c):
+ *      nu = min(R[r], C[c]) + g^2
+ *      u  = g / (sqrt(nu) + eps)
+ *      u  = buf = momentum * buf + (1 - momentum) * u    (momentum > 0 only;
+ *                                                         buf starts at 0)
+ *      p  = p * (1 - lr * weight_decay) - lr * u
+ *    then R[r] = the largest nu of the parameter's entries in row r, and
+ *    C[c] the largest in column c (a row or column without entries keeps
+ *    its value). beta1, beta2 and nesterov are not used; the state is
+ *    rows + cols floats (and the momentum buffer when momentum > 0).
+ * Moments, momentum buffers, accumulators and ages are f32; the arithmetic
+ * is double, rounded once into the state.
+ */
+
 /** Sets `opts` to the defaults for `version` (pass
- *  S2FT_OPTIMIZER_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+ *  S2FT_OPTIMIZER_OPTIONS_VERSION; 1 initialises only the fields of the
+ *  version-1 struct). Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a version
+ *  this library does not know). */
 S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts,
                                                  uint32_t version);
 
 /** Creates an optimizer with no parameters. Errors:
- *  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or
- *  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY.
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL; an unknown kind or version; betas
+ *  outside [0, 1); eps, decay or momentum negative or not finite; SM3 with
+ *  momentum >= 1), S2FT_ERR_OUT_OF_MEMORY.
  * The optimizer keeps `ctx`, which must outlive it (its steps run on the
  * context's backend); on a CUDA context its state lives in device memory.
  */
@@ -736,7 +781,9 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt,
 /**
  * One optimizer step with learning rate `lr` over all parameters.
  * grads[i] is parameter i's gradient slice ([out, k] or [k, in], f32 or the
- * weight's dtype), n_grads the number of parameters. When max_grad_norm > 0
+ * weight's dtype; for a sparse parameter [count] or [1, count] in entry
+ * order, as s2ft_backward_sparse writes it), n_grads the number of
+ * parameters. When max_grad_norm > 0
  * all gradients are scaled by min(1, max_grad_norm / global_norm) first.
  * *grad_norm (may be NULL) receives the global norm before clipping.
  * The gradients are not modified.
@@ -763,9 +810,11 @@ S2FT_API s2ft_status s2ft_optimizer_step_count(const s2ft_optimizer *opt,
                                                int64_t *out);
 
 /**
- * Saves the optimizer state (options, step count, per-parameter moments
- * and f32 master slices) to a safetensors file, written under a temporary
- * name and renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
+ * Saves the optimizer state (options, step count, per-parameter moments,
+ * momentum buffers, SM3 accumulators, entry ages, f32 master slices, and
+ * the flat indices of sparse parameters) to a safetensors file
+ * (docs/optimizer-state-format.md), written under a temporary name and
+ * renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
  * On a CUDA context the state is copied from the device (synchronises).
  */
 S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
@@ -773,7 +822,8 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
 
 /**
  * Restores state saved by s2ft_optimizer_save() into an optimizer with
- * the same kind and the same parameters (count, slice shapes) registered,
+ * the same kind and the same parameters (count, slice shapes; for sparse
+ * parameters the same current set, after any reindex) registered,
  * so that training resumes exactly; master copies are written back to the
  * weights. The file is treated as hostile. Errors:
  * S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, or
@@ -783,6 +833,173 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt,
  */
 S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt,
                                          const char *path);
+
+/* ------------------------------------------------------------------------ */
+/* Unstructured sparse training (LIFT, SpIEL)                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A sparse set: the `count` trained entries of one [rows, cols] row-major
+ * weight, as strictly ascending flat indices n = r * cols + c. Entry j of
+ * the set is element j of every tensor made for it (gradients, optimizer
+ * state). Immutable. The context's backend keeps its own copy (device
+ * memory on CUDA); the set records the context's device and is used only
+ * with contexts on it, and the context must outlive it.
+ */
+typedef struct s2ft_sparse_set s2ft_sparse_set;
+
+/**
+ * Creates a sparse set from `count` host flat indices (copied): strictly
+ * ascending, each in [0, rows * cols); rows, cols >= 1 and
+ * 1 <= count <= rows * cols. On a CUDA context the indices are copied to
+ * the device (may synchronise). On failure *out is NULL. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL; a bad size; an index out of range,
+ * repeated or below the one before it: the message names the first),
+ * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_sparse_set_create(s2ft_context *ctx, int64_t rows, int64_t cols,
+                                            const int64_t *indices, int64_t count,
+                                            s2ft_sparse_set **out);
+
+/** Destroys a sparse set; NULL is a no-op. May synchronise. Optimizer
+ *  parameters made from it keep their own copy of the indices. */
+S2FT_API void s2ft_sparse_set_destroy(s2ft_sparse_set *set);
+
+/** The number of entries. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL). */
+S2FT_API s2ft_status s2ft_sparse_set_count(const s2ft_sparse_set *set, int64_t *count);
+
+/** The shape [rows, cols] of the weight the set was made for; either out
+ *  pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (set NULL). */
+S2FT_API s2ft_status s2ft_sparse_set_shape(const s2ft_sparse_set *set, int64_t *rows,
+                                           int64_t *cols);
+
+/** Copies the flat indices, ascending, into out[0..count) (host memory;
+ *  no device work). Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, capacity
+ *  below the count). */
+S2FT_API s2ft_status s2ft_sparse_set_indices(const s2ft_sparse_set *set, int64_t *out,
+                                             int64_t capacity);
+
+/**
+ * Backward of y = x W^T for a weight trained at the entries of `set`
+ * (made for W's shape [out, in] on the context's device), without the
+ * dense weight gradient:
+ *  - grad[j] = sum_t dy[t, r_j] * x[t, c_j] for entry j at r_j * in + c_j
+ *    (SDDMM: dW = dy^T x, sampled at the set; the [out, in] dW is never
+ *    formed, the work is count * T multiply-adds)
+ *  - dx = dy W ([T, in], through the full weight; skipped if dx is NULL).
+ * x [T, in], dy [T, out], w [out, in] (may be NULL when dx is NULL);
+ * x, dy, w and dx share one dtype (f32, f16, bf16). grad is f32, [count]
+ * or [1, count], any stride. Flags: S2FT_ACCUMULATE_DW adds the new
+ * gradient to grad, S2FT_ACCUMULATE_DX adds into dx (else both are
+ * overwritten). Products accumulate in f32 (the CPU sums blocks of 512
+ * tokens in f32 and the blocks in double). Outputs must not overlap
+ * inputs or each other.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, dx without w,
+ * overlapping tensors), S2FT_ERR_SHAPE (also: a set made for another
+ * weight shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE (also: a set made on
+ * another device), S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the work (dx by cuBLAS, the gradient by a kernel over
+ * f32 transposed copies of x and dy in the workspace: T * (in + out)
+ * floats) is queued on the context's stream; the call does not wait for
+ * the device. Also S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_backward_sparse(s2ft_context *ctx, const s2ft_sparse_set *set,
+                                          const s2ft_tensor *x, const s2ft_tensor *dy,
+                                          const s2ft_tensor *w, s2ft_tensor *dx,
+                                          s2ft_tensor *grad, uint32_t flags);
+
+/**
+ * Registers the entries of `weight` at `set`'s indices as parameter
+ * number *index of the optimizer (sparse parameters and slices may be
+ * mixed). Its gradient in s2ft_optimizer_step is [count] or [1, count]
+ * (s2ft_backward_sparse's grad). State is kept per entry (AdamW's
+ * moments, SM3's momentum, an f32 master for f16/bf16 weights,
+ * initialised from the weight now, and with age_bias_correction the
+ * entries' ages, at 0) and, for SM3, per row and column of the weight.
+ * The optimizer keeps the weight's data pointer (as
+ * s2ft_optimizer_add_param) and a copy of the indices, not the set.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; an entry already trained by
+ * another parameter of the same weight), S2FT_ERR_SHAPE (the set was made
+ * for another shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE (weight or set not
+ * on the optimizer's device), S2FT_ERR_STATE (after the first step),
+ * S2FT_ERR_OUT_OF_MEMORY. On a CUDA context: as s2ft_optimizer_add_param.
+ */
+S2FT_API s2ft_status s2ft_optimizer_add_sparse(s2ft_optimizer *opt, s2ft_tensor *weight,
+                                               const s2ft_sparse_set *set, int64_t *index);
+
+/**
+ * Moves sparse parameter `index` to the entries of `new_set` (made for the
+ * same weight shape), e.g. LIFT's mask refresh or SpIEL's drop and
+ * regrow; allowed at any step. Entries in both sets keep their state
+ * exactly (moments, momentum, age, master); new entries start at zero
+ * (age 0, the master from the weight); SM3's row and column accumulators
+ * are kept. The weight is not changed: dropped entries keep their current
+ * values. Later gradients follow new_set's order and count.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, index out of range or not a
+ * sparse parameter, an entry trained by another parameter of the same
+ * weight), S2FT_ERR_SHAPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the new state is allocated and filled on the device
+ * (may synchronise).
+ */
+S2FT_API s2ft_status s2ft_optimizer_sparse_reindex(s2ft_optimizer *opt, int64_t index,
+                                                   const s2ft_sparse_set *new_set);
+
+/* LIFT's low-rank approximation methods. */
+#define S2FT_LIFT_EXACT      0 /* a full SVD (LAPACK gesdd, in double)          */
+#define S2FT_LIFT_RANDOMIZED 1 /* a randomized SVD (Halko, Martinsson, Tropp)   */
+
+#define S2FT_LIFT_OPTIONS_VERSION 1
+
+typedef struct s2ft_lift_options {
+  uint32_t version;         /* S2FT_LIFT_OPTIONS_VERSION                      */
+  int32_t rank;             /* r of W_r, in [1, min(rows, cols)]; default 0:
+                               must be set                                    */
+  int64_t count;            /* k entries; exactly one of count >= 1 and       */
+  double density;           /* density in (0, 1] is set (k = density * rows *
+                               cols rounded to nearest, at least 1); both
+                               default to 0                                   */
+  int32_t order;            /* S2FT_ORDER_LARGEST (default) or _SMALLEST      */
+  int32_t method;           /* S2FT_LIFT_EXACT (default) or _RANDOMIZED       */
+  int32_t oversampling;     /* randomized: p >= 0, default 10                 */
+  int32_t power_iterations; /* randomized: q >= 0, default 2                  */
+  uint64_t seed;            /* randomized: the sketch's seed, default 0       */
+} s2ft_lift_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_LIFT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_lift_options_init(s2ft_lift_options *opts, uint32_t version);
+
+/**
+ * LIFT's principal weights (Liu et al., ICML 2025): the rank-r
+ * approximation W_r = U_r diag(s_r) V_r^T of the weight w [rows, cols]
+ * (f32, f16 or bf16, computed in double), then the k entries of largest
+ * |W_r| (S2FT_ORDER_SMALLEST: smallest), ties to the lower flat index.
+ * Writes their flat indices r * cols + c, ascending (ready for
+ * s2ft_sparse_set_create), into indices[0..k) and k into *count; with
+ * indices NULL only *count is set (nothing is computed). The randomized
+ * method sketches W with a Gaussian [cols, r + p] matrix from `seed` (the
+ * library's own generator: the same on every platform), takes q power
+ * iterations with re-orthonormalisation, and the exact SVD of the
+ * projected [r + p, cols] matrix (the sketch is capped at min(rows,
+ * cols)); with a clear gap after the r-th singular value it selects what
+ * the exact method does.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL w, opts or count; bad version;
+ * rank out of range; count and density both set or neither; density
+ * outside (0, 1]; count above rows * cols; order, method, oversampling
+ * or power_iterations out of range; capacity below k), S2FT_ERR_SHAPE,
+ * S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
+ * S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK; CUDA contexts:
+ * not implemented yet, copy the weight to the host and use a CPU
+ * context), S2FT_ERR_BACKEND (the SVD did not converge).
+ */
+S2FT_API s2ft_status s2ft_lift_select(s2ft_context *ctx, const s2ft_tensor *w,
+                                      const s2ft_lift_options *opts, int64_t *indices,
+                                      int64_t capacity, int64_t *count);
+
+/** The entry count of LIFT parameter-matched to LoRA of rank lora_rank on
+ *  a [rows, cols] weight: (rows + cols) * lora_rank, at most rows * cols;
+ *  0 when an argument is below 1 or the product overflows. Thread-safe. */
+S2FT_API int64_t s2ft_lift_count_for_lora_rank(int64_t rows, int64_t cols, int64_t lora_rank);
 
 /* ------------------------------------------------------------------------ */
 /* Adapters                                                                 */

@@ -33,6 +33,7 @@ struct AdapterEntry;    // adapter/adapter.hpp
 struct HostCsr;         // adapter/csr.hpp
 struct Lines;           // train/slice.hpp
 struct OptimizerParam;  // train/optimizer.hpp
+struct SparseEntries;   // common/sparse_entries.hpp
 
 enum class Op { N, T };  // use a matrix as stored, or transposed
 
@@ -40,7 +41,7 @@ namespace backend {
 
 // Bumped whenever Ops or any type it passes changes. A module built for
 // another value is refused by the loader.
-constexpr uint32_t kAbiVersion = 1;
+constexpr uint32_t kAbiVersion = 2;
 
 // A backend's state for one s2ft_context: its device binding, library
 // handles, stream and workspace. Each backend derives its own.
@@ -81,7 +82,11 @@ struct UnitSums {
 };
 
 // An optimizer parameter's state tensors, in the order of the state file.
-enum class StateTensor { m = 0, v = 1, momentum = 2, master = 3 };
+// m, v, momentum, master and age have one value per parameter element;
+// row_acc and col_acc (SM3) one per row and per column of the parameter's
+// matrix (OptimizerParam::state_size).
+enum class StateTensor { m = 0, v = 1, momentum = 2, master = 3, age = 4, row_acc = 5, col_acc = 6 };
+constexpr int kStateTensors = 7;
 
 // What an optimizer step tells the host.
 struct StepReport {
@@ -142,6 +147,18 @@ struct MixedCall {
   bool columns = true;                   // O, DOWN (else V, UP)
   const s2ft_selection *perm = nullptr;  // NULL: w in base order
   int32_t delta_path = 0;                // S2FT_DELTA_PATH_*
+};
+
+// What s2ft_lift_select asks of a backend: the rank-r approximation W_r of
+// a weight and the k entries of largest (or smallest) |W_r|.
+struct LiftPlan {
+  int64_t rank = 1;            // r, in [1, min(rows, cols)]
+  int64_t count = 1;           // k, in [1, rows * cols]
+  bool largest = true;         // else the smallest
+  bool randomized = false;     // randomized SVD (else an exact one)
+  int64_t oversampling = 10;   // randomized: p (sketch width r + p, capped at min(rows, cols))
+  int64_t power_iterations = 2;  // randomized: q
+  uint64_t seed = 0;           // randomized: the sketch's generator (common/rng.hpp)
 };
 
 // ---- the table ---------------------------------------------------------------------
@@ -215,7 +232,15 @@ struct Ops {
   // The step counter (synchronising), and setting it.
   s2ft_status (*optimizer_steps)(Instance *inst, const void *state, int64_t *out) = nullptr;
   s2ft_status (*optimizer_set_steps)(Instance *inst, void *state, int64_t steps) = nullptr;
-  // A state tensor of a parameter (p.size() floats) to host, and back.
+  // A sparse parameter moved to a new set (s2ft_optimizer_sparse_reindex):
+  // `next` is `prev` with new lines (flat indices), cols and no state; its
+  // state is made in *out: entry e takes prev's m, v, momentum, age and
+  // master at source[e] when source[e] >= 0, else zeros (the master from
+  // the weight). SM3 accumulators (per weight row and column) are kept.
+  s2ft_status (*optimizer_reindex)(Instance *inst, const OptimizerParam &prev, const OptimizerParam &next,
+                                   const std::vector<int64_t> &source, const s2ft_optimizer_options &o,
+                                   Object *out) = nullptr;
+  // A state tensor of a parameter (p.state_size(which) floats) to host, and back.
   s2ft_status (*optimizer_read_state)(Instance *inst, const OptimizerParam &p, StateTensor which, float *host,
                                       size_t count) = nullptr;
   s2ft_status (*optimizer_write_state)(Instance *inst, const OptimizerParam &p, StateTensor which,
@@ -250,6 +275,21 @@ struct Ops {
   s2ft_status (*csr_create)(Instance *inst, HostCsr *csr, Object *out) = nullptr;
   // y += scale * x D^T.
   s2ft_status (*csr_forward)(Instance *inst, const void *csr, float scale, const Matrix &x, const Matrix &y) = nullptr;
+
+  // ---- unstructured sparse training (s2ft_sparse_set_*, s2ft_backward_sparse)
+  // The backend's copy of a validated set (sorted flat indices, row offsets).
+  s2ft_status (*sparse_set_create)(Instance *inst, const std::shared_ptr<const SparseEntries> &entries,
+                                   Object *out) = nullptr;
+  // dx (may be NULL) = dy W (+ dx); grad[0, n] (+)= sum_t dy[t, r_n] x[t, c_n]
+  // for the set's entries (SDDMM), accumulated in f32 or wider. x [T, in],
+  // dy [T, out], w [out, in] (NULL iff dx is NULL), grad f32 [1, count].
+  s2ft_status (*backward_sparse)(Instance *inst, const void *set, const Matrix &x, const Matrix &dy, const Matrix *w,
+                                 const Matrix *dx, const Matrix &grad, bool accumulate_dx,
+                                 bool accumulate_grad) = nullptr;
+
+  // ---- LIFT (s2ft_lift_select): the plan's k flat indices, ascending
+  s2ft_status (*lift_select)(Instance *inst, const Matrix &w, const LiftPlan &plan,
+                             std::vector<int64_t> *indices) = nullptr;
 };
 
 // Throws Error(status, ops.last_error()) unless status is S2FT_OK.

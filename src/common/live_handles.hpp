@@ -28,6 +28,7 @@ enum class HandleKind : uint64_t {
   model = 0x6c646f6d74663273ull,       // "s2ftmodl"
   sparse_delta = 0x6174646c74663273ull,  // "s2ftldta"
   checkpoint = 0x74706b6374663273ull,    // "s2ftckpt"
+  sparse_set = 0x7465737374663273ull,    // "s2ftsset"
 };
 
 const char *handle_type_name(HandleKind kind);  // "s2ft_context", ...

@@ -72,6 +72,10 @@ Matrix f32_view(float *data, int64_t rows, int64_t cols);
 // data non-NULL when non-empty, and no overflow in the address arithmetic.
 Matrix check_matrix(const s2ft_tensor *t, const char *name, const s2ft_device &device);
 
+// The same for a vector of n elements: a rank-1 tensor [n] or a rank-2
+// tensor [1, n], returned as a [1, n] view (S2FT_ERR_SHAPE for other shapes).
+Matrix check_vector(const s2ft_tensor *t, const char *name, const s2ft_device &device, int64_t n);
+
 // Throws S2FT_ERR_SHAPE unless m is [rows, cols].
 void require_shape(const Matrix &m, const char *name, int64_t rows, int64_t cols);
 // Throws S2FT_ERR_DTYPE unless a and b have the same dtype.

@@ -53,6 +53,34 @@ Matrix check_matrix(const s2ft_tensor *t, const char *name, const s2ft_device &d
   return m;
 }
 
+Matrix check_vector(const s2ft_tensor *t, const char *name, const s2ft_device &device, int64_t n) {
+  const std::string nm(name);
+  if (t == nullptr) fail_arg(nm + " is NULL");
+  if (t->ndim == 1) {
+    s2ft_tensor r = *t;  // [n] seen as [1, n]
+    r.ndim = 2;
+    r.shape[0] = 1;
+    r.shape[1] = t->shape[0];
+    r.strides[0] = 0;  // one row: never stepped over
+    r.strides[1] = t->strides[0];
+    if (t->strides[0] < 0) fail_arg(nm + " has a negative stride (not supported)");
+    if (t->shape[0] != n)
+      fail_shape(nm + " must be [" + std::to_string(n) + "] or [1, " + std::to_string(n) + "], got [" +
+                 std::to_string(t->shape[0]) + "]");
+    if (n > 1 && t->strides[0] == 0) fail_arg(nm + " has a zero stride (broadcast views are not supported)");
+    return check_matrix(&r, name, device);
+  }
+  if (t->ndim != 2)
+    fail_shape(nm + " must have rank 1 ([" + std::to_string(n) + "]) or 2 ([1, " + std::to_string(n) + "]), got rank " +
+               std::to_string(t->ndim));
+  Matrix m = check_matrix(t, name, device);
+  if (m.rows != 1 || m.cols != n)
+    fail_shape(nm + " must be [" + std::to_string(n) + "] or [1, " + std::to_string(n) + "], got [" +
+               std::to_string(m.rows) + ", " + std::to_string(m.cols) + "]");
+  if (n > 1 && m.cs == 0) fail_arg(nm + " has a zero stride (broadcast views are not supported)");
+  return m;
+}
+
 }  // namespace s2ft
 
 extern "C" {

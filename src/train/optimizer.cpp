@@ -14,7 +14,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -23,6 +25,7 @@
 #include "common/options.hpp"
 #include "context.hpp"
 #include "train/slice.hpp"
+#include "train/sparse_set.hpp"
 
 namespace s2ft {
 
@@ -34,10 +37,44 @@ std::string num(double x) {
   return buf;
 }
 
+// Bytes of the struct a caller initialised for `version`: version 1 ends
+// before the fields version 2 added.
+size_t options_size(uint32_t version) {
+  return version == 1 ? offsetof(s2ft_optimizer_options, age_bias_correction) : sizeof(s2ft_optimizer_options);
+}
+
+// The defaults of the current version.
+s2ft_optimizer_options default_options() {
+  s2ft_optimizer_options o{};
+  o.version = S2FT_OPTIMIZER_OPTIONS_VERSION;
+  o.kind = S2FT_OPTIMIZER_ADAMW;
+  o.beta1 = 0.9;
+  o.beta2 = 0.999;
+  o.eps = 1e-8;
+  o.weight_decay = 0.0;
+  o.momentum = 0.0;
+  o.nesterov = 0;
+  o.max_grad_norm = 0.0;
+  o.age_bias_correction = 0;
+  return o;
+}
+
+// A caller's options of any known version, completed with the defaults of
+// the fields its version lacks (nothing beyond its version is read).
+s2ft_optimizer_options read_options(const s2ft_optimizer_options *opts) {
+  uint32_t version = 0;
+  std::memcpy(&version, opts, sizeof version);
+  if (version < 1 || version > S2FT_OPTIMIZER_OPTIONS_VERSION)
+    fail_arg("opts->version is " + std::to_string(version) + "; initialise options with s2ft_optimizer_options_init()");
+  s2ft_optimizer_options o = default_options();
+  std::memcpy(&o, opts, options_size(version));
+  return o;
+}
+
 void check_options(const s2ft_optimizer_options &o) {
-  check_options_version(o.version, S2FT_OPTIMIZER_OPTIONS_VERSION, "s2ft_optimizer_options_init");
-  if (o.kind != S2FT_OPTIMIZER_ADAMW && o.kind != S2FT_OPTIMIZER_SGD)
-    fail_arg("opts->kind must be S2FT_OPTIMIZER_ADAMW or S2FT_OPTIMIZER_SGD, got " + std::to_string(o.kind));
+  if (o.kind != S2FT_OPTIMIZER_ADAMW && o.kind != S2FT_OPTIMIZER_SGD && o.kind != S2FT_OPTIMIZER_SM3)
+    fail_arg("opts->kind must be S2FT_OPTIMIZER_ADAMW, S2FT_OPTIMIZER_SGD or S2FT_OPTIMIZER_SM3, got " +
+             std::to_string(o.kind));
   if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) fail_arg("opts->beta1 must be in [0, 1), got " + num(o.beta1));
   if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) fail_arg("opts->beta2 must be in [0, 1), got " + num(o.beta2));
   auto non_negative = [](double x, const char *name) {
@@ -49,6 +86,8 @@ void check_options(const s2ft_optimizer_options &o) {
   non_negative(o.max_grad_norm, "max_grad_norm");
   if (o.kind == S2FT_OPTIMIZER_SGD && o.nesterov != 0 && o.momentum == 0.0)
     fail_arg("opts->nesterov needs opts->momentum > 0");
+  if (o.kind == S2FT_OPTIMIZER_SM3 && o.momentum >= 1.0)
+    fail_arg("opts->momentum must be in [0, 1) for SM3 (an average of updates), got " + num(o.momentum));
 }
 
 // A weight whose distinct elements share memory cannot be updated element
@@ -76,18 +115,46 @@ bool same_view(const Matrix &a, const Matrix &b) {
          a.cs == b.cs;
 }
 
-// Registering the same lines of the same weight twice would update them twice per step.
-void require_new_lines(const s2ft_optimizer &opt, const Matrix &w, int32_t axis, const std::vector<int64_t> &lines) {
+// The first weight element that both p and q train, as "(r, c)", or ""
+// when they share none. Slices of different axes are not compared (as
+// before sparse parameters existed).
+std::string shared_element(const OptimizerParam &p, const OptimizerParam &q) {
+  const auto at = [](int64_t r, int64_t c) { return "(" + std::to_string(r) + ", " + std::to_string(c) + ")"; };
+  if (p.sparse() && q.sparse()) {
+    std::vector<int64_t> common;
+    std::set_intersection(p.lines.begin(), p.lines.end(), q.lines.begin(), q.lines.end(), std::back_inserter(common));
+    if (common.empty()) return "";
+    return at(common[0] / p.weight.cols, common[0] % p.weight.cols);
+  }
+  if (p.sparse() || q.sparse()) {
+    const OptimizerParam &sp = p.sparse() ? p : q, &sl = p.sparse() ? q : p;
+    std::vector<int64_t> lines = sl.lines;
+    std::sort(lines.begin(), lines.end());
+    for (int64_t n : sp.lines) {
+      const int64_t r = n / sp.weight.cols, c = n % sp.weight.cols;
+      if (std::binary_search(lines.begin(), lines.end(), sl.axis == S2FT_AXIS_COLUMNS ? c : r)) return at(r, c);
+    }
+    return "";
+  }
+  if (p.axis != q.axis) return "";
+  std::vector<int64_t> a = p.lines, b = q.lines;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  std::vector<int64_t> common;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
+  if (common.empty()) return "";
+  return std::string("line ") + std::to_string(common[0]);
+}
+
+// Registering the same elements of the same weight twice would update them
+// twice per step. `skip` is a parameter not to compare with (-1: none).
+void require_new_elements(const s2ft_optimizer &opt, const OptimizerParam &q, const char *what, int64_t skip = -1) {
   for (size_t j = 0; j < opt.params.size(); ++j) {
     const OptimizerParam &p = opt.params[j];
-    if (p.axis != axis || !same_view(p.weight, w)) continue;
-    std::vector<int64_t> a = p.lines, b = lines;
-    std::sort(a.begin(), a.end());
-    std::sort(b.begin(), b.end());
-    std::vector<int64_t> common;
-    std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
-    if (!common.empty())
-      fail_arg("slice overlaps parameter " + std::to_string(j) + " (both train line " + std::to_string(common[0]) +
+    if (static_cast<int64_t>(j) == skip || !same_view(p.weight, q.weight)) continue;
+    const std::string shared = shared_element(p, q);
+    if (!shared.empty())
+      fail_arg(std::string(what) + " overlaps parameter " + std::to_string(j) + " (both train " + shared +
                " of the same weight)");
   }
 }
@@ -103,8 +170,13 @@ std::vector<Matrix> check_grads(const s2ft_optimizer &opt, const s2ft_tensor *gr
   for (int64_t i = 0; i < n; ++i) {
     const OptimizerParam &p = opt.params[static_cast<size_t>(i)];
     const std::string name = "grads[" + std::to_string(i) + "]";
-    Matrix g = check_matrix(&grads[i], name.c_str(), opt.device);
-    require_shape(g, name.c_str(), p.rows, p.cols);
+    Matrix g;
+    if (p.sparse()) {
+      g = check_vector(&grads[i], name.c_str(), opt.device, p.cols);
+    } else {
+      g = check_matrix(&grads[i], name.c_str(), opt.device);
+      require_shape(g, name.c_str(), p.rows, p.cols);
+    }
     if (g.dtype != S2FT_F32 && g.dtype != p.weight.dtype)
       fail(S2FT_ERR_DTYPE, name + " is " + dtype_name(g.dtype) + " but must be f32 or the weight's dtype (" +
                                dtype_name(p.weight.dtype) + ")");
@@ -134,17 +206,12 @@ extern "C" {
 S2FT_API s2ft_status s2ft_optimizer_options_init(s2ft_optimizer_options *opts, uint32_t version) {
   return s2ft::guard("s2ft_optimizer_options_init", [&] {
     s2ft::require_not_null(opts, "opts");
-    s2ft::check_init_version(version, S2FT_OPTIMIZER_OPTIONS_VERSION);
-    *opts = s2ft_optimizer_options{};
-    opts->version = version;
-    opts->kind = S2FT_OPTIMIZER_ADAMW;
-    opts->beta1 = 0.9;
-    opts->beta2 = 0.999;
-    opts->eps = 1e-8;
-    opts->weight_decay = 0.0;
-    opts->momentum = 0.0;
-    opts->nesterov = 0;
-    opts->max_grad_norm = 0.0;
+    if (version < 1 || version > S2FT_OPTIMIZER_OPTIONS_VERSION)
+      s2ft::fail_arg("unknown options version " + std::to_string(version) + " (this library knows 1 to " +
+                     std::to_string(S2FT_OPTIMIZER_OPTIONS_VERSION) + ")");
+    s2ft_optimizer_options o = s2ft::default_options();
+    o.version = version;
+    std::memcpy(opts, &o, s2ft::options_size(version));  // a version-1 struct is shorter
   });
 }
 
@@ -155,11 +222,12 @@ S2FT_API s2ft_status s2ft_optimizer_create(s2ft_context *ctx, const s2ft_optimiz
     s2ft_context &c = s2ft::require_context(ctx);
     s2ft::require_not_null(opts, "opts");
     s2ft::require_not_null(out, "out");
-    s2ft::check_options(*opts);
+    const s2ft_optimizer_options o = s2ft::read_options(opts);
+    s2ft::check_options(o);
     auto opt = std::make_unique<s2ft_optimizer>();
     opt->device = c.device;
     opt->ctx = &c;
-    opt->options = *opts;
+    opt->options = o;
     s2ft::run(c, &s2ft::backend::Ops::optimizer_create, &opt->state);
     *out = opt.release();
   });
@@ -186,13 +254,67 @@ S2FT_API s2ft_status s2ft_optimizer_add_param(s2ft_optimizer *opt, s2ft_tensor *
     s2ft::require_no_aliasing(p.weight);
     p.lines = s2ft::slice_lines(slice, p.weight);
     p.axis = slice->axis;
-    s2ft::require_new_lines(*opt, p.weight, p.axis, p.lines);
+    s2ft::require_new_elements(*opt, p, "slice");
     const int64_t k = slice->count;
     p.rows = p.axis == S2FT_AXIS_COLUMNS ? p.weight.rows : k;
     p.cols = p.axis == S2FT_AXIS_COLUMNS ? k : p.weight.cols;
     s2ft::run(*opt->ctx, &s2ft::backend::Ops::optimizer_add_param, p, opt->options, &p.state);
     opt->params.push_back(std::move(p));
     *index = static_cast<int64_t>(opt->params.size()) - 1;
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_add_sparse(s2ft_optimizer *opt, s2ft_tensor *weight, const s2ft_sparse_set *set,
+                                               int64_t *index) {
+  if (index != nullptr) *index = -1;
+  return s2ft::guard("s2ft_optimizer_add_sparse", [&] {
+    using namespace s2ft;
+    require_live(opt, "opt");
+    require_not_null(weight, "weight");
+    require_not_null(index, "index");
+    const int64_t steps = current_steps(*opt);
+    if (steps > 0)
+      fail(S2FT_ERR_STATE, "parameters must be added before the first step (the optimizer has taken " +
+                               std::to_string(steps) + ")");
+    OptimizerParam p;
+    p.weight = check_matrix(weight, "weight", opt->device);
+    require_no_aliasing(p.weight);
+    const s2ft_sparse_set &s = require_sparse_set(set, "set", opt->device, p.weight.rows, p.weight.cols, "weight");
+    p.axis = kAxisEntries;
+    p.lines = s.entries->indices;
+    p.rows = 1;
+    p.cols = s.count();
+    require_new_elements(*opt, p, "set");
+    run(*opt->ctx, &backend::Ops::optimizer_add_param, p, opt->options, &p.state);
+    opt->params.push_back(std::move(p));
+    *index = static_cast<int64_t>(opt->params.size()) - 1;
+  });
+}
+
+S2FT_API s2ft_status s2ft_optimizer_sparse_reindex(s2ft_optimizer *opt, int64_t index,
+                                                   const s2ft_sparse_set *new_set) {
+  return s2ft::guard("s2ft_optimizer_sparse_reindex", [&] {
+    using namespace s2ft;
+    require_live(opt, "opt");
+    const int64_t n = static_cast<int64_t>(opt->params.size());
+    if (index < 0 || index >= n)
+      fail_arg("index " + std::to_string(index) + " is out of range (the optimizer has " + std::to_string(n) +
+               " parameters)");
+    OptimizerParam &p = opt->params[static_cast<size_t>(index)];
+    if (!p.sparse())
+      fail_arg("parameter " + std::to_string(index) + " is a slice, not a sparse parameter (s2ft_optimizer_add_sparse)");
+    const s2ft_sparse_set &s =
+        require_sparse_set(new_set, "new_set", opt->device, p.weight.rows, p.weight.cols, "the parameter's weight");
+    OptimizerParam next;
+    next.weight = p.weight;
+    next.axis = p.axis;
+    next.lines = s.entries->indices;
+    next.rows = 1;
+    next.cols = s.count();
+    require_new_elements(*opt, next, "new_set", index);
+    const std::vector<int64_t> source = entry_sources(p.lines, next.lines);
+    run(*opt->ctx, &backend::Ops::optimizer_reindex, p, next, source, opt->options, &next.state);
+    p = std::move(next);
   });
 }
 

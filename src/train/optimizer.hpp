@@ -13,31 +13,74 @@
 
 namespace s2ft {
 
-// One registered parameter: the trained lines of one weight. The slice is a
-// [rows, cols] matrix ([out, k] for columns, [k, in] for rows); its state
-// tensors (moments, momentum, an f32 master for 16-bit weights; compact
-// row-major f32 of that shape) are the backend's `state`, on the context's
-// device. get/set read the weight itself, so only on the CPU.
+// A sparse parameter's axis (internal: the public S2FT_AXIS_* are 0 and 1).
+constexpr int32_t kAxisEntries = 2;
+
+// One registered parameter: the trained lines of one weight, or its
+// trained entries. A slice is a [rows, cols] matrix ([out, k] for columns,
+// [k, in] for rows); a sparse parameter is [1, count], its `lines` the
+// entries' flat indices into the weight (ascending). Its state tensors
+// (moments, momentum, ages, an f32 master for 16-bit weights: compact f32
+// of the parameter's shape; SM3's accumulators: one per row and column of
+// the slice, or of the whole weight for a sparse parameter) are the
+// backend's `state`, on the context's device. get/set read the weight
+// itself, so only on the CPU.
 struct OptimizerParam {
   Matrix weight;                 // the whole weight (borrowed memory)
-  int32_t axis = S2FT_AXIS_COLUMNS;
-  std::vector<int64_t> lines;    // weight column (or row) of each slice line
-  int64_t rows = 0, cols = 0;    // slice shape
+  int32_t axis = S2FT_AXIS_COLUMNS;  // S2FT_AXIS_COLUMNS, S2FT_AXIS_ROWS or kAxisEntries
+  std::vector<int64_t> lines;    // weight column (or row) of each slice line; flat index of each entry
+  int64_t rows = 0, cols = 0;    // the parameter's shape
   backend::Object state;         // the backend's state of this parameter
 
+  bool sparse() const { return axis == kAxisEntries; }
   size_t size() const { return static_cast<size_t>(rows * cols); }
   bool has_master() const { return weight.dtype != S2FT_F32; }
-  // Slice element (i, j) lives at weight element (row(i, j), col(i, j)).
-  int64_t weight_row(int64_t i) const { return axis == S2FT_AXIS_ROWS ? lines[static_cast<size_t>(i)] : i; }
-  int64_t weight_col(int64_t j) const { return axis == S2FT_AXIS_COLUMNS ? lines[static_cast<size_t>(j)] : j; }
-  float get(int64_t i, int64_t j) const { return weight.get(weight_row(i), weight_col(j)); }
-  void set(int64_t i, int64_t j, float x) const { weight.set(weight_row(i), weight_col(j), x); }
+  // Parameter element (i, j) lives at weight element (weight_row(i, j), weight_col(i, j)).
+  int64_t weight_row(int64_t i, int64_t j) const {
+    return axis == S2FT_AXIS_ROWS ? lines[static_cast<size_t>(i)]
+           : sparse()             ? lines[static_cast<size_t>(j)] / weight.cols
+                                  : i;
+  }
+  int64_t weight_col(int64_t /*i*/, int64_t j) const {
+    return axis == S2FT_AXIS_COLUMNS ? lines[static_cast<size_t>(j)]
+           : sparse()                ? lines[static_cast<size_t>(j)] % weight.cols
+                                     : j;
+  }
+  float get(int64_t i, int64_t j) const { return weight.get(weight_row(i, j), weight_col(i, j)); }
+  void set(int64_t i, int64_t j, float x) const { weight.set(weight_row(i, j), weight_col(i, j), x); }
+  // SM3: the accumulators' extents, and the row and column accumulator of element (i, j).
+  int64_t acc_rows() const { return sparse() ? weight.rows : rows; }
+  int64_t acc_cols() const { return sparse() ? weight.cols : cols; }
+  int64_t acc_row(int64_t i, int64_t j) const { return sparse() ? weight_row(i, j) : i; }
+  int64_t acc_col(int64_t i, int64_t j) const { return sparse() ? weight_col(i, j) : j; }
+  // The number of floats of state tensor `which`.
+  size_t state_size(backend::StateTensor which) const {
+    if (which == backend::StateTensor::row_acc) return static_cast<size_t>(acc_rows());
+    if (which == backend::StateTensor::col_acc) return static_cast<size_t>(acc_cols());
+    return size();
+  }
 };
 
 // Which state tensors a parameter carries under the given options.
 inline bool uses_adam_moments(const s2ft_optimizer_options &o) { return o.kind == S2FT_OPTIMIZER_ADAMW; }
 inline bool uses_momentum(const s2ft_optimizer_options &o) {
-  return o.kind == S2FT_OPTIMIZER_SGD && o.momentum != 0.0;
+  return (o.kind == S2FT_OPTIMIZER_SGD || o.kind == S2FT_OPTIMIZER_SM3) && o.momentum != 0.0;
+}
+inline bool uses_sm3(const s2ft_optimizer_options &o) { return o.kind == S2FT_OPTIMIZER_SM3; }
+inline bool uses_age(const s2ft_optimizer_options &o, const OptimizerParam &p) {
+  return o.kind == S2FT_OPTIMIZER_ADAMW && o.age_bias_correction != 0 && p.sparse();
+}
+inline bool has_state(const s2ft_optimizer_options &o, const OptimizerParam &p, backend::StateTensor which) {
+  switch (which) {
+    case backend::StateTensor::m:
+    case backend::StateTensor::v: return uses_adam_moments(o);
+    case backend::StateTensor::momentum: return uses_momentum(o);
+    case backend::StateTensor::master: return p.has_master();
+    case backend::StateTensor::age: return uses_age(o, p);
+    case backend::StateTensor::row_acc:
+    case backend::StateTensor::col_acc: return uses_sm3(o);
+  }
+  return false;
 }
 
 }  // namespace s2ft

@@ -1,10 +1,19 @@
-// Saving and restoring optimizer state as a safetensors file:
-//   __metadata__: format "s2ft-optimizer", version "1", kind ("adamw" or
-//     "sgd"), step, n_params, the options (%.17g, so they read back exactly)
-//     and param.{i}.axis ("columns" or "rows");
-//   tensors (F32, the slice shape [rows, cols]): param.{i}.m and
-//     param.{i}.v (AdamW), param.{i}.momentum (SGD with momentum > 0),
-//     param.{i}.master (f16/bf16 weights).
+// Saving and restoring optimizer state as a safetensors file
+// (docs/optimizer-state-format.md):
+//   __metadata__: format "s2ft-optimizer", version "1" or "2", kind
+//     ("adamw", "sgd" or "sm3"), step, n_params, the options (%.17g, so
+//     they read back exactly) and param.{i}.axis ("columns", "rows" or
+//     "sparse");
+//   tensors (F32): param.{i}.m and param.{i}.v (AdamW),
+//     param.{i}.momentum (SGD or SM3 with momentum > 0), param.{i}.master
+//     (f16/bf16 weights), param.{i}.age (AdamW with age bias correction,
+//     sparse parameters), param.{i}.row_acc and param.{i}.col_acc (SM3);
+//     per-element tensors have the slice shape [rows, cols], or [count]
+//     for a sparse parameter, whose flat indices are param.{i}.indices
+//     (I64 [count]).
+// Version 1 is written while the optimizer uses nothing version 2 added
+// (sparse parameters, SM3, age bias correction), so such files stay
+// readable by older libraries; both versions are read.
 // Loading checks the whole file against this optimizer before it changes
 // anything, so a bad file leaves the optimizer and the weights untouched.
 // The state is read from the context's backend to save (synchronising on a
@@ -29,10 +38,13 @@ namespace s2ft {
 namespace {
 
 const char *const kFormat = "s2ft-optimizer";
-const char *const kVersion = "1";
 
-const char *kind_name(int32_t kind) { return kind == S2FT_OPTIMIZER_ADAMW ? "adamw" : "sgd"; }
-const char *axis_name(int32_t axis) { return axis == S2FT_AXIS_COLUMNS ? "columns" : "rows"; }
+const char *kind_name(int32_t kind) {
+  return kind == S2FT_OPTIMIZER_ADAMW ? "adamw" : kind == S2FT_OPTIMIZER_SGD ? "sgd" : "sm3";
+}
+const char *axis_name(int32_t axis) {
+  return axis == S2FT_AXIS_COLUMNS ? "columns" : axis == S2FT_AXIS_ROWS ? "rows" : "sparse";
+}
 
 std::string num(double x) {
   char buf[64];
@@ -40,27 +52,43 @@ std::string num(double x) {
   return buf;
 }
 
-// The state tensors, and whether a parameter carries each under options o.
+// The state tensors in file order, by their name suffix.
 struct StateKind {
   const char *suffix;
   backend::StateTensor which;
-  bool (*present)(const s2ft_optimizer_options &o, const OptimizerParam &p);
 };
 
 const StateKind kStates[] = {
-    {"m", backend::StateTensor::m,
-     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
-    {"v", backend::StateTensor::v,
-     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_adam_moments(o); }},
-    {"momentum", backend::StateTensor::momentum,
-     [](const s2ft_optimizer_options &o, const OptimizerParam &) { return uses_momentum(o); }},
-    {"master", backend::StateTensor::master,
-     [](const s2ft_optimizer_options &, const OptimizerParam &p) { return p.has_master(); }},
+    {"m", backend::StateTensor::m},           {"v", backend::StateTensor::v},
+    {"momentum", backend::StateTensor::momentum}, {"master", backend::StateTensor::master},
+    {"age", backend::StateTensor::age},       {"row_acc", backend::StateTensor::row_acc},
+    {"col_acc", backend::StateTensor::col_acc},
 };
+
+// The shape a state tensor has in the file.
+std::vector<int64_t> state_shape(const OptimizerParam &p, backend::StateTensor which) {
+  if (which == backend::StateTensor::row_acc || which == backend::StateTensor::col_acc || p.sparse())
+    return {static_cast<int64_t>(p.state_size(which))};
+  return {p.rows, p.cols};
+}
+
+std::string shape_text(const std::vector<int64_t> &shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Whether the optimizer uses anything format version 2 added.
+bool needs_version_2(const s2ft_optimizer &opt) {
+  if (opt.options.kind == S2FT_OPTIMIZER_SM3 || opt.options.age_bias_correction != 0) return true;
+  for (const OptimizerParam &p : opt.params)
+    if (p.sparse()) return true;
+  return false;
+}
 
 // The values of state tensor `k` of parameter p, read from the backend.
 std::vector<float> state_values(const s2ft_optimizer &opt, const OptimizerParam &p, const StateKind &k) {
-  std::vector<float> v(p.size());
+  std::vector<float> v(p.state_size(k.which));
   run(*opt.ctx, &backend::Ops::optimizer_read_state, p, k.which, v.data(), v.size());
   return v;
 }
@@ -111,7 +139,8 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
     const s2ft_optimizer_options &o = opt->options;
     s2ft::io::SafetensorsWriter w;
     w.set_metadata("format", s2ft::kFormat);
-    w.set_metadata("version", s2ft::kVersion);
+    const bool v2 = s2ft::needs_version_2(*opt);
+    w.set_metadata("version", v2 ? "2" : "1");
     w.set_metadata("kind", s2ft::kind_name(o.kind));
     w.set_metadata("step", std::to_string(s2ft::current_steps(*opt)));
     w.set_metadata("n_params", std::to_string(opt->params.size()));
@@ -122,13 +151,16 @@ S2FT_API s2ft_status s2ft_optimizer_save(const s2ft_optimizer *opt, const char *
     w.set_metadata("momentum", s2ft::num(o.momentum));
     w.set_metadata("nesterov", o.nesterov != 0 ? "1" : "0");
     w.set_metadata("max_grad_norm", s2ft::num(o.max_grad_norm));
+    if (v2) w.set_metadata("age_bias_correction", o.age_bias_correction != 0 ? "1" : "0");
     for (size_t i = 0; i < opt->params.size(); ++i) {
       const s2ft::OptimizerParam &p = opt->params[i];
       w.set_metadata("param." + std::to_string(i) + ".axis", s2ft::axis_name(p.axis));
+      if (p.sparse())
+        w.add(s2ft::tensor_name(i, "indices"), "I64", {p.cols}, p.lines.data(), p.lines.size() * sizeof(int64_t));
       for (const auto &k : s2ft::kStates) {
-        if (!k.present(o, p)) continue;
+        if (!s2ft::has_state(o, p, k.which)) continue;
         const std::vector<float> v = s2ft::state_values(*opt, p, k);
-        w.add(s2ft::tensor_name(i, k.suffix), "F32", {p.rows, p.cols}, v.data(), v.size() * sizeof(float));
+        w.add(s2ft::tensor_name(i, k.suffix), "F32", s2ft::state_shape(p, k.which), v.data(), v.size() * sizeof(float));
       }
     }
     w.write(path);
@@ -148,9 +180,8 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
     if (format != s2ft::kFormat)
       s2ft::bad_state(where, "its format is \"" + format + "\", expected \"" + s2ft::kFormat + "\"");
     const std::string &version = s2ft::meta(f, "version", where);
-    if (version != s2ft::kVersion)
-      s2ft::bad_state(where, "format version \"" + version + "\" is not supported (this library reads \"" +
-                                 s2ft::kVersion + "\")");
+    if (version != "1" && version != "2")
+      s2ft::bad_state(where, "format version \"" + version + "\" is not supported (this library reads \"1\" and \"2\")");
     const std::string &kind = s2ft::meta(f, "kind", where);
     if (kind != s2ft::kind_name(o.kind))
       s2ft::bad_state(where, "it holds \"" + kind + "\" state but this optimizer is \"" + s2ft::kind_name(o.kind) + "\"");
@@ -162,9 +193,12 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
     // The optimizer keeps its own hyperparameters; the saved ones must still be well-formed.
     for (const char *key : {"beta1", "beta2", "eps", "weight_decay", "momentum", "max_grad_norm"})
       s2ft::parse_number(s2ft::meta(f, key, where), key, where);
-    const std::string &nesterov = s2ft::meta(f, "nesterov", where);
-    if (nesterov != "0" && nesterov != "1")
-      s2ft::bad_state(where, "metadata \"nesterov\" = \"" + nesterov + "\" is not \"0\" or \"1\"");
+    for (const char *key : {"nesterov", "age_bias_correction"}) {
+      if (version == "1" && std::strcmp(key, "nesterov") != 0) continue;  // added in version 2
+      const std::string &flag = s2ft::meta(f, key, where);
+      if (flag != "0" && flag != "1")
+        s2ft::bad_state(where, std::string("metadata \"") + key + "\" = \"" + flag + "\" is not \"0\" or \"1\"");
+    }
 
     // 2. Tensors: exactly the expected ones, F32, with the slice shape. The
     // values are staged so nothing changes unless the whole file is good.
@@ -177,25 +211,51 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
       if (axis != s2ft::axis_name(p.axis))
         s2ft::bad_state(where, "parameter " + std::to_string(i) + " is a slice of " + axis +
                                    " in the file but of " + s2ft::axis_name(p.axis) + " here");
+      if (p.sparse()) {  // the parameter's current entries must be the file's
+        ++expected;
+        const std::string name = s2ft::tensor_name(i, "indices");
+        const s2ft::io::TensorInfo *t = f.find(name);
+        if (t == nullptr) s2ft::bad_state(where, "tensor \"" + name + "\" is missing");
+        if (t->dtype != "I64") s2ft::bad_state(where, "tensor \"" + name + "\" is " + t->dtype + ", expected I64");
+        if (t->shape != std::vector<int64_t>{p.cols})
+          s2ft::bad_state(where, "sparse parameter " + std::to_string(i) + " has " + std::to_string(p.cols) +
+                                     " entries but tensor \"" + name + "\" is " + s2ft::shape_text(t->shape) +
+                                     " (reindex to the saved set before loading)");
+        std::vector<int64_t> saved(p.lines.size());
+        if (!saved.empty()) std::memcpy(saved.data(), f.data(*t), saved.size() * sizeof(int64_t));
+        for (size_t e = 0; e < saved.size(); ++e)
+          if (saved[e] != p.lines[e])
+            s2ft::bad_state(where, "sparse parameter " + std::to_string(i) + " trains flat index " +
+                                       std::to_string(p.lines[e]) + " as entry " + std::to_string(e) +
+                                       " but the file has " + std::to_string(saved[e]) +
+                                       " (reindex to the saved set before loading)");
+      }
       for (const auto &k : s2ft::kStates) {
         staged[i].emplace_back();
-        if (!k.present(o, p)) continue;
+        if (!s2ft::has_state(o, p, k.which)) continue;
         ++expected;
         const std::string name = s2ft::tensor_name(i, k.suffix);
         const s2ft::io::TensorInfo *t = f.find(name);
         if (t == nullptr) s2ft::bad_state(where, "tensor \"" + name + "\" is missing");
         if (t->dtype != "F32") s2ft::bad_state(where, "tensor \"" + name + "\" is " + t->dtype + ", expected F32");
-        if (t->shape != std::vector<int64_t>{p.rows, p.cols})
-          s2ft::bad_state(where, "tensor \"" + name + "\" does not have the slice shape [" + std::to_string(p.rows) +
-                                     ", " + std::to_string(p.cols) + "]");
+        const std::vector<int64_t> shape = s2ft::state_shape(p, k.which);
+        if (t->shape != shape)
+          s2ft::bad_state(where, "tensor \"" + name + "\" is " + s2ft::shape_text(t->shape) + ", expected " +
+                                     s2ft::shape_text(shape));
         std::vector<float> &values = staged[i].back();
-        values.resize(p.size());
+        values.resize(p.state_size(k.which));
         if (!values.empty()) std::memcpy(values.data(), f.data(*t), values.size() * sizeof(float));
-        if (k.which == s2ft::backend::StateTensor::v)
-          for (size_t e = 0; e < values.size(); ++e)
-            if (values[e] < 0.0f)
-              s2ft::bad_state(where, "tensor \"" + name + "\" holds a negative second moment at element " +
-                                         std::to_string(e));
+        const bool non_negative = k.which == s2ft::backend::StateTensor::v || k.which == s2ft::backend::StateTensor::age ||
+                                  k.which == s2ft::backend::StateTensor::row_acc ||
+                                  k.which == s2ft::backend::StateTensor::col_acc;
+        for (size_t e = 0; e < values.size() && non_negative; ++e)
+          if (!(values[e] >= 0.0f) || (k.which == s2ft::backend::StateTensor::age &&
+                                       (values[e] != std::floor(values[e]) || values[e] > 16777216.0f)))
+            s2ft::bad_state(where, "tensor \"" + name + "\" holds " + s2ft::num(values[e]) + " at element " +
+                                       std::to_string(e) + " (expected " +
+                                       (k.which == s2ft::backend::StateTensor::age ? "an integer in [0, 2^24]"
+                                                                                    : "a value >= 0") +
+                                       ")");
       }
     }
     if (f.tensors().size() != expected) {
@@ -203,7 +263,8 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
         bool known = false;
         for (size_t i = 0; i < opt->params.size() && !known; ++i)
           for (const auto &k : s2ft::kStates)
-            known = known || (k.present(o, opt->params[i]) && t.name == s2ft::tensor_name(i, k.suffix));
+            known = known || (s2ft::has_state(o, opt->params[i], k.which) && t.name == s2ft::tensor_name(i, k.suffix)) ||
+                    (opt->params[i].sparse() && t.name == s2ft::tensor_name(i, "indices"));
         if (!known) s2ft::bad_state(where, "tensor \"" + t.name + "\" is not state of this optimizer");
       }
     }
@@ -213,7 +274,7 @@ S2FT_API s2ft_status s2ft_optimizer_load(s2ft_optimizer *opt, const char *path) 
     for (size_t i = 0; i < opt->params.size(); ++i) {
       const s2ft::OptimizerParam &p = opt->params[i];
       for (size_t s = 0; s < std::size(s2ft::kStates); ++s)
-        if (s2ft::kStates[s].present(o, p))
+        if (s2ft::has_state(o, p, s2ft::kStates[s].which))
           s2ft::run(c, &s2ft::backend::Ops::optimizer_write_state, p, s2ft::kStates[s].which, staged[i][s].data(),
                     staged[i][s].size());
       s2ft::run(c, &s2ft::backend::Ops::optimizer_write_master, p);

@@ -72,7 +72,7 @@ TEST(BackendLoader, OverrideToALibraryWithoutTheEntryPoint) {
 
 TEST(BackendLoader, ModuleOfAnotherAbiVersion) {
   const LoadResult r = s2ft::backend::load_module(override_with(S2FT_STANDIN_ABI));
-  expect_refused(r, {"ABI version " + std::to_string(s2ft::backend::kAbiVersion + 998),
+  expect_refused(r, {"ABI version 999",
                      "needs ABI version " + std::to_string(s2ft::backend::kAbiVersion)});
 }
 

@@ -51,6 +51,8 @@ inline float from_bf16(uint16_t h) {
 // f16 through the value: normal numbers only (test data stays in [-4, 4]).
 inline uint16_t to_f16(float f) {
   if (f == 0.0f) return std::signbit(f) ? 0x8000 : 0;
+  if (std::isnan(f)) return 0x7e00;  // poison(): a quiet NaN
+  if (std::isinf(f)) return f < 0 ? 0xfc00 : 0x7c00;
   const uint16_t sign = f < 0 ? 0x8000 : 0;
   double a = std::fabs(static_cast<double>(f));
   int e = 0;

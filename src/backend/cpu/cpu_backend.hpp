@@ -21,6 +21,7 @@ namespace cpu {
 struct Instance : backend::Instance {
   static constexpr int kScratchSlots = 4;
   float *scratch(int slot, size_t n);
+  int threads = 1;  // for the backend's own loops (parallel.hpp); BLAS has its own
 
  private:
   struct Scratch {
@@ -77,6 +78,20 @@ void forward_mixed(backend::Instance *inst, const backend::MixedCall &call, cons
 // csr.cpp
 void csr_create(backend::Instance *inst, HostCsr *csr, backend::Object *out);
 void csr_forward(backend::Instance *inst, const void *csr, float scale, const Matrix &x, const Matrix &y);
+
+// sparse_backward.cpp
+void sparse_set_create(backend::Instance *inst, const std::shared_ptr<const SparseEntries> &entries,
+                       backend::Object *out);
+void backward_sparse(backend::Instance *inst, const void *set, const Matrix &x, const Matrix &dy, const Matrix *w,
+                     const Matrix *dx, const Matrix &grad, bool accumulate_dx, bool accumulate_grad);
+
+// lift.cpp
+void lift_select(backend::Instance *inst, const Matrix &w, const backend::LiftPlan &plan,
+                 std::vector<int64_t> *indices);
+
+// optimizer.cpp (continued)
+void optimizer_reindex(backend::Instance *inst, const OptimizerParam &prev, const OptimizerParam &next,
+                       const std::vector<int64_t> &source, const s2ft_optimizer_options &o, backend::Object *out);
 
 }  // namespace cpu
 }  // namespace s2ft

@@ -5,6 +5,7 @@
 
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/gemm.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "backend/entry.hpp"
 #include "backend/loader.hpp"
 #include "common/error.hpp"
@@ -28,7 +29,9 @@ void device_count(int32_t *out) { *out = 1; }
 void create(int32_t device_id, int32_t num_threads, backend::Instance **out) {
   if (device_id != 0) fail_arg("opts->device_id must be 0 for the CPU");
   set_gemm_threads(num_threads);
-  *out = new Instance;
+  auto inst = new Instance;
+  inst->threads = default_threads(num_threads);
+  *out = inst;
 }
 
 void destroy(backend::Instance *inst) noexcept { delete &instance(inst); }
@@ -82,6 +85,10 @@ backend::Ops make_table() {
   t.forward_mixed = &Entry<&forward_mixed>::call;
   t.csr_create = &Entry<&csr_create>::call;
   t.csr_forward = &Entry<&csr_forward>::call;
+  t.optimizer_reindex = &Entry<&optimizer_reindex>::call;
+  t.sparse_set_create = &Entry<&sparse_set_create>::call;
+  t.backward_sparse = &Entry<&backward_sparse>::call;
+  t.lift_select = &Entry<&lift_select>::call;
   return t;
 }
 

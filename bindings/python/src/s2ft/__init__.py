@@ -11,6 +11,8 @@ the front of the weights, and back-propagates through those slices only.
 - :class:`Adapter`, :class:`Model`, :func:`forward_mixed`: shipping and serving.
 - :class:`Checkpoint`: Hugging Face folders, memory-mapped, zero-copy views.
 - :class:`SparseDelta`: unstructured sparse deltas (CSR) on a context's device.
+- :class:`SparseSet`, :func:`backward_sparse`, :func:`lift_select`: unstructured sparse
+  training (LIFT, SpIEL) with gradients at the trained entries only.
 
 Tensors are any objects with ``__dlpack__`` (NumPy, PyTorch, JAX, CuPy),
 passed zero-copy (see :mod:`s2ft.tensor`). Failures raise
@@ -34,6 +36,7 @@ from .enums import (
     Direction,
     DType,
     HeadGranularity,
+    LiftMethod,
     OptimizerKind,
     Order,
     PermKind,
@@ -64,6 +67,7 @@ from .partial import Slice, backward_partial, forward_partial
 from .selection import Selection, select
 from .shape import ModelShape
 from .sparse import SparseDelta
+from .sparse_train import SparseSet, backward_sparse, lift_count_for_lora_rank, lift_select
 from .statistics import Statistics
 from .tensor import Device, TensorView, as_tensor
 from .weights import LayerWeights, permute
@@ -104,11 +108,11 @@ __all__ = [
     "Adapter", "Allocation", "Axis", "BackendError", "Checkpoint", "CheckpointTensor", "Context",
     "DType", "DeltaPath", "Device", "DeviceError", "DeviceType", "Direction", "DtypeError",
     "FileIOError", "FormatError", "HeadGranularity", "InternalError", "InvalidArgumentError",
-    "LayerWeights", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
-    "OutOfMemoryError", "PermKind", "S2FTError", "Selection", "ShapeError", "Slice", "SparseDelta",
+    "LayerWeights", "LiftMethod", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
+    "OutOfMemoryError", "PermKind", "S2FTError", "Selection", "ShapeError", "Slice", "SparseDelta", "SparseSet",
     "StatKind", "StateError", "Statistics", "Strategy", "Target", "TensorInfo", "TensorView",
-    "UnsupportedError", "VERSION_NUMBER", "as_tensor", "backward_partial", "clear_error",
+    "UnsupportedError", "VERSION_NUMBER", "as_tensor", "backward_partial", "backward_sparse", "clear_error",
     "device_count", "forward_mixed", "forward_partial", "last_error", "library_is_bundled",
-    "library_path", "live_handles", "permute", "select", "status_string", "version",
+    "library_path", "lift_count_for_lora_rank", "lift_select", "live_handles", "permute", "select", "status_string", "version",
     "version_string",
 ]

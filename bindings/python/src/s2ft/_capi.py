@@ -57,9 +57,10 @@ S2FT_MAX_DIMS = 4
 # ---- options versions ------------------------------------------------------------------
 S2FT_CONTEXT_OPTIONS_VERSION = 1
 S2FT_SELECT_OPTIONS_VERSION = 1
-S2FT_OPTIMIZER_OPTIONS_VERSION = 1
+S2FT_OPTIMIZER_OPTIONS_VERSION = 2
 S2FT_PEFT_EXPORT_OPTIONS_VERSION = 1
 S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION = 1
+S2FT_LIFT_OPTIONS_VERSION = 1
 
 # ---- targets, selection, permutation ------------------------------------------------------
 S2FT_TARGET_O = 0
@@ -108,6 +109,9 @@ S2FT_ACCUMULATE_DW = 1
 S2FT_ACCUMULATE_DX = 2
 S2FT_OPTIMIZER_ADAMW = 0
 S2FT_OPTIMIZER_SGD = 1
+S2FT_OPTIMIZER_SM3 = 2
+S2FT_LIFT_EXACT = 0
+S2FT_LIFT_RANDOMIZED = 1
 
 # ---- adapters and serving --------------------------------------------------------------------
 S2FT_APPLY_FORCE = 1
@@ -221,6 +225,23 @@ class s2ft_optimizer_options(Structure):
         ("momentum", c_double),
         ("nesterov", c_int32),
         ("max_grad_norm", c_double),
+        ("age_bias_correction", c_int32),  # version 2
+    ]
+
+
+class s2ft_lift_options(Structure):
+    """Options of s2ft_lift_select."""
+
+    _fields_ = [
+        ("version", c_uint32),
+        ("rank", c_int32),
+        ("count", c_int64),
+        ("density", c_double),
+        ("order", c_int32),
+        ("method", c_int32),
+        ("oversampling", c_int32),
+        ("power_iterations", c_int32),
+        ("seed", c_uint64),
     ]
 
 
@@ -265,6 +286,7 @@ STRUCTS = {
         s2ft_layer_weights,
         s2ft_slice,
         s2ft_optimizer_options,
+        s2ft_lift_options,
         s2ft_peft_export_options,
         s2ft_checkpoint_write_options,
     )
@@ -280,6 +302,7 @@ OPAQUE = (
     "s2ft_model",
     "s2ft_sparse_delta",
     "s2ft_checkpoint",
+    "s2ft_sparse_set",
 )
 
 # ---- prototypes ----------------------------------------------------------------------------------
@@ -357,6 +380,21 @@ PROTOTYPES = {
     "s2ft_optimizer_step_count": (_status, [_handle, _i64_p]),
     "s2ft_optimizer_save": (_status, [_handle, c_char_p]),
     "s2ft_optimizer_load": (_status, [_handle, c_char_p]),
+    # unstructured sparse training
+    "s2ft_sparse_set_create": (_status, [_handle, c_int64, c_int64, _i64_p, c_int64, _handle_out]),
+    "s2ft_sparse_set_destroy": (None, [_handle]),
+    "s2ft_sparse_set_count": (_status, [_handle, _i64_p]),
+    "s2ft_sparse_set_shape": (_status, [_handle, _i64_p, _i64_p]),
+    "s2ft_sparse_set_indices": (_status, [_handle, _i64_p, c_int64]),
+    "s2ft_backward_sparse": (
+        _status,
+        [_handle, _handle, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, c_uint32],
+    ),
+    "s2ft_optimizer_add_sparse": (_status, [_handle, _tensor_p, _handle, _i64_p]),
+    "s2ft_optimizer_sparse_reindex": (_status, [_handle, c_int64, _handle]),
+    "s2ft_lift_options_init": (_status, [POINTER(s2ft_lift_options), c_uint32]),
+    "s2ft_lift_select": (_status, [_handle, _tensor_p, POINTER(s2ft_lift_options), _i64_p, c_int64, _i64_p]),
+    "s2ft_lift_count_for_lora_rank": (c_int64, [c_int64, c_int64, c_int64]),
     # adapters
     "s2ft_adapter_create": (_status, [_shape_p, c_char_p, c_double, _handle_out]),
     "s2ft_adapter_destroy": (None, [_handle]),

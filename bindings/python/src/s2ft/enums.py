@@ -106,10 +106,18 @@ class Direction(enum.IntEnum):
 
 
 class OptimizerKind(enum.IntEnum):
-    """Optimizers on slices."""
+    """Optimizers on slices and sparse entries."""
 
     ADAMW = _capi.S2FT_OPTIMIZER_ADAMW
     SGD = _capi.S2FT_OPTIMIZER_SGD
+    SM3 = _capi.S2FT_OPTIMIZER_SM3
+
+
+class LiftMethod(enum.IntEnum):
+    """How lift_select computes a weight's rank-r approximation."""
+
+    EXACT = _capi.S2FT_LIFT_EXACT
+    RANDOMIZED = _capi.S2FT_LIFT_RANDOMIZED
 
 
 class DeltaPath(enum.IntEnum):

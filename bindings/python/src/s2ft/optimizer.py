@@ -1,4 +1,4 @@
-"""Optimizer: AdamW or SGD over trained slices only (s2ft_optimizer)."""
+"""Optimizer: AdamW, SGD or SM3 over trained slices and sparse entries only (s2ft_optimizer)."""
 
 import ctypes
 
@@ -10,23 +10,28 @@ from .context import borrow, context_arg
 from .enums import OptimizerKind
 from .errors import check, invalid
 from .partial import _slice_arg
+from .sparse_train import SparseSet
+from ._handle import live
 
 _OPTION_FIELDS = ("beta1", "beta2", "eps", "weight_decay", "momentum", "max_grad_norm")
 
 
 class Optimizer(Handle):
-    """An optimizer whose state covers the trained slices only (two AdamW moments or SGD momentum).
+    """An optimizer whose state covers the trained slices and entries only.
 
+    AdamW keeps two moments, SGD a momentum buffer, SM3 one accumulator per
+    row and column (and an average of updates when momentum > 0).
     Options left None keep the library's defaults (s2ft_optimizer_options_init:
     AdamW, beta1 0.9, beta2 0.999, eps 1e-8, no weight decay, no momentum,
-    no Nesterov, no clipping). Keeps its context alive, and every registered
-    weight (the library updates that memory in place) until closed.
+    no Nesterov, no clipping, no per-entry age bias correction). Keeps its
+    context alive, and every registered weight (the library updates that
+    memory in place) until closed.
     """
 
     _what = "Optimizer"
 
     def __init__(self, ctx, kind=None, *, beta1=None, beta2=None, eps=None, weight_decay=None, momentum=None,
-                 nesterov=None, max_grad_norm=None):
+                 nesterov=None, max_grad_norm=None, age_bias_correction=None):
         """Creates an optimizer with no parameters on ``ctx``."""
         ctx_res = context_arg(ctx)
         opts = _capi.s2ft_optimizer_options()
@@ -40,6 +45,8 @@ class Optimizer(Handle):
                 setattr(opts, field, float_arg(given[field], field))
         if nesterov is not None:
             opts.nesterov = 1 if nesterov else 0
+        if age_bias_correction is not None:
+            opts.age_bias_correction = 1 if age_bias_correction else 0
         raw = ctypes.c_void_p()
         check(_api.s2ft_optimizer_create(ctx_res.ptr, ctypes.byref(opts), ctypes.byref(raw)))
         self._init_resource(raw.value, _api.s2ft_optimizer_destroy, [ctx_res])
@@ -64,6 +71,29 @@ class Optimizer(Handle):
         res.attached["params"].append(weight)
         return index.value
 
+    def add_sparse(self, weight, set):
+        """Registers the entries of ``weight`` at SparseSet ``set``'s indices; returns the parameter index.
+
+        Its gradient in step() is [count] (what backward_sparse writes). The
+        optimizer copies the indices, keeps the weight alive, and updates the
+        weight in place.
+        """
+        res = self._live()
+        set_res = live(set, SparseSet, "set")
+        index = ctypes.c_int64()
+        with borrow(res.attached["context"]) as b:
+            view = b.view(weight, "weight", writable=True)
+            check(_api.s2ft_optimizer_add_sparse(res.ptr, ctypes.byref(view.desc), set_res.ptr, ctypes.byref(index)))
+            res.keep.extend(b.keep())  # the library keeps the data pointer
+        res.attached["params"].append(weight)
+        return index.value
+
+    def sparse_reindex(self, index, set):
+        """Moves sparse parameter ``index`` to SparseSet ``set``: shared entries keep their state, new ones start at zero."""
+        res = self._live()
+        set_res = live(set, SparseSet, "set")
+        check(_api.s2ft_optimizer_sparse_reindex(res.ptr, int(index), set_res.ptr))
+
     @property
     def num_params(self):
         """The number of registered parameters."""
@@ -74,7 +104,7 @@ class Optimizer(Handle):
         return self._live().attached["params"][index]
 
     def step(self, lr, grads, *, return_norm=False):
-        """One step with learning rate ``lr``; grads[i] is parameter i's gradient slice ([out, k] or [k, in]).
+        """One step with learning rate ``lr``; grads[i] is parameter i's gradient ([out, k], [k, in] or sparse [count]).
 
         With max_grad_norm set the gradients are clipped by their global norm
         first (they are not modified). ``return_norm``: return that global

@@ -60,7 +60,11 @@ pub const S2FT_ACCUMULATE_DW: u32 = 1;
 pub const S2FT_ACCUMULATE_DX: u32 = 2;
 pub const S2FT_OPTIMIZER_ADAMW: u32 = 0;
 pub const S2FT_OPTIMIZER_SGD: u32 = 1;
-pub const S2FT_OPTIMIZER_OPTIONS_VERSION: u32 = 1;
+pub const S2FT_OPTIMIZER_SM3: u32 = 2;
+pub const S2FT_OPTIMIZER_OPTIONS_VERSION: u32 = 2;
+pub const S2FT_LIFT_EXACT: u32 = 0;
+pub const S2FT_LIFT_RANDOMIZED: u32 = 1;
+pub const S2FT_LIFT_OPTIONS_VERSION: u32 = 1;
 pub const S2FT_PEFT_EXPORT_OPTIONS_VERSION: u32 = 1;
 pub const S2FT_APPLY_FORCE: u32 = 1;
 pub const S2FT_DELTA_PATH_AUTO: u32 = 0;
@@ -102,7 +106,8 @@ extern "C" {
 }
 extern "C" {
     #[doc = " The number of library objects (contexts, statistics, selections,"]
-    #[doc = "  optimizers, adapters, models, sparse deltas) created and not yet"]
+    #[doc = "  optimizers, adapters, models, sparse deltas, sparse sets, checkpoints)"]
+    #[doc = "  created and not yet"]
     #[doc = "  destroyed in this process, for leak checks in tests and bindings."]
     #[doc = "  Thread-safe."]
     pub fn s2ft_live_handles() -> i64;
@@ -622,10 +627,13 @@ pub struct s2ft_optimizer_options {
     pub momentum: f64,
     pub nesterov: i32,
     pub max_grad_norm: f64,
+    pub age_bias_correction: i32,
 }
 extern "C" {
     #[doc = " Sets `opts` to the defaults for `version` (pass"]
-    #[doc = "  S2FT_OPTIMIZER_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    #[doc = "  S2FT_OPTIMIZER_OPTIONS_VERSION; 1 initialises only the fields of the"]
+    #[doc = "  version-1 struct). Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, a version"]
+    #[doc = "  this library does not know)."]
     pub fn s2ft_optimizer_options_init(
         opts: *mut s2ft_optimizer_options,
         version: u32,
@@ -633,8 +641,9 @@ extern "C" {
 }
 extern "C" {
     #[doc = " Creates an optimizer with no parameters. Errors:"]
-    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL; betas outside [0, 1); eps, decay or"]
-    #[doc = "  momentum negative or not finite), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL; an unknown kind or version; betas"]
+    #[doc = "  outside [0, 1); eps, decay or momentum negative or not finite; SM3 with"]
+    #[doc = "  momentum >= 1), S2FT_ERR_OUT_OF_MEMORY."]
     #[doc = " The optimizer keeps `ctx`, which must outlive it (its steps run on the"]
     #[doc = " context's backend); on a CUDA context its state lives in device memory."]
     pub fn s2ft_optimizer_create(
@@ -670,7 +679,9 @@ extern "C" {
 extern "C" {
     #[doc = " One optimizer step with learning rate `lr` over all parameters."]
     #[doc = " grads[i] is parameter i's gradient slice ([out, k] or [k, in], f32 or the"]
-    #[doc = " weight's dtype), n_grads the number of parameters. When max_grad_norm > 0"]
+    #[doc = " weight's dtype; for a sparse parameter [count] or [1, count] in entry"]
+    #[doc = " order, as s2ft_backward_sparse writes it), n_grads the number of"]
+    #[doc = " parameters. When max_grad_norm > 0"]
     #[doc = " all gradients are scaled by min(1, max_grad_norm / global_norm) first."]
     #[doc = " *grad_norm (may be NULL) receives the global norm before clipping."]
     #[doc = " The gradients are not modified."]
@@ -699,9 +710,11 @@ extern "C" {
     pub fn s2ft_optimizer_step_count(opt: *const s2ft_optimizer, out: *mut i64) -> s2ft_status;
 }
 extern "C" {
-    #[doc = " Saves the optimizer state (options, step count, per-parameter moments"]
-    #[doc = " and f32 master slices) to a safetensors file, written under a temporary"]
-    #[doc = " name and renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO."]
+    #[doc = " Saves the optimizer state (options, step count, per-parameter moments,"]
+    #[doc = " momentum buffers, SM3 accumulators, entry ages, f32 master slices, and"]
+    #[doc = " the flat indices of sparse parameters) to a safetensors file"]
+    #[doc = " (docs/optimizer-state-format.md), written under a temporary name and"]
+    #[doc = " renamed. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO."]
     #[doc = " On a CUDA context the state is copied from the device (synchronises)."]
     pub fn s2ft_optimizer_save(
         opt: *const s2ft_optimizer,
@@ -710,7 +723,8 @@ extern "C" {
 }
 extern "C" {
     #[doc = " Restores state saved by s2ft_optimizer_save() into an optimizer with"]
-    #[doc = " the same kind and the same parameters (count, slice shapes) registered,"]
+    #[doc = " the same kind and the same parameters (count, slice shapes; for sparse"]
+    #[doc = " parameters the same current set, after any reindex) registered,"]
     #[doc = " so that training resumes exactly; master copies are written back to the"]
     #[doc = " weights. The file is treated as hostile. Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO, S2FT_ERR_FORMAT (malformed, or"]
@@ -721,6 +735,186 @@ extern "C" {
         opt: *mut s2ft_optimizer,
         path: *const ::std::os::raw::c_char,
     ) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_sparse_set {
+    _unused: [u8; 0],
+}
+extern "C" {
+    #[doc = " Creates a sparse set from `count` host flat indices (copied): strictly"]
+    #[doc = " ascending, each in [0, rows * cols); rows, cols >= 1 and"]
+    #[doc = " 1 <= count <= rows * cols. On a CUDA context the indices are copied to"]
+    #[doc = " the device (may synchronise). On failure *out is NULL. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL; a bad size; an index out of range,"]
+    #[doc = " repeated or below the one before it: the message names the first),"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    pub fn s2ft_sparse_set_create(
+        ctx: *mut s2ft_context,
+        rows: i64,
+        cols: i64,
+        indices: *const i64,
+        count: i64,
+        out: *mut *mut s2ft_sparse_set,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Destroys a sparse set; NULL is a no-op. May synchronise. Optimizer"]
+    #[doc = "  parameters made from it keep their own copy of the indices."]
+    pub fn s2ft_sparse_set_destroy(set: *mut s2ft_sparse_set);
+}
+extern "C" {
+    #[doc = " The number of entries. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL)."]
+    pub fn s2ft_sparse_set_count(set: *const s2ft_sparse_set, count: *mut i64) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The shape [rows, cols] of the weight the set was made for; either out"]
+    #[doc = "  pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (set NULL)."]
+    pub fn s2ft_sparse_set_shape(
+        set: *const s2ft_sparse_set,
+        rows: *mut i64,
+        cols: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Copies the flat indices, ascending, into out[0..count) (host memory;"]
+    #[doc = "  no device work). Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, capacity"]
+    #[doc = "  below the count)."]
+    pub fn s2ft_sparse_set_indices(
+        set: *const s2ft_sparse_set,
+        out: *mut i64,
+        capacity: i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Backward of y = x W^T for a weight trained at the entries of `set`"]
+    #[doc = " (made for W's shape [out, in] on the context's device), without the"]
+    #[doc = " dense weight gradient:"]
+    #[doc = "  - grad[j] = sum_t dy[t, r_j] * x[t, c_j] for entry j at r_j * in + c_j"]
+    #[doc = "    (SDDMM: dW = dy^T x, sampled at the set; the [out, in] dW is never"]
+    #[doc = "    formed, the work is count * T multiply-adds)"]
+    #[doc = "  - dx = dy W ([T, in], through the full weight; skipped if dx is NULL)."]
+    #[doc = " x [T, in], dy [T, out], w [out, in] (may be NULL when dx is NULL);"]
+    #[doc = " x, dy, w and dx share one dtype (f32, f16, bf16). grad is f32, [count]"]
+    #[doc = " or [1, count], any stride. Flags: S2FT_ACCUMULATE_DW adds the new"]
+    #[doc = " gradient to grad, S2FT_ACCUMULATE_DX adds into dx (else both are"]
+    #[doc = " overwritten). Products accumulate in f32 (the CPU sums blocks of 512"]
+    #[doc = " tokens in f32 and the blocks in double). Outputs must not overlap"]
+    #[doc = " inputs or each other."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, dx without w,"]
+    #[doc = " overlapping tensors), S2FT_ERR_SHAPE (also: a set made for another"]
+    #[doc = " weight shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE (also: a set made on"]
+    #[doc = " another device), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the work (dx by cuBLAS, the gradient by a kernel over"]
+    #[doc = " f32 transposed copies of x and dy in the workspace: T * (in + out)"]
+    #[doc = " floats) is queued on the context's stream; the call does not wait for"]
+    #[doc = " the device. Also S2FT_ERR_BACKEND."]
+    pub fn s2ft_backward_sparse(
+        ctx: *mut s2ft_context,
+        set: *const s2ft_sparse_set,
+        x: *const s2ft_tensor,
+        dy: *const s2ft_tensor,
+        w: *const s2ft_tensor,
+        dx: *mut s2ft_tensor,
+        grad: *mut s2ft_tensor,
+        flags: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Registers the entries of `weight` at `set`'s indices as parameter"]
+    #[doc = " number *index of the optimizer (sparse parameters and slices may be"]
+    #[doc = " mixed). Its gradient in s2ft_optimizer_step is [count] or [1, count]"]
+    #[doc = " (s2ft_backward_sparse's grad). State is kept per entry (AdamW's"]
+    #[doc = " moments, SM3's momentum, an f32 master for f16/bf16 weights,"]
+    #[doc = " initialised from the weight now, and with age_bias_correction the"]
+    #[doc = " entries' ages, at 0) and, for SM3, per row and column of the weight."]
+    #[doc = " The optimizer keeps the weight's data pointer (as"]
+    #[doc = " s2ft_optimizer_add_param) and a copy of the indices, not the set."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; an entry already trained by"]
+    #[doc = " another parameter of the same weight), S2FT_ERR_SHAPE (the set was made"]
+    #[doc = " for another shape), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE (weight or set not"]
+    #[doc = " on the optimizer's device), S2FT_ERR_STATE (after the first step),"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY. On a CUDA context: as s2ft_optimizer_add_param."]
+    pub fn s2ft_optimizer_add_sparse(
+        opt: *mut s2ft_optimizer,
+        weight: *mut s2ft_tensor,
+        set: *const s2ft_sparse_set,
+        index: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Moves sparse parameter `index` to the entries of `new_set` (made for the"]
+    #[doc = " same weight shape), e.g. LIFT's mask refresh or SpIEL's drop and"]
+    #[doc = " regrow; allowed at any step. Entries in both sets keep their state"]
+    #[doc = " exactly (moments, momentum, age, master); new entries start at zero"]
+    #[doc = " (age 0, the master from the weight); SM3's row and column accumulators"]
+    #[doc = " are kept. The weight is not changed: dropped entries keep their current"]
+    #[doc = " values. Later gradients follow new_set's order and count."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, index out of range or not a"]
+    #[doc = " sparse parameter, an entry trained by another parameter of the same"]
+    #[doc = " weight), S2FT_ERR_SHAPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the new state is allocated and filled on the device"]
+    #[doc = " (may synchronise)."]
+    pub fn s2ft_optimizer_sparse_reindex(
+        opt: *mut s2ft_optimizer,
+        index: i64,
+        new_set: *const s2ft_sparse_set,
+    ) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_lift_options {
+    pub version: u32,
+    pub rank: i32,
+    pub count: i64,
+    pub density: f64,
+    pub order: i32,
+    pub method: i32,
+    pub oversampling: i32,
+    pub power_iterations: i32,
+    pub seed: u64,
+}
+extern "C" {
+    #[doc = " Sets `opts` to the defaults for `version` (pass"]
+    #[doc = "  S2FT_LIFT_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_lift_options_init(opts: *mut s2ft_lift_options, version: u32) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " LIFT's principal weights (Liu et al., ICML 2025): the rank-r"]
+    #[doc = " approximation W_r = U_r diag(s_r) V_r^T of the weight w [rows, cols]"]
+    #[doc = " (f32, f16 or bf16, computed in double), then the k entries of largest"]
+    #[doc = " |W_r| (S2FT_ORDER_SMALLEST: smallest), ties to the lower flat index."]
+    #[doc = " Writes their flat indices r * cols + c, ascending (ready for"]
+    #[doc = " s2ft_sparse_set_create), into indices[0..k) and k into *count; with"]
+    #[doc = " indices NULL only *count is set (nothing is computed). The randomized"]
+    #[doc = " method sketches W with a Gaussian [cols, r + p] matrix from `seed` (the"]
+    #[doc = " library's own generator: the same on every platform), takes q power"]
+    #[doc = " iterations with re-orthonormalisation, and the exact SVD of the"]
+    #[doc = " projected [r + p, cols] matrix (the sketch is capped at min(rows,"]
+    #[doc = " cols)); with a clear gap after the r-th singular value it selects what"]
+    #[doc = " the exact method does."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL w, opts or count; bad version;"]
+    #[doc = " rank out of range; count and density both set or neither; density"]
+    #[doc = " outside (0, 1]; count above rows * cols; order, method, oversampling"]
+    #[doc = " or power_iterations out of range; capacity below k), S2FT_ERR_SHAPE,"]
+    #[doc = " S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
+    #[doc = " S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK; CUDA contexts:"]
+    #[doc = " not implemented yet, copy the weight to the host and use a CPU"]
+    #[doc = " context), S2FT_ERR_BACKEND (the SVD did not converge)."]
+    pub fn s2ft_lift_select(
+        ctx: *mut s2ft_context,
+        w: *const s2ft_tensor,
+        opts: *const s2ft_lift_options,
+        indices: *mut i64,
+        capacity: i64,
+        count: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The entry count of LIFT parameter-matched to LoRA of rank lora_rank on"]
+    #[doc = "  a [rows, cols] weight: (rows + cols) * lora_rank, at most rows * cols;"]
+    #[doc = "  0 when an argument is below 1 or the product overflows. Thread-safe."]
+    pub fn s2ft_lift_count_for_lora_rank(rows: i64, cols: i64, lora_rank: i64) -> i64;
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]

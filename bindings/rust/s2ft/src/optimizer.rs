@@ -1,4 +1,4 @@
-//! AdamW / SGD on trained slices only.
+//! AdamW / SGD / SM3 on trained slices and sparse entries only.
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -10,6 +10,7 @@ use crate::context::Context;
 use crate::error::{check, Error, Result};
 use crate::partial::Slice;
 use crate::path::c_path;
+use crate::sparse_train::SparseSet;
 use crate::tensor::{TensorMut, TensorRef};
 
 c_enum! {
@@ -19,30 +20,35 @@ c_enum! {
         AdamW = sys::S2FT_OPTIMIZER_ADAMW,
         /// SGD with optional (Nesterov) momentum.
         Sgd = sys::S2FT_OPTIMIZER_SGD,
+        /// SM3-II: one accumulator per row and per column.
+        Sm3 = sys::S2FT_OPTIMIZER_SM3,
     }
 }
 
 /// Optimizer options; `Default` is the C default
 /// (`s2ft_optimizer_options_init`): AdamW, betas 0.9/0.999, eps 1e-8, no
-/// decay, no momentum, no clipping.
+/// decay, no momentum, no clipping, no per-entry age correction.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimizerOptions {
-    /// AdamW or SGD.
+    /// AdamW, SGD or SM3.
     pub kind: OptimizerKind,
     /// AdamW first-moment decay.
     pub beta1: f64,
     /// AdamW second-moment decay.
     pub beta2: f64,
-    /// AdamW epsilon.
+    /// AdamW and SM3 epsilon.
     pub eps: f64,
-    /// Weight decay (decoupled for AdamW).
+    /// Weight decay (decoupled for AdamW and SM3).
     pub weight_decay: f64,
-    /// SGD momentum.
+    /// SGD momentum; SM3's average of updates (0: none).
     pub momentum: f64,
     /// SGD Nesterov momentum.
     pub nesterov: bool,
     /// Clip by the global norm over all slices; 0 = off.
     pub max_grad_norm: f64,
+    /// AdamW on sparse parameters: bias correction by each entry's own age
+    /// (steps since it joined) instead of the step count (SpIEL).
+    pub age_bias_correction: bool,
 }
 
 fn raw_defaults() -> sys::s2ft_optimizer_options {
@@ -56,6 +62,7 @@ fn raw_defaults() -> sys::s2ft_optimizer_options {
         momentum: 0.0,
         nesterov: 0,
         max_grad_norm: 0.0,
+        age_bias_correction: 0,
     };
     // SAFETY: valid out pointer, compiled-in version.
     let status = unsafe { sys::s2ft_optimizer_options_init(&mut r, sys::S2FT_OPTIMIZER_OPTIONS_VERSION) };
@@ -79,6 +86,7 @@ impl Default for OptimizerOptions {
             momentum: r.momentum,
             nesterov: r.nesterov != 0,
             max_grad_norm: r.max_grad_norm,
+            age_bias_correction: r.age_bias_correction != 0,
         }
     }
 }
@@ -124,6 +132,7 @@ impl<'a> Optimizer<'a> {
         r.momentum = opts.momentum;
         r.nesterov = opts.nesterov as i32;
         r.max_grad_norm = opts.max_grad_norm;
+        r.age_bias_correction = opts.age_bias_correction as i32;
         let mut raw = ptr::null_mut();
         // SAFETY: live context, valid pointers; we own *raw on success.
         check(unsafe { sys::s2ft_optimizer_create(ctx.raw, &r, &mut raw) })?;
@@ -142,6 +151,43 @@ impl<'a> Optimizer<'a> {
         check(unsafe { sys::s2ft_optimizer_add_param(self.raw, &mut weight.raw, &s, &mut index) })?;
         self.weights.push(weight);
         Ok(index as usize)
+    }
+
+    /// Registers the entries of `weight` at `set`'s flat indices (a set
+    /// made for the weight's shape); returns the parameter index. Its
+    /// gradient is `[count]` (what [`backward_sparse`](crate::backward_sparse)
+    /// writes). The optimizer copies the indices, not the set.
+    ///
+    /// ```
+    /// use s2ft::*;
+    /// let ctx = Context::new().unwrap();
+    /// let mut w = vec![1.0f32; 6]; // [2, 3]
+    /// let set = SparseSet::new(&ctx, 2, 3, &[1, 5]).unwrap();
+    /// {
+    ///     let opts = OptimizerOptions { kind: OptimizerKind::Sm3, ..Default::default() };
+    ///     let mut opt = Optimizer::new(&ctx, &opts).unwrap();
+    ///     assert_eq!(opt.add_sparse(TensorMut::matrix(&mut w, 2, 3).unwrap(), &set).unwrap(), 0);
+    ///     let g = [2.0f32, -1.0];
+    ///     opt.step(0.5, &[TensorRef::new(&g, &[2]).unwrap()]).unwrap();
+    /// }
+    /// assert!((w[1] - 0.5).abs() < 1e-6 && (w[5] - 1.5).abs() < 1e-6); // SM3's first step: lr * sign(g)
+    /// ```
+    pub fn add_sparse(&mut self, weight: TensorMut<'a>, set: &SparseSet<'_>) -> Result<usize> {
+        let mut weight = Box::new(weight);
+        let mut index = 0i64;
+        // SAFETY: live handles; the weight's memory is exclusively borrowed
+        // for 'a, which outlives the optimizer; the set is read during the call.
+        check(unsafe { sys::s2ft_optimizer_add_sparse(self.raw, &mut weight.raw, set.raw, &mut index) })?;
+        self.weights.push(weight);
+        Ok(index as usize)
+    }
+
+    /// Moves sparse parameter `index` to `set`'s entries: entries in both
+    /// keep their state, new ones start at zero (LIFT's mask refresh,
+    /// SpIEL's regrowth).
+    pub fn sparse_reindex(&mut self, index: usize, set: &SparseSet<'_>) -> Result<()> {
+        // SAFETY: live handles for the call.
+        check(unsafe { sys::s2ft_optimizer_sparse_reindex(self.raw, index as i64, set.raw) })
     }
 
     /// One step with learning rate `lr`; `grads[i]` is parameter i's slice

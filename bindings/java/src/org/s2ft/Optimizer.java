@@ -6,12 +6,12 @@ import org.s2ft.swig.S2ftNative;
 import org.s2ft.swig.s2ft_optimizer_options;
 
 /**
- * AdamW or SGD on trained slices only (s2ft_optimizer). The optimizer keeps
+ * AdamW, SGD or SM3 on trained slices and sparse entries only (s2ft_optimizer). The optimizer keeps
  * the weights' memory, so parameters must be direct-buffer tensors; this
  * object also keeps a reference to them until it is closed.
  */
 public final class Optimizer extends NativeHandle {
-  public static final int ADAMW = 0, SGD = 1;
+  public static final int ADAMW = 0, SGD = 1, SM3 = 2;
 
   /** Optimizer options; defaults are the library's (AdamW 0.9/0.999/1e-8, no decay, no clipping). */
   public static final class Options {
@@ -19,6 +19,8 @@ public final class Optimizer extends NativeHandle {
     public double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0, momentum = 0;
     public boolean nesterov = false;
     public double maxGradNorm = 0;
+    /** AdamW on sparse parameters: bias correction by each entry's own age (SpIEL). */
+    public boolean ageBiasCorrection = false;
   }
 
   private final List<Tensor> params = new ArrayList<>();
@@ -40,6 +42,7 @@ public final class Optimizer extends NativeHandle {
       o.setMomentum(opt.momentum);
       o.setNesterov(opt.nesterov ? 1 : 0);
       o.setMax_grad_norm(opt.maxGradNorm);
+      o.setAge_bias_correction(opt.ageBiasCorrection ? 1 : 0);
       return S2ftNative.s2ft_optimizer_create(ctx.ptr(), o);
     } finally {
       o.delete();
@@ -61,6 +64,27 @@ public final class Optimizer extends NativeHandle {
     long index = S2ftNative.s2ft_optimizer_add_param(ptr(), weight, slice);
     params.add(weight);
     return (int) index;
+  }
+
+  /**
+   * Registers a weight's entries at a sparse set's flat indices; returns its parameter index. Its
+   * gradient is [count] (what S2ft.backwardSparse writes).
+   */
+  public int addSparse(Tensor weight, SparseSet set) {
+    if (weight == null) throw new NullPointerException("weight");
+    if (set == null) throw new NullPointerException("set");
+    if (!weight.isStable())
+      throw new IllegalArgumentException("weight: the optimizer keeps the weight's memory, so it must be a "
+          + "direct ByteBuffer tensor (Tensor.allocate/ofBuffer), not a float[] tensor");
+    long index = S2ftNative.s2ft_optimizer_add_sparse(ptr(), weight, set.ptr());
+    params.add(weight);
+    return (int) index;
+  }
+
+  /** Moves sparse parameter index to a new set: shared entries keep their state, new ones start at zero. */
+  public void sparseReindex(int index, SparseSet set) {
+    if (set == null) throw new NullPointerException("set");
+    S2ftNative.s2ft_optimizer_sparse_reindex(ptr(), index, set.ptr());
   }
 
   /** One step over all parameters; returns the global gradient norm before clipping. */

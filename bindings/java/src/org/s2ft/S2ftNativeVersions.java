@@ -9,4 +9,5 @@ final class S2ftNativeVersions {
   static final long CONTEXT_OPTIONS = S2ftNativeConstants.S2FT_CONTEXT_OPTIONS_VERSION;
   static final long SELECT_OPTIONS = S2ftNativeConstants.S2FT_SELECT_OPTIONS_VERSION;
   static final long OPTIMIZER_OPTIONS = S2ftNativeConstants.S2FT_OPTIMIZER_OPTIONS_VERSION;
+  static final long LIFT_OPTIONS = S2ftNativeConstants.S2FT_LIFT_OPTIONS_VERSION;
 }
