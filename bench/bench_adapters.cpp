@@ -35,14 +35,12 @@
 
 #include "s2ft/s2ft.h"
 
+#include "bench_host.hpp"
+
 namespace {
 
-void check(s2ft_status st, const char *what) {
-  if (st != S2FT_OK) {
-    std::fprintf(stderr, "%s failed: %s: %s\n", what, s2ft_status_string(st), s2ft_last_error());
-    std::exit(1);
-  }
-}
+using bench::check;
+using bench::median;
 
 // SplitMix64 in [-scale, scale).
 struct Random {
@@ -75,11 +73,6 @@ struct F32 {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 template <typename F>

@@ -17,54 +17,14 @@
 
 #include "s2ft/s2ft.h"
 
+#include "bench_host.hpp"
+
 namespace {
 
-void check(s2ft_status st, const char *what) {
-  if (st != S2FT_OK) {
-    std::fprintf(stderr, "%s failed: %s: %s\n", what, s2ft_status_string(st), s2ft_last_error());
-    std::exit(1);
-  }
-}
-
-struct Buffer {
-  std::vector<uint16_t> h;
-  std::vector<float> f;
-  s2ft_tensor t{};
-  Buffer(int32_t dtype, int64_t rows, int64_t cols, uint64_t seed) {
-    const int64_t shape[2] = {rows, cols};
-    const size_t n = static_cast<size_t>(rows * cols);
-    uint64_t s = seed;
-    auto next = [&] {  // SplitMix64 in [-1, 1)
-      uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-      return static_cast<float>(static_cast<double>((z ^ (z >> 31)) >> 11) / 4503599627370496.0 - 1.0);
-    };
-    if (dtype == S2FT_F32) {
-      f.resize(n);
-      for (auto &v : f) v = next();
-      check(s2ft_tensor_init(&t, f.data(), dtype, S2FT_DEVICE_CPU, 0, 2, shape), "tensor");
-    } else {
-      h.resize(n);
-      for (auto &v : h) {
-        float x = next();
-        uint32_t u;
-        std::memcpy(&u, &x, 4);
-        v = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-      }
-      check(s2ft_tensor_init(&t, h.data(), dtype, S2FT_DEVICE_CPU, 0, 2, shape), "tensor");
-    }
-  }
-};
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
+using bench::Buffer;
+using bench::check;
+using bench::median;
+using bench::seconds_since;
 
 }  // namespace
 

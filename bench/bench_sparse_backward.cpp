@@ -34,14 +34,14 @@
 
 #include "s2ft/s2ft.h"
 
+#include "bench_host.hpp"
+
 namespace {
 
-void check(s2ft_status st, const char *what) {
-  if (st != S2FT_OK) {
-    std::fprintf(stderr, "%s failed: %s: %s\n", what, s2ft_status_string(st), s2ft_last_error());
-    std::exit(1);
-  }
-}
+using bench::Buffer;
+using bench::check;
+using bench::median;
+using bench::seconds_since;
 
 struct SplitMix {
   uint64_t s;
@@ -54,46 +54,12 @@ struct SplitMix {
   double uniform() { return static_cast<double>(next() >> 11) / 9007199254740992.0; }  // [0, 1)
 };
 
-struct Buffer {
-  std::vector<uint16_t> h;
-  std::vector<float> f;
-  s2ft_tensor t{};
-  Buffer(int32_t dtype, int64_t rows, int64_t cols, uint64_t seed) {
-    const int64_t shape[2] = {rows, cols};
-    const size_t n = static_cast<size_t>(rows * cols);
-    SplitMix rng{seed};
-    if (dtype == S2FT_F32) {
-      f.resize(n);
-      for (auto &v : f) v = static_cast<float>(2.0 * rng.uniform() - 1.0);
-      check(s2ft_tensor_init(&t, f.data(), dtype, S2FT_DEVICE_CPU, 0, 2, shape), "tensor");
-    } else {
-      h.resize(n);
-      for (auto &v : h) {
-        float x = static_cast<float>(2.0 * rng.uniform() - 1.0);
-        uint32_t u;
-        std::memcpy(&u, &x, 4);
-        v = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-      }
-      check(s2ft_tensor_init(&t, h.data(), dtype, S2FT_DEVICE_CPU, 0, 2, shape), "tensor");
-    }
-  }
-};
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // CPU time of the whole process (all threads), which excludes the time the
 // machine gave to other processes: a steadier measure on a shared machine.
 double cpu_seconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 double mib(double bytes) { return bytes / 1048576.0; }

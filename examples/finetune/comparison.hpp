@@ -3,9 +3,10 @@
 //  - a small GQA model is pretrained for a fixed number of steps on tasks A
 //    and C (cached, so that every method and invocation starts from the
 //    same weights);
-//  - each method fine-tunes it on task B over a grid of learning rates
-//    (x2 apart, constant after warm-up) and several seeds, with the same
-//    data order for every method; every run is traced: B's held-out
+//  - each method fine-tunes it on task B at its best learning rate, or with
+//    --grid over its grid of rates (x2 apart; constant after warm-up), for
+//    one seed or more (--full: the grid and 3 seeds), with the same data
+//    order for every method; every run is traced: B's held-out
 //    accuracy and loss and, for each retention set, accuracy, loss and
 //    KL(base || tuned);
 //  - methods are compared at matched learning (the first point where B
