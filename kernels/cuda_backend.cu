@@ -23,6 +23,7 @@
 #include "cuda_runtime.cuh"
 #include "cuda_sparse.hpp"
 #include "cuda_sparse_backward.hpp"
+#include "cuda_spiel.hpp"
 #include "cuda_statistics.hpp"
 #include "train/optimizer.hpp"
 
@@ -231,6 +232,25 @@ void backward_sparse_op(backend::Instance *inst, const void *set, const Matrix &
                   accumulate_grad);
 }
 
+// ---- SpIEL --------------------------------------------------------------------------------
+
+void dense_gradient_op(backend::Instance *inst, const Matrix &x, const Matrix &dy, float *host) {
+  dense_gradient_to_host(ctx_of(inst), x, dy, host);
+}
+
+void sparse_gradient_sums_op(backend::Instance *inst, const void *set, const Matrix &x, const Matrix &dy, void *sums) {
+  add_sparse_gradient_sums(ctx_of(inst), *static_cast<const DeviceSparseSet *>(set), x, dy,
+                           arena_sums(*static_cast<StatisticsArena *>(sums)));
+}
+
+void read_entries_op(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, void *host) {
+  read_weight_entries(ctx_of(inst), w, flat, host);
+}
+
+void write_entries_op(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, const void *host) {
+  write_weight_entries(ctx_of(inst), w, flat, host);
+}
+
 // LIFT's SVD has no device implementation yet (cuSOLVER gesvdj would be
 // the way); the core's documentation says how to get the selection.
 void lift_select(backend::Instance *, const Matrix &, const backend::LiftPlan &, std::vector<int64_t> *) {
@@ -279,6 +299,10 @@ backend::Ops make_table() {
   t.sparse_set_create = &Entry<&sparse_set_create>::call;
   t.backward_sparse = &Entry<&backward_sparse_op>::call;
   t.lift_select = &Entry<&lift_select>::call;
+  t.dense_gradient = &Entry<&dense_gradient_op>::call;
+  t.sparse_gradient_sums = &Entry<&sparse_gradient_sums_op>::call;
+  t.read_entries = &Entry<&read_entries_op>::call;
+  t.write_entries = &Entry<&write_entries_op>::call;
   return t;
 }
 

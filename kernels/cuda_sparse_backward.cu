@@ -136,6 +136,33 @@ std::shared_ptr<DeviceSparseSet> upload_sparse_set(Context &ctx, const SparseEnt
   return set;
 }
 
+namespace {
+
+// grad (+)= the SDDMM gradient at the set, with scratch from s (T >= 1).
+void sddmm(Scratch &s, Context &ctx, const DeviceSparseSet &set, const Matrix &x, const Matrix &dy, float *grad,
+           int64_t gs, bool accumulate_grad) {
+  const int64_t T = x.rows;
+  const float *dyt = transposed(s, ctx, dy);
+  const float *xt = transposed(s, ctx, x);
+  const int64_t cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 16;
+  const unsigned grid = static_cast<unsigned>(set.rows < cap ? set.rows : cap);
+  sddmm_kernel<<<grid, kThreads, 0, ctx.stream>>>(dyt, xt, T, set.row_offsets.as<int64_t>(), set.indices.as<int64_t>(),
+                                                  set.rows, set.cols, grad, gs, accumulate_grad ? 1 : 0);
+  S2FT_CUDA_CHECK_LAUNCH("sddmm_kernel");
+}
+
+// sums[n] += g[n], sums[count + n] += g[n]^2 (double).
+__global__ void add_sums_kernel(const float *__restrict g, int64_t count, double *__restrict sums) {
+  for (int64_t n = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; n < count;
+       n += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const double v = g[n];
+    sums[n] += v;
+    sums[count + n] += v * v;
+  }
+}
+
+}  // namespace
+
 void backward_sparse(Context &ctx, const DeviceSparseSet &set, const Matrix &x, const Matrix &dy, const Matrix *w,
                      const Matrix *dx, const Matrix &grad, bool accumulate_dx, bool accumulate_grad) {
   DeviceGuard guard(ctx);
@@ -146,13 +173,18 @@ void backward_sparse(Context &ctx, const DeviceSparseSet &set, const Matrix &x, 
     if (!accumulate_grad) fill(ctx, grad, 0.0f);
     return;
   }
-  const float *dyt = transposed(s, ctx, dy);
-  const float *xt = transposed(s, ctx, x);
-  const int64_t cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 16;
-  const unsigned grid = static_cast<unsigned>(set.rows < cap ? set.rows : cap);
-  sddmm_kernel<<<grid, kThreads, 0, ctx.stream>>>(dyt, xt, T, set.row_offsets.as<int64_t>(), set.indices.as<int64_t>(),
-                                                  set.rows, set.cols, grad.f32(), grad.cs, accumulate_grad ? 1 : 0);
-  S2FT_CUDA_CHECK_LAUNCH("sddmm_kernel");
+  sddmm(s, ctx, set, x, dy, grad.f32(), grad.cs, accumulate_grad);
+}
+
+void add_sparse_gradient_sums(Context &ctx, const DeviceSparseSet &set, const Matrix &x, const Matrix &dy,
+                              double *sums) {
+  if (x.rows == 0 || set.count == 0) return;  // no tokens: g = 0
+  DeviceGuard guard(ctx);
+  Scratch s(ctx);
+  float *g = s.alloc_n<float>(set.count);
+  sddmm(s, ctx, set, x, dy, g, 1, false);
+  add_sums_kernel<<<grid_for(ctx, set.count), kThreads, 0, ctx.stream>>>(g, set.count, sums);
+  S2FT_CUDA_CHECK_LAUNCH("add_sums_kernel");
 }
 
 }  // namespace cuda

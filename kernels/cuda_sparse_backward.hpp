@@ -25,5 +25,11 @@ std::shared_ptr<DeviceSparseSet> upload_sparse_set(Context &ctx, const SparseEnt
 void backward_sparse(Context &ctx, const DeviceSparseSet &set, const Matrix &x, const Matrix &dy, const Matrix *w,
                      const Matrix *dx, const Matrix &grad, bool accumulate_dx, bool accumulate_grad);
 
+// SpIEL-AG's candidate sums: with g the SDDMM gradient at the set (as
+// above), sums[n] += g[n] and sums[count + n] += g[n]^2 in double (`sums`:
+// device memory of 2 * count doubles). Queued.
+void add_sparse_gradient_sums(Context &ctx, const DeviceSparseSet &set, const Matrix &x, const Matrix &dy,
+                              double *sums);
+
 }  // namespace cuda
 }  // namespace s2ft

@@ -217,6 +217,8 @@ void add_gradient_squares(Context &ctx, StatisticsArena &arena, const UnitSums &
   finish_units(ctx, arena, dst, lines);
 }
 
+double *arena_sums(StatisticsArena &arena) { return arena.sums.as<double>(); }
+
 void download_sums(Context &ctx, const StatisticsArena &arena, int64_t begin, int64_t count, double *host) {
   if (begin < 0 || count < 0 || begin + count > arena.size)
     fail(S2FT_ERR_INTERNAL, "statistics download out of the arena");

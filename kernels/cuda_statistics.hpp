@@ -30,6 +30,10 @@ void add_line_squares(Context &ctx, StatisticsArena &arena, const UnitSums &dst,
 void add_gradient_squares(Context &ctx, StatisticsArena &arena, const UnitSums &dst, const Matrix &x,
                           const Matrix &dy);
 
+// The arena's device array (for operations that add into it, e.g. SpIEL's
+// candidate sums).
+double *arena_sums(StatisticsArena &arena);
+
 // Copies arena[begin, begin + count) to host (synchronising: waits for the
 // work queued on ctx's stream).
 void download_sums(Context &ctx, const StatisticsArena &arena, int64_t begin, int64_t count, double *host);

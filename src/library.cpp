@@ -22,6 +22,7 @@ const char *handle_type_name(HandleKind kind) {
     case HandleKind::sparse_delta: return "s2ft_sparse_delta";
     case HandleKind::checkpoint: return "s2ft_checkpoint";
     case HandleKind::sparse_set: return "s2ft_sparse_set";
+    case HandleKind::spiel: return "s2ft_spiel";
   }
   return "handle";
 }

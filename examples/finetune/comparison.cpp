@@ -61,9 +61,13 @@ StandardMethods method_options(const ComparisonSettings &s) {
   o.full_grid = rate_grid(2.5e-4, 3, 1);  // 3.1e-5 .. 5e-4
   o.lora_grid = rate_grid(2e-3, 3, 1);    // 2.5e-4 .. 4e-3
   o.s2ft_grid = o.lora_grid;
+  o.sparse_grid = o.lora_grid;
+  o.sm3_grid = rate_grid(1.6e-2, 3, 1);  // 2e-3 .. 3.2e-2
   o.best = {{"full", 6.25e-5},          {"lora-qkvud", 1e-3},         {"lora-od", 5e-4},
             {"s2ft-random-small", 1e-3}, {"s2ft-act-min-small", 1e-3}, {"s2ft-random-large", 2.5e-4},
-            {"s2ft-act-min-large", 5e-4}};
+            {"s2ft-act-min-large", 5e-4}, {"lift", 1e-3},               {"spiel-ag", 1e-3},
+            {"spiel-ma", 8e-3}};
+  o.run_steps = s.match_within * s.rule.overtrain;
   o.grid = s.grid;
   o.two_rates = s.short_mode;
   o.lr_scale = s.lr_scale;

@@ -11,7 +11,7 @@ namespace ft {
 FineTuning::FineTuning(s2ft_context *ctx, const OptimizerSettings &settings) : ctx_(ctx) {
   s2ft_optimizer_options o;
   s2ft_check(s2ft_optimizer_options_init(&o, S2FT_OPTIMIZER_OPTIONS_VERSION), "s2ft_optimizer_options_init");
-  o.kind = S2FT_OPTIMIZER_ADAMW;
+  o.kind = settings.kind;
   o.weight_decay = settings.weight_decay;
   o.max_grad_norm = settings.max_grad_norm;
   s2ft_optimizer *opt = nullptr;
@@ -38,10 +38,31 @@ void FineTuning::add_dense(float *weight, const float *grad, int64_t rows, int64
   add(weight, rows, cols, &all, f32_tensor(grad, rows, cols));
 }
 
+int64_t FineTuning::add_sparse(float *weight, int64_t rows, int64_t cols, const s2ft_sparse_set *set,
+                               const s2ft_tensor &grad) {
+  s2ft_tensor w = f32_tensor(weight, rows, cols);
+  int64_t index = 0;
+  s2ft_check(s2ft_optimizer_add_sparse(opt_.get(), &w, set, &index), "s2ft_optimizer_add_sparse");
+  if (index != static_cast<int64_t>(grads_.size())) throw std::logic_error("add_sparse: parameter index out of order");
+  grads_.push_back(grad);
+  trained_ += grad.shape[1];
+  grad_bytes_ += grad.shape[1] * static_cast<int64_t>(sizeof(float));
+  return index;
+}
+
+void FineTuning::set_grad(int64_t index, const s2ft_tensor &grad) {
+  s2ft_tensor &g = grads_.at(static_cast<size_t>(index));
+  const int64_t before = g.shape[0] * g.shape[1], after = grad.shape[0] * grad.shape[1];
+  trained_ += after - before;
+  grad_bytes_ += (after - before) * static_cast<int64_t>(sizeof(float));
+  g = grad;
+}
+
 double FineTuning::step(double lr) {
   double norm = 0.0;
   s2ft_check(s2ft_optimizer_step(opt_.get(), lr, grads_.data(), static_cast<int64_t>(grads_.size()), &norm),
              "s2ft_optimizer_step");
+  after_step(++steps_);
   return norm;
 }
 

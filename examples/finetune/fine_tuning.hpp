@@ -4,9 +4,12 @@
 //  - LoraFineTuning: low-rank adapters on q, k, v, up and down projections
 //    (the paper's LoRA baseline), base weights frozen;
 //  - S2ftFineTuning (s2ft_method.hpp): selected heads and channels through
-//    libs2ft.
-// Every method trains with libs2ft's AdamW (the same optimizer code for all),
-// gradients in f32, global-norm clipping.
+//    libs2ft;
+//  - SparseFineTuning (sparse_method.hpp): unstructured entries (LIFT,
+//    SpIEL) through libs2ft's sparse sets.
+// Every method trains with libs2ft's AdamW (the same optimizer code for all;
+// SpIEL-MA with libs2ft's SM3, as its authors do), gradients in f32,
+// global-norm clipping.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +23,7 @@
 namespace ft {
 
 struct OptimizerSettings {
+  int32_t kind = S2FT_OPTIMIZER_ADAMW;  // or S2FT_OPTIMIZER_SM3 (SpIEL-MA)
   double weight_decay = 0.0;
   double max_grad_norm = 1.0;
 };
@@ -44,8 +48,9 @@ class FineTuning {
   // (libs2ft keeps no master copy for f32 weights).
   int64_t optimizer_bytes() const { return 2 * trained_ * static_cast<int64_t>(sizeof(float)); }
 
-  // One AdamW step with the gradients of the last backward; returns the
-  // global gradient norm before clipping.
+  // One AdamW step with the gradients of the last backward, then the
+  // method's own work after a step (after_step); returns the global
+  // gradient norm before clipping.
   double step(double lr);
 
  protected:
@@ -54,6 +59,16 @@ class FineTuning {
   void add(float *weight, int64_t rows, int64_t cols, const s2ft_slice *slice, const s2ft_tensor &grad);
   // Registers a whole tensor of `count` values (a vector counts as [1, count]).
   void add_dense(float *weight, const float *grad, int64_t rows, int64_t cols);
+  // Registers the entries of `weight` at `set` with their gradient `grad`
+  // ([1, count]); returns the optimizer's parameter index (also the slot of
+  // its gradient for set_grad).
+  int64_t add_sparse(float *weight, int64_t rows, int64_t cols, const s2ft_sparse_set *set, const s2ft_tensor &grad);
+  // Replaces the gradient of parameter `index` after its entries moved
+  // (s2ft_optimizer_sparse_reindex), keeping the counts right.
+  void set_grad(int64_t index, const s2ft_tensor &grad);
+  // What a method does after each optimizer step (`steps` done so far).
+  virtual void after_step(int64_t steps) { (void)steps; }
+  s2ft_optimizer *optimizer() const { return opt_.get(); }
 
   s2ft_context *ctx_;
 
@@ -61,6 +76,7 @@ class FineTuning {
   OptimizerPtr opt_;
   std::vector<s2ft_tensor> grads_;
   int64_t trained_ = 0, grad_bytes_ = 0;
+  int64_t steps_ = 0;
 };
 
 class FullFineTuning : public FineTuning {

@@ -21,6 +21,11 @@ std::unique_ptr<FineTuning> make_method(s2ft_context *ctx, const MethodSpec &spe
       s.seed = seed;
       return std::make_unique<S2ftFineTuning>(ctx, opt, s, calibration);
     }
+    case MethodKind::Sparse: {
+      SparseSettings s = spec.sparse;
+      s.seed = seed;
+      return std::make_unique<SparseFineTuning>(ctx, opt, s);
+    }
   }
   throw std::invalid_argument("make_method: unknown method kind");
 }
@@ -117,6 +122,17 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
       x.lrs = rates(x.name, o.s2ft_grid);
       if (std::none_of(m.begin(), m.end(), [&](const MethodSpec &u) { return u.name == x.name; })) m.push_back(x);
     }
+  for (SparseKind kind : {SparseKind::Lift, SparseKind::SpielAg, SparseKind::SpielMa}) {
+    MethodSpec x;
+    x.kind = MethodKind::Sparse;
+    x.sparse.kind = kind;
+    x.sparse.budget = matched;
+    x.sparse.total_steps = o.run_steps;
+    x.name = sparse_kind_name(kind);
+    const std::vector<double> &adamw = o.sparse_grid.empty() ? o.lora_grid : o.sparse_grid;
+    x.lrs = rates(x.name, kind == SparseKind::SpielMa && !o.sm3_grid.empty() ? o.sm3_grid : adamw);
+    m.push_back(x);
+  }
   return m;
 }
 

@@ -12,10 +12,11 @@
 #include "fine_tuning.hpp"
 #include "llama_config.hpp"
 #include "s2ft_method.hpp"
+#include "sparse_method.hpp"
 
 namespace ft {
 
-enum class MethodKind { Full, Lora, S2ft };
+enum class MethodKind { Full, Lora, S2ft, Sparse };
 
 struct MethodSpec {
   std::string name;  // e.g. "full", "lora-qkvud", "s2ft-random-1x"
@@ -23,6 +24,7 @@ struct MethodSpec {
   std::vector<Proj> lora_targets;  // LoRA: the adapted projections
   int64_t lora_rank = 0;           // LoRA: alpha = 2 x rank
   S2ftSettings s2ft;               // S2FT: targets, strategy, order, units per layer
+  SparseSettings sparse;           // LIFT, SpIEL: kind, targets, entries, schedule
   std::vector<double> lrs;         // the learning-rate grid
 };
 
@@ -48,6 +50,9 @@ struct StandardMethods {
   // default (the best of its grid; a method not named runs its family's
   // grid middle).
   std::vector<double> full_grid, lora_grid, s2ft_grid;
+  std::vector<double> sparse_grid;  // LIFT and SpIEL-AG (AdamW); empty: lora_grid
+  std::vector<double> sm3_grid;     // SpIEL-MA (SM3, whose steps are smaller); empty: sparse_grid
+  int64_t run_steps = 0;   // the longest run (SpIEL's replacement decays over it)
   std::map<std::string, double> best;
   bool grid = false;       // each method over its family's grid, else its best rate only
   bool two_rates = false;  // best and 2 x best (a short check of the protocol)
@@ -56,10 +61,12 @@ struct StandardMethods {
 
 // The methods of the comparison, in table order: full; LoRA on q,k,v,up,down
 // and on o,down, ranks matched to S2FT's small budget; S2FT with random and
-// with scored selection at the small and the large budget. Names:
-// full, lora-qkvud, lora-od, s2ft-random-small, s2ft-<scored>-small,
-// s2ft-random-large, s2ft-<scored>-large, with <scored> e.g. "act-min"
-// (activation, smallest); a random scored strategy is listed once.
+// with scored selection at the small and the large budget; LIFT, SpIEL-AG
+// and SpIEL-MA on all seven projections with S2FT's small budget of
+// entries. Names: full, lora-qkvud, lora-od, s2ft-random-small,
+// s2ft-<scored>-small, s2ft-random-large, s2ft-<scored>-large, lift,
+// spiel-ag, spiel-ma, with <scored> e.g. "act-min" (activation, smallest);
+// a random scored strategy is listed once.
 std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMethods &o);
 
 // The methods of `all` named in `names`, in that order (all of them when

@@ -45,8 +45,10 @@ StandardMethods method_options(const RealFinetuneSettings &s, const LlamaConfig 
   o.full_grid = rate_grid(6.25e-5, 2, 1);
   o.lora_grid = rate_grid(1e-3, 2, 1);
   o.s2ft_grid = o.lora_grid;
+  o.sm3_grid = rate_grid(8e-3, 2, 1);
+  o.run_steps = s.steps;
   for (const MethodSpec &m : standard_methods(cfg, o))
-    o.best[m.name] = m.kind == MethodKind::Full ? 3.125e-5 : 5e-4;
+    o.best[m.name] = m.kind == MethodKind::Full ? 3.125e-5 : m.name == "spiel-ma" ? 8e-3 : 5e-4;
   o.grid = s.grid;
   o.lr_scale = s.lr_scale;
   return o;

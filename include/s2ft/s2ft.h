@@ -1001,6 +1001,209 @@ S2FT_API s2ft_status s2ft_lift_select(s2ft_context *ctx, const s2ft_tensor *w,
  *  0 when an argument is below 1 or the product overflows. Thread-safe. */
 S2FT_API int64_t s2ft_lift_count_for_lora_rank(int64_t rows, int64_t cols, int64_t lora_rank);
 
+/**
+ * LIFT's mask refresh (the reference refreshes every `update_interval`
+ * steps, e.g. 400; the caller calls this after every N-th optimizer step):
+ * selects the principal weights of the current `weight` as
+ * s2ft_lift_select() does with `opts`, and moves sparse parameter
+ * `param_index` of `opt` to them as s2ft_optimizer_sparse_reindex() does:
+ * entries in both sets keep their state exactly (moments, momentum, age,
+ * master; AdamW's step count goes on), new entries start at zero, and the
+ * weight is not changed (entries that leave keep their trained values, as
+ * in LIFT, which fine-tunes the full weight through a moving mask).
+ * `weight` must be the weight the parameter was registered with (the same
+ * memory, dtype, shape and strides). *new_set receives a new sparse set of
+ * the selected entries on ctx's device, owned by the caller (rebuild the
+ * s2ft_backward_sparse calls with it); *kept (may be NULL) the number of
+ * entries that were in the parameter before. On failure nothing changes
+ * and *new_set is NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; opt not
+ * live; param_index out of range or a slice; weight not the parameter's
+ * weight; the options, as s2ft_lift_select; an entry trained by another
+ * parameter of the same weight), S2FT_ERR_DEVICE (ctx not on the
+ * optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (as
+ * s2ft_lift_select: CUDA contexts, builds without LAPACK),
+ * S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_lift_refresh(s2ft_context *ctx, s2ft_optimizer *opt, int64_t param_index,
+                                       const s2ft_tensor *weight, const s2ft_lift_options *opts,
+                                       s2ft_sparse_set **new_set, int64_t *kept);
+
+/*
+ * SpIEL (Ansell et al., 2024, "Scaling Sparse Fine-Tuning to Large
+ * Language Models"): the trained entries of a weight move during training.
+ * An s2ft_spiel schedule owns the moves of ONE sparse parameter of an
+ * optimizer. Steps t = 1, 2, ... are counted by s2ft_spiel_step(), called
+ * once after every optimizer step. Reselection happens after steps
+ * t = M + j * N (j = 0, 1, ...; t <= total_steps), N = reselect_interval,
+ * M = accumulation_steps; the accumulation window of the reselection at
+ * t is steps t - M + 1 .. t (the s2ft_spiel_observe() calls made during
+ * them). At a reselection with rate p(t):
+ *  - n = floor(p(t) * k) entries of the k trained ones are to be dropped:
+ *    those of smallest |W - W_base| (W from the optimizer's f32 master for
+ *    f16/bf16 weights, else the weight; ties to the lower flat index);
+ *  - as many are regrown among the entries that are not trained, by
+ *      AG: at the window's first observe call the dense gradient
+ *          dW = dy^T x is formed (the only place the library forms one)
+ *          and its `candidates` entries of largest |dW| become the
+ *          window's candidates (ties to the lower flat index); every
+ *          observe call of the window adds their gradient g (SDDMM, as
+ *          s2ft_backward_sparse) into S1 = sum g and S2 = sum g^2; the
+ *          candidates not among the surviving entries are ranked by |S1|
+ *          (ties to the lower flat index) and the best n regrow. An entry
+ *          both dropped and regrown stays (its value and state too), and
+ *          the drop list (smallest |delta| first) is cut to the number of
+ *          entries actually regrown;
+ *      MA: no gradient: entry (r, c) is scored R[r] * C[c], where R and C
+ *          are per row and column accumulators (S2FT_SPIEL_MA_OPTIMIZER:
+ *          the SM3 optimizer's own, as the reference; _ACTIVATIONS:
+ *          R[r] = sum of dy[t, r]^2 and C[c] = sum of x[t, c]^2 over the
+ *          window's observe calls, O(T * (in + out)) per call); the n best
+ *          entries outside the current set regrow (ties to the lower flat
+ *          index);
+ *    and entries of other sparse parameters of the same weight never regrow;
+ *  - dropped entries get their base bytes back in the weight (exactly),
+ *    the parameter is reindexed (surviving entries keep their optimizer
+ *    state exactly; regrown ones start at zero with their master and base
+ *    taken from the weight), and with seed_moments (AG and AdamW) the
+ *    regrown entries' moments are seeded from the window:
+ *      m = (S1 / s) * (1 - beta1^a),  v = (S2 / s) * (1 - beta2^a)
+ *    with s the window's observe calls and a = max(1, floor(s /
+ *    observations_per_step)) written as the entries' age under
+ *    age_bias_correction, else a = the optimizer's step count (so that
+ *    AdamW's bias correction turns them into the window's means).
+ * p(t), with p0 = initial_rate and T = total_steps (the reference's
+ * "linear" and "cosine" policies):
+ *    S2FT_SPIEL_DECAY_LINEAR: p0 * (1 - t / T)
+ *    S2FT_SPIEL_DECAY_COSINE: p0 * (1 + cos(pi * t / T)) / 2
+ * and 1 at the first reselection (t = M) when first_full is set (the
+ * reference does this with its linear policy: the random initial set is
+ * replaced as a whole).
+ */
+typedef struct s2ft_spiel s2ft_spiel;
+
+#define S2FT_SPIEL_AG 0 /* regrow by accumulated gradient ("rigl")    */
+#define S2FT_SPIEL_MA 1 /* regrow by the SM3-style row x column score */
+
+#define S2FT_SPIEL_DECAY_LINEAR 0
+#define S2FT_SPIEL_DECAY_COSINE 1
+
+#define S2FT_SPIEL_MA_OPTIMIZER   0 /* the SM3 optimizer's row/column accumulators */
+#define S2FT_SPIEL_MA_ACTIVATIONS 1 /* sums of dy^2 per row and x^2 per column     */
+
+#define S2FT_SPIEL_OPTIONS_VERSION 1
+
+typedef struct s2ft_spiel_options {
+  uint32_t version;              /* S2FT_SPIEL_OPTIONS_VERSION                   */
+  int32_t regrow;                /* S2FT_SPIEL_AG (default) or S2FT_SPIEL_MA     */
+  int64_t reselect_interval;     /* N >= 1; default 20                           */
+  int64_t accumulation_steps;    /* M in [1, N]; default 5                       */
+  int64_t total_steps;           /* T >= 1; default 0: must be set               */
+  double initial_rate;           /* p0 in [0, 1]; default 0.2                    */
+  int32_t decay;                 /* S2FT_SPIEL_DECAY_LINEAR (default) or _COSINE */
+  int32_t first_full;            /* nonzero: p = 1 at t = M; default 1           */
+  int64_t candidates;            /* AG: candidates per window, 0 (default): the
+                                    parameter's entry count k (the reference);
+                                    at most rows * cols                          */
+  int32_t seed_moments;          /* AG with AdamW: seed regrown moments; default 1 */
+  int32_t ma_source;             /* MA: S2FT_SPIEL_MA_OPTIMIZER (default: needs
+                                    an S2FT_OPTIMIZER_SM3 optimizer) or
+                                    S2FT_SPIEL_MA_ACTIVATIONS                    */
+  int64_t observations_per_step; /* observe calls per optimizer step (gradient
+                                    accumulation micro-batches); default 1       */
+} s2ft_spiel_options;
+
+/** Sets `opts` to the defaults for `version` (pass
+ *  S2FT_SPIEL_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT. */
+S2FT_API s2ft_status s2ft_spiel_options_init(s2ft_spiel_options *opts, uint32_t version);
+
+/** The replacement rate p(step) of `opts` (the formula above, whether or
+ *  not `step` is a reselection step) into *rate. Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, invalid options, step < 1). */
+S2FT_API s2ft_status s2ft_spiel_rate(const s2ft_spiel_options *opts, int64_t step, double *rate);
+
+/**
+ * Creates a SpIEL schedule for sparse parameter `param_index` of `opt`
+ * (made by s2ft_optimizer_add_sparse, normally from random entries), whose
+ * weight is `weight` (the same memory, dtype, shape and strides). The
+ * current values of the weight at the parameter's entries are kept as
+ * their base values: create it before the first training step. The
+ * schedule keeps `opt` (which must outlive it) and copies the options.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; opt not live; param_index out
+ * of range or a slice; weight not the parameter's weight; a slice of the
+ * same weight in the optimizer; a bad option: the message names it;
+ * MA_OPTIMIZER without an SM3 optimizer), S2FT_ERR_DEVICE (ctx not on the
+ * optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND. On a CUDA
+ * context the base values are copied to the host (synchronises).
+ */
+S2FT_API s2ft_status s2ft_spiel_create(s2ft_context *ctx, s2ft_optimizer *opt, int64_t param_index,
+                                       const s2ft_tensor *weight, const s2ft_spiel_options *opts,
+                                       s2ft_spiel **out);
+
+/** Destroys a schedule; NULL is a no-op. */
+S2FT_API void s2ft_spiel_destroy(s2ft_spiel *spiel);
+
+/**
+ * Shows the schedule one micro-batch of the coming step: x [T, in] and
+ * dy [T, out] as given to s2ft_backward_sparse (one dtype: f32, f16 or
+ * bf16). Call it for every backward of the weight, before s2ft_spiel_step()
+ * of that step; it does nothing outside accumulation windows and for
+ * MA_OPTIMIZER. AG forms the dense gradient on the window's first call
+ * only. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live),
+ * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
+ * S2FT_ERR_BACKEND. On a CUDA context the work is queued on ctx's stream,
+ * except the window's first AG call, which copies the dense gradient to
+ * the host (synchronises).
+ */
+S2FT_API s2ft_status s2ft_spiel_observe(s2ft_spiel *spiel, s2ft_context *ctx, const s2ft_tensor *x,
+                                        const s2ft_tensor *dy);
+
+/**
+ * Counts one step (call it after the optimizer step) and, at a
+ * reselection step, drops and regrows entries as described above,
+ * changing `weight` (the parameter's weight) at the dropped entries and
+ * reindexing the optimizer parameter. *reselected (may be NULL) is 1 when
+ * the set changed (get it with s2ft_spiel_current_set()), else 0. On
+ * failure nothing changes and the step is not counted. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL; spiel or its optimizer not live;
+ * weight not the parameter's weight), S2FT_ERR_STATE (the parameter was
+ * reindexed by someone else; AG or MA_ACTIVATIONS with no observe call in
+ * the window), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
+ * On a CUDA context a reselection step synchronises.
+ */
+S2FT_API s2ft_status s2ft_spiel_step(s2ft_spiel *spiel, s2ft_context *ctx, s2ft_tensor *weight,
+                                     int32_t *reselected);
+
+/** A new sparse set of the schedule's current entries on ctx's device,
+ *  owned by the caller (for s2ft_backward_sparse). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live), S2FT_ERR_DEVICE,
+ *  S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND. */
+S2FT_API s2ft_status s2ft_spiel_current_set(const s2ft_spiel *spiel, s2ft_context *ctx,
+                                            s2ft_sparse_set **out);
+
+#define S2FT_SPIEL_STATS_VERSION 1
+
+/** What a schedule has done; the caller sets `version` (the library
+ *  fills the fields of that version). */
+typedef struct s2ft_spiel_stats {
+  uint32_t version;        /* set by the caller: S2FT_SPIEL_STATS_VERSION   */
+  int64_t steps;           /* steps counted by s2ft_spiel_step               */
+  int64_t count;           /* trained entries k (constant)                   */
+  int64_t reselections;    /* reselection steps run                          */
+  int64_t observations;    /* observe calls used (inside windows)            */
+  int64_t dense_gradients; /* dense [out, in] gradients formed (AG: one per
+                              window, on its first observe call)             */
+  int64_t next_reselection;/* the next reselection step, 0 when none is left */
+  int64_t last_step;       /* the last reselection's step (0: none yet)      */
+  double last_rate;        /* its p                                          */
+  int64_t last_target;     /* its n = floor(p * k)                           */
+  int64_t last_dropped;    /* entries it dropped (reset to base)             */
+  int64_t last_regrown;    /* entries it regrew (equal to last_dropped)      */
+} s2ft_spiel_stats;
+
+/** Fills *out (its `version` set by the caller). Errors:
+ *  S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live, unknown version). */
+S2FT_API s2ft_status s2ft_spiel_stats_get(const s2ft_spiel *spiel, s2ft_spiel_stats *out);
+
 /* ------------------------------------------------------------------------ */
 /* Adapters                                                                 */
 /* ------------------------------------------------------------------------ */

@@ -41,7 +41,7 @@ namespace backend {
 
 // Bumped whenever Ops or any type it passes changes. A module built for
 // another value is refused by the loader.
-constexpr uint32_t kAbiVersion = 2;
+constexpr uint32_t kAbiVersion = 3;
 
 // A backend's state for one s2ft_context: its device binding, library
 // handles, stream and workspace. Each backend derives its own.
@@ -290,6 +290,24 @@ struct Ops {
   // ---- LIFT (s2ft_lift_select): the plan's k flat indices, ascending
   s2ft_status (*lift_select)(Instance *inst, const Matrix &w, const LiftPlan &plan,
                              std::vector<int64_t> *indices) = nullptr;
+
+  // ---- SpIEL (s2ft_spiel_*)
+  // dW = dy^T x ([out, in] f32, compact row-major) into host memory `host`
+  // for x [T, in], dy [T, out] (synchronising): the one dense weight
+  // gradient the library forms (SpIEL-AG, once per accumulation window).
+  s2ft_status (*dense_gradient)(Instance *inst, const Matrix &x, const Matrix &dy, float *host) = nullptr;
+  // For the set's SDDMM gradient g (as backward_sparse): sums[n] += g[n]
+  // and sums[count + n] += g[n]^2 in double, `sums` a statistics object of
+  // at least 2 * count values. Queued.
+  s2ft_status (*sparse_gradient_sums)(Instance *inst, const void *set, const Matrix &x, const Matrix &dy,
+                                      void *sums) = nullptr;
+  // The raw bytes of w's elements at flat indices n = r * w.cols + c, in
+  // the order given, to host (elem() bytes each; synchronising), and back
+  // into w (queued; `host` may be reused when the call returns).
+  s2ft_status (*read_entries)(Instance *inst, const Matrix &w, const std::vector<int64_t> &flat,
+                              void *host) = nullptr;
+  s2ft_status (*write_entries)(Instance *inst, const Matrix &w, const std::vector<int64_t> &flat,
+                               const void *host) = nullptr;
 };
 
 // Throws Error(status, ops.last_error()) unless status is S2FT_OK.

@@ -29,6 +29,7 @@ enum class HandleKind : uint64_t {
   sparse_delta = 0x6174646c74663273ull,  // "s2ftldta"
   checkpoint = 0x74706b6374663273ull,    // "s2ftckpt"
   sparse_set = 0x7465737374663273ull,    // "s2ftsset"
+  spiel = 0x6c65697074663273ull,         // "s2ftpiel"
 };
 
 const char *handle_type_name(HandleKind kind);  // "s2ft_context", ...

@@ -1,17 +1,24 @@
 // LIFT's selection of principal weights (s2ft_lift_select): the k entries
 // of largest (or smallest) magnitude in a weight's rank-r approximation.
 // The arguments are checked and the count worked out here; the backend
-// computes W_r and ranks its entries.
+// computes W_r and ranks its entries. s2ft_lift_refresh re-selects them on
+// the current weight and moves an optimizer parameter there (LIFT's mask
+// refresh every N steps).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/error.hpp"
 #include "common/options.hpp"
+#include "common/sparse_entries.hpp"
 #include "context.hpp"
+#include "train/optimizer.hpp"
+#include "train/sparse_set.hpp"
 
 namespace s2ft {
 namespace {
@@ -63,6 +70,16 @@ backend::LiftPlan lift_plan(const s2ft_lift_options &o, int64_t rows, int64_t co
   return p;
 }
 
+// The backend's selection for a checked weight, checked in turn.
+std::vector<int64_t> select_principal(const s2ft_context &c, const Matrix &W, const backend::LiftPlan &plan) {
+  std::vector<int64_t> picked;
+  run(c, &backend::Ops::lift_select, W, plan, &picked);
+  if (static_cast<int64_t>(picked.size()) != plan.count)
+    fail(S2FT_ERR_INTERNAL, "the backend selected " + std::to_string(picked.size()) + " entries, not " +
+                                std::to_string(plan.count));
+  return picked;
+}
+
 }  // namespace
 }  // namespace s2ft
 
@@ -101,13 +118,42 @@ S2FT_API s2ft_status s2ft_lift_select(s2ft_context *ctx, const s2ft_tensor *w, c
     if (capacity < plan.count)
       fail_arg("capacity " + std::to_string(capacity) + " is below the number of entries selected, " +
                std::to_string(plan.count));
-    std::vector<int64_t> picked;
-    run(c, &backend::Ops::lift_select, W, plan, &picked);
-    if (static_cast<int64_t>(picked.size()) != plan.count)
-      fail(S2FT_ERR_INTERNAL, "the backend selected " + std::to_string(picked.size()) + " entries, not " +
-                                  std::to_string(plan.count));
+    const std::vector<int64_t> picked = select_principal(c, W, plan);
     std::copy(picked.begin(), picked.end(), indices);
     *count = plan.count;
+  });
+}
+
+S2FT_API s2ft_status s2ft_lift_refresh(s2ft_context *ctx, s2ft_optimizer *opt, int64_t param_index,
+                                       const s2ft_tensor *weight, const s2ft_lift_options *opts,
+                                       s2ft_sparse_set **new_set, int64_t *kept) {
+  if (new_set != nullptr) *new_set = nullptr;
+  return s2ft::guard("s2ft_lift_refresh", [&] {
+    using namespace s2ft;
+    s2ft_context &c = require_context(ctx);
+    require_live(opt, "opt");
+    require_not_null(weight, "weight");
+    require_not_null(opts, "opts");
+    require_not_null(new_set, "new_set");
+    if (c.device.type != opt->device.type || c.device.id != opt->device.id)
+      fail(S2FT_ERR_DEVICE, "ctx is on " + device_name(c.device) + " but the optimizer is on " +
+                                device_name(opt->device));
+    const OptimizerParam &p = sparse_param(*opt, param_index, "param_index");
+    const Matrix W = check_matrix(weight, "weight", c.device);
+    if (!same_view(W, p.weight))
+      fail_arg("weight is not the weight of optimizer parameter " + std::to_string(param_index) +
+               " (the same memory, dtype, shape and strides as given to s2ft_optimizer_add_sparse)");
+    const backend::LiftPlan plan = lift_plan(*opts, W.rows, W.cols);
+    std::vector<int64_t> picked = select_principal(c, W, plan);
+    std::vector<int64_t> common;
+    std::set_intersection(p.lines.begin(), p.lines.end(), picked.begin(), picked.end(), std::back_inserter(common));
+    auto set = std::make_unique<s2ft_sparse_set>();
+    set->device = c.device;
+    set->entries = std::make_shared<const SparseEntries>(make_sparse_entries(W.rows, W.cols, std::move(picked)));
+    run(c, &backend::Ops::sparse_set_create, set->entries, &set->data);
+    sparse_reindex(*opt, param_index, set.get(), "the refreshed set");
+    *new_set = set.release();
+    if (kept != nullptr) *kept = static_cast<int64_t>(common.size());
   });
 }
 

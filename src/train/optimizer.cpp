@@ -110,11 +110,6 @@ std::vector<int64_t> slice_lines(const s2ft_slice *slice, const Matrix &w) {
   return lines;
 }
 
-bool same_view(const Matrix &a, const Matrix &b) {
-  return a.base == b.base && a.dtype == b.dtype && a.rows == b.rows && a.cols == b.cols && a.rs == b.rs &&
-         a.cs == b.cs;
-}
-
 // The first weight element that both p and q train, as "(r, c)", or ""
 // when they share none. Slices of different axes are not compared (as
 // before sparse parameters existed).
@@ -190,6 +185,72 @@ std::vector<Matrix> check_grads(const s2ft_optimizer &opt, const s2ft_tensor *gr
 }
 
 }  // namespace
+
+bool same_view(const Matrix &a, const Matrix &b) {
+  return a.base == b.base && a.dtype == b.dtype && a.rows == b.rows && a.cols == b.cols && a.rs == b.rs &&
+         a.cs == b.cs;
+}
+
+OptimizerParam &sparse_param(s2ft_optimizer &opt, int64_t index, const char *name) {
+  const int64_t n = static_cast<int64_t>(opt.params.size());
+  if (index < 0 || index >= n)
+    fail_arg(std::string(name) + " " + std::to_string(index) + " is out of range (the optimizer has " +
+             std::to_string(n) + " parameters)");
+  OptimizerParam &p = opt.params[static_cast<size_t>(index)];
+  if (!p.sparse())
+    fail_arg("parameter " + std::to_string(index) + " is a slice, not a sparse parameter (s2ft_optimizer_add_sparse)");
+  return p;
+}
+
+void sparse_reindex(s2ft_optimizer &opt, int64_t index, const s2ft_sparse_set *set, const char *set_name) {
+  const OptimizerParam &p = sparse_param(opt, index, "index");
+  const s2ft_sparse_set &s =
+      require_sparse_set(set, set_name, opt.device, p.weight.rows, p.weight.cols, "the parameter's weight");
+  sparse_reindex(opt, index, s.entries->indices, set_name);
+}
+
+void sparse_reindex(s2ft_optimizer &opt, int64_t index, std::vector<int64_t> lines, const char *what) {
+  OptimizerParam &p = sparse_param(opt, index, "index");
+  OptimizerParam next;
+  next.weight = p.weight;
+  next.axis = p.axis;
+  next.lines = std::move(lines);
+  next.rows = 1;
+  next.cols = static_cast<int64_t>(next.lines.size());
+  require_new_elements(opt, next, what, index);
+  const std::vector<int64_t> source = entry_sources(p.lines, next.lines);
+  run(*opt.ctx, &backend::Ops::optimizer_reindex, p, next, source, opt.options, &next.state);
+  p = std::move(next);
+}
+
+std::vector<int64_t> other_sparse_entries(const s2ft_optimizer &opt, int64_t index, const char *what) {
+  const OptimizerParam &p = opt.params[static_cast<size_t>(index)];
+  std::vector<int64_t> out;
+  for (size_t j = 0; j < opt.params.size(); ++j) {
+    const OptimizerParam &q = opt.params[j];
+    if (static_cast<int64_t>(j) == index || !same_view(p.weight, q.weight)) continue;
+    if (!q.sparse())
+      fail_arg(std::string(what) + " cannot move the entries of parameter " + std::to_string(index) +
+               ": parameter " + std::to_string(j) + " is a slice of the same weight");
+    std::vector<int64_t> merged;
+    std::merge(out.begin(), out.end(), q.lines.begin(), q.lines.end(), std::back_inserter(merged));
+    out.swap(merged);
+  }
+  return out;
+}
+
+std::vector<float> read_param_state(const s2ft_optimizer &opt, int64_t index, backend::StateTensor which) {
+  const OptimizerParam &p = opt.params[static_cast<size_t>(index)];
+  std::vector<float> v(p.state_size(which));
+  run(*opt.ctx, &backend::Ops::optimizer_read_state, p, which, v.data(), v.size());
+  return v;
+}
+
+void write_param_state(const s2ft_optimizer &opt, int64_t index, backend::StateTensor which,
+                       const std::vector<float> &values) {
+  const OptimizerParam &p = opt.params[static_cast<size_t>(index)];
+  run(*opt.ctx, &backend::Ops::optimizer_write_state, p, which, values.data(), values.size());
+}
 
 int64_t current_steps(const s2ft_optimizer &opt) {
   if (opt.steps_pending) {
@@ -296,25 +357,7 @@ S2FT_API s2ft_status s2ft_optimizer_sparse_reindex(s2ft_optimizer *opt, int64_t 
   return s2ft::guard("s2ft_optimizer_sparse_reindex", [&] {
     using namespace s2ft;
     require_live(opt, "opt");
-    const int64_t n = static_cast<int64_t>(opt->params.size());
-    if (index < 0 || index >= n)
-      fail_arg("index " + std::to_string(index) + " is out of range (the optimizer has " + std::to_string(n) +
-               " parameters)");
-    OptimizerParam &p = opt->params[static_cast<size_t>(index)];
-    if (!p.sparse())
-      fail_arg("parameter " + std::to_string(index) + " is a slice, not a sparse parameter (s2ft_optimizer_add_sparse)");
-    const s2ft_sparse_set &s =
-        require_sparse_set(new_set, "new_set", opt->device, p.weight.rows, p.weight.cols, "the parameter's weight");
-    OptimizerParam next;
-    next.weight = p.weight;
-    next.axis = p.axis;
-    next.lines = s.entries->indices;
-    next.rows = 1;
-    next.cols = s.count();
-    require_new_elements(*opt, next, "new_set", index);
-    const std::vector<int64_t> source = entry_sources(p.lines, next.lines);
-    run(*opt->ctx, &backend::Ops::optimizer_reindex, p, next, source, opt->options, &next.state);
-    p = std::move(next);
+    sparse_reindex(*opt, index, new_set, "new_set");
   });
 }
 

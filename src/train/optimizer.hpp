@@ -102,8 +102,35 @@ struct s2ft_optimizer {
   std::vector<s2ft::OptimizerParam> params;
 };
 
+struct s2ft_sparse_set;
+
 namespace s2ft {
 // The number of completed steps; with steps pending this reads the
 // backend's count (synchronising) and caches it.
 int64_t current_steps(const s2ft_optimizer &opt);
+
+// True when a and b view the same elements of the same memory the same way.
+bool same_view(const Matrix &a, const Matrix &b);
+
+// Sparse parameter `index` of opt: S2FT_ERR_INVALID_ARGUMENT (naming
+// `name`) when the index is out of range or names a slice.
+OptimizerParam &sparse_param(s2ft_optimizer &opt, int64_t index, const char *name);
+
+// s2ft_optimizer_sparse_reindex: moves sparse parameter `index` to `set`
+// (checked here: device, shape, no entry of another parameter of the same
+// weight), or throws with nothing changed. The second form takes valid
+// flat indices (ascending, in range) instead of a set, `what` naming them.
+void sparse_reindex(s2ft_optimizer &opt, int64_t index, const s2ft_sparse_set *set, const char *set_name);
+void sparse_reindex(s2ft_optimizer &opt, int64_t index, std::vector<int64_t> lines, const char *what);
+
+// The flat indices trained by the other sparse parameters of `index`'s
+// weight, ascending; throws S2FT_ERR_INVALID_ARGUMENT when a slice
+// parameter trains lines of that weight (`what` says who asks).
+std::vector<int64_t> other_sparse_entries(const s2ft_optimizer &opt, int64_t index, const char *what);
+
+// A state tensor of parameter `index` to host (p.state_size(which) floats,
+// synchronising), and back (queued).
+std::vector<float> read_param_state(const s2ft_optimizer &opt, int64_t index, backend::StateTensor which);
+void write_param_state(const s2ft_optimizer &opt, int64_t index, backend::StateTensor which,
+                       const std::vector<float> &values);
 }  // namespace s2ft

@@ -89,6 +89,14 @@ void backward_sparse(backend::Instance *inst, const void *set, const Matrix &x, 
 void lift_select(backend::Instance *inst, const Matrix &w, const backend::LiftPlan &plan,
                  std::vector<int64_t> *indices);
 
+// sparse_backward.cpp (continued): SpIEL-AG's candidate sums
+void sparse_gradient_sums(backend::Instance *inst, const void *set, const Matrix &x, const Matrix &dy, void *sums);
+
+// spiel.cpp
+void dense_gradient(backend::Instance *inst, const Matrix &x, const Matrix &dy, float *host);
+void read_entries(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, void *host);
+void write_entries(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, const void *host);
+
 // optimizer.cpp (continued)
 void optimizer_reindex(backend::Instance *inst, const OptimizerParam &prev, const OptimizerParam &next,
                        const std::vector<int64_t> &source, const s2ft_optimizer_options &o, backend::Object *out);

@@ -89,6 +89,10 @@ backend::Ops make_table() {
   t.sparse_set_create = &Entry<&sparse_set_create>::call;
   t.backward_sparse = &Entry<&backward_sparse>::call;
   t.lift_select = &Entry<&lift_select>::call;
+  t.dense_gradient = &Entry<&dense_gradient>::call;
+  t.sparse_gradient_sums = &Entry<&sparse_gradient_sums>::call;
+  t.read_entries = &Entry<&read_entries>::call;
+  t.write_entries = &Entry<&write_entries>::call;
   return t;
 }
 

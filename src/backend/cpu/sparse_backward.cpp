@@ -357,5 +357,20 @@ void backward_sparse(backend::Instance *inst, const void *set, const Matrix &x, 
   sddmm(c, *static_cast<const SparsePlan *>(set), x, dy, grad, accumulate_grad);
 }
 
+// SpIEL-AG's candidate sums: the SDDMM gradient g at the set (as above),
+// then sums[n] += g[n] and sums[count + n] += g[n]^2 in double.
+void sparse_gradient_sums(backend::Instance *inst, const void *set, const Matrix &x, const Matrix &dy, void *sums) {
+  const SparsePlan &plan = *static_cast<const SparsePlan *>(set);
+  const int64_t count = plan.e->count();
+  std::vector<float> g(static_cast<size_t>(count));
+  sddmm(instance(inst), plan, x, dy, f32_view(g.data(), 1, count), false);
+  std::vector<double> &s = *static_cast<std::vector<double> *>(sums);
+  for (int64_t n = 0; n < count; ++n) {
+    const double v = g[static_cast<size_t>(n)];
+    s[static_cast<size_t>(n)] += v;
+    s[static_cast<size_t>(count + n)] += v * v;
+  }
+}
+
 }  // namespace cpu
 }  // namespace s2ft
