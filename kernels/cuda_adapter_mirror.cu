@@ -16,6 +16,8 @@ struct AdapterCopy {
   uint64_t revision = 0;
   cuda::DeviceBuffer lines, delta;
   std::vector<cuda::DeviceEntry> entries;  // [layer * S2FT_NUM_TARGETS + target]
+  cuda::DeviceBuffer sparse_delta;
+  std::vector<cuda::DeviceSparse> sparse;  // [layer * S2FT_NUM_WEIGHTS + weight]
 };
 
 }  // namespace backend
@@ -54,8 +56,28 @@ std::shared_ptr<AdapterMirror> build(Context &ctx, const s2ft_adapter &a) {
       std::copy(e.lines.begin(), e.lines.end(), host_lines.begin() + static_cast<std::ptrdiff_t>(line_off[i]));
       std::copy(e.delta.begin(), e.delta.end(), host_delta.begin() + static_cast<std::ptrdiff_t>(delta_off[i]));
     }
+  // The sparse deltas, packed the same way.
+  m->sparse.assign(n_layers * S2FT_NUM_WEIGHTS, DeviceSparse{});
+  std::vector<size_t> sparse_off(m->sparse.size());
+  size_t n_sparse = 0;
+  for (size_t l = 0; l < n_layers && l < a.sparse.size(); ++l)
+    for (size_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+      sparse_off[l * S2FT_NUM_WEIGHTS + w] = n_sparse;
+      n_sparse += align_elems(a.sparse[l][w].delta.size());
+    }
+  std::vector<float> host_sparse(n_sparse, 0.0f);
+  for (size_t l = 0; l < n_layers && l < a.sparse.size(); ++l)
+    for (size_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+      const SparseEntry &e = a.sparse[l][w];
+      std::copy(e.delta.begin(), e.delta.end(),
+                host_sparse.begin() + static_cast<std::ptrdiff_t>(sparse_off[l * S2FT_NUM_WEIGHTS + w]));
+    }
   m->lines.resize(ctx.device, n_lines * sizeof(int64_t));
   m->delta.resize(ctx.device, n_delta * sizeof(float));
+  m->sparse_delta.resize(ctx.device, n_sparse * sizeof(float));
+  if (n_sparse > 0)
+    S2FT_CUDA_CHECK(cudaMemcpyAsync(m->sparse_delta.get(), host_sparse.data(), n_sparse * sizeof(float),
+                                    cudaMemcpyHostToDevice, ctx.stream));
   if (n_lines > 0)
     S2FT_CUDA_CHECK(cudaMemcpyAsync(m->lines.get(), host_lines.data(), n_lines * sizeof(int64_t),
                                     cudaMemcpyHostToDevice, ctx.stream));
@@ -72,6 +94,13 @@ std::shared_ptr<AdapterMirror> build(Context &ctx, const s2ft_adapter &a) {
       if (e.empty()) continue;
       m->entries[i] = DeviceEntry{m->lines.as<int64_t>() + line_off[i], m->delta.as<float>() + delta_off[i],
                                   static_cast<int64_t>(e.lines.size())};
+    }
+  for (size_t l = 0; l < n_layers && l < a.sparse.size(); ++l)
+    for (size_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+      const SparseEntry &e = a.sparse[l][w];
+      const size_t i = l * S2FT_NUM_WEIGHTS + w;
+      if (!e.empty())
+        m->sparse[i] = DeviceSparse{m->sparse_delta.as<float>() + sparse_off[i], static_cast<int64_t>(e.delta.size())};
     }
   return m;
 }
@@ -98,6 +127,13 @@ std::shared_ptr<AdapterMirror> mirror_token(const s2ft_adapter &a, const Adapter
   for (const auto &p : a.mirrors)
     if (p.get() == &m) return p;
   return nullptr;
+}
+
+DeviceSparse sparse_entry(const AdapterMirror &m, int32_t layer, int32_t weight) {
+  const size_t i = static_cast<size_t>(layer) * S2FT_NUM_WEIGHTS + static_cast<size_t>(weight);
+  if (layer < 0 || weight < 0 || weight >= S2FT_NUM_WEIGHTS || i >= m.sparse.size())
+    fail(S2FT_ERR_INTERNAL, "adapter mirror sparse entry out of range");
+  return m.sparse[i];
 }
 
 DeviceEntry entry(const AdapterMirror &m, int32_t layer, int32_t target) {

@@ -1,5 +1,6 @@
 // Device copies of adapters: for each (layer, target) the base-order lines
-// (int64) and the f32 delta, uploaded once per adapter revision and device
+// (int64) and the f32 delta, and for each (layer, weight) the f32 deltas of
+// its sparse entries, uploaded once per adapter revision and device
 // and kept by the adapter (s2ft_adapter::mirrors) until it changes or dies.
 // Used by the CUDA paths of apply/remove/switch and the mixed forward.
 #pragma once
@@ -31,6 +32,15 @@ struct DeviceEntry {
 // reference stays valid until the adapter is changed or destroyed.
 const AdapterMirror &mirror(Context &ctx, const s2ft_adapter &adapter);
 DeviceEntry entry(const AdapterMirror &m, int32_t layer, int32_t target);
+
+// Device pointer of one (layer, weight)'s sparse deltas, in the order of the
+// entry's indices (the positions are the model's and are uploaded by the
+// caller); count == 0 means none.
+struct DeviceSparse {
+  const float *delta = nullptr;
+  int64_t count = 0;
+};
+DeviceSparse sparse_entry(const AdapterMirror &m, int32_t layer, int32_t weight);
 
 // The owning pointer of copy `m` of `adapter` (NULL once the adapter dropped
 // it): caches keyed on an adapter keep it as a weak_ptr, which expires when

@@ -4,6 +4,7 @@
 // kernels' functions; backend/entry.hpp turns their exceptions into a status
 // and this module's last-error message.
 #include <array>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "backend/backend.hpp"
 #include "backend/entry.hpp"
 #include "backend/merge_range.hpp"
+#include "common/fingerprint.hpp"
 #include "common/version.hpp"
 #include "cuda_adapter_mirror.hpp"
 #include "cuda_forward_mixed.hpp"
@@ -21,6 +23,7 @@
 #include "cuda_partial.hpp"
 #include "cuda_permute.hpp"
 #include "cuda_runtime.cuh"
+#include "cuda_sorsa.hpp"
 #include "cuda_sparse.hpp"
 #include "cuda_sparse_backward.hpp"
 #include "cuda_spiel.hpp"
@@ -140,29 +143,55 @@ void optimizer_write_master(backend::Instance *inst, const OptimizerParam &p) {
 // ---- models and adapters ------------------------------------------------------------------
 
 // A model on the device: the base fingerprint of every line of every
-// present weight, by position, taken at create (the base bytes of a line
-// never change while the model lives, since remove restores them exactly),
-// so apply and switch check fingerprints without reading the device; and
-// the device records of displaced lines.
+// present target weight, by position, taken at create (the base bytes of a
+// line never change while the model lives, since remove restores them
+// exactly), so apply and switch check fingerprints without reading the
+// device; per present weight (any of the seven) its whole-weight base
+// fingerprint and the largest finite |W| of each stored row (sparse
+// entries); and the device records of displaced lines and elements.
 struct DeviceModel {
   std::vector<std::array<std::vector<uint64_t>, S2FT_NUM_TARGETS>> base_fingerprints;  // n_layers
   std::vector<std::array<std::vector<float>, S2FT_NUM_TARGETS>> base_max_abs;          // per line, finite values
+  std::vector<std::array<uint64_t, S2FT_NUM_WEIGHTS>> weight_fingerprint;              // n_layers
+  std::vector<std::array<std::vector<float>, S2FT_NUM_WEIGHTS>> row_max_abs;           // per stored row
   std::shared_ptr<ModelBuffers> buffers;
 };
 
-// Fingerprints every line of every weight (one download: synchronises).
+// Fingerprints every line and every row of every weight (one download:
+// synchronises), and combines the rows of each weight in base order.
 void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
                   const std::vector<backend::TargetWeight> &weights, backend::Object *out) {
   Context &ctx = ctx_of(inst);
   auto m = std::make_shared<DeviceModel>();
-  m->base_fingerprints.resize(static_cast<size_t>(shape.n_layers));
-  m->base_max_abs.resize(static_cast<size_t>(shape.n_layers));
+  const size_t n_layers = static_cast<size_t>(shape.n_layers);
+  m->base_fingerprints.resize(n_layers);
+  m->base_max_abs.resize(n_layers);
+  m->weight_fingerprint.assign(n_layers, {});
+  m->row_max_abs.resize(n_layers);
+  std::vector<std::vector<uint64_t>> row_fps(weights.size());
   std::vector<FingerprintJob> jobs;
-  for (const backend::TargetWeight &w : weights) {
+  for (size_t k = 0; k < weights.size(); ++k) {
+    const backend::TargetWeight &w = weights[k];
     const size_t l = static_cast<size_t>(w.layer), t = static_cast<size_t>(w.target);
-    jobs.push_back({w.w, w.axis, &m->base_fingerprints[l][t], &m->base_max_abs[l][t]});
+    // The lines of a target (V and UP: its rows, read in stored order, which
+    // are the rows of the whole-weight fingerprint too).
+    if (w.target < S2FT_NUM_TARGETS) jobs.push_back({w.w, w.axis, &m->base_fingerprints[l][t], &m->base_max_abs[l][t]});
+    if (w.target < S2FT_NUM_TARGETS && w.axis == S2FT_AXIS_ROWS && w.col_map.empty()) continue;
+    jobs.push_back({w.w, S2FT_AXIS_ROWS, &row_fps[k], &m->row_max_abs[l][t], &w.col_map});
   }
   line_fingerprints(ctx, jobs);
+  for (size_t k = 0; k < weights.size(); ++k) {
+    const backend::TargetWeight &w = weights[k];
+    const size_t l = static_cast<size_t>(w.layer), t = static_cast<size_t>(w.target);
+    if (row_fps[k].empty()) {  // a row target: its line results are its rows'
+      row_fps[k] = m->base_fingerprints[l][t];
+      m->row_max_abs[l][t] = m->base_max_abs[l][t];
+    }
+    uint64_t h = fingerprint::kOffset;
+    for (int64_t r = 0; r < w.w.rows; ++r)
+      h = fingerprint::mix_u64(h, row_fps[k].at(static_cast<size_t>(w.row_map.empty() ? r : w.row_map[static_cast<size_t>(r)])));
+    m->weight_fingerprint[l][t] = fingerprint::finish(h);
+  }
   m->buffers = make_model_buffers(ctx, shape.n_layers);
   *out = std::move(m);
 }
@@ -170,7 +199,8 @@ void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
 // The checks of the CPU backend, from the create-time fingerprints and
 // line maxima (the base bytes of a line never change while the model lives).
 void model_transition_op(backend::Instance *inst, void *model, const std::vector<TransitionStep> &steps,
-                         const s2ft_adapter *adapter, double scale, bool force, backend::Refusal *refusal) {
+                         const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
+                         bool force, backend::Refusal *refusal) {
   DeviceModel &m = *static_cast<DeviceModel *>(model);
   for (size_t i = 0; i < steps.size(); ++i) {
     const TransitionStep &st = steps[i];
@@ -197,7 +227,29 @@ void model_transition_op(backend::Instance *inst, void *model, const std::vector
       }
     }
   }
-  model_transition(ctx_of(inst), *m.buffers, steps, adapter, scale);
+  // Sparse entries: each element's bound from its row's create-time
+  // maximum, then the whole-weight fingerprint, as the CPU backend.
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    const backend::SparseStep &st = sparse[i];
+    if (st.entry == nullptr) continue;
+    const size_t l = static_cast<size_t>(st.layer), w = static_cast<size_t>(st.weight);
+    const std::vector<int64_t> &pos = *st.new_positions;
+    if (backend::scaled_delta_is_large(st.w.dtype, scale, st.max_abs_delta))
+      for (size_t j = 0; j < pos.size(); ++j) {
+        const double row_max = m.row_max_abs[l][w].at(static_cast<size_t>(pos[j] / st.w.cols));
+        const double d = std::fabs(static_cast<double>(st.entry->delta[j]));
+        if (backend::merge_may_overflow(st.w.dtype, row_max, scale, d)) {
+          *refusal = backend::Refusal{backend::Refusal::kOverflow, static_cast<int64_t>(i), static_cast<int64_t>(j),
+                                      row_max, d, true};
+          return;
+        }
+      }
+    if (st.check_fingerprint && m.weight_fingerprint[l][w] != st.entry->fingerprint) {
+      *refusal = backend::Refusal{backend::Refusal::kFingerprint, static_cast<int64_t>(i), -1, 0.0, 0.0, true};
+      return;
+    }
+  }
+  model_transition(ctx_of(inst), *m.buffers, steps, sparse, adapter, scale);
 }
 
 void adapter_upload(backend::Instance *inst, const s2ft_adapter &adapter) { mirror(ctx_of(inst), adapter); }
@@ -259,6 +311,41 @@ void lift_select(backend::Instance *, const Matrix &, const backend::LiftPlan &,
        "s2ft_lift_select with a CPU context (the indices then make a sparse set on any context)");
 }
 
+// ---- SORSA and LIFT's score for S2FT ---------------------------------------------------------
+
+// The split and the principal line norms need an SVD, which this backend
+// does not have yet (cuSOLVER would be the way); the core's documentation
+// says how to get them.
+void sorsa_init_op(backend::Instance *, const Matrix &, const Matrix &, const Matrix &, const Matrix &) {
+  fail(S2FT_ERR_UNSUPPORTED,
+       "SORSA's split (an SVD) is not implemented on CUDA contexts yet: split the weight with a CPU context "
+       "(s2ft_sorsa_init) and copy the residual and the factors to the device; forward, backward and the "
+       "regularizer run on CUDA");
+}
+
+void sorsa_forward_op(backend::Instance *inst, const backend::SorsaFactors &f, const Matrix &x, const Matrix &y,
+                      const Matrix *h_saved) {
+  sorsa_forward(ctx_of(inst), f, x, y, h_saved);
+}
+
+void sorsa_backward_op(backend::Instance *inst, const backend::SorsaFactors &f, const Matrix &x,
+                       const Matrix *h_saved, const Matrix &dy, const Matrix *dx, const backend::SorsaGrads &g,
+                       bool accumulate_dx, bool accumulate_grads) {
+  sorsa_backward(ctx_of(inst), f, x, h_saved, dy, dx, g, accumulate_dx, accumulate_grads);
+}
+
+void sorsa_regularizer_op(backend::Instance *inst, const Matrix &u, const Matrix &vt,
+                          const backend::SorsaRegularizer &plan, const Matrix *du, const Matrix *dvt,
+                          double norms[2]) {
+  sorsa_regularizer(ctx_of(inst), u, vt, plan, du, dvt, norms);
+}
+
+void principal_line_norms_op(backend::Instance *, const Matrix &, int64_t, bool, std::vector<double> *) {
+  fail(S2FT_ERR_UNSUPPORTED,
+       "the principal-weight score (an SVD) is not implemented on CUDA contexts yet: record it in statistics made "
+       "on a CPU context (s2ft_statistics_add_principal with the weight on the host)");
+}
+
 backend::Ops make_table() {
   using backend::Entry;
   backend::Ops t;
@@ -303,6 +390,11 @@ backend::Ops make_table() {
   t.sparse_gradient_sums = &Entry<&sparse_gradient_sums_op>::call;
   t.read_entries = &Entry<&read_entries_op>::call;
   t.write_entries = &Entry<&write_entries_op>::call;
+  t.sorsa_init = &Entry<&sorsa_init_op>::call;
+  t.sorsa_forward = &Entry<&sorsa_forward_op>::call;
+  t.sorsa_backward = &Entry<&sorsa_backward_op>::call;
+  t.sorsa_regularizer = &Entry<&sorsa_regularizer_op>::call;
+  t.principal_line_norms = &Entry<&principal_line_norms_op>::call;
   return t;
 }
 

@@ -22,6 +22,11 @@
 // groups in one call (per-group cublasGemmEx if this device's cuBLAS does
 // not support it); the product goes straight into y when y is f32 and
 // row-contiguous, else into f32 scratch and one add kernel rounds it once.
+//
+// An adapter's unstructured sparse entries on the weight (any of the seven)
+// add y_R += s_a * x_R D_a^T for its groups through cusparseSpMM, on a CSR
+// of the entries at their positions in w cached per (adapter, layer,
+// weight, perm) like the structured entries' CSR.
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -391,6 +396,7 @@ void launch_dense(Context &ctx, const DensePass &p) {
 struct CachedCsr {
   const s2ft_adapter *adapter = nullptr;
   int32_t layer = 0, target = 0;
+  bool sparse = false;  // the CSR of the adapter's sparse entries (else of its structured entry)
   const s2ft_selection *perm = nullptr;
   // The adapter's device copy this CSR was made with: it expires when the
   // adapter changes or dies, so a reused address never matches.
@@ -420,14 +426,15 @@ const DeviceCsr &csr_for(MixedState &st, Context &ctx, const MixedCall &call, co
   if (!token) fail(S2FT_ERR_INTERNAL, "forward_mixed: the adapter's device copy is not registered");
   const std::vector<int64_t> &positions = *r.host->positions;
   for (const CachedCsr &e : st.csr)
-    if (e.adapter == r.host->adapter && e.layer == call.layer && e.target == call.target && e.perm == call.perm &&
-        e.token.lock() == token && e.positions == positions)
+    if (!e.sparse && e.adapter == r.host->adapter && e.layer == call.layer && e.target == call.target &&
+        e.perm == call.perm && e.token.lock() == token && e.positions == positions)
       return *e.csr;
   // Drop entries of changed or destroyed adapters and the stale one for this key.
   st.csr.erase(std::remove_if(st.csr.begin(), st.csr.end(),
                               [&](const CachedCsr &e) {
-                                return e.token.expired() || (e.adapter == r.host->adapter && e.layer == call.layer &&
-                                                             e.target == call.target && e.perm == call.perm);
+                                return e.token.expired() || (!e.sparse && e.adapter == r.host->adapter &&
+                                                             e.layer == call.layer && e.target == call.target &&
+                                                             e.perm == call.perm);
                               }),
                st.csr.end());
   if (st.csr.size() >= kMaxCachedCsr) st.csr.erase(st.csr.begin());
@@ -440,6 +447,38 @@ const DeviceCsr &csr_for(MixedState &st, Context &ctx, const MixedCall &call, co
   e.positions = positions;
   e.csr = upload_csr(ctx, entry_csr(out, in, call.columns ? S2FT_AXIS_COLUMNS : S2FT_AXIS_ROWS, *r.host->entry,
                                     positions));
+  st.csr.push_back(std::move(e));
+  return *st.csr.back().csr;
+}
+
+// The device CSR of an adapter's sparse entries on (layer, weight) at their
+// positions in w, cached per (adapter, layer, weight, perm) as csr_for.
+const DeviceCsr &sparse_csr_for(MixedState &st, Context &ctx, const MixedCall &call, const MixedAdapter &m,
+                                const AdapterMirror &mirror, int64_t out, int64_t in) {
+  const std::shared_ptr<AdapterMirror> token = mirror_token(*m.adapter, mirror);
+  if (!token) fail(S2FT_ERR_INTERNAL, "forward_mixed: the adapter's device copy is not registered");
+  const std::vector<int64_t> &positions = *m.sparse_positions;
+  for (const CachedCsr &e : st.csr)
+    if (e.sparse && e.adapter == m.adapter && e.layer == call.layer && e.target == call.target &&
+        e.perm == call.perm && e.token.lock() == token && e.positions == positions)
+      return *e.csr;
+  st.csr.erase(std::remove_if(st.csr.begin(), st.csr.end(),
+                              [&](const CachedCsr &e) {
+                                return e.token.expired() || (e.sparse && e.adapter == m.adapter &&
+                                                             e.layer == call.layer && e.target == call.target &&
+                                                             e.perm == call.perm);
+                              }),
+               st.csr.end());
+  if (st.csr.size() >= kMaxCachedCsr) st.csr.erase(st.csr.begin());
+  CachedCsr e;
+  e.adapter = m.adapter;
+  e.layer = call.layer;
+  e.target = call.target;
+  e.sparse = true;
+  e.perm = call.perm;
+  e.token = token;
+  e.positions = positions;
+  e.csr = upload_csr(ctx, sparse_csr(out, in, positions, m.sparse->delta));
   st.csr.push_back(std::move(e));
   return *st.csr.back().csr;
 }
@@ -502,20 +541,31 @@ void forward_mixed(Context &ctx, std::shared_ptr<void> &state, const MixedCall &
   const size_t n_ad = adapters.size();
 
   // Device copies of the adapters some group uses (the first use uploads).
-  std::vector<char> used(n_ad, 0);
+  // `used` marks those with a structured entry here; the sparse entries are
+  // added after the structured paths, group by group.
+  std::vector<char> used(n_ad, 0), any(n_ad, 0);
+  std::vector<MixedGroup> line_groups, sparse_groups;
   for (const MixedGroup &g : groups) {
     if (g.adapter < 0 || static_cast<size_t>(g.adapter) >= n_ad || g.rows <= 0 || g.row < 0 || g.row + g.rows > x.rows)
       fail(S2FT_ERR_INTERNAL, "forward_mixed: bad group");
-    used[static_cast<size_t>(g.adapter)] = 1;
+    const MixedAdapter &m = adapters[static_cast<size_t>(g.adapter)];
+    if (m.adapter == nullptr || (m.entry == nullptr && m.sparse == nullptr) ||
+        (m.entry != nullptr && m.positions == nullptr) || (m.sparse != nullptr && m.sparse_positions == nullptr))
+      fail(S2FT_ERR_INTERNAL, "forward_mixed: a used adapter is not resolved");
+    any[static_cast<size_t>(g.adapter)] = 1;
+    if (m.entry != nullptr) {
+      used[static_cast<size_t>(g.adapter)] = 1;
+      line_groups.push_back(g);
+    }
+    if (m.sparse != nullptr) sparse_groups.push_back(g);
   }
   std::vector<const AdapterMirror *> mirrors(n_ad, nullptr);
   std::vector<Resolved> ads(n_ad);
+  for (size_t a = 0; a < n_ad; ++a)
+    if (any[a]) mirrors[a] = &mirror(ctx, *adapters[a].adapter);
   for (size_t a = 0; a < n_ad; ++a) {
     if (!used[a]) continue;
     const MixedAdapter &m = adapters[a];
-    if (m.adapter == nullptr || m.entry == nullptr || m.positions == nullptr)
-      fail(S2FT_ERR_INTERNAL, "forward_mixed: a used adapter is not resolved");
-    mirrors[a] = &mirror(ctx, *m.adapter);
     ads[a].dev = entry(*mirrors[a], call.layer, call.target);
     if (ads[a].dev.k <= 0 || ads[a].dev.k != static_cast<int64_t>(m.positions->size()))
       fail(S2FT_ERR_INTERNAL, "forward_mixed: the adapter's device copy does not match its entry");
@@ -546,7 +596,7 @@ void forward_mixed(Context &ctx, std::shared_ptr<void> &state, const MixedCall &
   std::vector<GemvRow> gemv_rows;
   int64_t gemv_max_k = 0;
   std::vector<DenseJob> dense, sparse;
-  for (const MixedGroup &g : groups) {
+  for (const MixedGroup &g : line_groups) {
     const size_t a = static_cast<size_t>(g.adapter);
     if (g.rows <= kGemvMaxRows) {
       for (int64_t r = g.row; r < g.row + g.rows; ++r) gemv_rows.push_back(GemvRow{r, static_cast<int64_t>(a)});
@@ -604,6 +654,19 @@ void forward_mixed(Context &ctx, std::shared_ptr<void> &state, const MixedCall &
       const DeviceCsr &csr = csr_for(st, ctx, call, r, *mirrors[static_cast<size_t>(job.adapter)], out, in);
       const std::shared_ptr<SpmmPlan> plan =
           plan_spmm(s, csr, r.scale, x.row_range(job.x_row, job.n), y.row_range(job.y_row, job.n));
+      run_spmm(ctx, *plan);
+    }
+  }
+
+  // Unstructured sparse entries: y_R += scale * x_R D^T through SpMM.
+  if (!sparse_groups.empty()) {
+    MixedState &st = state_of(state);
+    for (const MixedGroup &g : sparse_groups) {
+      const size_t a = static_cast<size_t>(g.adapter);
+      const MixedAdapter &m = adapters[a];
+      const DeviceCsr &csr = sparse_csr_for(st, ctx, call, m, *mirrors[a], out, in);
+      const std::shared_ptr<SpmmPlan> plan =
+          plan_spmm(s, csr, m.scale, x.row_range(g.row, g.rows), y.row_range(g.row, g.rows));
       run_spmm(ctx, *plan);
     }
   }

@@ -10,6 +10,11 @@
 // All (layer, target) steps of one dtype and line axis go into one launch
 // (blockIdx.y walks the steps), so a switch costs a handful of launches,
 // not one per weight. Rows (V, UP) move in 16-byte vectors when aligned.
+//
+// Sparse entries (any weight) take two launches per dtype around the
+// lines': sparse_gather_kernel saves every new element's W0 and restores
+// the old elements the new entry lacks (so the lines then read base
+// values), sparse_write_kernel merges the new elements after the lines.
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -32,7 +37,8 @@ struct ModelBuffers {
     DeviceBuffer spare;    // where the next transition writes its record
   };
   Context *ctx = nullptr;
-  std::vector<std::array<Slot, S2FT_NUM_TARGETS>> slots;  // [layer][target]
+  std::vector<std::array<Slot, S2FT_NUM_TARGETS>> slots;          // [layer][target]
+  std::vector<std::array<Slot, S2FT_NUM_WEIGHTS>> sparse_slots;   // [layer][weight]: sparse records
 
   ModelBuffers() = default;
   ModelBuffers(const ModelBuffers &) = delete;
@@ -42,6 +48,8 @@ struct ModelBuffers {
   ~ModelBuffers() {
     bool any = false;
     for (const auto &l : slots)
+      for (const Slot &s : l) any = any || s.current.get() != nullptr || s.spare.get() != nullptr;
+    for (const auto &l : sparse_slots)
       for (const Slot &s : l) any = any || s.current.get() != nullptr || s.spare.get() != nullptr;
     if (ctx == nullptr || !any) return;
     int cur = -1;
@@ -62,8 +70,10 @@ namespace {
 // parallelism; for column lines consecutive threads read consecutive
 // columns (coalesced).
 // The same pass also keeps the line's largest finite |value| in max_abs.
+// With col_map (rows only) element i of a row is read at column col_map[i].
 template <typename T>
-__global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, uint64_t *out, float *max_abs) {
+__global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, const int64_t *col_map, uint64_t *out,
+                                   float *max_abs) {
   const int64_t n_lines = by_columns ? w.cols : w.rows;
   const int64_t len = by_columns ? w.rows : w.cols;
   for (int64_t line = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; line < n_lines;
@@ -71,7 +81,7 @@ __global__ void fingerprint_kernel(View<const T> w, int32_t by_columns, uint64_t
     uint64_t h = fingerprint::kOffset;
     float m = 0.0f;
     for (int64_t i = 0; i < len; ++i) {
-      const float v = to_f32<T>(by_columns ? w.at(i, line) : w.at(line, i));  // exact widening
+      const float v = to_f32<T>(by_columns ? w.at(i, line) : w.at(line, col_map != nullptr ? col_map[i] : i));  // exact
       h = fingerprint::mix(h, fingerprint::word(__float_as_uint(v)));
       if (isfinite(v)) m = fmaxf(m, fabsf(v));
     }
@@ -238,6 +248,62 @@ __global__ void transition_rows16_kernel(const StepDesc *steps, int64_t n_steps,
   }
 }
 
+// ---- sparse entries --------------------------------------------------------------------
+
+// One element of a sparse step: the first n_new are the new entry's (gather
+// W0 from `kind`: 0 the weight, 1 the old line record, 2 the old sparse
+// record, at index src), the rest old elements to restore from the old
+// sparse record at src.
+struct SparseOp {
+  int64_t offset;  // in elements from the weight's (0, 0): r * rs + c * cs
+  int64_t src;
+  int32_t kind;
+};
+
+struct SparseDesc {
+  char *w;
+  const char *line_rec;  // the old line record of the same weight (kind 1)
+  const char *old_rec;   // the old sparse record
+  char *new_rec;         // the new sparse record (n_new elements)
+  const float *delta;    // the new entry's delta (n_new)
+  const SparseOp *ops;
+  int64_t n_new, n_ops;
+};
+
+template <typename T>
+__global__ void sparse_gather_kernel(const SparseDesc *steps, int64_t n_steps) {
+  using U = typename Word<T>::U;
+  for (int64_t s = blockIdx.y; s < n_steps; s += gridDim.y) {
+    const SparseDesc d = steps[s];
+    U *w = reinterpret_cast<U *>(d.w);
+    const U *line_rec = reinterpret_cast<const U *>(d.line_rec);
+    const U *old_rec = reinterpret_cast<const U *>(d.old_rec);
+    U *new_rec = reinterpret_cast<U *>(d.new_rec);
+    for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < d.n_ops;
+         t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const SparseOp op = d.ops[t];
+      if (t < d.n_new) {
+        new_rec[t] = op.kind == 0 ? w[op.offset] : op.kind == 1 ? line_rec[op.src] : old_rec[op.src];
+      } else {
+        w[op.offset] = old_rec[op.src];
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void sparse_write_kernel(const SparseDesc *steps, int64_t n_steps, double scale) {
+  using U = typename Word<T>::U;
+  for (int64_t s = blockIdx.y; s < n_steps; s += gridDim.y) {
+    const SparseDesc d = steps[s];
+    U *w = reinterpret_cast<U *>(d.w);
+    const U *new_rec = reinterpret_cast<const U *>(d.new_rec);
+    for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < d.n_new;
+         t += static_cast<int64_t>(gridDim.x) * blockDim.x)
+      w[d.ops[t].offset] = merge<T>(new_rec[t], scale, d.delta[t]);
+  }
+}
+
 enum Kind { kColumns = 0, kRows = 1, kRows16 = 2 };
 
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -285,6 +351,15 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs) {
     Scratch s(ctx);
     uint64_t *dev = s.alloc_n<uint64_t>(static_cast<int64_t>(total));
     float *dev_max = s.alloc_n<float>(static_cast<int64_t>(total));
+    // Column maps of the jobs that read rows in another column order.
+    std::vector<const int64_t *> dev_map(jobs.size(), nullptr);
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      const FingerprintJob &j = jobs[k];
+      if (j.col_map == nullptr || j.col_map->empty()) continue;
+      if (j.axis != S2FT_AXIS_ROWS || static_cast<int64_t>(j.col_map->size()) != j.m.cols)
+        fail(S2FT_ERR_INTERNAL, "fingerprint job with a bad column map");
+      dev_map[k] = s.upload(j.col_map->data(), static_cast<int64_t>(j.col_map->size()));
+    }
     constexpr int kLineThreads = 64;  // few lines per weight: spread them over the SMs
     for (size_t k = 0; k < jobs.size(); ++k) {
       const FingerprintJob &j = jobs[k];
@@ -296,7 +371,7 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs) {
       dispatch_dtype(m.dtype, [&](auto t) {
         using T = decltype(t);
         const View<const T> v{reinterpret_cast<const T *>(m.base), m.rows, m.cols, m.rs, m.cs};
-        fingerprint_kernel<T><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, dev + offset[k],
+        fingerprint_kernel<T><<<grid, kLineThreads, 0, ctx.stream>>>(v, by_columns, dev_map[k], dev + offset[k],
                                                                      dev_max + offset[k]);
       });
       S2FT_CUDA_CHECK_LAUNCH("fingerprint_kernel");
@@ -320,15 +395,16 @@ std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers)
   auto b = std::make_shared<ModelBuffers>();
   b->ctx = &ctx;
   b->slots.resize(static_cast<size_t>(n_layers < 0 ? 0 : n_layers));
+  b->sparse_slots.resize(static_cast<size_t>(n_layers < 0 ? 0 : n_layers));
   return b;
 }
 
 // ---- transitions -----------------------------------------------------------------------------
 
 void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<TransitionStep> &steps,
-                      const s2ft_adapter *adapter, double scale) {
+                      const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale) {
   DeviceGuard guard(ctx);
-  if (steps.empty()) return;
+  if (steps.empty() && sparse.empty()) return;
   // The new adapter's device copy (uploaded now if missing or stale).
   const AdapterMirror *mirrored = adapter != nullptr ? &mirror(ctx, *adapter) : nullptr;
 
@@ -398,19 +474,125 @@ void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<Tra
     plan.push_back(p);
   }
 
+  // The sparse steps: their elements (offsets in the weight and where each
+  // W0 is) and their record buffers (grown before anything is queued).
+  struct SparsePlanned {
+    SparseDesc desc;
+    int32_t dtype;
+    size_t ops_first;
+  };
+  std::vector<SparsePlanned> sparse_plan;
+  std::vector<SparseOp> ops;
+  for (const SparseStep &st : sparse) {
+    if (st.old_positions == nullptr || st.new_positions == nullptr || st.layer < 0 || st.weight < 0 ||
+        st.weight >= S2FT_NUM_WEIGHTS || static_cast<size_t>(st.layer) >= buffers.sparse_slots.size() ||
+        st.from_old.size() != st.new_positions->size() || st.from_line.size() != st.new_positions->size())
+      fail(S2FT_ERR_INTERNAL, "bad sparse transition step");
+    ModelBuffers::Slot &slot = buffers.sparse_slots[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
+    const Matrix &w = st.w;
+    const int64_t e = static_cast<int64_t>(w.elem());
+    const int64_t n_new = static_cast<int64_t>(st.new_positions->size());
+    DeviceSparse dev;
+    if (n_new > 0) {
+      if (mirrored == nullptr || st.entry == nullptr) fail(S2FT_ERR_INTERNAL, "sparse transition without an adapter");
+      dev = cuda::sparse_entry(*mirrored, st.layer, st.weight);
+      if (dev.count != n_new || dev.delta == nullptr)
+        fail(S2FT_ERR_INTERNAL, "adapter mirror sparse entry does not match the adapter");
+    }
+    if (slot.current.size() < st.old_positions->size() * static_cast<size_t>(e))
+      fail(S2FT_ERR_INTERNAL, "sparse record smaller than its elements");
+    const size_t need = static_cast<size_t>(n_new * e);
+    if (slot.spare.size() < need) {
+      if (!waited) {
+        S2FT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+        waited = true;
+      }
+      slot.spare.reset();
+      slot.spare.resize(ctx.device, need);
+    }
+    const TransitionStep *ls = st.lines_step >= 0 ? &steps.at(static_cast<size_t>(st.lines_step)) : nullptr;
+    const ModelBuffers::Slot *line_slot =
+        ls != nullptr ? &buffers.slots[static_cast<size_t>(ls->layer)][static_cast<size_t>(ls->target)] : nullptr;
+    const auto offset = [&](int64_t p) { return (p / w.cols) * w.rs + (p % w.cols) * w.cs; };
+    SparsePlanned sp{};
+    sp.dtype = w.dtype;
+    sp.ops_first = ops.size();
+    for (int64_t j = 0; j < n_new; ++j) {
+      const int64_t p = (*st.new_positions)[static_cast<size_t>(j)];
+      SparseOp op{offset(p), 0, 0};
+      if (st.from_old[static_cast<size_t>(j)] >= 0) {
+        op.kind = 2;
+        op.src = st.from_old[static_cast<size_t>(j)];
+      } else if (st.from_line[static_cast<size_t>(j)] >= 0 && ls != nullptr) {
+        const int64_t k_old = static_cast<int64_t>(ls->old_positions->size()), jo = st.from_line[static_cast<size_t>(j)];
+        const int64_t i = ls->by_columns ? p / w.cols : p % w.cols;  // element along the line
+        op.kind = 1;
+        op.src = ls->by_columns ? i * k_old + jo : jo * ls->line_length + i;
+      }
+      ops.push_back(op);
+    }
+    for (int64_t o : st.restore)
+      ops.push_back(SparseOp{offset((*st.old_positions)[static_cast<size_t>(o)]), o, 3});
+    sp.desc.w = w.base;
+    sp.desc.line_rec = line_slot != nullptr ? static_cast<const char *>(line_slot->current.get()) : nullptr;
+    sp.desc.old_rec = static_cast<const char *>(slot.current.get());
+    sp.desc.new_rec = n_new > 0 ? static_cast<char *>(slot.spare.get()) : nullptr;
+    sp.desc.delta = n_new > 0 ? dev.delta : nullptr;
+    sp.desc.n_new = n_new;
+    sp.desc.n_ops = static_cast<int64_t>(ops.size() - sp.ops_first);
+    if (sp.desc.n_ops > 0) sparse_plan.push_back(sp);
+  }
+
   // Group the steps by (dtype, kind): one launch per group.
   std::stable_sort(plan.begin(), plan.end(), [](const Planned &a, const Planned &b) {
     return a.dtype != b.dtype ? a.dtype < b.dtype : a.kind < b.kind;
   });
-  // Upload everything in two staged copies, then point the steps at it.
+  std::stable_sort(sparse_plan.begin(), sparse_plan.end(),
+                   [](const SparsePlanned &a, const SparsePlanned &b) { return a.dtype < b.dtype; });
+  // Upload everything in staged copies, then point the steps at it.
   Scratch s(ctx);
-  const UnionLine *dev_lines = s.upload(lines.data(), static_cast<int64_t>(lines.size()));
+  const UnionLine *dev_lines = lines.empty() ? nullptr : s.upload(lines.data(), static_cast<int64_t>(lines.size()));
   std::vector<StepDesc> descs(plan.size());
   for (size_t i = 0; i < plan.size(); ++i) {
     descs[i] = plan[i].desc;
     descs[i].lines = dev_lines + plan[i].union_first;
   }
-  const StepDesc *dev_descs = s.upload(descs.data(), static_cast<int64_t>(descs.size()));
+  const StepDesc *dev_descs = descs.empty() ? nullptr : s.upload(descs.data(), static_cast<int64_t>(descs.size()));
+  const SparseOp *dev_ops = ops.empty() ? nullptr : s.upload(ops.data(), static_cast<int64_t>(ops.size()));
+  std::vector<SparseDesc> sdescs(sparse_plan.size());
+  for (size_t i = 0; i < sparse_plan.size(); ++i) {
+    sdescs[i] = sparse_plan[i].desc;
+    sdescs[i].ops = dev_ops + sparse_plan[i].ops_first;
+  }
+  const SparseDesc *dev_sdescs =
+      sdescs.empty() ? nullptr : s.upload(sdescs.data(), static_cast<int64_t>(sdescs.size()));
+  // One launch of `kernel_of(dtype)` per dtype group of the sparse steps.
+  const auto launch_sparse = [&](bool gather) {
+    const int64_t block_cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 32;
+    for (size_t first = 0; first < sparse_plan.size();) {
+      size_t last = first;
+      int64_t most = 1;
+      while (last < sparse_plan.size() && sparse_plan[last].dtype == sparse_plan[first].dtype) {
+        most = std::max(most, gather ? sparse_plan[last].desc.n_ops : sparse_plan[last].desc.n_new);
+        ++last;
+      }
+      const int64_t n_steps = static_cast<int64_t>(last - first);
+      const int64_t gy = std::min<int64_t>(n_steps, 65535);
+      const int64_t gx = std::max<int64_t>(1, std::min((most + kThreads - 1) / kThreads, std::max<int64_t>(1, block_cap / gy)));
+      const dim3 grid(static_cast<unsigned>(gx), static_cast<unsigned>(gy));
+      const SparseDesc *group = dev_sdescs + first;
+      dispatch_dtype(sparse_plan[first].dtype, [&](auto tag) {
+        using T = decltype(tag);
+        if (gather)
+          sparse_gather_kernel<T><<<grid, kThreads, 0, ctx.stream>>>(group, n_steps);
+        else
+          sparse_write_kernel<T><<<grid, kThreads, 0, ctx.stream>>>(group, n_steps, scale);
+      });
+      S2FT_CUDA_CHECK_LAUNCH(gather ? "sparse gather" : "sparse write");
+      first = last;
+    }
+  };
+  launch_sparse(true);
 
   const int64_t block_cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 32;
   for (size_t first = 0; first < plan.size();) {
@@ -439,10 +621,17 @@ void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<Tra
     first = last;
   }
 
+  launch_sparse(false);
+
   // The new records become current; the old buffers are the next spares.
   for (const TransitionStep &st : steps)
     if (!st.new_positions->empty()) {
       ModelBuffers::Slot &slot = buffers.slots[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
+      slot.current.swap(slot.spare);
+    }
+  for (const SparseStep &st : sparse)
+    if (!st.new_positions->empty()) {
+      ModelBuffers::Slot &slot = buffers.sparse_slots[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
       slot.current.swap(slot.spare);
     }
 }

@@ -19,12 +19,16 @@ namespace cuda {
 // One weight whose lines to fingerprint: every column (axis COLUMNS) or
 // every row (axis ROWS) of the device view `m`; `out` receives one
 // fingerprint per line and `max_abs` the largest |value| over the line's
-// finite elements (for backend/merge_range.hpp), by line index.
+// finite elements (for backend/merge_range.hpp), by line index. With
+// col_map (rows only; NULL or empty: the identity) element i of a row is
+// read at column (*col_map)[i], so a row of a column-permuted weight is
+// hashed in base order (the whole-weight fingerprint of sparse entries).
 struct FingerprintJob {
   Matrix m;
   int32_t axis = 0;
   std::vector<uint64_t> *out = nullptr;
   std::vector<float> *max_abs = nullptr;
+  const std::vector<int64_t> *col_map = nullptr;
 };
 
 // line_fingerprint() (src/adapter/geometry.cpp, common/fingerprint.hpp) and
@@ -41,6 +45,7 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs);
 struct ModelBuffers;
 std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers);
 
+using backend::SparseStep;
 using backend::TransitionStep;
 
 // For every step, in one pass over the union of the old and new lines at
@@ -56,8 +61,13 @@ using backend::TransitionStep;
 // anything is written (after waiting for the stream: synchronises); a
 // failure then leaves the weights and the records unchanged. Otherwise the
 // work is queued on ctx's stream and the call returns.
+// Sparse steps go element by element in two launches around the lines':
+// before them every new element's W0 is saved (from the weight, the old
+// line record or the old sparse record, as SparseStep says) and the old
+// elements the new entry lacks get their W0 back; after them the new
+// elements get round(W0 + scale * delta).
 void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<TransitionStep> &steps,
-                      const s2ft_adapter *adapter, double scale);
+                      const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale);
 
 }  // namespace cuda
 }  // namespace s2ft

@@ -1,6 +1,7 @@
 // Validation of s2ft_model_shape, shared by every function that takes one.
 #include "model_shape.hpp"
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -63,6 +64,43 @@ int64_t target_line_length(const s2ft_model_shape &s, int32_t target) {
 
 int64_t target_unit_width(const s2ft_model_shape &s, int32_t target) {
   return target == S2FT_TARGET_O || target == S2FT_TARGET_V ? s.head_dim : 1;
+}
+
+void check_weight_id(int32_t weight, const char *name) {
+  if (weight < 0 || weight >= S2FT_NUM_WEIGHTS)
+    fail_arg(std::string(name) + " " + std::to_string(weight) + " is not one of S2FT_WEIGHT_* [0, " +
+             std::to_string(S2FT_NUM_WEIGHTS) + ")");
+}
+
+const char *weight_name(int32_t weight) {
+  switch (weight) {
+    case S2FT_WEIGHT_O: return "O";
+    case S2FT_WEIGHT_V: return "V";
+    case S2FT_WEIGHT_DOWN: return "DOWN";
+    case S2FT_WEIGHT_UP: return "UP";
+    case S2FT_WEIGHT_Q: return "Q";
+    case S2FT_WEIGHT_K: return "K";
+    case S2FT_WEIGHT_GATE: return "GATE";
+    default: return "?";
+  }
+}
+
+void weight_shape(const s2ft_model_shape &s, int32_t weight, int64_t *rows, int64_t *cols) {
+  const int64_t q = static_cast<int64_t>(s.n_heads) * s.head_dim, kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+  switch (weight) {
+    case S2FT_WEIGHT_Q: *rows = q, *cols = s.d_model; break;
+    case S2FT_WEIGHT_K: *rows = kv, *cols = s.d_model; break;
+    case S2FT_WEIGHT_GATE: *rows = s.d_ff, *cols = s.d_model; break;
+    default: target_weight_shape(s, weight, rows, cols); break;
+  }
+}
+
+int64_t weight_elements(const s2ft_model_shape &s, int32_t weight) {
+  int64_t r, c;
+  weight_shape(s, weight, &r, &c);
+  if (r <= 0 || c <= 0) return 0;
+  if (r > INT64_MAX / c) return INT64_MAX;
+  return r * c;
 }
 
 }  // namespace s2ft

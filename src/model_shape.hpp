@@ -31,4 +31,16 @@ int64_t target_line_length(const s2ft_model_shape &s, int32_t target);
 // Lines per selection unit: head_dim for the head targets (O, V), 1 for channels.
 int64_t target_unit_width(const s2ft_model_shape &s, int32_t target);
 
+// ---- per-weight geometry (the seven weights, S2FT_WEIGHT_*) -------------------------
+
+// Throws S2FT_ERR_INVALID_ARGUMENT unless weight is one of S2FT_WEIGHT_*.
+void check_weight_id(int32_t weight, const char *name = "weight");
+// "O", "V", "DOWN", "UP", "Q", "K", "GATE" (or "?" for anything else).
+const char *weight_name(int32_t weight);
+// The [out, in] shape of the weight (the targets' as target_weight_shape).
+void weight_shape(const s2ft_model_shape &s, int32_t weight, int64_t *rows, int64_t *cols);
+// rows * cols of the weight, or INT64_MAX when that does not fit in 64 bits
+// (a shape no memory could hold; every flat index below it is in range).
+int64_t weight_elements(const s2ft_model_shape &s, int32_t weight);
+
 }  // namespace s2ft

@@ -317,6 +317,23 @@ typedef struct s2ft_model_shape {
 /** Bit for a target in a target mask, e.g. S2FT_TARGET_BIT(S2FT_TARGET_O). */
 #define S2FT_TARGET_BIT(t) (1u << (t))
 
+/* The seven projection weights of a layer, in one id space with the
+ * targets (the four targets keep their ids). Unstructured sparse entries of
+ * an adapter (s2ft_adapter_set_sparse) and the mixed forward
+ * (s2ft_adapter_forward_mixed) name weights by these ids; shapes as in
+ * s2ft_model_shape. */
+#define S2FT_WEIGHT_O    S2FT_TARGET_O    /* o_proj    [d_model, n_heads*head_dim]    */
+#define S2FT_WEIGHT_V    S2FT_TARGET_V    /* v_proj    [n_kv_heads*head_dim, d_model] */
+#define S2FT_WEIGHT_DOWN S2FT_TARGET_DOWN /* down_proj [d_model, d_ff]                */
+#define S2FT_WEIGHT_UP   S2FT_TARGET_UP   /* up_proj   [d_ff, d_model]                */
+#define S2FT_WEIGHT_Q    4                /* q_proj    [n_heads*head_dim, d_model]    */
+#define S2FT_WEIGHT_K    5                /* k_proj    [n_kv_heads*head_dim, d_model] */
+#define S2FT_WEIGHT_GATE 6                /* gate_proj [d_ff, d_model]                */
+#define S2FT_NUM_WEIGHTS 7
+
+/** Bit for a weight in a weight mask, e.g. S2FT_WEIGHT_BIT(S2FT_WEIGHT_Q). */
+#define S2FT_WEIGHT_BIT(w) (1u << (w))
+
 /** Checks a model shape (all fields positive, n_heads % n_kv_heads == 0).
  *  Errors: S2FT_ERR_INVALID_ARGUMENT naming the field. Thread-safe. */
 S2FT_API s2ft_status s2ft_model_shape_check(const s2ft_model_shape *shape);
@@ -389,10 +406,34 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats,
                                                   const s2ft_tensor *x,
                                                   const s2ft_tensor *dy);
 
+/**
+ * Records LIFT's principal-weight score of `target` in `layer` for the
+ * S2FT_STRATEGY_PRINCIPAL strategy: the weight w (as for
+ * s2ft_statistics_add_weight, base order) is approximated by its rank-r
+ * truncated SVD W_r (computed in double, LAPACK gesdd), and each unit's
+ * sum is the sum of squares of its lines of W_r (O and DOWN: columns, V
+ * and UP: rows), so its score is the Frobenius norm of its slice of W_r.
+ * The sums come from the SVD alone (a row of W_r has the squared norm
+ * sum_k (U[i, k] s_k)^2, a column sum_k (V[j, k] s_k)^2): W_r is not formed.
+ * rank is in [1, min(rows, cols)] of the weight. Replaces an earlier
+ * principal record for the same (layer, target); the sums are kept on the
+ * host (not in the context's device memory). Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL, layer, target or rank out of range, a
+ * non-finite value in w), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,
+ * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK;
+ * CUDA contexts: not implemented, use statistics made on a CPU context),
+ * S2FT_ERR_BACKEND (the SVD did not converge).
+ */
+S2FT_API s2ft_status s2ft_statistics_add_principal(s2ft_statistics *stats,
+                                                   int32_t layer, int32_t target,
+                                                   const s2ft_tensor *weight,
+                                                   int32_t rank);
+
 /* Statistic kinds for s2ft_statistics_get. */
 #define S2FT_STAT_WEIGHT     0
 #define S2FT_STAT_ACTIVATION 1
 #define S2FT_STAT_GRADIENT   2
+#define S2FT_STAT_PRINCIPAL  3 /* s2ft_statistics_add_principal */
 
 /**
  * Copies the per-unit sums of squares of one statistic for (layer, target)
@@ -415,12 +456,15 @@ S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats,
  *  them to the front. Immutable once created. */
 typedef struct s2ft_selection s2ft_selection;
 
-/* Strategies (the paper's S2FT-R/W/A/S/G). */
+/* Strategies (the paper's S2FT-R/W/A/S/G, and LIFT's principal weights). */
 #define S2FT_STRATEGY_RANDOM     0 /* uniform random from `seed`            */
 #define S2FT_STRATEGY_WEIGHT     1 /* norm of the unit's trained weight     */
 #define S2FT_STRATEGY_ACTIVATION 2 /* norm of the unit's input activation   */
 #define S2FT_STRATEGY_WEIGHT_ACT 3 /* weight norm x activation norm         */
 #define S2FT_STRATEGY_GRADIENT   4 /* norm of the unit's weight gradient    */
+#define S2FT_STRATEGY_PRINCIPAL  5 /* norm of the unit's lines in the rank-r
+                                      SVD approximation W_r (LIFT's principal
+                                      weights; s2ft_statistics_add_principal) */
 
 #define S2FT_ORDER_LARGEST  0 /* pick the highest scores */
 #define S2FT_ORDER_SMALLEST 1 /* pick the lowest scores  */
@@ -460,7 +504,8 @@ S2FT_API s2ft_status s2ft_select_options_init(s2ft_select_options *opts,
 /**
  * Chooses the units to train in every layer. `stats` may be NULL for the
  * random strategy; the others need the statistics they score by (weight,
- * activation, both, or gradient) for every targeted (layer, target).
+ * activation, both, gradient, or principal) for every targeted (layer,
+ * target).
  * Ties are broken by a seeded random key, then by index, so the result is
  * the same on every platform for the same inputs and seed.
  * On success *out receives a selection to free with s2ft_selection_destroy().
@@ -1001,6 +1046,142 @@ S2FT_API s2ft_status s2ft_lift_select(s2ft_context *ctx, const s2ft_tensor *w,
  *  0 when an argument is below 1 or the product overflows. Thread-safe. */
 S2FT_API int64_t s2ft_lift_count_for_lora_rank(int64_t rows, int64_t cols, int64_t lora_rank);
 
+/* ------------------------------------------------------------------------ */
+/* SORSA: trained singular vectors and values                               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * SORSA (Cao, 2024, arXiv 2409.00055) splits a frozen weight W [out, in]
+ * by its thin SVD W = U diag(S) V^T into a trained principal part and a
+ * frozen residual:
+ *     W = W_res + U_p diag(S_p) V_p^T
+ * with the top-r singular triplets as factors, all f32: u = U_p [out, r],
+ * s = S_p [r] (or [1, r]), vt = V_p^T [r, in]; W_res = W - U_p diag(S_p)
+ * V_p^T is kept in W's dtype. A linear layer computes
+ *     y = x W_res^T + ((x V_p) * S_p) U_p^T
+ * and the [out, in] product U_p diag(S_p) V_p^T is never formed. Train u,
+ * s (as [1, r]) and vt with an s2ft_optimizer (each added with
+ * s2ft_optimizer_add_param and a slice over all its columns), and keep U_p
+ * and V_p orthonormal with the regularizer
+ *     R = ||U_p^T U_p - I||_F^2 + ||V_p^T V_p - I||_F^2
+ * (s2ft_sorsa_regularizer or s2ft_sorsa_regularizer_step). docs/api.md
+ * shows a training step and how this matches the released code.
+ */
+
+/**
+ * Splits w [out, in] (f32, f16 or bf16) for SORSA: the thin SVD of w in
+ * double (LAPACK gesdd), its top `rank` triplets written as u [out, rank],
+ * s [rank] or [1, rank] and vt [rank, in] (all f32, any strides), and w
+ * overwritten in place by the residual w - u diag(s) vt, computed in double
+ * from the f32-rounded factors and rounded once to w's dtype (so residual
+ * + factors reproduce w up to that one rounding). Singular values come in
+ * descending order. Signs are fixed: in every column of u the entry of
+ * largest magnitude (the first such, on ties) is positive, the matching row
+ * of vt flipped with it. rank is in [1, min(out, in)]. The outputs must not
+ * overlap each other or w. Memory: w in double plus the SVD's factors
+ * (about (out + in) * min(out, in) doubles) and LAPACK's workspace.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, rank out of range, a non-finite
+ * value in w, overlapping tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE (u, s,
+ * vt not f32), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
+ * S2FT_ERR_UNSUPPORTED (a build without LAPACK; CUDA contexts: not
+ * implemented, split the weight with a CPU context and copy the results),
+ * S2FT_ERR_BACKEND (the SVD did not converge). On failure w is unchanged.
+ */
+S2FT_API s2ft_status s2ft_sorsa_init(s2ft_context *ctx, s2ft_tensor *w, int32_t rank,
+                                     s2ft_tensor *u, s2ft_tensor *s, s2ft_tensor *vt);
+
+/**
+ * Forward of a SORSA linear layer: y = x w_res^T + ((x vt^T) * s) u^T for
+ * x [T, in], w_res [out, in], y [T, out] (one dtype: f32, f16 or bf16) and
+ * the f32 factors u [out, r], s [r] or [1, r], vt [r, in]. Products
+ * accumulate in f32 and y is rounded once. h_saved (may be NULL): an f32
+ * [T, r] tensor that receives h = x vt^T, which s2ft_sorsa_backward can
+ * reuse. The [out, in] factor product is never formed: the factor work is
+ * 2 T r (in + out) flops beside the residual's GEMM. Outputs must not
+ * overlap the inputs or each other.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, overlapping tensors),
+ * S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY.
+ * On a CUDA context the work is cuBLAS GEMMs (f32 accumulation) and small
+ * kernels queued on the context's stream; the call does not wait for the
+ * device (also S2FT_ERR_BACKEND). Workspace: 2 T r floats, plus T (in + out)
+ * for 16-bit tensors (f32 copies of x and of y before its rounding).
+ */
+S2FT_API s2ft_status s2ft_sorsa_forward(s2ft_context *ctx, const s2ft_tensor *x,
+                                        const s2ft_tensor *w_res, const s2ft_tensor *u,
+                                        const s2ft_tensor *s, const s2ft_tensor *vt,
+                                        s2ft_tensor *y, s2ft_tensor *h_saved);
+
+/**
+ * Backward of s2ft_sorsa_forward for the output gradient dy [T, out], with
+ * g = dy u ([T, r]) and h = x vt^T (h_saved from the forward, f32 [T, r],
+ * or NULL to recompute it from x):
+ *  - du  = dy^T (h * s)              [out, r]
+ *  - ds  = sum over t of g * h       [r] or [1, r]
+ *  - dvt = (g * s)^T x               [r, in]
+ *  - dx  = dy w_res + (g * s) vt     [T, in] (skipped when dx is NULL)
+ * (* scales column j by s[j], or multiplies elementwise). du, ds, dvt are
+ * f32 (any strides); x, w_res, dy and dx share one dtype (f32, f16, bf16);
+ * f32 accumulation, dx rounded once. Flags: S2FT_ACCUMULATE_DW adds to du,
+ * ds and dvt, S2FT_ACCUMULATE_DX adds into dx (else they are overwritten).
+ * Outputs must not overlap the inputs or each other.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, overlapping
+ * tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,
+ * S2FT_ERR_OUT_OF_MEMORY. On a CUDA context: as s2ft_sorsa_forward
+ * (workspace 4 T r floats, plus T (2 in + out) for 16-bit tensors).
+ */
+S2FT_API s2ft_status s2ft_sorsa_backward(s2ft_context *ctx, const s2ft_tensor *x,
+                                         const s2ft_tensor *w_res, const s2ft_tensor *u,
+                                         const s2ft_tensor *s, const s2ft_tensor *vt,
+                                         const s2ft_tensor *h_saved, const s2ft_tensor *dy,
+                                         s2ft_tensor *dx, s2ft_tensor *du, s2ft_tensor *ds,
+                                         s2ft_tensor *dvt, uint32_t flags);
+
+/* Flag for s2ft_sorsa_regularizer and s2ft_sorsa_regularizer_step (with
+ * S2FT_ACCUMULATE_DW for the former): use the plain Frobenius norms,
+ * R = ||U_p^T U_p - I||_F + ||V_p^T V_p - I||_F, as the released SORSA code
+ * does, instead of the paper's squares. A term whose norm is 0 adds no
+ * gradient. */
+#define S2FT_SORSA_UNSQUARED 4u
+
+/**
+ * SORSA's orthonormal regularizer on u [out, r] and vt [r, in] (f32):
+ * with E_U = u^T u - I and E_V = vt vt^T - I ([r, r]),
+ *   value = gamma * (||E_U||_F^2 + ||E_V||_F^2)
+ *   du  = gamma * 4 u E_U       dvt = gamma * 4 E_V vt
+ * (S2FT_SORSA_UNSQUARED: value = gamma * (||E_U||_F + ||E_V||_F),
+ * du = gamma * 2 u E_U / ||E_U||_F, dvt = gamma * 2 E_V vt / ||E_V||_F).
+ * *value (may be NULL) receives the value; du and dvt (f32, either may be
+ * NULL) receive the gradients, added to them with S2FT_ACCUMULATE_DW
+ * (e.g. onto s2ft_sorsa_backward's), else overwritten. gamma is finite and
+ * >= 0. The released code applies the regularizer through the gradient:
+ * gamma = its gamma / its (base) learning rate, added after gradient
+ * clipping, before the optimizer step (docs/api.md).
+ * The CPU computes in double; CUDA in f32 (cuBLAS) and then synchronises
+ * only when value is not NULL.
+ * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL u or vt, gamma negative or not
+ * finite, unknown flags, du or dvt overlapping u, vt or each other),
+ * S2FT_ERR_SHAPE (u and vt of different ranks, du or dvt not shaped as
+ * u or vt), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
+ * S2FT_ERR_BACKEND.
+ */
+S2FT_API s2ft_status s2ft_sorsa_regularizer(s2ft_context *ctx, const s2ft_tensor *u,
+                                            const s2ft_tensor *vt, double gamma, double *value,
+                                            s2ft_tensor *du, s2ft_tensor *dvt, uint32_t flags);
+
+/**
+ * The regularizer as the paper's separate, decoupled update with its own
+ * rate: u -= rate * dR/du and vt -= rate * dR/dvt in place, both gradients
+ * taken at the factors before the step (R as in s2ft_sorsa_regularizer,
+ * with S2FT_SORSA_UNSQUARED the only flag). Call it after the backward and
+ * before s2ft_optimizer_step, so that with SGD the two give exactly the
+ * paper's W_p <- W_p - lr * grad(L) - rate * grad(R). *value (may be NULL)
+ * receives rate * R before the step. rate is finite and >= 0. Errors,
+ * precision and synchronisation: as s2ft_sorsa_regularizer.
+ */
+S2FT_API s2ft_status s2ft_sorsa_regularizer_step(s2ft_context *ctx, s2ft_tensor *u,
+                                                 s2ft_tensor *vt, double rate, double *value,
+                                                 uint32_t flags);
+
 /**
  * LIFT's mask refresh (the reference refreshes every `update_interval`
  * steps, e.g. 400; the caller calls this after every N-th optimizer step):
@@ -1218,6 +1399,14 @@ S2FT_API s2ft_status s2ft_spiel_stats_get(const s2ft_spiel *spiel, s2ft_spiel_st
  * its bf16 copy give the same), so applying an adapter to another base is
  * a clear error. See docs/adapter-format.md for the definition and the
  * file format.
+ *
+ * An adapter may also hold unstructured sparse entries (for sparse methods
+ * such as LIFT and SpIEL, s2ft_adapter_set_sparse): per (layer, weight) of
+ * any of the seven weights (S2FT_WEIGHT_*), strictly ascending flat indices
+ * n = r * cols + c into the base-order weight, an f32 delta per index and
+ * one fingerprint of the whole base weight. No sparse entry lies on a
+ * structured line of the same (layer, weight): the set calls refuse that,
+ * and s2ft_adapter_fuse folds such entries into the line's delta.
  */
 typedef struct s2ft_adapter s2ft_adapter;
 
@@ -1242,8 +1431,9 @@ S2FT_API void s2ft_adapter_destroy(s2ft_adapter *adapter);
  * base weight of that target in base order, used to fingerprint the lines,
  * or NULL (fingerprints 0: never checked). n_lines == 0 removes the entry.
  * Do not change an adapter while it is applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer/target,
- * index out of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
- * S2FT_ERR_DEVICE.
+ * index out of range or duplicated, a line that holds a sparse entry of
+ * the same (layer, weight): see s2ft_adapter_set_sparse), S2FT_ERR_SHAPE,
+ * S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. A failed call changes nothing.
  */
 S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int32_t target,
                                       const int64_t *lines, int64_t n_lines,
@@ -1315,7 +1505,8 @@ S2FT_API s2ft_status s2ft_adapter_meta_at(const s2ft_adapter *adapter, int64_t i
                                           const char **key, const char **value);
 
 /** Copies the model shape, default scale and target mask (S2FT_TARGET_BIT
- *  of targets with an entry in some layer); any out pointer may be NULL.
+ *  of targets with a structured entry in some layer; sparse entries do not
+ *  count: see s2ft_adapter_sparse_info); any out pointer may be NULL.
  *  Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter). */
 S2FT_API s2ft_status s2ft_adapter_info(const s2ft_adapter *adapter, s2ft_model_shape *shape,
                                        double *default_scale, uint32_t *targets);
@@ -1338,6 +1529,49 @@ S2FT_API s2ft_status s2ft_adapter_lines(const s2ft_adapter *adapter, int32_t lay
  *  S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. */
 S2FT_API s2ft_status s2ft_adapter_delta(const s2ft_adapter *adapter, int32_t layer,
                                         int32_t target, s2ft_tensor *out);
+
+/**
+ * Sets the unstructured sparse entries of (layer, weight), weight one of
+ * S2FT_WEIGHT_*: `count` flat indices n = r * cols + c into the base-order
+ * weight [rows, cols], strictly ascending and in [0, rows * cols), and
+ * their delta (a tensor of `count` elements, [count] or [1, count]; f32,
+ * f16 or bf16 on the CPU; copied to f32, every value finite). `base` is the
+ * full base weight in base order, used for the entries' base fingerprint
+ * (64-bit FNV-1a over the little-endian bytes of the weight's row
+ * fingerprints, rows in order: docs/adapter-format.md), or NULL
+ * (fingerprint 0: never checked). count == 0 removes the entries (indices,
+ * delta and base may then be NULL). No index may lie on a line of the
+ * structured entry of the same (layer, weight) (a column of O or DOWN, a
+ * row of V or UP that s2ft_adapter_set gave it). Do not change an adapter
+ * while it is applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL,
+ * bad layer or weight, count negative or above rows * cols, an index out of
+ * range, not above the one before it, or on a structured line, a delta
+ * value not finite), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. A
+ * failed call changes nothing.
+ */
+S2FT_API s2ft_status s2ft_adapter_set_sparse(s2ft_adapter *adapter, int32_t layer, int32_t weight,
+                                             const int64_t *indices, int64_t count,
+                                             const s2ft_tensor *delta, const s2ft_tensor *base);
+
+/**
+ * The sparse entries of (layer, weight): sets *count to their number (0:
+ * none) and, when not NULL, copies the ascending base-order flat indices to
+ * indices[0..count), their f32 deltas to deltas[0..count) and the base
+ * fingerprint to *fingerprint (0: unknown, or no entries). Pass indices and
+ * deltas NULL to learn the count; either may be NULL. Errors:
+ * S2FT_ERR_INVALID_ARGUMENT (NULL adapter or count, bad layer or weight,
+ * capacity below the count where indices or deltas is not NULL).
+ */
+S2FT_API s2ft_status s2ft_adapter_sparse(const s2ft_adapter *adapter, int32_t layer,
+                                         int32_t weight, int64_t *indices, float *deltas,
+                                         int64_t capacity, int64_t *count,
+                                         uint64_t *fingerprint);
+
+/** The weights with sparse entries in some layer (a mask of
+ *  S2FT_WEIGHT_BIT) and the number of sparse entries in all; either out
+ *  pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter). */
+S2FT_API s2ft_status s2ft_adapter_sparse_info(const s2ft_adapter *adapter, uint32_t *weights,
+                                              int64_t *entries);
 
 /**
  * Saves an adapter as safetensors (docs/adapter-format.md), named after
@@ -1367,9 +1601,16 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
  * weights first, then the inputs' keys in input order; a key that would
  * pass 255 bytes, or one beyond that budget, is left out, and then
  * "input.omitted" holds how many were. Metadata never makes a fuse fail.
+ * Sparse entries fuse the same way per (layer, weight): the union of the
+ * inputs' indices, delta = sum_i weights[i] * delta_i (in double, rounded
+ * once), with the base fingerprint the inputs agree on. A sparse entry on
+ * a line the result has a structured entry for (one input's line, another
+ * input's sparse entry) is folded into that line's delta, the sum taken in
+ * double with the line's and rounded once.
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,
- * different model shapes, the same base line with different nonzero
- * fingerprints, a fused delta that overflows f32), S2FT_ERR_OUT_OF_MEMORY.
+ * different model shapes, the same base line or weight with different
+ * nonzero fingerprints, a fused delta that overflows f32),
+ * S2FT_ERR_OUT_OF_MEMORY.
  */
 S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *adapters,
                                        const double *weights, int64_t n,
@@ -1408,8 +1649,10 @@ S2FT_API s2ft_status s2ft_peft_export_options_init(s2ft_peft_export_options *opt
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir "",
  * a bad opts->version, a scale not finite or one that overflows f32,
  * base_model_name_or_path not UTF-8, an adapter with no entries),
- * S2FT_ERR_IO (out_dir cannot be made or written, or is not a folder),
- * S2FT_ERR_OUT_OF_MEMORY.
+ * S2FT_ERR_UNSUPPORTED (an adapter with sparse entries: an unstructured
+ * delta has no exact low-rank form of small rank, so it is not exported;
+ * nothing is written), S2FT_ERR_IO (out_dir cannot be made or written, or
+ * is not a folder), S2FT_ERR_OUT_OF_MEMORY.
  */
 S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const char *out_dir,
                                               const s2ft_peft_export_options *opts);
@@ -1424,19 +1667,28 @@ S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const
 typedef struct s2ft_model s2ft_model;
 
 /**
- * Creates a model over `layers` (n_layers entries; the o, v, down and up
- * weights of every target an adapter will touch must be set; the pointers
- * and the memory they describe must stay valid until the model is
- * destroyed). `perm` is the selection whose permutation the weights are
- * in (after s2ft_permute FORWARD), or NULL for base order; it is copied.
- * The model keeps `ctx`, which must outlive it.
- * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * Creates a model over `layers` (n_layers entries; any of the seven
+ * weights may be set, and every weight an adapter will touch must be: o,
+ * v, down and up for structured entries, any weight for sparse entries;
+ * the pointers and the memory they describe must stay valid until the
+ * model is destroyed). `perm` is the selection whose permutation the
+ * weights are in (after s2ft_permute FORWARD: q, k and v rows by head, o
+ * columns by head, gate and up rows and down columns by channel), or NULL
+ * for base order; it is copied. The model keeps `ctx`, which must outlive
+ * it. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
  * S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY.
- * On a CUDA context the weights are device tensors: create hashes every
- * line of every given weight on the device for its base fingerprint and
- * waits for it (synchronises). Apply and switch check adapters against
- * these create-time fingerprints, so the weights must not change other
- * than through the model while it lives.
+ * Apply and switch check adapters against the base fingerprints of the
+ * weights as given here (line fingerprints for structured entries, the
+ * whole-weight fingerprint for sparse entries), so the weights must not
+ * change other than through the model while it lives. On the CPU they are
+ * computed when a transition needs them: a line's from its base values at
+ * each apply or switch, a weight's whole-weight fingerprint (and its rows'
+ * largest values, for the overflow bound) once, the first time sparse
+ * entries with a fingerprint (or a merge near the dtype's range) need it,
+ * which reads the whole weight. On a
+ * CUDA context the weights are device tensors: create hashes every line
+ * and every row of every given weight on the device and waits for it
+ * (synchronises).
  */
 S2FT_API s2ft_status s2ft_model_create(s2ft_context *ctx, const s2ft_model_shape *shape,
                                        const s2ft_layer_weights *layers,
@@ -1466,6 +1718,13 @@ S2FT_API void s2ft_model_destroy(s2ft_model *model);
  * S2FT_ERR_STATE (an adapter is already applied: remove it or switch),
  * S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;
  * nothing is changed), S2FT_ERR_OUT_OF_MEMORY.
+ * Sparse entries are merged the same way, element by element: W[e] =
+ * round(double(W0[e]) + scale * double(delta)), the displaced base values
+ * saved, their whole-weight fingerprint checked (unless forced), and the
+ * overflow bound taken per entry as max|W0| over its row plus
+ * |scale * delta|. On a permuted model (perm given at create) the
+ * base-order indices are mapped through the permutation of the weight's
+ * rows and columns.
  * On a CUDA context the work (one pass over the lines) is queued on the
  * context's stream and the call returns without waiting, except that the
  * first use of an adapter on a device uploads it (synchronises; see
@@ -1487,7 +1746,9 @@ S2FT_API s2ft_status s2ft_adapter_remove(s2ft_model *model);
 
 /**
  * Replaces the applied adapter (if any) by `adapter`, touching only the
- * union of their lines; the result is bit-identical to remove then apply.
+ * union of their lines and sparse entries (elements only the old adapter
+ * changed get their base values back); the result is bit-identical to
+ * remove then apply.
  * Errors as s2ft_adapter_apply(), except that an applied adapter is not
  * an error; on error the model is unchanged.
  * On a CUDA context: as s2ft_adapter_apply(), in one pass over the union
@@ -1509,7 +1770,11 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  *   Y = X W^T, then for each segment j (rows [offsets[j], offsets[j+1]))
  *   with a = segment_adapter[j] >= 0, column targets (O, DOWN):
  *     Y_j += scales[a] * X_j[:, S_a] delta_a^T
- *   row targets (V, UP):  Y_j[:, S_a] += scales[a] * X_j delta_a^T.
+ *   row targets (V, UP):  Y_j[:, S_a] += scales[a] * X_j delta_a^T,
+ *   and for the adapter's sparse entries D_a on (layer, target) (any
+ *   weight):  Y_j += scales[a] * X_j D_a^T.
+ * `target` is any weight id (S2FT_WEIGHT_*; the four targets keep their
+ * ids): q, k and gate have only sparse entries.
  * `w` is the base weight of `target` in `layer`, in base order, or in the
  * permuted order of `perm` when perm is not NULL. x [T, in], y [T, out],
  * one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1
@@ -1530,7 +1795,9 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  * s2ft_context_set_delta_path() chooses. The work is queued on the
  * context's stream; the call synchronises only on an adapter's first use
  * on the device, when it builds or drops a cached CSR, and when AUTO
- * times the two paths for a new shape. Also S2FT_ERR_BACKEND.
+ * times the two paths for a new shape. Sparse entries are added by
+ * cuSPARSE SpMM on a CSR copy cached the same way (the CPU: a loop over the
+ * entries, f32 sums). Also S2FT_ERR_BACKEND.
  */
 S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer, int32_t target,
                                                 const s2ft_tensor *x, const s2ft_tensor *w,
@@ -1542,11 +1809,12 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
                                                 int64_t n_segments, s2ft_tensor *y);
 
 /**
- * Copies an adapter's lines and deltas to the device of a CUDA context now,
- * so that later s2ft_adapter_apply/switch/remove and
- * s2ft_adapter_forward_mixed calls on that device copy nothing from the
- * host (they upload on first use otherwise). The adapter keeps the device
- * copy until it is changed (s2ft_adapter_set) or destroyed; the copy is
+ * Copies an adapter's lines and deltas (and its sparse entries' deltas) to
+ * the device of a CUDA context now, so that later
+ * s2ft_adapter_apply/switch/remove and s2ft_adapter_forward_mixed calls on
+ * that device copy no adapter data from the host (they upload on first use
+ * otherwise). The adapter keeps the device copy until it is changed
+ * (s2ft_adapter_set, s2ft_adapter_set_sparse) or destroyed; the copy is
  * queued on the context's stream. May synchronise (it allocates device
  * memory). A no-op on a CPU context. Errors: S2FT_ERR_INVALID_ARGUMENT,
  * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND.
@@ -1578,12 +1846,13 @@ S2FT_API s2ft_status s2ft_sparse_delta_create(s2ft_context *ctx, int64_t rows, i
                                               int64_t nnz, s2ft_sparse_delta **out);
 
 /**
- * The delta of an adapter's (layer, target) entry as a sparse delta over
- * the full weight shape, with its lines in base order or, when `perm` is
- * not NULL, in that selection's permuted order. An adapter without an
- * entry there gives an empty delta (nnz 0). Errors: as
+ * The delta of an adapter on (layer, target) as a sparse delta over the
+ * full weight shape: its structured entry and its sparse entries there
+ * (`target` is any weight id, S2FT_WEIGHT_*), in base order or, when
+ * `perm` is not NULL, in that selection's permuted order. An adapter
+ * without entries there gives an empty delta (nnz 0). Errors: as
  * s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad
- * layer or target or a permutation of another model shape.
+ * layer or weight or a permutation of another model shape.
  */
 S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2ft_adapter *adapter,
                                                     int32_t layer, int32_t target,
@@ -1781,8 +2050,8 @@ S2FT_API s2ft_status s2ft_checkpoint_write(const s2ft_checkpoint *ckpt, const ch
                                            const s2ft_checkpoint_write_options *opts);
 
 /**
- * A model (see s2ft_model_create) over a checkpoint's weights: the o, v,
- * down and up weights of every layer, as views into the checkpoint (see
+ * A model (see s2ft_model_create) over a checkpoint's weights: the seven
+ * projection weights of every layer, as views into the checkpoint (see
  * s2ft_checkpoint_tensor): applying an adapter changes the checkpoint's
  * contents in this process, copy-on-write, never the files, and
  * s2ft_checkpoint_write() then writes the merged model. `shape` NULL means
@@ -1798,9 +2067,9 @@ S2FT_API s2ft_status s2ft_model_from_checkpoint(s2ft_context *ctx, s2ft_checkpoi
                                                 const s2ft_selection *perm, s2ft_model **out);
 
 /**
- * The descriptors of a layer's target weights as the model holds them
- * (o, v, down and up; q, k and gate are NULL), valid while the model
- * lives; through them a caller runs the model's forward pass. Errors:
+ * The descriptors of a layer's weights as the model holds them (NULL for
+ * a weight the model was created without), valid while the model lives;
+ * through them a caller runs the model's forward pass. Errors:
  * S2FT_ERR_INVALID_ARGUMENT (NULL, layer out of range).
  */
 S2FT_API s2ft_status s2ft_model_layer(s2ft_model *model, int32_t layer,

@@ -3,7 +3,10 @@
 // s2ft_adapter_load() checks for files): per (layer, target) the lines are
 // distinct, ascending, in base order and in range; there is one fingerprint
 // per line; the delta is finite f32 of shape [out, k] (O, DOWN) or [k, in]
-// (V, UP); the name is valid UTF-8 of at most 255 bytes.
+// (V, UP); the name is valid UTF-8 of at most 255 bytes. Per (layer,
+// weight) the sparse entries' indices are strictly ascending and in range,
+// with one finite f32 delta each, and none lies on a line of the structured
+// entry of the same (layer, weight).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -72,6 +75,7 @@ std::unique_ptr<s2ft_adapter> new_adapter(const s2ft_model_shape &shape, std::st
   a->name = std::move(name);
   a->default_scale = default_scale;
   a->layers.resize(static_cast<size_t>(shape.n_layers));
+  a->sparse.resize(static_cast<size_t>(shape.n_layers));
   return a;
 }
 
@@ -139,6 +143,27 @@ Matrix check_weight(const s2ft_tensor *t, const std::string &name, const s2ft_mo
 
 const char *const kWeightField[S2FT_NUM_TARGETS] = {"o", "v", "down", "up"};
 
+// "(row r, column c)" of flat index n in a weight of `cols` columns.
+std::string element_text(int64_t n, int64_t cols) {
+  return "(row " + std::to_string(n / cols) + ", column " + std::to_string(n % cols) + ")";
+}
+
+// Refuses a structured entry of (layer, target) with `sorted_lines` (ascending)
+// when a sparse entry of the same (layer, weight) lies on one of them.
+void check_lines_free(const s2ft_adapter &a, int32_t layer, int32_t target, const std::vector<int64_t> &sorted_lines) {
+  const SparseEntry &sp = a.sparse[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  if (sp.empty()) return;
+  int64_t rows, cols;
+  weight_shape(a.shape, target, &rows, &cols);
+  for (int64_t n : sp.indices) {
+    const int64_t line = element_line(target, cols, n);
+    if (std::binary_search(sorted_lines.begin(), sorted_lines.end(), line))
+      fail_arg("line " + std::to_string(line) + " of " + where(layer, target) + " holds the adapter's sparse entry " +
+               std::to_string(n) + " " + element_text(n, cols) +
+               " (a line and a sparse entry may not overlap: remove the sparse entries first, or fuse)");
+  }
+}
+
 }  // namespace
 }  // namespace s2ft
 
@@ -205,6 +230,11 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
       if (lines[order[i]] == lines[order[i - 1]])
         s2ft::fail_arg("lines[" + std::to_string(std::max(order[i], order[i - 1])) + "] = " +
                        std::to_string(lines[order[i]]) + " is duplicated");
+    {
+      std::vector<int64_t> sorted(static_cast<size_t>(n_lines));
+      for (int64_t i = 0; i < n_lines; ++i) sorted[static_cast<size_t>(i)] = lines[order[static_cast<size_t>(i)]];
+      s2ft::check_lines_free(*adapter, layer, target, sorted);
+    }
     const int32_t axis = s2ft::target_axis(target);
     const int64_t len = s2ft::target_line_length(s, target);
     s2ft::AdapterEntry e;
@@ -358,6 +388,113 @@ S2FT_API s2ft_status s2ft_adapter_delta(const s2ft_adapter *adapter, int32_t lay
     s2ft::delta_shape(a.shape, target, static_cast<int64_t>(e.lines.size()), &rows, &cols);
     s2ft::require_shape(m, "out", rows, cols);
     s2ft::from_f32(e.delta.data(), m, false);
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_set_sparse(s2ft_adapter *adapter, int32_t layer, int32_t weight,
+                                             const int64_t *indices, int64_t count, const s2ft_tensor *delta,
+                                             const s2ft_tensor *base) {
+  return s2ft::guard("s2ft_adapter_set_sparse", [&] {
+    using namespace s2ft;
+    require_live(adapter, "adapter");
+    const s2ft_model_shape &s = adapter->shape;
+    check_layer(s, layer);
+    check_weight_id(weight);
+    int64_t rows, cols;
+    weight_shape(s, weight, &rows, &cols);
+    const int64_t size = weight_elements(s, weight);
+    const std::string at = "layer " + std::to_string(layer) + " weight " + weight_name(weight);
+    if (count < 0 || count > size)
+      fail_arg("count " + std::to_string(count) + " is out of range [0, rows * cols = " + std::to_string(size) +
+               "] for " + at);
+    SparseEntry &slot = adapter->sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+    if (count == 0) {
+      slot = SparseEntry{};
+      adapter->entries_changed();
+      return;
+    }
+    require_not_null(indices, "indices");
+    // Hostile input: nothing beyond indices[count - 1] is read; no table is
+    // sized by the model shape (which may be huge).
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t n = indices[i];
+      if (n < 0 || n >= size)
+        fail_arg("indices[" + std::to_string(i) + "] = " + std::to_string(n) + " is out of range [0, rows * cols = " +
+                 std::to_string(size) + ") of " + at);
+      if (i > 0 && n <= indices[i - 1])
+        fail_arg("indices[" + std::to_string(i) + "] = " + std::to_string(n) +
+                 (n == indices[i - 1] ? " repeats " : " is below ") + "indices[" + std::to_string(i - 1) + "] = " +
+                 std::to_string(indices[i - 1]) + " (indices must ascend strictly)");
+    }
+    if (delta != nullptr && delta->device.type != S2FT_DEVICE_CPU)
+      fail(S2FT_ERR_DEVICE, "delta is on " + device_name(delta->device) + "; adapters are built from CPU tensors");
+    const Matrix d = check_vector(delta, "delta", kCpu, count);
+    Matrix b;
+    if (base != nullptr) {
+      if (base->device.type != S2FT_DEVICE_CPU)
+        fail(S2FT_ERR_DEVICE, "base is on " + device_name(base->device) + "; adapters are built from CPU tensors");
+      b = check_matrix(base, "base", kCpu);
+      require_shape(b, "base", rows, cols);
+    }
+    if (weight < S2FT_NUM_TARGETS) {
+      const AdapterEntry &lines = adapter->layers[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+      for (int64_t i = 0; i < count && !lines.empty(); ++i) {
+        const int64_t line = element_line(weight, cols, indices[i]);
+        if (std::binary_search(lines.lines.begin(), lines.lines.end(), line))
+          fail_arg("indices[" + std::to_string(i) + "] = " + std::to_string(indices[i]) + " " +
+                   element_text(indices[i], cols) + " lies on line " + std::to_string(line) +
+                   " of the adapter's structured entry for " + where(layer, weight) +
+                   " (a line and a sparse entry may not overlap: fold it into the line's delta)");
+      }
+    }
+    SparseEntry e;
+    e.indices.assign(indices, indices + count);
+    e.delta.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const float v = d.get(0, i);
+      if (!std::isfinite(v)) fail_arg("delta holds a non-finite value at element " + std::to_string(i));
+      e.delta[static_cast<size_t>(i)] = v;
+    }
+    if (base != nullptr) e.fingerprint = weight_fingerprint(b);
+    slot = std::move(e);
+    adapter->entries_changed();
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_sparse(const s2ft_adapter *adapter, int32_t layer, int32_t weight, int64_t *indices,
+                                         float *deltas, int64_t capacity, int64_t *count, uint64_t *fingerprint) {
+  return s2ft::guard("s2ft_adapter_sparse", [&] {
+    using namespace s2ft;
+    const s2ft_adapter &a = require_adapter(adapter);
+    require_not_null(count, "count");
+    check_layer(a.shape, layer);
+    check_weight_id(weight);
+    const SparseEntry &e = a.sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+    const int64_t n = static_cast<int64_t>(e.indices.size());
+    if ((indices != nullptr || deltas != nullptr) && capacity < n)
+      fail_arg("capacity " + std::to_string(capacity) + " is below the " + std::to_string(n) +
+               " sparse entries of layer " + std::to_string(layer) + " weight " + weight_name(weight));
+    if (indices != nullptr) std::copy(e.indices.begin(), e.indices.end(), indices);
+    if (deltas != nullptr) std::copy(e.delta.begin(), e.delta.end(), deltas);
+    if (fingerprint != nullptr) *fingerprint = e.fingerprint;
+    *count = n;
+  });
+}
+
+S2FT_API s2ft_status s2ft_adapter_sparse_info(const s2ft_adapter *adapter, uint32_t *weights, int64_t *entries) {
+  return s2ft::guard("s2ft_adapter_sparse_info", [&] {
+    const s2ft_adapter &a = s2ft::require_adapter(adapter);
+    uint32_t mask = 0;
+    int64_t total = 0;
+    for (const auto &layer : a.sparse)
+      for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+        const s2ft::SparseEntry &e = layer[static_cast<size_t>(w)];
+        if (e.empty()) continue;
+        mask |= S2FT_WEIGHT_BIT(w);
+        total += static_cast<int64_t>(e.indices.size());
+      }
+    if (weights != nullptr) *weights = mask;
+    if (entries != nullptr) *entries = total;
   });
 }
 

@@ -4,10 +4,18 @@
 //   <stem>.s2ft_lines             I64 [k]                 base-order lines, ascending
 //   <stem>.s2ft_delta             F32 [out, k] / [k, in]  the delta slice
 //   <stem>.s2ft_base_fingerprint  U64 [k]                 base-line fingerprints
+// and, per (layer, weight) with sparse entries, stem = weight_tensor_stem
+// (any of the seven weights), format version 3 only:
+//   <stem>.s2ft_sparse_indices           I64 [count]  flat indices, ascending
+//   <stem>.s2ft_sparse_delta             F32 [count]  their deltas
+//   <stem>.s2ft_sparse_base_fingerprint  U64 [1]      whole-weight fingerprint
 // and __metadata__ with the format, version, name, default scale, targets,
-// model shape, axis convention and a "slices" summary, plus the adapter's
-// own metadata, key K stored as "meta.K" (optional: a file without any
-// loads with no metadata; other keys are ignored).
+// model shape, axis convention and a "slices" summary (version 3 adds a
+// "sparse" summary), plus the adapter's own metadata, key K stored as
+// "meta.K" (optional: a file without any loads with no metadata; other keys
+// are ignored). An adapter without sparse entries is written as version 2,
+// byte for byte as before sparse entries existed, so older readers keep
+// reading it; one with sparse entries is version 3, which they refuse.
 //
 // The reader treats the file as hostile. The safetensors layer has checked
 // the container (header, JSON, offsets, overlaps, dtype sizes, byte counts)
@@ -16,6 +24,7 @@
 // finite deltas, and that the summary agrees with the tensors. Nothing is
 // allocated in proportion to the metadata's model shape except the layer
 // table, whose size is capped.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -43,10 +52,16 @@ namespace {
 const char *const kFormat = "s2ft-adapter";
 // Version 2: base fingerprints hash bf16-rounded values (common/fingerprint.hpp).
 const char *const kVersion = "2";
+// Version 3: version 2 plus unstructured sparse entries (written only when an
+// adapter has some, so that every other file stays readable by version-2 readers).
+const char *const kVersionSparse = "3";
 const char *const kAxes = "O:columns,V:rows,DOWN:columns,UP:rows";
 const char *const kLinesSuffix = ".s2ft_lines";
 const char *const kDeltaSuffix = ".s2ft_delta";
 const char *const kFingerprintSuffix = ".s2ft_base_fingerprint";
+const char *const kSparseIndicesSuffix = ".s2ft_sparse_indices";
+const char *const kSparseDeltaSuffix = ".s2ft_sparse_delta";
+const char *const kSparseFingerprintSuffix = ".s2ft_sparse_base_fingerprint";
 constexpr size_t kMaxNameBytes = 255;
 // Bounds the one allocation sized by metadata alone (the layer table).
 constexpr int64_t kMaxLayers = 65536;
@@ -158,13 +173,17 @@ uint32_t parse_targets(const std::string &s, const std::string &path) {
   return mask;
 }
 
-// Splits "<stem><suffix>" into (layer, target, kind 0/1/2) for a canonical
-// stem model.layers.<layer>.<...>; false when the name is anything else.
+// Splits "<stem><suffix>" into (layer, target, kind) for a canonical stem
+// model.layers.<layer>.<...>: kinds 0/1/2 are the structured tensors (lines,
+// delta, fingerprints) of the four targets' stems, kinds 3/4/5 the sparse
+// ones (indices, delta, fingerprint) of the seven weights' stems (then
+// *target is the weight id); false when the name is anything else.
 bool parse_tensor_name(const std::string &name, const s2ft_model_shape &shape, int32_t *layer, int32_t *target,
                        int *kind) {
-  const char *suffixes[3] = {kLinesSuffix, kDeltaSuffix, kFingerprintSuffix};
+  const char *suffixes[6] = {kLinesSuffix,         kDeltaSuffix,       kFingerprintSuffix,
+                             kSparseIndicesSuffix, kSparseDeltaSuffix, kSparseFingerprintSuffix};
   const std::string prefix = "model.layers.";
-  for (int k = 0; k < 3; ++k) {
+  for (int k = 0; k < 6; ++k) {
     const size_t sl = std::strlen(suffixes[k]);
     if (name.size() <= sl + prefix.size() || name.compare(name.size() - sl, sl, suffixes[k]) != 0) continue;
     const std::string stem = name.substr(0, name.size() - sl);
@@ -176,8 +195,8 @@ bool parse_tensor_name(const std::string &name, const s2ft_model_shape &shape, i
       ++i, ++digits;
     }
     if (digits == 0 || digits > 10 || l >= shape.n_layers) return false;
-    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
-      if (stem == target_tensor_stem(static_cast<int32_t>(l), t)) {
+    for (int32_t t = 0; t < (k < 3 ? S2FT_NUM_TARGETS : S2FT_NUM_WEIGHTS); ++t)
+      if (stem == weight_tensor_stem(static_cast<int32_t>(l), t)) {
         *layer = static_cast<int32_t>(l);
         *target = t;
         *kind = k;
@@ -249,6 +268,120 @@ AdapterEntry read_entry(const io::SafetensorsFile &f, const Found &found, const 
   return e;
 }
 
+// The three tensors of one (layer, weight)'s sparse entries as found in the file.
+struct FoundSparse {
+  const io::TensorInfo *part[3] = {nullptr, nullptr, nullptr};  // indices, delta, fingerprint
+};
+
+// Reads and checks one (layer, weight)'s sparse entries.
+SparseEntry read_sparse(const io::SafetensorsFile &f, const FoundSparse &found, const s2ft_model_shape &shape,
+                        int32_t layer, int32_t weight, const std::string &path) {
+  const std::string stem = weight_tensor_stem(layer, weight);
+  const char *suffixes[3] = {kSparseIndicesSuffix, kSparseDeltaSuffix, kSparseFingerprintSuffix};
+  const char *dtypes[3] = {"I64", "F32", "U64"};
+  for (int k = 0; k < 3; ++k) {
+    if (found.part[k] == nullptr)
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" is missing (sparse entries need " + kSparseIndicesSuffix + ", " +
+                    kSparseDeltaSuffix + " and " + kSparseFingerprintSuffix + ")");
+    if (found.part[k]->dtype != dtypes[k])
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" has dtype " + quoted(found.part[k]->dtype) + ", expected " +
+                    dtypes[k]);
+  }
+  const io::TensorInfo &ii = *found.part[0], &di = *found.part[1], &fi = *found.part[2];
+  if (ii.shape.size() != 1)
+    bad(path, "tensor \"" + ii.name + "\" must have rank 1, got rank " + std::to_string(ii.shape.size()));
+  const int64_t count = ii.shape[0];
+  const int64_t size = weight_elements(shape, weight);
+  if (count < 1) bad(path, "tensor \"" + ii.name + "\" is empty (empty sparse entries are not stored)");
+  if (count > size)
+    bad(path, "tensor \"" + ii.name + "\" holds " + std::to_string(count) + " indices, more than the " +
+                  std::to_string(size) + " elements of the weight");
+  if (di.shape.size() != 1 || di.shape[0] != count)
+    bad(path, "tensor \"" + di.name + "\" must have shape [" + std::to_string(count) + "] like \"" + ii.name + "\"");
+  if (fi.shape.size() != 1 || fi.shape[0] != 1)
+    bad(path, "tensor \"" + fi.name + "\" must have shape [1] (one fingerprint of the whole base weight)");
+
+  SparseEntry e;
+  e.indices.resize(static_cast<size_t>(count));
+  e.delta.resize(static_cast<size_t>(count));
+  std::memcpy(e.indices.data(), f.data(ii), e.indices.size() * sizeof(int64_t));
+  std::memcpy(e.delta.data(), f.data(di), e.delta.size() * sizeof(float));
+  std::memcpy(&e.fingerprint, f.data(fi), sizeof(uint64_t));
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t n = e.indices[static_cast<size_t>(i)];
+    if (n < 0 || n >= size)
+      bad(path, "tensor \"" + ii.name + "\" element " + std::to_string(i) + " = " + std::to_string(n) +
+                    " is out of range [0, " + std::to_string(size) + ")");
+    if (i > 0 && n == e.indices[static_cast<size_t>(i - 1)])
+      bad(path, "tensor \"" + ii.name + "\" holds index " + std::to_string(n) + " twice (duplicate index)");
+    if (i > 0 && n < e.indices[static_cast<size_t>(i - 1)])
+      bad(path, "tensor \"" + ii.name + "\" is not ascending at element " + std::to_string(i));
+  }
+  for (size_t j = 0; j < e.delta.size(); ++j)
+    if (!std::isfinite(e.delta[j]))
+      bad(path, "tensor \"" + di.name + "\" holds a non-finite value (NaN or Inf) at element " + std::to_string(j));
+  return e;
+}
+
+// The invariant of s2ft_adapter_set_sparse: no sparse entry of (layer, w)
+// lies on a line of the structured entry of the same (layer, w).
+void check_no_overlap(const s2ft_adapter &a, int32_t layer, int32_t weight, const std::string &path) {
+  if (weight >= S2FT_NUM_TARGETS) return;
+  const AdapterEntry &lines = a.layers[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+  const SparseEntry &sp = a.sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+  if (lines.empty() || sp.empty()) return;
+  int64_t rows, cols;
+  weight_shape(a.shape, weight, &rows, &cols);
+  for (size_t i = 0; i < sp.indices.size(); ++i) {
+    const int64_t line = element_line(weight, cols, sp.indices[i]);
+    if (std::binary_search(lines.lines.begin(), lines.lines.end(), line))
+      bad(path, "tensor \"" + weight_tensor_stem(layer, weight) + kSparseIndicesSuffix + "\" element " +
+                    std::to_string(i) + " = " + std::to_string(sp.indices[i]) + " lies on line " +
+                    std::to_string(line) + ", which the file also stores as a structured line (a line and a sparse "
+                    "entry may not overlap)");
+  }
+}
+
+// The "sparse" summary (format version 3): a JSON array with one object per
+// stored (layer, weight) with sparse entries, in any order, exactly
+// {"tensor": stem, "weight": name, "count": n, "fingerprint": 16 hex digits}.
+void check_sparse_summary(const std::string &text, const s2ft_adapter &a, const std::string &path) {
+  const nlohmann::ordered_json list = io::parse_strict_json(
+      text.data(), text.data() + text.size(), kMaxSlicesDepth,
+      [&](const std::string &m) { bad(path, "metadata \"sparse\": " + m); });
+  if (!list.is_array()) bad(path, "metadata \"sparse\" must be a JSON array");
+  std::map<std::string, std::pair<int32_t, int32_t>> stored;  // stem -> (layer, weight)
+  for (int32_t l = 0; l < a.shape.n_layers; ++l)
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
+      if (!a.sparse[static_cast<size_t>(l)][static_cast<size_t>(w)].empty()) stored[weight_tensor_stem(l, w)] = {l, w};
+  if (list.size() != stored.size())
+    bad(path, "metadata \"sparse\" lists " + std::to_string(list.size()) + " weights but the file stores sparse "
+                  "entries of " + std::to_string(stored.size()));
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::ordered_json &s = list[i];
+    const std::string at = "metadata \"sparse\"[" + std::to_string(i) + "]";
+    if (!s.is_object() || s.size() != 4) bad(path, at + " must be an object with tensor, weight, count, fingerprint");
+    for (const char *key : {"tensor", "weight", "fingerprint"})
+      if (!s.contains(key) || !s[key].is_string()) bad(path, at + " has no string \"" + key + "\"");
+    if (!s.contains("count") || !s["count"].is_number_integer()) bad(path, at + " has no integer \"count\"");
+    const std::string tensor = s["tensor"].get<std::string>();
+    auto it = stored.find(tensor);
+    if (it == stored.end()) bad(path, at + " names " + quoted(tensor) + ", which has no stored sparse entries");
+    if (!seen.insert(tensor).second) bad(path, at + " lists " + quoted(tensor) + " a second time");
+    const int32_t layer = it->second.first, weight = it->second.second;
+    const SparseEntry &e = a.sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+    if (s["weight"].get<std::string>() != weight_name(weight))
+      bad(path, at + " gives weight " + quoted(s["weight"].get<std::string>()) + " for " + quoted(tensor));
+    if (s["count"].get<int64_t>() != static_cast<int64_t>(e.indices.size()))
+      bad(path, at + " gives count = " + std::to_string(s["count"].get<int64_t>()) + " but the tensors hold " +
+                    std::to_string(e.indices.size()) + " entries");
+    if (s["fingerprint"].get<std::string>() != hex64(e.fingerprint))
+      bad(path, at + " gives fingerprint " + quoted(s["fingerprint"].get<std::string>()) + " for " + quoted(tensor) +
+                    " but its fingerprint tensor holds " + hex64(e.fingerprint) + " (inconsistent sparse metadata)");
+  }
+}
+
 // The "slices" summary: a JSON array with one object per stored slice, in
 // any order. Checked against the entries read from the tensors.
 void check_slices(const std::string &text, const s2ft_adapter &a, const std::string &path) {
@@ -318,13 +451,15 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
   if (meta(f, "format", path) != kFormat)
     bad(path, "metadata \"format\" is " + quoted(meta(f, "format", path)) + ", expected \"" + kFormat + "\"");
   const std::string &version = meta(f, "format_version", path);
+  const bool with_sparse = version == kVersionSparse;
   if (version == "1")
     bad(path, "it is adapter format version 1, whose base fingerprints hashed the base's dtype and bytes; this "
               "library (format version " + std::string(kVersion) + ") hashes bf16-rounded values, so it cannot "
               "check them: make the adapter again from its base and tuned weights (s2ft diff, or "
               "s2ft_adapter_from_training)");
-  if (version != kVersion)
-    bad(path, "metadata \"format_version\" is " + quoted(version) + "; this library reads version " + kVersion);
+  if (version != kVersion && !with_sparse)
+    bad(path, "metadata \"format_version\" is " + quoted(version) + "; this library reads versions " + kVersion +
+                  " and " + kVersionSparse);
   if (meta(f, "axes", path) != kAxes)
     bad(path, "metadata \"axes\" is " + quoted(meta(f, "axes", path)) + ", expected \"" + kAxes + "\"");
 
@@ -347,18 +482,29 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
   a->default_scale = parse_finite(meta(f, "default_scale", path), "default_scale", path);
   const uint32_t declared_targets = parse_targets(meta(f, "targets", path), path);
   const std::string &slices = meta(f, "slices", path);
+  const std::string *sparse_summary = with_sparse ? &meta(f, "sparse", path) : nullptr;
   a->meta = read_meta(f, path);
   a->layers.resize(static_cast<size_t>(shape.n_layers));
+  a->sparse.resize(static_cast<size_t>(shape.n_layers));
 
   std::map<std::pair<int32_t, int32_t>, Found> found;
+  std::map<std::pair<int32_t, int32_t>, FoundSparse> found_sparse;
   for (const io::TensorInfo &t : f.tensors()) {
     int32_t layer = 0, target = 0;
     int kind = 0;
     if (!parse_tensor_name(t.name, shape, &layer, &target, &kind))
       bad(path, "tensor " + quoted(t.name) + " is not an adapter tensor (expected model.layers.<i < " +
                     std::to_string(shape.n_layers) + ">.<self_attn.o_proj|self_attn.v_proj|mlp.down_proj|mlp.up_proj>" +
-                    "." + "<s2ft_lines|s2ft_delta|s2ft_base_fingerprint>)");
-    found[{layer, target}].part[kind] = &t;  // names are unique: the container checked
+                    "." + "<s2ft_lines|s2ft_delta|s2ft_base_fingerprint>" +
+                    (with_sparse ? ", or model.layers.<i>.<any projection>.<s2ft_sparse_indices|s2ft_sparse_delta|"
+                                   "s2ft_sparse_base_fingerprint>)"
+                                 : ")"));
+    if (kind >= 3 && !with_sparse)
+      bad(path, "tensor " + quoted(t.name) + " holds sparse entries, which format version " + std::string(kVersion) +
+                    " does not have (they need format version " + kVersionSparse + ")");
+    // Names are unique: the container checked.
+    if (kind < 3) found[{layer, target}].part[kind] = &t;
+    else found_sparse[{layer, target}].part[kind - 3] = &t;
   }
   uint32_t targets = 0;
   for (const auto &kv : found) {
@@ -366,10 +512,17 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
     a->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)] = read_entry(f, kv.second, shape, layer, target, path);
     targets |= S2FT_TARGET_BIT(target);
   }
+  for (const auto &kv : found_sparse) {
+    const int32_t layer = kv.first.first, weight = kv.first.second;
+    a->sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)] =
+        read_sparse(f, kv.second, shape, layer, weight, path);
+    check_no_overlap(*a, layer, weight, path);
+  }
   if (targets != declared_targets)
     bad(path, "metadata \"targets\" = " + quoted(meta(f, "targets", path)) + " but the file stores slices of \"" +
                   targets_text(targets) + "\"");
   check_slices(slices, *a, path);
+  if (sparse_summary != nullptr) check_sparse_summary(*sparse_summary, *a, path);
   return a;
 }
 
@@ -393,8 +546,9 @@ S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *
       s2ft::fail_arg("adapter has " + std::to_string(a.shape.n_layers) + " layers; adapter files hold at most " +
                      std::to_string(s2ft::kMaxLayers));
     s2ft::io::SafetensorsWriter w;
+    const bool with_sparse = a.has_sparse();
     w.set_metadata("format", s2ft::kFormat);
-    w.set_metadata("format_version", s2ft::kVersion);
+    w.set_metadata("format_version", with_sparse ? s2ft::kVersionSparse : s2ft::kVersion);
     w.set_metadata("name", a.name);
     w.set_metadata("default_scale", s2ft::num(a.default_scale));
     w.set_metadata("axes", s2ft::kAxes);
@@ -421,8 +575,25 @@ S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *
                           {"k", k},
                           {"fingerprint", s2ft::hex64(s2ft::slice_fingerprint(e.fingerprints))}});
       }
+    // Sparse entries (version 3 only), layer by layer, weights in id order.
+    nlohmann::json sparse = nlohmann::json::array();
+    for (int32_t l = 0; l < a.shape.n_layers && with_sparse; ++l)
+      for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+        const s2ft::SparseEntry &e = a.sparse[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+        if (e.empty()) continue;
+        const std::string stem = s2ft::weight_tensor_stem(l, wt);
+        const int64_t count = static_cast<int64_t>(e.indices.size());
+        w.add(stem + s2ft::kSparseIndicesSuffix, "I64", {count}, e.indices.data(), e.indices.size() * sizeof(int64_t));
+        w.add(stem + s2ft::kSparseDeltaSuffix, "F32", {count}, e.delta.data(), e.delta.size() * sizeof(float));
+        w.add(stem + s2ft::kSparseFingerprintSuffix, "U64", {1}, &e.fingerprint, sizeof(uint64_t));
+        sparse.push_back({{"tensor", stem},
+                          {"weight", s2ft::weight_name(wt)},
+                          {"count", count},
+                          {"fingerprint", s2ft::hex64(e.fingerprint)}});
+      }
     w.set_metadata("targets", s2ft::targets_text(targets));
     w.set_metadata("slices", slices.dump());
+    if (with_sparse) w.set_metadata("sparse", sparse.dump());
     for (const auto &kv : a.meta) w.set_metadata(s2ft::kMetaFilePrefix + kv.first, kv.second);
     w.write(path);
   });

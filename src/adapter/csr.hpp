@@ -26,4 +26,12 @@ struct HostCsr {
 HostCsr entry_csr(int64_t out, int64_t in, int32_t axis, const AdapterEntry &entry,
                   const std::vector<int64_t> &positions);
 
+// The CSR of unstructured sparse entries over [out, in]: value j at flat
+// position positions[j] = r * in + c (distinct, any order: a permuted
+// model's positions are not sorted).
+HostCsr sparse_csr(int64_t out, int64_t in, const std::vector<int64_t> &positions, const std::vector<float> &values);
+
+// a + b for two CSR matrices of one shape (entries in both are summed in f32).
+HostCsr add_csr(const HostCsr &a, const HostCsr &b);
+
 }  // namespace s2ft

@@ -15,6 +15,10 @@
 // matches layer 1 only: its '.' wildcards stand where every such name has a
 // '.', and the layer digits and the '.' before "layers" are literal.
 // target_modules lists the full module names, which PEFT compares exactly.
+//
+// Adapters with unstructured sparse entries are refused (S2FT_ERR_UNSUPPORTED):
+// an arbitrary sparse delta is B A only for a rank up to min(out, in), so it
+// has no exact LoRA form of small rank.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -95,6 +99,18 @@ S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const
       s2ft_peft_export_options_init(&o, S2FT_PEFT_EXPORT_OPTIONS_VERSION);
     }
     const s2ft_adapter &a = *adapter;
+    if (a.has_sparse()) {
+      uint32_t mask = 0;
+      int64_t entries = 0;
+      s2ft_adapter_sparse_info(&a, &mask, &entries);
+      std::string weights;
+      for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt)
+        if (mask & S2FT_WEIGHT_BIT(wt)) weights += (weights.empty() ? "" : ",") + std::string(s2ft::weight_name(wt));
+      s2ft::fail(S2FT_ERR_UNSUPPORTED,
+                 "adapter \"" + a.name + "\" has " + std::to_string(entries) + " unstructured sparse entries (weights " +
+                     weights + "), which a PEFT LoRA adapter cannot hold exactly: an unstructured delta has no "
+                     "low-rank form of small rank. Only adapters of structured entries are exported");
+    }
     const double scale = std::isnan(o.scale) ? a.default_scale : o.scale;
     if (!std::isfinite(scale)) s2ft::fail_arg("opts->scale " + s2ft::num(scale) + " is not finite");
 

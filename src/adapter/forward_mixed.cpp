@@ -7,8 +7,12 @@
 //   row target (V, UP):
 //     P = X_R delta_a^T                         [n,in] x [in,k]
 //     Y_R[:, S] += scale_a * P                  scatter-add into k output columns
+//   sparse entries D_a of the adapter on (layer, weight), any of the seven:
+//     Y_R += scale_a * X_R D_a^T
 // S is the adapter's base-order lines, mapped through the permutation when
-// the weight (and so x's columns or y's columns) are permuted. Consecutive
+// the weight (and so x's columns or y's columns) are permuted; the sparse
+// entries' flat indices are mapped through the permutation of the weight's
+// rows and columns the same way. Consecutive
 // segments with the same adapter form one group, which the context's
 // backend adds in one product (the CPU: one GEMM per group; CUDA: a batched
 // GEMV for decode rows, a grouped GEMM or cuSPARSE for prefill groups).
@@ -28,10 +32,12 @@ namespace {
 std::string shape2(int64_t r, int64_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
 
 // An adapter's contribution to this layer: its entry, the entry's lines as
-// positions in w, and its scale.
+// positions in w, its sparse entries and their positions, and its scale.
 struct Use {
-  const AdapterEntry *entry = nullptr;  // NULL: the adapter adds nothing here
+  const AdapterEntry *entry = nullptr;  // NULL: no structured entry here
   std::vector<int64_t> positions;
+  const SparseEntry *sparse = nullptr;  // NULL: no sparse entries here
+  std::vector<int64_t> sparse_positions;
   float scale = 1.0f;
 };
 
@@ -44,7 +50,7 @@ Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t targ
     fail_arg("layer " + std::to_string(layer) + " is out of range [0, " + std::to_string(ad->shape.n_layers) +
              ") of " + name);
   int64_t rows, cols;
-  target_weight_shape(ad->shape, target, &rows, &cols);
+  weight_shape(ad->shape, target, &rows, &cols);
   if (rows != w.rows || cols != w.cols)
     fail_shape("w is " + shape2(w.rows, w.cols) + " but " + name + " is for a " + target_name(target) + " weight of " +
                shape2(rows, cols));
@@ -56,6 +62,19 @@ Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t targ
   if (std::isnan(s)) s = ad->default_scale;  // as for s2ft_adapter_apply: NaN means the default
   if (!std::isfinite(s)) fail_arg("scales[" + std::to_string(a) + "] is infinite");
   u.scale = static_cast<float>(s);
+  const SparseEntry &sp = ad->sparse[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  if (!sp.empty()) {
+    if (sp.delta.size() != sp.indices.size()) fail_arg(name + "'s sparse entries have a delta of the wrong size");
+    const ElementMap map = element_map(perm, ad->shape, layer, target);
+    u.sparse_positions.resize(sp.indices.size());
+    for (size_t j = 0; j < sp.indices.size(); ++j) {
+      const int64_t n = sp.indices[j];
+      if (n < 0 || n / cols >= rows) fail_arg(name + "'s sparse entry " + std::to_string(n) + " is out of range");
+      u.sparse_positions[j] = map.position(n);
+    }
+    u.sparse = &sp;
+  }
+  if (target >= S2FT_NUM_TARGETS) return u;  // q, k, gate: sparse entries only
   const AdapterEntry &e = ad->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
   if (e.empty()) return u;
   const int64_t n_lines = target_line_count(ad->shape, target), len = target_line_length(ad->shape, target);
@@ -84,7 +103,7 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
   return s2ft::guard("s2ft_adapter_forward_mixed", [&] {
     using namespace s2ft;
     s2ft_context &c = require_context(ctx);
-    check_target(target);
+    check_weight_id(target, "target");
     if (layer < 0) fail_arg("layer " + std::to_string(layer) + " is negative");
     const LinearArgs args = check_linear(c, x, w, y);
     const Matrix &W = args.w, &X = args.x, &Y = args.y;
@@ -92,7 +111,7 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
     if (perm != nullptr) {
       check_layer(perm->shape, layer);
       int64_t rows, cols;
-      target_weight_shape(perm->shape, target, &rows, &cols);
+      weight_shape(perm->shape, target, &rows, &cols);
       require_shape(W, "w", rows, cols);
     }
     if (n_adapters < 0) fail_arg("n_adapters " + std::to_string(n_adapters) + " is negative");
@@ -139,21 +158,24 @@ S2FT_API s2ft_status s2ft_adapter_forward_mixed(s2ft_context *ctx, int32_t layer
     }
 
     // Consecutive segments with one adapter form one group of rows; groups
-    // without an adapter entry add nothing.
+    // without an adapter entry (structured or sparse) add nothing.
     std::vector<backend::MixedGroup> groups;
     for (int64_t j = 0; j < n_segments;) {
       const int32_t a = segment_adapter[j];
       int64_t end = j + 1;
       while (end < n_segments && segment_adapter[end] == a) ++end;
       const int64_t r0 = offsets[j], n = offsets[end] - r0;
-      if (a >= 0 && n > 0 && uses[static_cast<size_t>(a)].entry != nullptr) groups.push_back({r0, n, a});
+      if (a >= 0 && n > 0 && (uses[static_cast<size_t>(a)].entry != nullptr || uses[static_cast<size_t>(a)].sparse != nullptr))
+        groups.push_back({r0, n, a});
       j = end;
     }
     std::vector<backend::MixedAdapter> resolved(static_cast<size_t>(n_adapters));
     for (size_t a = 0; a < resolved.size(); ++a)
-      if (uses[a].entry != nullptr)
-        resolved[a] = backend::MixedAdapter{adapters[a], uses[a].entry, &uses[a].positions, uses[a].scale};
-    const backend::MixedCall call{layer, target, target_axis(target) == S2FT_AXIS_COLUMNS, perm, c.delta_path};
+      if (uses[a].entry != nullptr || uses[a].sparse != nullptr)
+        resolved[a] = backend::MixedAdapter{adapters[a],     uses[a].entry,  &uses[a].positions,
+                                            uses[a].scale,   uses[a].sparse, &uses[a].sparse_positions};
+    const bool columns = target < S2FT_NUM_TARGETS && target_axis(target) == S2FT_AXIS_COLUMNS;
+    const backend::MixedCall call{layer, target, columns, perm, c.delta_path};
     run(c, &backend::Ops::forward_mixed, call, X, W, resolved, groups, Y);
   });
 }

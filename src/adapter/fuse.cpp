@@ -6,10 +6,19 @@
 // (unknown) defers to a nonzero one; two different nonzero ones mean the
 // inputs were made against different bases, which is an error.
 //
+// Sparse entries fuse the same way per (layer, weight): the union of the
+// inputs' indices, sum_i w_i * delta_i in double, one whole-weight
+// fingerprint the inputs agree on. Where the result has a structured line
+// (weights O, V, DOWN, UP) and a sparse entry lies on it (one input trained
+// the line, another the entry), the entry is folded into the line's delta:
+// its double sum is added to the line's before the one rounding, so the
+// result keeps the adapter invariant (no sparse entry on a line).
+//
 // The result's metadata keeps each input's provenance: "input.<i>.name",
 // "input.<i>.weight" and "input.<i>.<key>" for each of its keys, within a
 // budget that leaves room for the caller's own keys (fused_meta).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -97,9 +106,24 @@ std::map<std::string, std::string> fused_meta(const s2ft_adapter *const *adapter
   return out;
 }
 
+// One (layer, target) of the result before rounding: its lines and
+// fingerprints (out.delta still empty) and the double sums, laid out as the
+// delta ([len, k] for columns, [k, len] for rows).
+struct FusedLines {
+  AdapterEntry out;
+  std::vector<double> sum;
+};
+
+// One (layer, weight)'s sparse entries before rounding.
+struct FusedSparse {
+  std::vector<int64_t> indices;
+  std::vector<double> sum;
+  uint64_t fingerprint = 0;
+};
+
 // Fuses one (layer, target) of all inputs.
-AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
-                        int32_t target) {
+FusedLines fuse_entry(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
+                      int32_t target) {
   const s2ft_model_shape &s = adapters[0]->shape;
   const int64_t len = target_line_length(s, target);
   const int32_t axis = target_axis(target);
@@ -110,9 +134,10 @@ AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<d
   // The union of the inputs' lines, ascending. Sized by the lines the inputs
   // hold, never by the model shape (a claim of a loaded file, which may be
   // huge and backed by nothing).
-  AdapterEntry out;
+  FusedLines fused;
+  AdapterEntry &out = fused.out;
   for (int64_t i = 0; i < n; ++i) out.lines.insert(out.lines.end(), entry(i).lines.begin(), entry(i).lines.end());
-  if (out.lines.empty()) return AdapterEntry{};
+  if (out.lines.empty()) return fused;
   std::sort(out.lines.begin(), out.lines.end());
   out.lines.erase(std::unique(out.lines.begin(), out.lines.end()), out.lines.end());
   // The line's position in the result.
@@ -121,7 +146,8 @@ AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<d
   };
   const int64_t k = static_cast<int64_t>(out.lines.size());
   out.fingerprints.assign(static_cast<size_t>(k), 0);
-  std::vector<double> sum(static_cast<size_t>(k * len), 0.0);
+  std::vector<double> &sum = fused.sum;
+  sum.assign(static_cast<size_t>(k * len), 0.0);
 
   for (int64_t i = 0; i < n; ++i) {
     const AdapterEntry &e = entry(i);
@@ -142,17 +168,93 @@ AdapterEntry fuse_entry(const s2ft_adapter *const *adapters, const std::vector<d
       }
     }
   }
-  out.delta.resize(sum.size());
-  for (size_t j = 0; j < sum.size(); ++j) {
-    out.delta[j] = static_cast<float>(sum[j]);
-    if (!std::isfinite(out.delta[j])) {
-      char buf[40];
-      std::snprintf(buf, sizeof buf, "%.9g", sum[j]);
-      fail_arg("the fused delta of layer " + std::to_string(layer) + " target " + target_name(target) +
-               " overflows f32 (" + buf + "); use smaller weights");
+  return fused;
+}
+
+// Fuses the sparse entries of one (layer, weight) of all inputs.
+FusedSparse fuse_sparse(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
+                        int32_t weight) {
+  const auto entry = [&](int64_t i) -> const SparseEntry & {
+    return adapters[i]->sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+  };
+  FusedSparse out;
+  for (int64_t i = 0; i < n; ++i) {
+    const SparseEntry &e = entry(i);
+    if (e.empty()) continue;
+    if (e.fingerprint != 0 && out.fingerprint != 0 && e.fingerprint != out.fingerprint)
+      fail_arg("adapters[" + std::to_string(i) + "] was made against a different base than an earlier adapter: the "
+               "sparse entries of layer " + std::to_string(layer) + " weight " + weight_name(weight) +
+               " have base fingerprint " + hex64(e.fingerprint) + ", not " + hex64(out.fingerprint));
+    if (e.fingerprint != 0) out.fingerprint = e.fingerprint;
+    out.indices.insert(out.indices.end(), e.indices.begin(), e.indices.end());
+  }
+  if (out.indices.empty()) return out;
+  std::sort(out.indices.begin(), out.indices.end());
+  out.indices.erase(std::unique(out.indices.begin(), out.indices.end()), out.indices.end());
+  out.sum.assign(out.indices.size(), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const SparseEntry &e = entry(i);
+    // Both ascending: one merge walk finds every index's slot.
+    size_t q = 0;
+    for (size_t p = 0; p < e.indices.size(); ++p) {
+      while (out.indices[q] < e.indices[p]) ++q;
+      out.sum[q] += w[static_cast<size_t>(i)] * static_cast<double>(e.delta[p]);
     }
   }
   return out;
+}
+
+// Rounds a double sum to f32, refusing one that overflows.
+float fused_f32(double v, int32_t layer, const char *what, const char *name) {
+  const float f = static_cast<float>(v);
+  if (!std::isfinite(f)) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    fail_arg("the fused delta of layer " + std::to_string(layer) + " " + what + " " + name + " overflows f32 (" + buf +
+             "); use smaller weights");
+  }
+  return f;
+}
+
+// Fuses everything of one layer into `lines` and `sparse` of the result.
+void fuse_layer(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
+                std::array<AdapterEntry, S2FT_NUM_TARGETS> &lines, std::array<SparseEntry, S2FT_NUM_WEIGHTS> &sparse) {
+  const s2ft_model_shape &s = adapters[0]->shape;
+  for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+    FusedSparse fs = fuse_sparse(adapters, w, n, layer, wt);
+    if (wt >= S2FT_NUM_TARGETS) {
+      SparseEntry &e = sparse[static_cast<size_t>(wt)];
+      e.indices = std::move(fs.indices);
+      e.fingerprint = e.indices.empty() ? 0 : fs.fingerprint;
+      e.delta.resize(fs.sum.size());
+      for (size_t j = 0; j < fs.sum.size(); ++j) e.delta[j] = fused_f32(fs.sum[j], layer, "weight", weight_name(wt));
+      continue;
+    }
+    const int32_t t = wt;
+    FusedLines fl = fuse_entry(adapters, w, n, layer, t);
+    AdapterEntry &out = fl.out;
+    const int64_t k = static_cast<int64_t>(out.lines.size()), len = target_line_length(s, t);
+    int64_t rows, cols;
+    weight_shape(s, t, &rows, &cols);
+    // Fold the sparse entries that lie on a fused line into it.
+    SparseEntry &e = sparse[static_cast<size_t>(t)];
+    for (size_t j = 0; j < fs.indices.size(); ++j) {
+      const int64_t idx = fs.indices[j], line = element_line(t, cols, idx);
+      const auto it = std::lower_bound(out.lines.begin(), out.lines.end(), line);
+      if (it != out.lines.end() && *it == line) {
+        const int64_t q = static_cast<int64_t>(it - out.lines.begin());
+        const int64_t i = target_axis(t) == S2FT_AXIS_COLUMNS ? idx / cols : idx % cols;  // element along the line
+        fl.sum[static_cast<size_t>(target_axis(t) == S2FT_AXIS_COLUMNS ? i * k + q : q * len + i)] += fs.sum[j];
+        continue;
+      }
+      e.indices.push_back(idx);
+      e.delta.push_back(fused_f32(fs.sum[j], layer, "weight", weight_name(t)));
+    }
+    e.fingerprint = e.indices.empty() ? 0 : fs.fingerprint;
+    out.delta.resize(fl.sum.size());
+    for (size_t j = 0; j < fl.sum.size(); ++j) out.delta[j] = fused_f32(fl.sum[j], layer, "target", target_name(t));
+    lines[static_cast<size_t>(t)] = std::move(out);
+  }
 }
 
 }  // namespace
@@ -182,9 +284,9 @@ extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *ada
     fused->default_scale = 1.0;
     fused->meta = s2ft::fused_meta(adapters, w, n);
     fused->layers.resize(static_cast<size_t>(fused->shape.n_layers));
+    fused->sparse.resize(static_cast<size_t>(fused->shape.n_layers));
     for (int32_t l = 0; l < fused->shape.n_layers; ++l)
-      for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
-        fused->layers[static_cast<size_t>(l)][static_cast<size_t>(t)] = s2ft::fuse_entry(adapters, w, n, l, t);
+      s2ft::fuse_layer(adapters, w, n, l, fused->layers[static_cast<size_t>(l)], fused->sparse[static_cast<size_t>(l)]);
     *out = fused.release();
   });
 }

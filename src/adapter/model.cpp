@@ -11,8 +11,17 @@
 // the saved bytes where A displaced the line. So switch is bit-identical to
 // remove-then-apply and touches only the union of the two line sets.
 //
+// Sparse entries (any of the seven weights) are the same element by
+// element: W[e] = round(double(W0[e]) + scale * double(delta)), W0 saved on
+// first displacement, elements only the old adapter changed get W0 back.
+// Since an adapter never holds a sparse entry on one of its own lines, the
+// lines and the sparse entries of one transition touch disjoint elements of
+// the new adapter; where the old adapter's lines or entries meet the new
+// one's, SparseStep tells the backend where each W0 is, and the writes go
+// sparse restores, then lines, then new sparse elements.
+//
 // The plan is made here: arguments, shapes, missing weights and where each
-// line sits in the (maybe permuted) weight. The context's backend keeps the
+// line and element sits in the (maybe permuted) weight. The context's backend keeps the
 // saved bytes W0, checks base fingerprints and writes the lines
 // (backend::Ops::model_transition), failing before it writes anything or
 // not at all, so a failed call leaves the model unchanged.
@@ -24,6 +33,7 @@
 
 #include "adapter/model.hpp"
 #include "backend/merge_range.hpp"
+#include "common/sparse_entries.hpp"
 #include "common/error.hpp"
 #include "context.hpp"
 #include "model_shape.hpp"
@@ -35,13 +45,8 @@ std::string where(int32_t layer, int32_t target) {
   return "layer " + std::to_string(layer) + " target " + target_name(target);
 }
 
-const char *weight_field(int32_t target) {
-  switch (target) {
-    case S2FT_TARGET_O: return "o";
-    case S2FT_TARGET_V: return "v";
-    case S2FT_TARGET_DOWN: return "down";
-    default: return "up";
-  }
+std::string where_weight(int32_t layer, int32_t weight) {
+  return "layer " + std::to_string(layer) + " weight " + weight_name(weight);
 }
 
 // Checks the new adapter's `entry` of (layer, target) against the model
@@ -67,6 +72,28 @@ std::vector<int64_t> entry_positions(const s2ft_model &m, int32_t layer, int32_t
   return positions;
 }
 
+// Checks the new adapter's sparse entries of (layer, weight) against the
+// model and returns their flat positions in the weight as stored.
+std::vector<int64_t> sparse_positions(const s2ft_model &m, int32_t layer, int32_t weight, const SparseEntry &entry) {
+  const ModelWeight &mw = m.weights[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+  if (!mw.present)
+    fail_arg("the adapter has sparse entries on " + where_weight(layer, weight) +
+             " but the model was created without that weight (layers[" + std::to_string(layer) + "]." +
+             weight_field(weight) + " was NULL)");
+  if (entry.delta.size() != entry.indices.size())
+    fail_arg("the adapter's sparse entries of " + where_weight(layer, weight) + " are inconsistent (indices and delta sizes differ)");
+  const int64_t size = mw.view.rows * mw.view.cols;
+  std::vector<int64_t> positions(entry.indices.size());
+  for (size_t j = 0; j < entry.indices.size(); ++j) {
+    const int64_t n = entry.indices[j];
+    if (n < 0 || n >= size)
+      fail_arg("the adapter's sparse entry " + std::to_string(n) + " of " + where_weight(layer, weight) +
+               " is out of range [0, " + std::to_string(size) + ")");
+    positions[j] = mw.map.position(n);
+  }
+  return positions;
+}
+
 [[noreturn]] void fingerprint_mismatch(int32_t layer, int32_t target, int64_t line) {
   fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + where(layer, target) + " line " + std::to_string(line) +
                             ": the adapter was made for a different base model (or dtype); pass "
@@ -82,6 +109,24 @@ std::vector<int64_t> entry_positions(const s2ft_model &m, int32_t layer, int32_t
   std::snprintf(sc, sizeof sc, "%.6g", scale);
   fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + where(layer, target) +
            " line " + std::to_string(line) + " (" + b + "); nothing was changed");
+}
+
+[[noreturn]] void sparse_refused(const backend::SparseStep &st, double scale, const backend::Refusal &r) {
+  const std::string at = where_weight(st.layer, st.weight);
+  if (r.kind == backend::Refusal::kFingerprint)
+    fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + at +
+                              " (the whole weight its sparse entries were made against): the adapter was made for a "
+                              "different base model (or dtype); pass S2FT_APPLY_FORCE to apply it anyway");
+  const int64_t n = st.entry->indices[static_cast<size_t>(r.line)], cols = st.w.cols;
+  char b[256];
+  std::snprintf(b, sizeof b, "|W| up to %.6g in its row plus |scale * delta| = %.6g exceeds the largest finite %s, %.6g",
+                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(st.w.dtype),
+                backend::largest_finite(st.w.dtype));
+  char sc[32];
+  std::snprintf(sc, sizeof sc, "%.6g", scale);
+  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + at +
+           " sparse entry " + std::to_string(n) + " (row " + std::to_string(n / cols) + ", column " +
+           std::to_string(n % cols) + ", base order; " + b + "); nothing was changed");
 }
 
 }  // namespace
@@ -155,8 +200,78 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
     if (p.entry != nullptr) st.max_abs_delta = adapter->max_abs_delta(p.layer, p.target);
     steps.push_back(st);
   }
+
+  // The sparse entries of every (layer, weight) the transition touches.
+  std::vector<backend::SparseStep> sparse;
+  std::vector<std::vector<int64_t>> sparse_new;  // positions, one per sparse step
+  for (int32_t l = 0; l < m.shape.n_layers; ++l)
+    for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+      const SparseEntry *e = nullptr;
+      if (adapter != nullptr) {
+        const SparseEntry &ae = adapter->sparse[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+        if (!ae.empty()) e = &ae;
+      }
+      const SparseDisplaced &old = m.sparse_displaced[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+      if (e == nullptr && old.positions.empty()) continue;
+      sparse_new.push_back(e != nullptr ? sparse_positions(m, l, wt, *e) : std::vector<int64_t>{});
+      backend::SparseStep st;
+      st.layer = l;
+      st.weight = wt;
+      st.entry = e;
+      if (e != nullptr) {
+        st.max_abs_delta = adapter->max_abs_sparse_delta(l, wt);
+        st.check_fingerprint = !force && e->fingerprint != 0;
+      }
+      sparse.push_back(std::move(st));
+    }
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    backend::SparseStep &st = sparse[i];
+    const int32_t l = st.layer, wt = st.weight;
+    const ModelWeight &mw = m.weights[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+    const SparseDisplaced &old = m.sparse_displaced[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+    st.w = mw.view;  // present: a new entry was checked, an old record implies one was
+    st.old_positions = &old.positions;
+    st.new_positions = &sparse_new[i];
+    const std::vector<int64_t> none;
+    const std::vector<int64_t> &new_base = st.entry != nullptr ? st.entry->indices : none;
+    // Old and new base indices are both ascending: one merge walk pairs them.
+    st.from_old = entry_sources(old.base, new_base);
+    std::vector<char> kept(old.base.size(), 0);
+    for (int64_t o : st.from_old)
+      if (o >= 0) kept[static_cast<size_t>(o)] = 1;
+    for (size_t o = 0; o < old.base.size(); ++o)
+      if (!kept[o]) st.restore.push_back(static_cast<int64_t>(o));
+    st.from_line.assign(new_base.size(), -1);
+    if (wt >= S2FT_NUM_TARGETS) continue;
+    // The lines of the same weight: the old ones (where some new elements'
+    // W0 is saved) and the new ones (which some old elements lie on).
+    for (size_t k = 0; k < planned.size(); ++k)
+      if (planned[k].layer == l && planned[k].target == wt) st.lines_step = static_cast<int64_t>(k);
+    if (st.lines_step < 0) continue;
+    const Planned &p = planned[static_cast<size_t>(st.lines_step)];
+    const bool columns = target_axis(wt) == S2FT_AXIS_COLUMNS;
+    const int64_t cols = mw.view.cols, n_lines = columns ? mw.view.cols : mw.view.rows;
+    const auto line_of = [&](int64_t pos) { return columns ? pos % cols : pos / cols; };
+    const auto along = [&](int64_t pos) { return columns ? pos / cols : pos % cols; };
+    const std::vector<int64_t> &old_lines = m.displaced[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+    if (!old_lines.empty() && !new_base.empty()) {
+      std::vector<int64_t> index(static_cast<size_t>(n_lines), -1);
+      for (size_t j = 0; j < old_lines.size(); ++j) index[static_cast<size_t>(old_lines[j])] = static_cast<int64_t>(j);
+      for (size_t j = 0; j < sparse_new[i].size(); ++j) st.from_line[j] = index[static_cast<size_t>(line_of(sparse_new[i][j]))];
+    }
+    if (!p.positions.empty() && !old.positions.empty()) {
+      std::vector<int64_t> index(static_cast<size_t>(n_lines), -1);
+      for (size_t j = 0; j < p.positions.size(); ++j) index[static_cast<size_t>(p.positions[j])] = static_cast<int64_t>(j);
+      for (size_t o = 0; o < old.positions.size(); ++o) {
+        const int64_t pos = old.positions[o], j = index[static_cast<size_t>(line_of(pos))];
+        if (j >= 0) st.onto_lines.push_back({static_cast<int64_t>(o), j, along(pos)});
+      }
+    }
+  }
+
   backend::Refusal refused;
-  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, adapter, scale, force, &refused);
+  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, sparse, adapter, scale, force, &refused);
+  if (refused.step >= 0 && refused.sparse) sparse_refused(sparse[static_cast<size_t>(refused.step)], scale, refused);
   if (refused.step >= 0) {
     const backend::TransitionStep &st = steps[static_cast<size_t>(refused.step)];
     const int64_t line = st.entry->lines[static_cast<size_t>(refused.line)];
@@ -165,6 +280,11 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
   }
   for (Planned &p : planned)
     m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)] = std::move(p.positions);
+  for (size_t i = 0; i < sparse.size(); ++i) {
+    SparseDisplaced &d = m.sparse_displaced[static_cast<size_t>(sparse[i].layer)][static_cast<size_t>(sparse[i].weight)];
+    d.base = sparse[i].entry != nullptr ? sparse[i].entry->indices : std::vector<int64_t>{};
+    d.positions = std::move(sparse_new[i]);
+  }
   m.applied = adapter;
   m.scale = adapter != nullptr ? scale : 0.0;
   if (m.owned && m.owned.get() != adapter) m.owned.reset();  // a loaded adapter is no longer applied
@@ -193,16 +313,17 @@ std::unique_ptr<s2ft_model> make_model(s2ft_context *ctx, const s2ft_model_shape
   m->shape = *shape;
   m->weights.resize(static_cast<size_t>(shape->n_layers));
   m->displaced.resize(static_cast<size_t>(shape->n_layers));
+  m->sparse_displaced.resize(static_cast<size_t>(shape->n_layers));
   std::vector<std::pair<Matrix, std::string>> all;
   for (int32_t l = 0; l < shape->n_layers; ++l)
-    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-      const s2ft_tensor *tensor = target_weight(layers[l], t);
+    for (int32_t t = 0; t < S2FT_NUM_WEIGHTS; ++t) {
+      const s2ft_tensor *tensor = layer_weight(layers[l], t);
       if (tensor == nullptr) continue;
       const std::string name = "layers[" + std::to_string(l) + "]." + weight_field(t);
       ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
       w.view = check_matrix(tensor, name.c_str(), c.device);
       int64_t rows, cols;
-      target_weight_shape(*shape, t, &rows, &cols);
+      weight_shape(*shape, t, &rows, &cols);
       require_shape(w.view, name.c_str(), rows, cols);
       w.tensor = *tensor;
       w.present = true;
@@ -215,9 +336,18 @@ std::unique_ptr<s2ft_model> make_model(s2ft_context *ctx, const s2ft_model_shape
   if (perm != nullptr) m->perm = std::make_unique<s2ft_selection>(*perm);
   std::vector<backend::TargetWeight> present;
   for (int32_t l = 0; l < shape->n_layers; ++l)
-    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
-      const ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
-      if (w.present) present.push_back(backend::TargetWeight{l, t, w.view, target_axis(t)});
+    for (int32_t t = 0; t < S2FT_NUM_WEIGHTS; ++t) {
+      ModelWeight &w = m->weights[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      if (!w.present) continue;
+      w.map = element_map(m->perm.get(), *shape, l, t);
+      backend::TargetWeight tw;
+      tw.layer = l;
+      tw.target = t;
+      tw.w = w.view;
+      tw.axis = t < S2FT_NUM_TARGETS ? target_axis(t) : S2FT_AXIS_ROWS;
+      tw.row_map = w.map.rows;
+      tw.col_map = w.map.cols;
+      present.push_back(std::move(tw));
     }
   run(c, &backend::Ops::model_create, *shape, present, &m->records);
   return m;

@@ -44,17 +44,22 @@ S2FT_API s2ft_status s2ft_model_from_checkpoint(s2ft_context *ctx, s2ft_checkpoi
                                      device_name(c.device) + " copy them to the device and use s2ft_model_create");
     const s2ft_model_shape s = shape != nullptr ? *shape : checkpoint::model_shape(k);
     check_model_shape(&s, "shape");
-    // Descriptors of the o, v, down and up weights (s2ft_model_create copies them).
-    std::vector<s2ft_tensor> tensors(static_cast<size_t>(s.n_layers) * S2FT_NUM_TARGETS);
+    // Descriptors of the seven weights, in s2ft_layer_weights order (the
+    // checkpoint's projection order; s2ft_model_create copies them). The
+    // views map the file lazily: a model reads a weight only where an
+    // adapter changes it.
+    constexpr int kP = checkpoint::kNumProjections;
+    std::vector<s2ft_tensor> tensors(static_cast<size_t>(s.n_layers) * kP);
     std::vector<s2ft_layer_weights> layers(static_cast<size_t>(s.n_layers));
     for (int32_t l = 0; l < s.n_layers; ++l) {
-      s2ft_tensor *t = &tensors[static_cast<size_t>(l) * S2FT_NUM_TARGETS];
-      for (int32_t target = 0; target < S2FT_NUM_TARGETS; ++target) {
-        const std::string name = checkpoint::projection_name(l, checkpoint::target_projection(target));
-        check_call(s2ft_checkpoint_tensor(ckpt, name.c_str(), &t[target]));
+      s2ft_tensor *t = &tensors[static_cast<size_t>(l) * kP];
+      for (int p = 0; p < kP; ++p) {
+        const std::string name = checkpoint::projection_name(l, p);
+        check_call(s2ft_checkpoint_tensor(ckpt, name.c_str(), &t[p]));
       }
-      layers[static_cast<size_t>(l)] = s2ft_layer_weights{nullptr, nullptr, &t[S2FT_TARGET_V], &t[S2FT_TARGET_O],
-                                                          nullptr, &t[S2FT_TARGET_UP], &t[S2FT_TARGET_DOWN]};
+      layers[static_cast<size_t>(l)] =
+          s2ft_layer_weights{&t[checkpoint::kQ],    &t[checkpoint::kK],  &t[checkpoint::kV],   &t[checkpoint::kO],
+                             &t[checkpoint::kGate], &t[checkpoint::kUp], &t[checkpoint::kDown]};
     }
     *out = make_model(ctx, &s, layers.data(), perm).release();
   });
@@ -69,8 +74,8 @@ S2FT_API s2ft_status s2ft_model_layer(s2ft_model *model, int32_t layer, s2ft_lay
       fail_arg("layer " + std::to_string(layer) + " is out of range [0, " + std::to_string(m.shape.n_layers) + ")");
     auto &w = m.weights[static_cast<size_t>(layer)];
     auto at = [&](int32_t t) { return w[static_cast<size_t>(t)].present ? &w[static_cast<size_t>(t)].tensor : nullptr; };
-    *out = s2ft_layer_weights{nullptr, nullptr, at(S2FT_TARGET_V),  at(S2FT_TARGET_O),
-                              nullptr, at(S2FT_TARGET_UP), at(S2FT_TARGET_DOWN)};
+    *out = s2ft_layer_weights{at(S2FT_WEIGHT_Q),    at(S2FT_WEIGHT_K),  at(S2FT_WEIGHT_V),   at(S2FT_WEIGHT_O),
+                              at(S2FT_WEIGHT_GATE), at(S2FT_WEIGHT_UP), at(S2FT_WEIGHT_DOWN)};
   });
 }
 

@@ -112,17 +112,31 @@ S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2f
     s2ft_context &c = require_context(ctx);
     require_live(adapter, "adapter");
     check_layer(adapter->shape, layer);
-    check_target(target);
+    check_weight_id(target, "target");
     require_live_or_null(perm, "perm");
     if (perm != nullptr && !same_shape(adapter->shape, perm->shape))
       fail_arg("perm was made for a different model shape than the adapter");
     int64_t out_rows, in_cols;
-    target_weight_shape(adapter->shape, target, &out_rows, &in_cols);
-    const AdapterEntry &e = adapter->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
-    std::vector<int64_t> positions(e.lines.size());
-    for (size_t j = 0; j < e.lines.size(); ++j)
-      positions[j] = perm != nullptr ? permuted_line(*perm, layer, target, e.lines[j]) : e.lines[j];
-    HostCsr h = entry_csr(out_rows, in_cols, target_axis(target), e, positions);
+    weight_shape(adapter->shape, target, &out_rows, &in_cols);
+    HostCsr h;
+    h.rows = out_rows;
+    h.cols = in_cols;
+    h.offsets.assign(static_cast<size_t>(out_rows + 1), 0);
+    if (target < S2FT_NUM_TARGETS) {  // the structured entry
+      const AdapterEntry &e = adapter->layers[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+      std::vector<int64_t> positions(e.lines.size());
+      for (size_t j = 0; j < e.lines.size(); ++j)
+        positions[j] = perm != nullptr ? permuted_line(*perm, layer, target, e.lines[j]) : e.lines[j];
+      h = entry_csr(out_rows, in_cols, target_axis(target), e, positions);
+    }
+    // The sparse entries (never on a line of the structured entry).
+    const SparseEntry &sp = adapter->sparse[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+    if (!sp.empty()) {
+      const ElementMap map = element_map(perm, adapter->shape, layer, target);
+      std::vector<int64_t> positions(sp.indices.size());
+      for (size_t j = 0; j < sp.indices.size(); ++j) positions[j] = map.position(sp.indices[j]);
+      h = add_csr(h, sparse_csr(out_rows, in_cols, positions, sp.delta));
+    }
     // The same checks as for a caller's arrays (the adapter's invariants make
     // them pass; they guard this function's own construction).
     HostCsr checked = checked_csr(h.rows, h.cols, h.offsets.data(), h.indices.data(), h.values.data(), h.nnz());

@@ -16,6 +16,7 @@
 // know (device pointers, its own limits) and reports its own failures.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -30,6 +31,7 @@ struct s2ft_selection;
 namespace s2ft {
 
 struct AdapterEntry;    // adapter/adapter.hpp
+struct SparseEntry;     // adapter/adapter.hpp
 struct HostCsr;         // adapter/csr.hpp
 struct Lines;           // train/slice.hpp
 struct OptimizerParam;  // train/optimizer.hpp
@@ -97,11 +99,17 @@ struct StepReport {
   int64_t steps = 0;     // the step count after this step
 };
 
-// One present target weight of a model (s2ft_model_create).
+// One present weight of a model (s2ft_model_create): any of the seven.
 struct TargetWeight {
-  int32_t layer = 0, target = 0;
+  int32_t layer = 0, target = 0;  // target: the weight id (S2FT_WEIGHT_*; 0..3 are the targets)
   Matrix w;
-  int32_t axis = S2FT_AXIS_COLUMNS;  // its lines: columns (O, DOWN) or rows (V, UP)
+  int32_t axis = S2FT_AXIS_COLUMNS;  // its lines: columns (O, DOWN) or rows (V, UP, and Q, K, GATE)
+  // Where the base-order rows and columns sit in w (base index -> position;
+  // empty: the identity), for the whole-weight base fingerprint of sparse
+  // entries: FNV-1a (common/fingerprint.hpp mix_u64) over the fingerprints
+  // of the base rows r = 0.., row r being w's row row_map[r] read at columns
+  // col_map[0], col_map[1], ...
+  std::vector<int64_t> row_map, col_map;
 };
 
 // One (layer, target) of an adapter transition (apply, remove, switch) from
@@ -119,21 +127,56 @@ struct TransitionStep {
   double max_abs_delta = 0.0;  // the largest |delta| of entry (merge_range.hpp's fast test)
 };
 
+// One (layer, weight) of a transition's sparse entries, planned by the
+// core: from the applied adapter's, whose elements sit at *old_positions
+// (flat positions r * cols + c in w as stored, in the order of their
+// record), to the new adapter's `entry` (NULL when it has none here), whose
+// element j goes to (*new_positions)[j]. The base value W0 of a new element
+// comes from the old sparse record (from_old[j] >= 0), from the saved line
+// of the structured step steps[lines_step] (from_line[j] >= 0: the index of
+// the line in that step's *old_positions), or else from the weight.
+struct SparseStep {
+  int32_t layer = 0, weight = 0;
+  Matrix w;
+  const std::vector<int64_t> *old_positions = nullptr;
+  const std::vector<int64_t> *new_positions = nullptr;
+  const SparseEntry *entry = nullptr;
+  std::vector<int64_t> from_old, from_line;  // per new element, or -1
+  // Old elements the new entry does not hold, by index in the old record:
+  // they get W0 back (before the structured steps run, so that lines read
+  // base values; those that lie on a new line are then overwritten by it).
+  std::vector<int64_t> restore;
+  // Old elements that lie on a line of the new structured entry, as
+  // (index in the old record, line j of the new entry, element i along the
+  // line): where a backend that gathers the lines' W0 from the weight first
+  // must take it from the old sparse record instead.
+  std::vector<std::array<int64_t, 3>> onto_lines;
+  int64_t lines_step = -1;            // the structured step of the same (layer, weight), or -1
+  double max_abs_delta = 0.0;         // the largest |delta| of entry
+  bool check_fingerprint = false;     // compare entry->fingerprint with the base weight's
+};
+
 // Why a transition was refused before anything was written, and where:
-// line `line` of steps[step].entry. step < 0: not refused.
+// line `line` of steps[step].entry, or with `sparse` element `line` of
+// sparse[step].entry (line -1: the whole-weight fingerprint). step < 0: not
+// refused.
 struct Refusal {
   enum Kind { kFingerprint, kOverflow };  // the base line differs / the merge could overflow
   Kind kind = kFingerprint;
   int64_t step = -1, line = -1;
   double max_abs_w0 = 0.0, max_abs_delta = 0.0;  // kOverflow: the bound's terms (merge_range.hpp)
+  bool sparse = false;
 };
 
-// One adapter of a mixed batch as the core resolved it.
+// One adapter of a mixed batch as the core resolved it (at least one of
+// entry and sparse is set).
 struct MixedAdapter {
   const s2ft_adapter *adapter = nullptr;
-  const AdapterEntry *entry = nullptr;              // its (layer, target) entry, not empty
+  const AdapterEntry *entry = nullptr;              // its (layer, target) entry (NULL: none)
   const std::vector<int64_t> *positions = nullptr;  // the entry's lines as positions in w
   float scale = 1.0f;
+  const SparseEntry *sparse = nullptr;                     // its sparse entries on (layer, weight) (NULL: none)
+  const std::vector<int64_t> *sparse_positions = nullptr;  // their flat positions r * cols + c in w
 };
 
 // Consecutive rows [row, row + rows) of x and y that use adapters[adapter].
@@ -159,6 +202,31 @@ struct LiftPlan {
   int64_t oversampling = 10;   // randomized: p (sketch width r + p, capped at min(rows, cols))
   int64_t power_iterations = 2;  // randomized: q
   uint64_t seed = 0;           // randomized: the sketch's generator (common/rng.hpp)
+};
+
+// A SORSA layer's operands (s2ft_sorsa_forward/backward), checked by the
+// core: the residual w [out, in] in the activations' dtype, and the f32
+// factors u [out, r], s [1, r], vt [r, in].
+struct SorsaFactors {
+  Matrix w, u, s, vt;
+};
+
+// Their gradients, f32 and shaped as u, s, vt.
+struct SorsaGrads {
+  Matrix du, ds, dvt;
+};
+
+// What s2ft_sorsa_regularizer(_step) asks: with E_U = u^T u - I and
+// E_V = vt vt^T - I, the norms n_U = ||E_U||_F, n_V = ||E_V||_F, and
+// du (+)= c_U u E_U, dvt (+)= c_V E_V vt where c = gamma * 4 (squared) or
+// gamma * 2 / n (unsquared; 0 when n is 0). With `step`, du and dvt are u
+// and vt themselves (gamma = -rate, accumulating): every product reads the
+// factors as they were before the call.
+struct SorsaRegularizer {
+  double gamma = 0.0;
+  bool squared = true;
+  bool accumulate = false;
+  bool step = false;
 };
 
 // ---- the table ---------------------------------------------------------------------
@@ -261,9 +329,15 @@ struct Ops {
   // gets W[p] = round(double(W0) + scale * double(delta[j])), rounded once
   // to the weight's dtype, and W0 is saved for it. Fails before writing
   // anything, or not at all.
+  // The sparse steps the same, element by element (SparseStep says where
+  // each W0 is), checked with the lines before anything is written: a
+  // sparse step with check_fingerprint compares the entry's fingerprint
+  // with the whole base weight's (TargetWeight), and an element's overflow
+  // bound is max|W0| over its row (finite values) + |scale * delta|. The
+  // writes go: sparse restores, the lines, the new sparse elements.
   s2ft_status (*model_transition)(Instance *inst, void *model, const std::vector<TransitionStep> &steps,
-                                  const s2ft_adapter *adapter, double scale, bool force,
-                                  Refusal *refusal) = nullptr;
+                                  const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
+                                  bool force, Refusal *refusal) = nullptr;
   // Makes the instance's device copy of an adapter (nothing on the CPU).
   s2ft_status (*adapter_upload)(Instance *inst, const s2ft_adapter &adapter) = nullptr;
   // y = x w^T, then for each group y_R += scale * (adapter term).
@@ -308,6 +382,28 @@ struct Ops {
                               void *host) = nullptr;
   s2ft_status (*write_entries)(Instance *inst, const Matrix &w, const std::vector<int64_t> &flat,
                                const void *host) = nullptr;
+
+  // ---- SORSA (s2ft_sorsa_*) and LIFT's score for S2FT (s2ft_statistics_add_principal)
+  // The thin SVD of w: u, s, vt (f32) get the top u.cols triplets (signs as
+  // s2ft.h says), w the residual w - u diag(s) vt (double, rounded once).
+  s2ft_status (*sorsa_init)(Instance *inst, const Matrix &w, const Matrix &u, const Matrix &s,
+                            const Matrix &vt) = nullptr;
+  // y = x f.w^T + ((x f.vt^T) * f.s) f.u^T; h_saved (may be NULL, f32 [T, r]) = x f.vt^T.
+  s2ft_status (*sorsa_forward)(Instance *inst, const SorsaFactors &f, const Matrix &x, const Matrix &y,
+                               const Matrix *h_saved) = nullptr;
+  // With g = dy u and h = h_saved (or x vt^T when NULL): du = dy^T (h * s),
+  // ds = colsum(g * h), dvt = (g * s)^T x, dx (may be NULL) = dy w + (g * s) vt.
+  s2ft_status (*sorsa_backward)(Instance *inst, const SorsaFactors &f, const Matrix &x, const Matrix *h_saved,
+                                const Matrix &dy, const Matrix *dx, const SorsaGrads &g, bool accumulate_dx,
+                                bool accumulate_grads) = nullptr;
+  // The norms (n_U, n_V) to *norms (may be NULL: then CUDA does not
+  // synchronise) and the gradients into du, dvt (either may be NULL).
+  s2ft_status (*sorsa_regularizer)(Instance *inst, const Matrix &u, const Matrix &vt, const SorsaRegularizer &plan,
+                                   const Matrix *du, const Matrix *dvt, double norms[2]) = nullptr;
+  // The squared norms of the lines (columns when by_columns, else rows) of
+  // w's rank-`rank` truncated SVD, to host (synchronising).
+  s2ft_status (*principal_line_norms)(Instance *inst, const Matrix &w, int64_t rank, bool by_columns,
+                                      std::vector<double> *out) = nullptr;
 };
 
 // Throws Error(status, ops.last_error()) unless status is S2FT_OK.

@@ -1,5 +1,7 @@
 // s2ft diff BASE TUNED --selection SEL.json -o ADAPTER.safetensors: extracts
-// what fine-tuning changed in the selected lines as an adapter, then merges
+// what fine-tuning changed in the selected lines as an adapter (with
+// --sparse instead of a selection: every projection element that changed,
+// as sparse entries, for unstructured methods such as LIFT and SpIEL), then merges
 // the written adapter into BASE exactly as `s2ft merge` would (at its
 // default scale) and reports how close that comes to TUNED. The adapter
 // records its provenance (docs/adapter-format.md): the base model, its
@@ -26,13 +28,18 @@ namespace s2ft {
 namespace cli {
 
 const char *const kDiffHelp =
-    "usage: s2ft diff BASE_CKPT TUNED_CKPT --selection SEL.json -o ADAPTER.safetensors\n"
+    "usage: s2ft diff BASE_CKPT TUNED_CKPT (--selection SEL.json | --sparse) -o ADAPTER.safetensors\n"
     "                 [--name NAME] [--scale S] [--base-revision REV] [--meta KEY=VALUE]...\n"
     "\n"
     "Builds an adapter from a fine-tuning run: for every line the selection trains, the\n"
     "difference (TUNED - BASE) / S, stored in f32, with default scale S, so that merging it at\n"
     "its default scale gives TUNED back. Both checkpoints must be in base (unpermuted) order:\n"
     "un-permute a permuted one first with `s2ft permute --inverse`.\n"
+    "\n"
+    "With --sparse instead of --selection (for unstructured sparse fine-tuning: LIFT, SpIEL),\n"
+    "every element of the seven projections (q, k, v, o, gate, up, down) that differs between\n"
+    "BASE and TUNED becomes a sparse entry of the adapter, (TUNED - BASE) / S in f32, with the\n"
+    "base weight's fingerprint; the selected elements below are then those entries.\n"
     "\n"
     "It then merges the written adapter into a copy of BASE as `s2ft merge` does and reports\n"
     "how many elements of the selected lines do not come out bit for bit as in TUNED, and how\n"
@@ -49,6 +56,7 @@ const char *const kDiffHelp =
     "created (UTC; from SOURCE_DATE_EPOCH when set, for reproducible output).\n"
     "\n"
     "  --selection PATH           the selection that was trained\n"
+    "  --sparse                   no selection: every changed projection element, as sparse entries\n"
     "  -o, --output PATH          the adapter file to write\n"
     "  --name NAME                the adapter's name (default: TUNED_CKPT's folder name)\n"
     "  --scale S                  the adapter's default scale (default 1, nonzero): the stored\n"
@@ -65,6 +73,7 @@ const int32_t kTargets[S2FT_NUM_TARGETS] = {S2FT_TARGET_O, S2FT_TARGET_V, S2FT_T
 
 struct DiffArgs {
   std::string base_dir, tuned_dir, sel_path, out, name;
+  bool sparse = false;  // --sparse: every changed element (no selection)
   double scale = 1.0;
   std::string scale_text = "1";  // as given, for the report
   bool has_revision = false;
@@ -84,14 +93,16 @@ std::string folder_name(std::string dir) {
 
 DiffArgs parse_diff_args(const Words &words) {
   const ParsedArgs args =
-      parse_args(words, {"--output", "--selection", "--name", "--scale", "--base-revision"}, {}, {"--meta"});
+      parse_args(words, {"--output", "--selection", "--name", "--scale", "--base-revision"}, {"--sparse"}, {"--meta"});
   if (args.positional.size() != 2) die("expected BASE_CKPT and TUNED_CKPT (see --help)");
-  if (!args.has("--selection")) die("--selection SEL.json is required");
+  if (args.has("--selection") && args.has("--sparse")) die("--selection and --sparse exclude each other");
+  if (!args.has("--selection") && !args.has("--sparse")) die("--selection SEL.json (or --sparse) is required");
   if (!args.has("--output")) die("-o ADAPTER.safetensors is required");
   DiffArgs a;
   a.base_dir = args.positional[0];
   a.tuned_dir = args.positional[1];
-  a.sel_path = args.get("--selection");
+  a.sparse = args.has("--sparse");
+  if (!a.sparse) a.sel_path = args.get("--selection");
   a.out = args.get("--output");
   a.name = args.has("--name") ? args.get("--name") : folder_name(a.tuned_dir);
   if (args.has("--scale")) {
@@ -199,6 +210,54 @@ AdapterPtr adapter_from_difference(Checkpoint &base, Checkpoint &tuned, const s2
   return adapter;
 }
 
+// The weight id (S2FT_WEIGHT_*) of checkpoint projection p.
+int32_t projection_weight(int p) {
+  static const int32_t ids[kNumProjections] = {S2FT_WEIGHT_Q,    S2FT_WEIGHT_K,  S2FT_WEIGHT_V,   S2FT_WEIGHT_O,
+                                               S2FT_WEIGHT_GATE, S2FT_WEIGHT_UP, S2FT_WEIGHT_DOWN};
+  return ids[p];
+}
+
+// The adapter holding (TUNED - BASE) / scale at every projection element
+// whose bytes differ, as sparse entries, with default scale `scale` and the
+// fingerprints of BASE's weights.
+AdapterPtr sparse_adapter_from_difference(Checkpoint &base, Checkpoint &tuned, const DiffArgs &a) {
+  const s2ft_model_shape &shape = base.shape();
+  s2ft_adapter *made = nullptr;
+  check(s2ft_adapter_create(&shape, a.name.c_str(), a.scale, &made));
+  AdapterPtr adapter(made);
+  Progress progress("extracting layer", shape.n_layers);
+  for (int32_t l = 0; l < shape.n_layers; ++l) {
+    progress.step(l + 1);
+    for (int p = 0; p < kNumProjections; ++p) {
+      const s2ft_tensor &b = *base.weight(l, p), &t = *tuned.weight(l, p);
+      const size_t elem = element_size(tensor_dtype(b));
+      const auto *bb = static_cast<const uint8_t *>(b.data), *tb = static_cast<const uint8_t *>(t.data);
+      std::vector<int64_t> indices;
+      std::vector<float> delta;
+      for (int64_t n = 0; n < b.shape[0] * b.shape[1]; ++n) {
+        const size_t off = static_cast<size_t>(n) * elem;
+        if (std::memcmp(bb + off, tb + off, elem) == 0) continue;
+        const int64_t r = n / b.shape[1], c = n % b.shape[1];
+        const double d = (element_at(t, r, c) - element_at(b, r, c)) / a.scale;
+        if (!(std::fabs(d) <= std::numeric_limits<float>::max())) {
+          std::ostringstream value;
+          value << d;
+          die("(TUNED - BASE) / scale at (" + std::to_string(r) + ", " + std::to_string(c) + ") of " +
+              projection_name(l, p) + " is " + value.str() + ", which an f32 delta cannot hold");
+        }
+        indices.push_back(n);
+        delta.push_back(static_cast<float>(d));
+      }
+      if (indices.empty()) continue;
+      const int64_t dims[1] = {static_cast<int64_t>(indices.size())};
+      s2ft_tensor dt;
+      check(s2ft_tensor_init(&dt, delta.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 1, dims));
+      check(s2ft_adapter_set_sparse(adapter.get(), l, projection_weight(p), indices.data(), dims[0], &dt, &b));
+    }
+  }
+  return adapter;
+}
+
 // ---- provenance ------------------------------------------------------------------
 
 // config.json's "_name_or_path" (what Hugging Face records as the model's
@@ -243,7 +302,7 @@ MetaPairs selection_provenance(const std::string &path) {
   }
   const auto options = j.is_object() ? j.find("options") : j.end();
   if (options == j.end() || !options->is_object()) return out;
-  for (const char *member : {"strategy", "order", "allocation", "head_granularity", "seed", "budget"}) {
+  for (const char *member : {"strategy", "principal_rank", "order", "allocation", "head_granularity", "seed", "budget"}) {
     const auto m = options->find(member);
     if (m == options->end()) continue;
     out.emplace_back(std::string("selection_") + member, m->is_string() ? m->get<std::string>() : m->dump());
@@ -258,7 +317,10 @@ void record_provenance(s2ft_adapter *adapter, Checkpoint &base, const DiffArgs &
   if (a.has_revision) set_meta(adapter, "base_model_revision", a.revision);
   const std::string dtype = base_dtype(base);
   if (!dtype.empty()) set_derived_meta(adapter, "diff", "base_dtype", dtype);
-  for (const auto &kv : selection_provenance(a.sel_path)) set_derived_meta(adapter, "diff", kv.first, kv.second);
+  if (a.sparse)
+    set_derived_meta(adapter, "diff", "selection_strategy", "sparse");  // every changed element, no selection
+  else
+    for (const auto &kv : selection_provenance(a.sel_path)) set_derived_meta(adapter, "diff", kv.first, kv.second);
   record_tool_provenance(adapter, a.created);
   for (const auto &kv : a.meta) set_meta(adapter, kv.first, kv.second);
 }
@@ -313,8 +375,10 @@ LineMasks line_masks(const s2ft_selection *sel, Checkpoint &ckpt, int32_t layer)
 }
 
 // Compares one projection element by element: inside the selection merged
-// against tuned, outside it base against tuned.
-void compare_weight(const s2ft_tensor &b, const s2ft_tensor &t, const s2ft_tensor &m, const LineMasks &masks, int p,
+// against tuned, outside it base against tuned. Without masks (--sparse)
+// every element that changed is in the adapter and is compared merged
+// against tuned, and every other one must have stayed in the merge.
+void compare_weight(const s2ft_tensor &b, const s2ft_tensor &t, const s2ft_tensor &m, const LineMasks *masks, int p,
                     Comparison *cmp) {
   const int32_t dtype = tensor_dtype(b);
   const size_t elem = element_size(dtype);
@@ -324,7 +388,10 @@ void compare_weight(const s2ft_tensor &b, const s2ft_tensor &t, const s2ft_tenso
   for (int64_t i = 0; i < b.shape[0]; ++i)
     for (int64_t j = 0; j < b.shape[1]; ++j) {
       const size_t off = static_cast<size_t>(i * b.shape[1] + j) * elem;
-      if (masks.selected(p, i, j)) {
+      const bool in_adapter = masks ? masks->selected(p, i, j)
+                                    : std::memcmp(bb + off, tb + off, elem) != 0 ||  // an entry
+                                          std::memcmp(mb + off, tb + off, elem) != 0;  // a merge that went astray
+      if (in_adapter) {
         ++cmp->selected_elements;
         if (std::memcmp(mb + off, tb + off, elem) == 0) continue;
         ++cmp->not_exact;
@@ -350,9 +417,9 @@ Comparison compare(Checkpoint &base, Checkpoint &tuned, Checkpoint &merged, cons
   Progress progress("comparing layer", n_layers);
   for (int32_t l = 0; l < n_layers; ++l) {
     progress.step(l + 1);
-    const LineMasks masks = line_masks(sel, base, l);
+    const LineMasks masks = sel ? line_masks(sel, base, l) : LineMasks{};
     for (int p = 0; p < kNumProjections; ++p)
-      compare_weight(*base.weight(l, p), *tuned.weight(l, p), *merged.weight(l, p), masks, p, &cmp);
+      compare_weight(*base.weight(l, p), *tuned.weight(l, p), *merged.weight(l, p), sel ? &masks : nullptr, p, &cmp);
   }
   // Embeddings, norms, lm_head: never in an adapter.
   for (const TensorEntry &info : base.tensors())
@@ -364,7 +431,7 @@ Comparison compare(Checkpoint &base, Checkpoint &tuned, Checkpoint &merged, cons
 
 void report(const DiffArgs &a, const Comparison &cmp) {
   say("wrote adapter " + a.out + " (\"" + a.name + "\", default scale " + a.scale_text + ")");
-  say("selected elements: " + std::to_string(cmp.selected_elements));
+  say(std::string(a.sparse ? "sparse entries: " : "selected elements: ") + std::to_string(cmp.selected_elements));
   say("not reproduced exactly: " + std::to_string(cmp.not_exact));
   say("more than one unit in the last place off: " + std::to_string(cmp.beyond_one_ulp));
   say("changed outside the selection: " + std::to_string(cmp.outside_changed) + " elements in " +
@@ -391,17 +458,23 @@ void report(const DiffArgs &a, const Comparison &cmp) {
 
 int run_diff(const Words &words) {
   const DiffArgs a = parse_diff_args(words);
-  check_output_file(a.out, {a.base_dir, a.tuned_dir, a.sel_path});
+  std::vector<std::string> inputs = {a.base_dir, a.tuned_dir};
+  if (!a.sparse) inputs.push_back(a.sel_path);
+  check_output_file(a.out, inputs);
   require_base_order(a.base_dir);
   require_base_order(a.tuned_dir);
 
   std::unique_ptr<Checkpoint> base = Checkpoint::load(a.base_dir);
   std::unique_ptr<Checkpoint> tuned = Checkpoint::load(a.tuned_dir);
   require_same_layout(*base, *tuned);
-  SelectionPtr sel = load_selection(a.sel_path);
-  require_selection_fits(sel.get(), base->shape(), a.sel_path);
+  SelectionPtr sel;
+  if (!a.sparse) {
+    sel = load_selection(a.sel_path);
+    require_selection_fits(sel.get(), base->shape(), a.sel_path);
+  }
 
-  AdapterPtr adapter = adapter_from_difference(*base, *tuned, sel.get(), a);
+  AdapterPtr adapter =
+      a.sparse ? sparse_adapter_from_difference(*base, *tuned, a) : adapter_from_difference(*base, *tuned, sel.get(), a);
   record_provenance(adapter.get(), *base, a);
   std::unique_ptr<Checkpoint> merged = merged_copy(a.base_dir, adapter.get());
   const Comparison cmp = compare(*base, *tuned, *merged, sel.get());

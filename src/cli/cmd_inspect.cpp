@@ -180,6 +180,27 @@ void inspect_adapter(const std::string &path) {
     say(line);
   }
   say("  parameters: " + std::to_string(params));
+  // Unstructured sparse entries (format version 3), shown only when there are some.
+  uint32_t sparse_mask = 0;
+  int64_t sparse_total = 0;
+  check(s2ft_adapter_sparse_info(a.get(), &sparse_mask, &sparse_total));
+  if (sparse_total > 0) {
+    static const char *const kWeightNames[S2FT_NUM_WEIGHTS] = {"o", "v", "down", "up", "q", "k", "gate"};
+    std::string weights;
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
+      if (sparse_mask & S2FT_WEIGHT_BIT(w)) weights += (weights.empty() ? "" : ",") + std::string(kWeightNames[w]);
+    say("  sparse entries: " + std::to_string(sparse_total) + " (weights " + weights + ")");
+    for (int32_t l = 0; l < s.n_layers; ++l) {
+      std::string line = "    layer " + std::to_string(l) + ":";
+      for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+        if (!(sparse_mask & S2FT_WEIGHT_BIT(w))) continue;
+        int64_t n = 0;
+        check(s2ft_adapter_sparse(a.get(), l, w, nullptr, nullptr, 0, &n, nullptr));
+        line += "  " + std::string(kWeightNames[w]) + " " + std::to_string(n);
+      }
+      say(line);
+    }
+  }
   int64_t n_meta = 0;
   check(s2ft_adapter_meta_count(a.get(), &n_meta));
   if (n_meta == 0) {

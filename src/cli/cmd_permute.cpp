@@ -56,6 +56,7 @@ int run_permute(const Words &words) {
   std::vector<std::string> inputs = {ckpt_dir};
   if (!sel_path.empty()) inputs.push_back(sel_path);
   const s2ft_select_options opts = sel_path.empty() ? select_options_from_args(args) : s2ft_select_options{};
+  const int32_t principal_rank = sel_path.empty() ? principal_rank_from_args(args, opts) : 0;
 
   OutputDir out(args.get("--output"), inputs);
   std::unique_ptr<Checkpoint> ckpt = Checkpoint::load(ckpt_dir);
@@ -65,7 +66,7 @@ int run_permute(const Words &words) {
     sel = load_selection(sel_path);
     require_selection_fits(sel.get(), ckpt->shape(), sel_path);
   } else {
-    sel = select_for_checkpoint(ctx.get(), *ckpt, opts);
+    sel = select_for_checkpoint(ctx.get(), *ckpt, opts, principal_rank);
   }
 
   const int32_t n_layers = ckpt->shape().n_layers;

@@ -28,6 +28,7 @@ int run_select(const Words &words) {
   if (!args.has("--output")) die("-o SEL.json is required");
   const std::string ckpt_dir = args.positional[0], out = args.get("--output");
   const s2ft_select_options opts = select_options_from_args(args);
+  const int32_t principal_rank = principal_rank_from_args(args, opts);
   check_output_file(out, {ckpt_dir});
   // A selection indexes units in base order; a permuted folder's weights
   // are not in that order, so its scores would pick the wrong units.
@@ -37,7 +38,7 @@ int run_select(const Words &words) {
 
   std::unique_ptr<Checkpoint> ckpt = Checkpoint::load(ckpt_dir);
   ContextPtr ctx = make_cpu_context();
-  SelectionPtr sel = select_for_checkpoint(ctx.get(), *ckpt, opts);
+  SelectionPtr sel = select_for_checkpoint(ctx.get(), *ckpt, opts, principal_rank);
   check(s2ft_selection_save(sel.get(), out.c_str()));
   say("wrote selection " + out);
   return 0;

@@ -1,5 +1,7 @@
 #include "selection_options.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -23,6 +25,7 @@ int32_t parse_target(const std::string &name) {
 // statistics gathered over calibration data, which a checkpoint lacks.
 int32_t parse_strategy(const std::string &name) {
   if (name == "weight") return S2FT_STRATEGY_WEIGHT;
+  if (name == "principal") return S2FT_STRATEGY_PRINCIPAL;
   if (name == "random") return S2FT_STRATEGY_RANDOM;
   if (name == "activation" || name == "weight-activation" || name == "gradient")
     die("--strategy " + name + " scores by statistics over calibration data (" +
@@ -30,7 +33,7 @@ int32_t parse_strategy(const std::string &name) {
         " from forward passes on training text), which s2ft cannot compute from a checkpoint alone; compute them "
         "with the library (s2ft_statistics_add_activation or _add_gradient, s2ft_select, s2ft_selection_save) "
         "and give that selection to s2ft permute --selection");
-  die("--strategy must be weight or random, got '" + name + "'");
+  die("--strategy must be weight, principal or random, got '" + name + "'");
 }
 
 // What one unit of a target is, for messages: under GQA an o unit is a
@@ -72,6 +75,20 @@ void require_counts_fit(const s2ft_select_options &opts, const s2ft_model_shape 
   }
 }
 
+// The largest rank every targeted weight allows: min(rows, cols) of each.
+void require_rank_fits(int32_t rank, uint32_t targets, const s2ft_model_shape &s) {
+  for (int32_t t : kTargets) {
+    if (!(targets & S2FT_TARGET_BIT(t))) continue;
+    const int64_t q = static_cast<int64_t>(s.n_heads) * s.head_dim, kv = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+    const int64_t rows = t == S2FT_TARGET_O ? s.d_model : t == S2FT_TARGET_V ? kv : t == S2FT_TARGET_DOWN ? s.d_model : s.d_ff;
+    const int64_t cols = t == S2FT_TARGET_O ? q : t == S2FT_TARGET_V ? s.d_model : t == S2FT_TARGET_DOWN ? s.d_ff : s.d_model;
+    if (rank > std::min(rows, cols))
+      die("--principal-rank " + std::to_string(rank) + " is more than min(rows, cols) = " +
+          std::to_string(std::min(rows, cols)) + " of the " + target_name(t) + " weights [" + std::to_string(rows) +
+          ", " + std::to_string(cols) + "] of this checkpoint");
+  }
+}
+
 // A weight score is a norm over the unit's weights: one NaN or infinity
 // makes the scores, and so the units chosen, meaningless.
 void require_finite(const s2ft_tensor &w, const std::string &name) {
@@ -82,7 +99,7 @@ void require_finite(const s2ft_tensor &w, const std::string &name) {
     const double v = element_value(bytes + i * elem, dtype);
     if (!std::isfinite(v))
       die(name + " holds " + (std::isnan(v) ? "NaN" : "an infinity") + " at element " + std::to_string(i) +
-          ", so its weight scores are meaningless; fix the checkpoint, or choose with --strategy random");
+          ", so its scores are meaningless; fix the checkpoint, or choose with --strategy random");
   }
 }
 
@@ -100,7 +117,8 @@ const char *target_name(int32_t target) {
 
 std::vector<std::string> selection_value_options() {
   return {"--strategy", "--order",     "--targets",  "--ratio-o",    "--ratio-down", "--ratio-v", "--ratio-up",
-          "--count-o",  "--count-down", "--count-v", "--count-up",   "--allocation", "--heads",   "--seed"};
+          "--count-o",  "--count-down", "--count-v", "--count-up",   "--allocation", "--heads",   "--seed",
+          "--principal-rank"};
 }
 
 bool has_selection_options(const ParsedArgs &args) {
@@ -168,11 +186,26 @@ s2ft_select_options select_options_from_args(const ParsedArgs &args) {
   return opts;
 }
 
-SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2ft_select_options &opts) {
+int32_t principal_rank_from_args(const ParsedArgs &args, const s2ft_select_options &opts) {
+  const bool principal = opts.strategy == S2FT_STRATEGY_PRINCIPAL;
+  if (!args.has("--principal-rank")) {
+    if (principal) die("--strategy principal needs --principal-rank R (the rank of the SVD approximation W_R)");
+    return 0;
+  }
+  if (!principal) die("--principal-rank is given but --strategy is not principal");
+  const int64_t r = parse_int64("--principal-rank", args.get("--principal-rank"));
+  if (r < 1 || r > INT32_MAX) die("--principal-rank must be at least 1, got " + args.get("--principal-rank"));
+  return static_cast<int32_t>(r);
+}
+
+SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2ft_select_options &opts,
+                                   int32_t principal_rank) {
   const s2ft_model_shape &shape = ckpt.shape();
   require_counts_fit(opts, shape);
+  const bool principal = opts.strategy == S2FT_STRATEGY_PRINCIPAL;
+  if (principal) require_rank_fits(principal_rank, opts.targets, shape);
   StatisticsPtr stats;
-  if (opts.strategy == S2FT_STRATEGY_WEIGHT) {
+  if (opts.strategy == S2FT_STRATEGY_WEIGHT || principal) {
     s2ft_statistics *s = nullptr;
     check(s2ft_statistics_create(ctx, &shape, &s));
     stats.reset(s);
@@ -183,7 +216,10 @@ SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2
         if (!(opts.targets & S2FT_TARGET_BIT(t))) continue;
         const int p = target_projection(t);
         require_finite(*ckpt.weight(l, p), projection_name(l, p));
-        check(s2ft_statistics_add_weight(stats.get(), l, t, ckpt.weight(l, p)));
+        if (principal)
+          check(s2ft_statistics_add_principal(stats.get(), l, t, ckpt.weight(l, p), principal_rank));
+        else
+          check(s2ft_statistics_add_weight(stats.get(), l, t, ckpt.weight(l, p)));
       }
     }
   }

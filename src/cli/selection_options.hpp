@@ -20,12 +20,17 @@ std::vector<std::string> selection_value_options();
 #define S2FT_CLI_SELECTION_OPTIONS_HELP                                                                       \
   "\n"                                                                                                        \
   "Selection options:\n"                                                                                      \
-  "  --strategy weight|random   score each unit by the norm of its trained weight slice, or pick\n"          \
-  "                             at random (default weight). These are the strategies a checkpoint\n"         \
+  "  --strategy weight|principal|random\n"                                                                    \
+  "                             score each unit by the norm of its trained weight slice, by the\n"         \
+  "                             norm of its slice of the weight's rank-R SVD approximation W_R\n"          \
+  "                             (LIFT's principal weights; needs --principal-rank), or pick at\n"          \
+  "                             random (default weight). These are the strategies a checkpoint\n"         \
   "                             alone allows: activation, weight-activation and gradient scores\n"          \
   "                             need statistics over calibration data, which s2ft does not have\n"          \
   "                             (the library computes them: s2ft_statistics_add_activation,\n"              \
   "                             s2ft_statistics_add_gradient, then s2ft_select)\n"                          \
+  "  --principal-rank R         the rank R of W_R for --strategy principal, in [1, min(rows, cols)]\n"    \
+  "                             of every targeted weight\n"                                                 \
   "  --order largest|smallest   keep the highest or the lowest scores (default largest)\n"                  \
   "  --targets LIST             comma-separated among o, down, v, up (default o,down)\n"                    \
   "  --ratio-o R, --ratio-down R, --ratio-v R, --ratio-up R\n"                                              \
@@ -51,9 +56,14 @@ bool has_selection_options(const ParsedArgs &args);
 // Turns the options into s2ft_select_options (throws CliError naming a bad one).
 s2ft_select_options select_options_from_args(const ParsedArgs &args);
 
-// Checks the budgets against the checkpoint, scores its weights (for the
-// weight strategy) and selects.
-SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2ft_select_options &opts);
+// --principal-rank: required with --strategy principal, refused with the
+// others; 0 when not used.
+int32_t principal_rank_from_args(const ParsedArgs &args, const s2ft_select_options &opts);
+
+// Checks the budgets (and the principal rank) against the checkpoint,
+// scores its weights (for the weight and principal strategies) and selects.
+SelectionPtr select_for_checkpoint(s2ft_context *ctx, Checkpoint &ckpt, const s2ft_select_options &opts,
+                                   int32_t principal_rank = 0);
 
 // Target names as used on the command line: "o", "v", "down", "up".
 const char *target_name(int32_t target);

@@ -42,5 +42,14 @@ S2FT_HOST_DEVICE inline uint64_t mix(uint64_t h, uint16_t w) {
 // The stored fingerprint of a finished hash.
 S2FT_HOST_DEVICE inline uint64_t finish(uint64_t h) { return h == 0 ? 1 : h; }
 
+// h after the 8 little-endian bytes of v. The whole-weight fingerprint of
+// an adapter's sparse entries is finish() of kOffset mixed with the row
+// fingerprints of the base-order weight, rows in order (the line
+// fingerprints along rows), so it is as independent of f32 vs bf16 as they are.
+S2FT_HOST_DEVICE inline uint64_t mix_u64(uint64_t h, uint64_t v) {
+  for (int b = 0; b < 8; ++b) h = (h ^ ((v >> (8 * b)) & 0xffu)) * kPrime;
+  return h;
+}
+
 }  // namespace fingerprint
 }  // namespace s2ft

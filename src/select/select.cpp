@@ -8,6 +8,9 @@
 //   ACTIVATION  sqrt(s_activation)
 //   WEIGHT_ACT  sqrt(s_weight) * sqrt(s_activation)
 //   GRADIENT    sqrt(s_gradient)
+//   PRINCIPAL   sqrt(s_principal): the Frobenius norm of the unit's slice of
+//               the weight's rank-r truncated SVD W_r (LIFT's principal
+//               weights made structured; s2ft_statistics_add_principal)
 // Under S2FT_HEADS_BY_GROUP an O unit is a KV group and its s is the sum of
 // its query heads' sums (the norm of the group's whole column block).
 // LARGEST takes the highest scores, SMALLEST the lowest. Equal scores are
@@ -42,6 +45,7 @@ const char *strategy_name(int32_t s) {
     case S2FT_STRATEGY_ACTIVATION: return "activation";
     case S2FT_STRATEGY_WEIGHT_ACT: return "weight_act";
     case S2FT_STRATEGY_GRADIENT: return "gradient";
+    case S2FT_STRATEGY_PRINCIPAL: return "principal";
     default: return "?";
   }
 }
@@ -77,8 +81,8 @@ void check_options(const s2ft_select_options &o) {
   if (o.targets == 0) fail_arg("opts->targets is empty; set at least one S2FT_TARGET_BIT()");
   if ((o.targets & ~((1u << S2FT_NUM_TARGETS) - 1u)) != 0)
     fail_arg("opts->targets " + std::to_string(o.targets) + " has bits that are not targets");
-  if (o.strategy < S2FT_STRATEGY_RANDOM || o.strategy > S2FT_STRATEGY_GRADIENT)
-    fail_arg("opts->strategy " + std::to_string(o.strategy) + " is not an S2FT_STRATEGY_* value (0..4)");
+  if (o.strategy < S2FT_STRATEGY_RANDOM || o.strategy > S2FT_STRATEGY_PRINCIPAL)
+    fail_arg("opts->strategy " + std::to_string(o.strategy) + " is not an S2FT_STRATEGY_* value (0..5)");
   if (o.order != S2FT_ORDER_LARGEST && o.order != S2FT_ORDER_SMALLEST)
     fail_arg("opts->order " + std::to_string(o.order) + " is not S2FT_ORDER_LARGEST (0) or S2FT_ORDER_SMALLEST (1)");
   if (o.allocation != S2FT_ALLOCATE_PER_LAYER && o.allocation != S2FT_ALLOCATE_GLOBAL)
@@ -129,6 +133,7 @@ std::vector<double> scores(const s2ft_model_shape &shape, const s2ft_select_opti
     default: {
       const int32_t kind = o.strategy == S2FT_STRATEGY_WEIGHT       ? S2FT_STAT_WEIGHT
                            : o.strategy == S2FT_STRATEGY_ACTIVATION ? S2FT_STAT_ACTIVATION
+                           : o.strategy == S2FT_STRATEGY_PRINCIPAL  ? S2FT_STAT_PRINCIPAL
                                                                     : S2FT_STAT_GRADIENT;
       const std::vector<double> v = selection_sums(*stats, layer, t, kind, o.head_granularity);
       for (size_t i = 0; i < s.size(); ++i) s[i] = std::sqrt(v[i]);
@@ -162,9 +167,27 @@ void take_best(std::vector<Candidate> &c, int64_t k, bool largest) {
   c.resize(static_cast<size_t>(k));
 }
 
-std::string options_json(const s2ft_select_options &o) {
+// The rank of the principal records the selection read, when they all
+// share one (0 otherwise).
+int64_t common_principal_rank(const s2ft_statistics &stats, uint32_t targets) {
+  int64_t rank = 0;
+  for (const auto &layer : stats.records)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      if ((targets & S2FT_TARGET_BIT(t)) == 0) continue;
+      const int64_t r = layer[static_cast<size_t>(t)][S2FT_STAT_PRINCIPAL].rank;
+      if (rank != 0 && r != rank) return 0;
+      rank = r;
+    }
+  return rank;
+}
+
+std::string options_json(const s2ft_select_options &o, const s2ft_statistics *stats) {
   nlohmann::ordered_json j;
   j["strategy"] = strategy_name(o.strategy);
+  if (o.strategy == S2FT_STRATEGY_PRINCIPAL && stats != nullptr) {
+    const int64_t rank = common_principal_rank(*stats, o.targets);
+    if (rank > 0) j["principal_rank"] = rank;
+  }
   j["order"] = o.order == S2FT_ORDER_LARGEST ? "largest" : "smallest";
   j["allocation"] = o.allocation == S2FT_ALLOCATE_PER_LAYER ? "per_layer" : "global";
   j["head_granularity"] = head_granularity_name(o.head_granularity);
@@ -257,7 +280,7 @@ S2FT_API s2ft_status s2ft_select(s2ft_context *ctx, const s2ft_model_shape *shap
       }
       for (auto &lu : layers) std::sort(lu.units[static_cast<size_t>(t)].begin(), lu.units[static_cast<size_t>(t)].end());
     }
-    *out = s2ft::make_selection(*shape, o.head_granularity, std::move(layers), s2ft::options_json(o)).release();
+    *out = s2ft::make_selection(*shape, o.head_granularity, std::move(layers), s2ft::options_json(o, stats)).release();
   });
 }
 

@@ -10,7 +10,10 @@
 // activation: sum over tokens of x[t, c]^2 over the unit's input columns c
 //             (only the inputs of o_proj and down_proj exist as units);
 // gradient:   sum over calibration batches of dW[i, j]^2 over the unit's
-//             lines, dW = dy^T x for the batch.
+//             lines, dW = dy^T x for the batch;
+// principal:  sum of W_r[i, j]^2 over the unit's lines, W_r the weight's
+//             rank-r truncated SVD (LIFT's principal weights), from the
+//             backend's line norms of W_r (host only: see statistics.hpp).
 // Sums are kept in double so that millions of tokens do not lose the small
 // contributions.
 //
@@ -39,6 +42,7 @@ const char *statistic_kind_name(int32_t kind) {
     case S2FT_STAT_WEIGHT: return "weight";
     case S2FT_STAT_ACTIVATION: return "activation";
     case S2FT_STAT_GRADIENT: return "gradient";
+    case S2FT_STAT_PRINCIPAL: return "principal";
     default: return "?";
   }
 }
@@ -50,6 +54,8 @@ std::string missing_statistic_message(int32_t layer, int32_t target, int32_t kin
   switch (kind) {
     case S2FT_STAT_WEIGHT: return m + " (record the weight with s2ft_statistics_add_weight())";
     case S2FT_STAT_GRADIENT: return m + " (feed calibration batches with s2ft_statistics_add_gradient())";
+    case S2FT_STAT_PRINCIPAL:
+      return m + " (record the weight with s2ft_statistics_add_principal(..., rank))";
     default: {
       const bool o_side = target == S2FT_TARGET_O || target == S2FT_TARGET_V;
       return m + " (feed the " + (o_side ? "o_proj" : "down_proj") + " input of layer " + l +
@@ -258,6 +264,40 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats, int32_
   });
 }
 
+// LIFT's score for S2FT: the squared norms of W_r's lines (the backend's
+// SVD, to host), summed by unit; the record is replaced, on the host.
+S2FT_API s2ft_status s2ft_statistics_add_principal(s2ft_statistics *stats, int32_t layer, int32_t target,
+                                                   const s2ft_tensor *weight, int32_t rank) {
+  return s2ft::guard("s2ft_statistics_add_principal", [&] {
+    s2ft_statistics &s = s2ft::require_stats(stats);
+    s2ft::check_layer(s.shape, layer);
+    s2ft::check_target(target);
+    const s2ft::Matrix w = s2ft::check_matrix(weight, "weight", s.ctx->device);
+    int64_t rows = 0, cols = 0;
+    s2ft::target_weight_shape(s.shape, target, &rows, &cols);
+    s2ft::require_shape(w, "weight", rows, cols);
+    const int64_t min_dim = std::min(rows, cols);
+    if (rank < 1 || rank > min_dim)
+      s2ft::fail_arg("rank is " + std::to_string(rank) + "; it must be in [1, min(rows, cols) = " +
+                     std::to_string(min_dim) + "] for the " + s2ft::target_name(target) + " weight [" +
+                     std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    const bool by_columns = s2ft::target_axis(target) == S2FT_AXIS_COLUMNS;
+    std::vector<double> lines;
+    s2ft::run(*s.ctx, &s2ft::backend::Ops::principal_line_norms, w, static_cast<int64_t>(rank), by_columns, &lines);
+    if (static_cast<int64_t>(lines.size()) != (by_columns ? cols : rows))
+      s2ft::fail(S2FT_ERR_INTERNAL, "the backend returned " + std::to_string(lines.size()) + " line norms, not " +
+                                        std::to_string(by_columns ? cols : rows));
+    const int64_t units = s2ft::statistic_units(s.shape, target), width = s2ft::target_unit_width(s.shape, target);
+    std::vector<double> sums(static_cast<size_t>(units), 0.0);
+    for (size_t l = 0; l < lines.size(); ++l) sums[l / static_cast<size_t>(width)] += lines[l];
+    s2ft_statistics::Record &r = s2ft::record(s, layer, target, S2FT_STAT_PRINCIPAL);
+    r.sums = std::move(sums);
+    r.present = true;
+    r.stale = false;
+    r.rank = rank;
+  });
+}
+
 S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats, int32_t layer, int32_t target, int32_t kind,
                                          double *out, int64_t capacity, int64_t *n_units) {
   return s2ft::guard("s2ft_statistics_get", [&] {
@@ -265,9 +305,10 @@ S2FT_API s2ft_status s2ft_statistics_get(const s2ft_statistics *stats, int32_t l
     s2ft::require_not_null(n_units, "n_units");
     s2ft::check_layer(stats->shape, layer);
     s2ft::check_target(target);
-    if (kind < S2FT_STAT_WEIGHT || kind > S2FT_STAT_GRADIENT)
+    if (kind < S2FT_STAT_WEIGHT || kind > S2FT_STAT_PRINCIPAL)
       s2ft::fail_arg("kind " + std::to_string(kind) +
-                     " is not S2FT_STAT_WEIGHT (0), S2FT_STAT_ACTIVATION (1) or S2FT_STAT_GRADIENT (2)");
+                     " is not S2FT_STAT_WEIGHT (0), S2FT_STAT_ACTIVATION (1), S2FT_STAT_GRADIENT (2) or "
+                     "S2FT_STAT_PRINCIPAL (3)");
     const int64_t n = s2ft::statistic_units(stats->shape, target);
     if (out == nullptr) {
       *n_units = n;

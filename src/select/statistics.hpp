@@ -24,10 +24,13 @@ struct s2ft_statistics {
     bool present = false;
     mutable std::vector<double> sums;  // one per unit of the target
     mutable bool stale = false;        // the backend has newer sums
-    int64_t offset = -1;               // the record's place in `sums`
+    int64_t offset = -1;               // the record's place in `sums` (-1: host only)
+    int64_t rank = 0;                  // S2FT_STAT_PRINCIPAL: the rank r of W_r
   };
   // One record per statistic kind (S2FT_STAT_*) of one (layer, target).
-  using TargetRecords = std::array<Record, 3>;
+  // PRINCIPAL records come from an SVD the backend returns to the host, so
+  // they live on the host only (never stale, no place in `sums`).
+  using TargetRecords = std::array<Record, 4>;
 
   s2ft_context *ctx = nullptr;  // for the GEMM backend; must outlive the statistics
   s2ft_model_shape shape{};
@@ -52,7 +55,7 @@ int64_t statistic_units(const s2ft_model_shape &s, int32_t target);
 // since they were last read (synchronising on a device).
 bool unit_sums(const s2ft_statistics &stats, int32_t layer, int32_t target, int32_t kind, std::vector<double> *out);
 
-// "weight", "activation", "gradient".
+// "weight", "activation", "gradient", "principal".
 const char *statistic_kind_name(int32_t kind);
 
 // Says what to feed to fill a missing statistic, e.g.

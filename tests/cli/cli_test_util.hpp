@@ -143,6 +143,18 @@ inline void expect_one_line_error(const RunResult &r, const std::string &cmd, co
 }
 
 // Every regular file of a folder: name -> bytes.
+// All tensors of a checkpoint folder (every *.safetensors in it), name -> raw bytes.
+inline std::map<std::string, std::string> folder_tensors(const std::string &dir) {
+  std::map<std::string, std::string> out;
+  for (const std::filesystem::directory_entry &e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".safetensors") continue;
+    const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(e.path().string());
+    for (const s2ft::io::TensorInfo &t : f.tensors())
+      out[t.name] = std::string(reinterpret_cast<const char *>(f.data(t)), static_cast<size_t>(t.end - t.begin));
+  }
+  return out;
+}
+
 inline std::map<std::string, std::string> folder_files(const std::string &dir) {
   std::map<std::string, std::string> out;
   for (const fs::directory_entry &e : fs::directory_iterator(dir))

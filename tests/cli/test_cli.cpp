@@ -23,18 +23,6 @@ using namespace cli_test;
 
 namespace {
 
-// All tensors of a checkpoint folder (every *.safetensors in it), name -> raw bytes.
-std::map<std::string, std::string> folder_tensors(const std::string &dir) {
-  std::map<std::string, std::string> out;
-  for (const fs::directory_entry &e : fs::directory_iterator(dir)) {
-    if (e.path().extension() != ".safetensors") continue;
-    const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(e.path().string());
-    for (const s2ft::io::TensorInfo &t : f.tensors())
-      out[t.name] = std::string(reinterpret_cast<const char *>(f.data(t)), static_cast<size_t>(t.end - t.begin));
-  }
-  return out;
-}
-
 // Column c of a row-major [rows, cols] matrix of `elem`-byte elements.
 std::string column(const std::string &m, int64_t rows, int64_t cols, int64_t c, size_t elem) {
   std::string out;
@@ -252,6 +240,83 @@ TEST(CliAdapters, DiffMergeFuseReproduceTheTunedWeights) {
   EXPECT_NE(r.err.find("not in the adapter"), std::string::npos) << r.err;
   r = run_cli("inspect " + quote(tmp / "b.safetensors"));
   EXPECT_NE(r.out.find("default scale: 0.5"), std::string::npos) << r.out;
+}
+
+// select --strategy principal: the units the library picks from the same
+// weights with s2ft_statistics_add_principal at that rank, and the rank in
+// the file's options; the rank must fit every targeted weight.
+TEST(CliSelectPrincipal, MatchesTheLibrary) {
+  TempDir tmp;
+  const std::string ckpt = tmp / "ckpt", sel = tmp / "sel.json";
+  write_tiny(ckpt, Layout{"BF16", 2, false}, 5);
+  RunResult r = run_cli("select " + quote(ckpt) + " -o " + quote(sel) +
+                        " --strategy principal --principal-rank 2 --targets o,down,v,up --heads single"
+                        " --count-o 2 --count-down 3 --count-v 1 --count-up 4 --order smallest");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const nlohmann::json sj = nlohmann::json::parse(read_text(sel));
+  EXPECT_EQ(sj["options"]["strategy"], "principal");
+  EXPECT_EQ(sj["options"]["principal_rank"], 2);
+
+  const std::map<std::string, std::string> raw = folder_tensors(ckpt);
+  const s2ft_model_shape shape{static_cast<int32_t>(kLayers), static_cast<int32_t>(kD), static_cast<int32_t>(kHeads),
+                               static_cast<int32_t>(kKv),     static_cast<int32_t>(kHd), static_cast<int32_t>(kFf)};
+  s2ft_test::Context cx;
+  s2ft_statistics *st = nullptr;
+  ASSERT_EQ(s2ft_statistics_create(cx.ctx, &shape, &st), S2FT_OK);
+  const char *names[S2FT_NUM_TARGETS] = {"self_attn.o_proj", "self_attn.v_proj", "mlp.down_proj", "mlp.up_proj"};
+  const int64_t dims[S2FT_NUM_TARGETS][2] = {{kD, kHeads * kHd}, {kKv * kHd, kD}, {kD, kFf}, {kFf, kD}};
+  std::vector<std::string> keep;
+  for (int64_t l = 0; l < kLayers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      keep.push_back(raw.at("model.layers." + std::to_string(l) + "." + names[t] + ".weight"));
+      s2ft_tensor w;
+      ASSERT_EQ(s2ft_tensor_init(&w, keep.back().data(), S2FT_BF16, S2FT_DEVICE_CPU, 0, 2, dims[t]), S2FT_OK);
+      ASSERT_EQ(s2ft_statistics_add_principal(st, static_cast<int32_t>(l), t, &w, 2), S2FT_OK) << s2ft_last_error();
+    }
+  s2ft_select_options o;
+  ASSERT_EQ(s2ft_select_options_init(&o, S2FT_SELECT_OPTIONS_VERSION), S2FT_OK);
+  o.strategy = S2FT_STRATEGY_PRINCIPAL;
+  o.order = S2FT_ORDER_SMALLEST;
+  o.targets = 0xFu;
+  o.head_granularity = S2FT_HEADS_SINGLE;
+  const int64_t counts[S2FT_NUM_TARGETS] = {2, 1, 3, 4};
+  for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) o.ratio[t] = 0.0, o.count[t] = counts[t];
+  s2ft_selection *want = nullptr;
+  ASSERT_EQ(s2ft_select(cx.ctx, &shape, &o, st, &want), S2FT_OK) << s2ft_last_error();
+  const char *keys[S2FT_NUM_TARGETS] = {"O", "V", "DOWN", "UP"};
+  for (int64_t l = 0; l < kLayers; ++l)
+    for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
+      int64_t n = 0;
+      std::vector<int64_t> units(16);
+      ASSERT_EQ(s2ft_selection_indices(want, static_cast<int32_t>(l), t, S2FT_INDEX_UNITS, units.data(), 16, &n),
+                S2FT_OK);
+      units.resize(static_cast<size_t>(n));
+      EXPECT_EQ(sj["layers"][static_cast<size_t>(l)][keys[t]].get<std::vector<int64_t>>(), units)
+          << "layer " << l << " " << keys[t];
+    }
+  s2ft_selection_destroy(want);
+  s2ft_statistics_destroy(st);
+
+  // permute takes the same options.
+  r = run_cli("permute " + quote(ckpt) + " -o " + quote(tmp / "perm") + " --strategy principal --principal-rank 1");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  const nlohmann::json pj = nlohmann::json::parse(read_text(tmp / "perm/s2ft-selection.json"));
+  EXPECT_EQ(pj["options"]["principal_rank"], 1);
+
+  const std::string out = " -o " + quote(tmp / "s2.json");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --strategy principal"), "select",
+                        "--strategy principal needs --principal-rank");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --principal-rank 2"), "select",
+                        "--principal-rank is given but --strategy is not principal");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --strategy principal --principal-rank 0"), "select",
+                        "--principal-rank must be at least 1");
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out + " --strategy principal --principal-rank x"), "select",
+                        "--principal-rank");
+  // v_proj is [6, 12]: rank 7 fits o and down (min 10) but not v.
+  expect_one_line_error(run_cli("select " + quote(ckpt) + out +
+                                " --strategy principal --principal-rank 7 --targets o,v --count-v 1"),
+                        "select", "--principal-rank 7 is more than min(rows, cols) = 6 of the v weights [6, 12]");
+  EXPECT_FALSE(fs::exists(tmp / "s2.json"));
 }
 
 // ---- errors: non-zero exit and one line on stderr ----------------------------
@@ -793,9 +858,9 @@ TEST(CliHelp, SelectAndPermuteListEverySelectionOption) {
   for (const char *cmd : {"select", "permute"}) {
     const RunResult r = run_cli(std::string(cmd) + " --help");
     ASSERT_EQ(r.rc, 0);
-    for (const char *option : {"--strategy weight|random", "--order", "--targets", "--ratio-o", "--ratio-down",
-                               "--ratio-v", "--ratio-up", "--count-o", "--count-down", "--count-v", "--count-up",
-                               "--allocation", "--heads", "--seed"})
+    for (const char *option : {"--strategy weight|principal|random", "--principal-rank", "--order", "--targets",
+                               "--ratio-o", "--ratio-down", "--ratio-v", "--ratio-up", "--count-o", "--count-down",
+                               "--count-v", "--count-up", "--allocation", "--heads", "--seed"})
       EXPECT_NE(r.out.find(option), std::string::npos) << cmd << " --help lacks " << option;
     // Why the other strategies are not offered, and what a unit is.
     EXPECT_NE(r.out.find("calibration data"), std::string::npos) << r.out;

@@ -2,7 +2,10 @@
 // refusing with S2FT_ERR_FORMAT (no crash, no out-of-bounds read, no other
 // exception), and an adapter it accepts must be consistent through the
 // public accessors: ascending lines in range, deltas of the declared shape
-// that are finite, and the target mask of the stored entries.
+// that are finite, and the target mask of the stored entries; sparse
+// entries (format version 3) ascending and in range of their weight, finite,
+// off the lines of the same weight, and the weight mask and count of
+// s2ft_adapter_sparse_info.
 //
 // The bytes go through s2ft::adapter_from_image, which is s2ft_adapter_load
 // after the file is read. Writing each input to a file first, as this
@@ -68,6 +71,56 @@ void check_entry(const s2ft_adapter *a, const s2ft_model_shape &shape, int32_t l
     if (!std::isfinite(v)) finding("an accepted adapter has a non-finite delta");
 }
 
+// rows * cols of any of the seven weights, saturating at INT64_MAX.
+int64_t weight_size(const s2ft_model_shape &s, int32_t w) {
+  const int64_t q = int64_t{s.n_heads} * s.head_dim, kv = int64_t{s.n_kv_heads} * s.head_dim;
+  int64_t r = 0, c = 0;
+  switch (w) {
+    case S2FT_WEIGHT_O: r = s.d_model, c = q; break;
+    case S2FT_WEIGHT_V: r = kv, c = s.d_model; break;
+    case S2FT_WEIGHT_DOWN: r = s.d_model, c = s.d_ff; break;
+    case S2FT_WEIGHT_UP: r = s.d_ff, c = s.d_model; break;
+    case S2FT_WEIGHT_Q: r = q, c = s.d_model; break;
+    case S2FT_WEIGHT_K: r = kv, c = s.d_model; break;
+    default: r = s.d_ff, c = s.d_model; break;
+  }
+  return r > INT64_MAX / c ? INT64_MAX : r * c;
+}
+
+void check_sparse(const s2ft_adapter *a, const s2ft_model_shape &shape, int32_t layer, int32_t weight, uint32_t *mask,
+                  int64_t *total) {
+  int64_t n = 0;
+  uint64_t fp = 0;
+  require_ok(s2ft_adapter_sparse(a, layer, weight, nullptr, nullptr, 0, &n, &fp), "s2ft_adapter_sparse (count) failed");
+  if (n == 0) return;
+  *mask |= S2FT_WEIGHT_BIT(weight);
+  *total += n;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::vector<float> val(static_cast<size_t>(n));
+  require_ok(s2ft_adapter_sparse(a, layer, weight, idx.data(), val.data(), n, &n, nullptr), "s2ft_adapter_sparse failed");
+  const int64_t size = weight_size(shape, weight);
+  for (size_t i = 0; i < idx.size(); ++i) {
+    if (idx[i] < 0 || idx[i] >= size) finding("an accepted adapter has a sparse index out of range");
+    if (i > 0 && idx[i] <= idx[i - 1]) finding("an accepted adapter has sparse indices that are not strictly ascending");
+    if (!std::isfinite(val[i])) finding("an accepted adapter has a non-finite sparse delta");
+  }
+  if (weight >= S2FT_NUM_TARGETS) return;
+  int64_t k = 0;
+  require_ok(s2ft_adapter_lines(a, layer, weight, nullptr, nullptr, 0, &k), "s2ft_adapter_lines (count) failed");
+  if (k == 0) return;
+  std::vector<int64_t> lines(static_cast<size_t>(k));
+  require_ok(s2ft_adapter_lines(a, layer, weight, lines.data(), nullptr, k, &k), "s2ft_adapter_lines failed");
+  int64_t available = 0, length = 0;
+  target_geometry(shape, weight, &available, &length);
+  const bool columns = weight == S2FT_TARGET_O || weight == S2FT_TARGET_DOWN;
+  const int64_t cols = columns ? available : length;
+  for (int64_t x : idx) {
+    const int64_t line = columns ? x % cols : x / cols;
+    for (int64_t l : lines)
+      if (l == line) finding("an accepted adapter has a sparse entry on one of its lines");
+  }
+}
+
 struct AdapterFree {
   void operator()(s2ft_adapter *a) const { s2ft_adapter_destroy(a); }
 };
@@ -98,6 +151,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t)
       if (l < 4 || !a->layers[static_cast<size_t>(l)][static_cast<size_t>(t)].empty()) check_entry(a, shape, l, t, &mask);
   if (mask != targets) finding("s2ft_adapter_info's targets differ from the stored entries");
+  uint32_t sparse_mask = 0, info_mask = 0;
+  int64_t sparse_total = 0, info_total = 0;
+  for (int32_t l = 0; l < shape.n_layers; ++l)
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
+      if (l < 4 || !a->sparse[static_cast<size_t>(l)][static_cast<size_t>(w)].empty())
+        check_sparse(a, shape, l, w, &sparse_mask, &sparse_total);
+  require_ok(s2ft_adapter_sparse_info(a, &info_mask, &info_total), "s2ft_adapter_sparse_info failed");
+  if (info_mask != sparse_mask || info_total != sparse_total)
+    finding("s2ft_adapter_sparse_info differs from the stored sparse entries");
   // Fused with itself at weights 1 and -1: the sum of an adapter and its
   // negation is all zeros with the same lines. Fuse sizes its work by the
   // lines the adapters hold, never by the shape the metadata claims (an
@@ -110,5 +172,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint32_t fused_targets = 0;
   require_ok(s2ft_adapter_info(fused, nullptr, nullptr, &fused_targets), "s2ft_adapter_info of a fused adapter failed");
   if (fused_targets != targets) finding("fusing an adapter with itself changed its targets");
+  uint32_t fused_sparse = 0;
+  require_ok(s2ft_adapter_sparse_info(fused, &fused_sparse, nullptr), "s2ft_adapter_sparse_info of a fused adapter failed");
+  if (fused_sparse != sparse_mask) finding("fusing an adapter with itself changed its sparse weights");
   return 0;
 }

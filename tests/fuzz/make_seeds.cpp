@@ -147,6 +147,29 @@ void adapter_seeds() {
   write_seed("adapter_load", "v-up.safetensors", read_whole(tmp));
   s2ft_adapter_destroy(a);
 
+  // Sparse entries (format version 3): on q and gate (weights without
+  // lines), and beside a line on DOWN; fingerprinted and not.
+  ok(s2ft_adapter_create(&s, "seed-sparse", 1.0, &a), "s2ft_adapter_create");
+  delta = matrix(d1, 4, 1, 0.5f);
+  ok(s2ft_adapter_set(a, 0, S2FT_TARGET_DOWN, down_lines, 1, &delta, nullptr), "s2ft_adapter_set DOWN");
+  const int64_t down_sparse[] = {0, 4, 9};  // [4, 3]: not in column 2, the line
+  const int64_t q_sparse[] = {3};
+  const int64_t gate_sparse[] = {1, 2, 7, 8};
+  std::vector<float> sv = {0.25f, -1.0f, 2.0f, 0.5f};
+  const int64_t dims1[1] = {3}, dims_q[1] = {1}, dims_g[1] = {4};
+  s2ft_tensor sd;
+  ok(s2ft_tensor_init(&sd, sv.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 1, dims1), "s2ft_tensor_init");
+  base = matrix(b2, 4, 3, 2.0f);
+  ok(s2ft_adapter_set_sparse(a, 0, S2FT_WEIGHT_DOWN, down_sparse, 3, &sd, &base), "s2ft_adapter_set_sparse DOWN");
+  ok(s2ft_tensor_init(&sd, sv.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 1, dims_q), "s2ft_tensor_init");
+  ok(s2ft_adapter_set_sparse(a, 1, S2FT_WEIGHT_Q, q_sparse, 1, &sd, nullptr), "s2ft_adapter_set_sparse Q");
+  ok(s2ft_tensor_init(&sd, sv.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 1, dims_g), "s2ft_tensor_init");
+  base = matrix(b1, 3, 4, 1.0f);
+  ok(s2ft_adapter_set_sparse(a, 1, S2FT_WEIGHT_GATE, gate_sparse, 4, &sd, &base), "s2ft_adapter_set_sparse GATE");
+  ok(s2ft_adapter_save(a, tmp.c_str()), "s2ft_adapter_save");
+  write_seed("adapter_load", "sparse-v3.safetensors", read_whole(tmp));
+  s2ft_adapter_destroy(a);
+
   // No entries at all.
   ok(s2ft_adapter_create(&s, "empty", 1.0, &a), "s2ft_adapter_create");
   ok(s2ft_adapter_save(a, tmp.c_str()), "s2ft_adapter_save");

@@ -235,7 +235,11 @@ TEST_F(ForwardMixedErrors, NullContext) {
                     S2FT_ERR_INVALID_ARGUMENT, "ctx");
 }
 
-TEST_F(ForwardMixedErrors, BadTarget) { EXPECT_S2FT_ERROR(call(kLayer, 4), S2FT_ERR_INVALID_ARGUMENT, "target"); }
+TEST_F(ForwardMixedErrors, BadTarget) {
+  // Any of the seven weight ids is a target (q, k, gate carry only sparse entries).
+  EXPECT_S2FT_ERROR(call(kLayer, S2FT_NUM_WEIGHTS), S2FT_ERR_INVALID_ARGUMENT, "target");
+  EXPECT_S2FT_ERROR(call(kLayer, -1), S2FT_ERR_INVALID_ARGUMENT, "target");
+}
 
 TEST_F(ForwardMixedErrors, NegativeLayer) { EXPECT_S2FT_ERROR(call(-1), S2FT_ERR_INVALID_ARGUMENT, "layer"); }
 

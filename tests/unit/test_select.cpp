@@ -1137,7 +1137,7 @@ TEST_F(SelectErrors, UnknownTargetBits) {
   expect(S2FT_ERR_INVALID_ARGUMENT, "opts->targets");
 }
 TEST_F(SelectErrors, BadStrategy) {
-  o.strategy = 5;
+  o.strategy = 6;
   expect(S2FT_ERR_INVALID_ARGUMENT, "opts->strategy");
 }
 TEST_F(SelectErrors, BadOrder) {
@@ -1559,7 +1559,7 @@ TEST_F(StatisticsErrors, GetBadTarget) {
   EXPECT_S2FT_ERROR(s2ft_statistics_get(st.stats, 0, 9, S2FT_STAT_WEIGHT, out, 16, &n), S2FT_ERR_INVALID_ARGUMENT, "target 9");
 }
 TEST_F(StatisticsErrors, GetBadKind) {
-  EXPECT_S2FT_ERROR(s2ft_statistics_get(st.stats, 0, O, 3, out, 16, &n), S2FT_ERR_INVALID_ARGUMENT, "kind 3");
+  EXPECT_S2FT_ERROR(s2ft_statistics_get(st.stats, 0, O, 4, out, 16, &n), S2FT_ERR_INVALID_ARGUMENT, "kind 4");
 }
 TEST_F(StatisticsErrors, GetCapacityTooSmall) {
   ASSERT_S2FT_OK(s2ft_statistics_add_weight(st.stats, 0, O, &o.t));

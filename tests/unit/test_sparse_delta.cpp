@@ -431,7 +431,7 @@ TEST(SparseFromAdapter, Errors) {
                     S2FT_ERR_INVALID_ARGUMENT, "layer");
   EXPECT_S2FT_ERROR(s2ft_sparse_delta_from_adapter(cx.ctx, ad.a, -1, S2FT_TARGET_O, nullptr, &d),
                     S2FT_ERR_INVALID_ARGUMENT, "layer");
-  EXPECT_S2FT_ERROR(s2ft_sparse_delta_from_adapter(cx.ctx, ad.a, 0, 4, nullptr, &d), S2FT_ERR_INVALID_ARGUMENT,
+  EXPECT_S2FT_ERROR(s2ft_sparse_delta_from_adapter(cx.ctx, ad.a, 0, S2FT_NUM_WEIGHTS, nullptr, &d), S2FT_ERR_INVALID_ARGUMENT,
                     "target");
   s2ft_model_shape other = kShape;
   other.d_ff = 12;

@@ -68,7 +68,8 @@ void optimizer_write_master(backend::Instance *inst, const OptimizerParam &p);
 void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
                   const std::vector<backend::TargetWeight> &weights, backend::Object *out);
 void model_transition(backend::Instance *inst, void *model, const std::vector<backend::TransitionStep> &steps,
-                      const s2ft_adapter *adapter, double scale, bool force, backend::Refusal *refusal);
+                      const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
+                      bool force, backend::Refusal *refusal);
 
 // forward_mixed.cpp
 void forward_mixed(backend::Instance *inst, const backend::MixedCall &call, const Matrix &x, const Matrix &w,
@@ -96,6 +97,18 @@ void sparse_gradient_sums(backend::Instance *inst, const void *set, const Matrix
 void dense_gradient(backend::Instance *inst, const Matrix &x, const Matrix &dy, float *host);
 void read_entries(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, void *host);
 void write_entries(backend::Instance *inst, const Matrix &w, const std::vector<int64_t> &flat, const void *host);
+
+// sorsa.cpp: SORSA and LIFT's score for S2FT
+void sorsa_init(backend::Instance *inst, const Matrix &w, const Matrix &u, const Matrix &s, const Matrix &vt);
+void sorsa_forward(backend::Instance *inst, const backend::SorsaFactors &f, const Matrix &x, const Matrix &y,
+                   const Matrix *h_saved);
+void sorsa_backward(backend::Instance *inst, const backend::SorsaFactors &f, const Matrix &x, const Matrix *h_saved,
+                    const Matrix &dy, const Matrix *dx, const backend::SorsaGrads &g, bool accumulate_dx,
+                    bool accumulate_grads);
+void sorsa_regularizer(backend::Instance *inst, const Matrix &u, const Matrix &vt, const backend::SorsaRegularizer &plan,
+                       const Matrix *du, const Matrix *dvt, double norms[2]);
+void principal_line_norms(backend::Instance *inst, const Matrix &w, int64_t rank, bool by_columns,
+                          std::vector<double> *out);
 
 // optimizer.cpp (continued)
 void optimizer_reindex(backend::Instance *inst, const OptimizerParam &prev, const OptimizerParam &next,

@@ -10,6 +10,15 @@
 // for row targets, so a row-major weight is read and written row by row).
 // Everything that can fail (allocation, fingerprints) happens while
 // planning; writing cannot fail, so a failed call changes nothing.
+//
+// Sparse entries (any weight) are kept the same way, element by element:
+// per (layer, weight) the base bytes of the displaced elements, in the
+// order of the applied adapter's entries. Their whole-weight base
+// fingerprint and per-row maxima (the overflow bound) are computed the
+// first time a transition needs them, from the weight with every displaced
+// line and element replaced by its saved base bytes, and kept: the base
+// never changes while the model lives. The writes go: sparse restores,
+// lines (restores and merges), new sparse elements.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -20,6 +29,7 @@
 
 #include "adapter/adapter.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "backend/merge_range.hpp"
 #include "common/fingerprint.hpp"
 
@@ -31,8 +41,20 @@ namespace {
 // the applied adapter displaced, and the buffer of the record before last,
 // reused by the next transition so that switching back and forth does not
 // allocate and page-fault (not state: a failed call may leave it empty).
+// What a weight's base looks like as a whole (sparse entries' checks).
+struct WeightBase {
+  bool known = false;
+  uint64_t fingerprint = 0;     // the whole-weight fingerprint of the base (TargetWeight)
+  std::vector<double> row_max;  // per stored row: max |W0| over its finite values
+};
+
 struct Records {
   std::vector<std::array<std::vector<char>, S2FT_NUM_TARGETS>> original, spare;  // n_layers
+  // Sparse entries: the displaced elements' base bytes, and the buffer of
+  // the record before last; per (layer, weight).
+  std::vector<std::array<std::vector<char>, S2FT_NUM_WEIGHTS>> sparse_original, sparse_spare;
+  std::vector<std::array<WeightBase, S2FT_NUM_WEIGHTS>> base;
+  std::vector<std::array<std::vector<int64_t>, S2FT_NUM_WEIGHTS>> row_map, col_map;  // TargetWeight's
 };
 
 // ---- rounding once from double to the weight's dtype ------------------------
@@ -305,8 +327,8 @@ std::vector<double> max_abs_lines(const LineGeometry &g, int32_t dtype, const ch
 // now), refuses a line whose merge at `scale` could overflow the dtype, and,
 // unless `force`, compares the base fingerprints with the entry's. Returns
 // false with *refusal filled (but for its step) at the first refusal.
-bool plan_step(Records &rec, const backend::TransitionStep &st, double scale, bool force, Step *out,
-               backend::Refusal *refusal) {
+bool plan_step(Records &rec, const backend::TransitionStep &st, const backend::SparseStep *sparse, double scale,
+               bool force, Step *out, backend::Refusal *refusal) {
   Step &s = *out;
   s.st = &st;
   const size_t l = static_cast<size_t>(st.layer), t = static_cast<size_t>(st.target);
@@ -344,6 +366,13 @@ bool plan_step(Records &rec, const backend::TransitionStep &st, double scale, bo
       gather_originals<uint32_t>(g, new_positions, s.all_new, from_old, old_geometry, old_original.data(), s.original.data());
     else
       gather_originals<uint16_t>(g, new_positions, s.all_new, from_old, old_geometry, old_original.data(), s.original.data());
+    // Elements the old adapter's sparse entries displaced hold merged values
+    // in the weight: their base bytes are in the sparse record.
+    if (sparse != nullptr && !sparse->onto_lines.empty()) {
+      const std::vector<char> &srec = rec.sparse_original[l][t];
+      for (const auto &o : sparse->onto_lines)
+        std::memcpy(s.original.data() + g.compact(o[2], o[1]) * e, srec.data() + static_cast<size_t>(o[0]) * e, e);
+    }
 
     const std::vector<double> max_w0 = backend::scaled_delta_is_large(s.dtype, scale, st.max_abs_delta)
                                            ? max_abs_lines(g, s.dtype, s.original.data())
@@ -381,25 +410,227 @@ bool plan_step(Records &rec, const backend::TransitionStep &st, double scale, bo
   return true;
 }
 
+// ---- sparse entries ----------------------------------------------------------------
+
+// The value of one stored element of `dtype` (16-bit types widen exactly).
+inline float load_elem(int32_t dtype, const char *p) {
+  if (dtype == S2FT_F32) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return dtype == S2FT_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+}
+
+// Computes b (fingerprint, row maxima) for the weight of sparse step st
+// from its present bytes with every displaced line (the structured step
+// steps[st.lines_step], if any) and element (the old sparse record) put
+// back to its saved base bytes. Rows are hashed in base order (row_map,
+// col_map), by the instance's threads.
+void compute_base(Instance &inst, const Records &rec, const std::vector<backend::TransitionStep> &steps,
+                  const backend::SparseStep &st, WeightBase &b) {
+  const Matrix &w = st.w;
+  const size_t l = static_cast<size_t>(st.layer), wt = static_cast<size_t>(st.weight);
+  const std::vector<int64_t> &row_map = rec.row_map[l][wt], &col_map = rec.col_map[l][wt];
+  const int32_t dtype = w.dtype;
+  const size_t e = w.elem();
+  const int64_t rows = w.rows, cols = w.cols;
+  // The old lines of the weight and where their elements sit in the record.
+  const backend::TransitionStep *ls = st.lines_step >= 0 ? &steps[static_cast<size_t>(st.lines_step)] : nullptr;
+  const std::vector<int64_t> no_lines;
+  const std::vector<int64_t> &old_lines = ls != nullptr ? *ls->old_positions : no_lines;
+  const char *line_rec = st.weight < S2FT_NUM_TARGETS ? rec.original[l][wt].data() : nullptr;
+  const bool columns = ls != nullptr && ls->by_columns;
+  const int64_t k_old = static_cast<int64_t>(old_lines.size()), len = ls != nullptr ? ls->line_length : 0;
+  std::vector<int64_t> row_line;  // rows case: stored row -> index in the record, or -1
+  if (ls != nullptr && !columns && k_old > 0) {
+    row_line.assign(static_cast<size_t>(rows), -1);
+    for (int64_t j = 0; j < k_old; ++j) row_line[static_cast<size_t>(old_lines[static_cast<size_t>(j)])] = j;
+  }
+  // The old sparse elements, by position (so grouped by stored row).
+  const std::vector<char> &srec = rec.sparse_original[l][wt];
+  std::vector<std::pair<int64_t, int64_t>> old_elems;  // (position, index in the record)
+  for (size_t o = 0; o < st.old_positions->size(); ++o) old_elems.emplace_back((*st.old_positions)[o], static_cast<int64_t>(o));
+  std::sort(old_elems.begin(), old_elems.end());
+
+  std::vector<uint64_t> row_fp(static_cast<size_t>(rows));
+  b.row_max.assign(static_cast<size_t>(rows), 0.0);
+  const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(inst.threads, rows / 64 + 1)));
+  run_parallel(n_threads, [&](int part) {
+    const int64_t r0 = rows * part / n_threads, r1 = rows * (part + 1) / n_threads;
+    std::vector<float> v(static_cast<size_t>(cols));
+    auto it = std::lower_bound(old_elems.begin(), old_elems.end(), std::make_pair(r0 * cols, int64_t{-1}));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t rl = row_line.empty() ? -1 : row_line[static_cast<size_t>(r)];
+      for (int64_t c = 0; c < cols; ++c)
+        v[static_cast<size_t>(c)] = rl >= 0 ? load_elem(dtype, line_rec + static_cast<size_t>(rl * len + c) * e)
+                                            : load_elem(dtype, w.at(r, c));
+      if (columns)
+        for (int64_t j = 0; j < k_old; ++j)
+          v[static_cast<size_t>(old_lines[static_cast<size_t>(j)])] =
+              load_elem(dtype, line_rec + static_cast<size_t>(r * k_old + j) * e);
+      for (; it != old_elems.end() && it->first < (r + 1) * cols; ++it)
+        v[static_cast<size_t>(it->first % cols)] = load_elem(dtype, srec.data() + static_cast<size_t>(it->second) * e);
+      uint64_t h = fingerprint::kOffset;
+      double m = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const float x = v[static_cast<size_t>(col_map.empty() ? c : col_map[static_cast<size_t>(c)])];
+        h = fingerprint::mix(h, fingerprint::word(f32_bits_of(x)));
+        if (std::isfinite(x)) m = std::max(m, std::fabs(static_cast<double>(x)));
+      }
+      row_fp[static_cast<size_t>(r)] = fingerprint::finish(h);
+      b.row_max[static_cast<size_t>(r)] = m;
+    }
+  });
+  uint64_t h = fingerprint::kOffset;
+  for (int64_t r = 0; r < rows; ++r)
+    h = fingerprint::mix_u64(h, row_fp[static_cast<size_t>(row_map.empty() ? r : row_map[static_cast<size_t>(r)])]);
+  b.fingerprint = fingerprint::finish(h);
+  b.known = true;
+}
+
+// What happens to one (layer, weight)'s sparse entries: its record is
+// replaced by `original` (the base bytes of the new elements).
+struct SparsePlan {
+  const backend::SparseStep *st = nullptr;
+  std::vector<char> original;
+};
+
+// Gathers the new elements' base bytes and makes the checks; false with
+// *refusal filled (but for its step) at the first refusal.
+bool plan_sparse(Instance &inst, Records &rec, const std::vector<backend::TransitionStep> &steps,
+                 const backend::SparseStep &st, double scale, SparsePlan *out, backend::Refusal *refusal) {
+  out->st = &st;
+  if (st.entry == nullptr) return true;
+  const size_t l = static_cast<size_t>(st.layer), wt = static_cast<size_t>(st.weight);
+  const Matrix &w = st.w;
+  const size_t e = w.elem();
+  const std::vector<int64_t> &pos = *st.new_positions;
+  const size_t n = pos.size();
+  out->original.swap(rec.sparse_spare[l][wt]);
+  out->original.resize(n * e);
+  const std::vector<char> &srec = rec.sparse_original[l][wt];
+  const backend::TransitionStep *ls = st.lines_step >= 0 ? &steps[static_cast<size_t>(st.lines_step)] : nullptr;
+  for (size_t j = 0; j < n; ++j) {
+    const int64_t p = pos[j];
+    const char *src;
+    if (st.from_old[j] >= 0) {
+      src = srec.data() + static_cast<size_t>(st.from_old[j]) * e;
+    } else if (st.from_line[j] >= 0 && ls != nullptr) {
+      const int64_t k_old = static_cast<int64_t>(ls->old_positions->size()), jo = st.from_line[j];
+      const int64_t i = ls->by_columns ? p / w.cols : p % w.cols;  // element along the line
+      const size_t c = static_cast<size_t>(ls->by_columns ? i * k_old + jo : jo * ls->line_length + i);
+      src = rec.original[l][wt].data() + c * e;
+    } else {
+      src = w.at(p / w.cols, p % w.cols);
+    }
+    std::memcpy(out->original.data() + j * e, src, e);
+  }
+  WeightBase &b = rec.base[l][wt];
+  if (backend::scaled_delta_is_large(w.dtype, scale, st.max_abs_delta)) {
+    if (!b.known) compute_base(inst, rec, steps, st, b);
+    for (size_t j = 0; j < n; ++j) {
+      const double row_max = b.row_max[static_cast<size_t>(pos[j] / w.cols)];
+      const double d = std::fabs(static_cast<double>(st.entry->delta[j]));
+      if (backend::merge_may_overflow(w.dtype, row_max, scale, d)) {
+        refusal->kind = backend::Refusal::kOverflow;
+        refusal->line = static_cast<int64_t>(j);
+        refusal->max_abs_w0 = row_max;
+        refusal->max_abs_delta = d;
+        return false;
+      }
+    }
+  }
+  if (st.check_fingerprint) {
+    if (!b.known) compute_base(inst, rec, steps, st, b);
+    if (b.fingerprint != st.entry->fingerprint) {
+      refusal->kind = backend::Refusal::kFingerprint;
+      refusal->line = -1;
+      return false;
+    }
+  }
+  return true;
+}
+
+// W[pos[j]] = round(double(W0[j]) + scale * double(delta[j])) for the new elements.
+template <typename Codec>
+void write_sparse_of(const backend::SparseStep &st, const char *original, double scale) {
+  using T = typename Codec::T;
+  const Matrix &w = st.w;
+  const std::vector<int64_t> &pos = *st.new_positions;
+  const float *d = st.entry->delta.data();
+  for (size_t j = 0; j < pos.size(); ++j) {
+    T o;
+    std::memcpy(&o, original + j * sizeof(T), sizeof(T));
+    const T v = Codec::store(Codec::load(o) + scale * static_cast<double>(d[j]));
+    std::memcpy(w.at(pos[j] / w.cols, pos[j] % w.cols), &v, sizeof(T));
+  }
+}
+
+void write_sparse(const backend::SparseStep &st, const char *original, double scale) {
+  switch (st.w.dtype) {
+    case S2FT_F32: write_sparse_of<CodecF32>(st, original, scale); break;
+    case S2FT_BF16: write_sparse_of<CodecBF16>(st, original, scale); break;
+    default: write_sparse_of<CodecF16>(st, original, scale); break;
+  }
+}
+
 }  // namespace
 
-void model_create(backend::Instance *, const s2ft_model_shape &shape, const std::vector<backend::TargetWeight> &,
+void model_create(backend::Instance *, const s2ft_model_shape &shape, const std::vector<backend::TargetWeight> &weights,
                   backend::Object *out) {
   auto r = std::make_shared<Records>();
-  r->original.resize(static_cast<size_t>(shape.n_layers));
-  r->spare.resize(static_cast<size_t>(shape.n_layers));
+  const size_t n = static_cast<size_t>(shape.n_layers);
+  r->original.resize(n);
+  r->spare.resize(n);
+  r->sparse_original.resize(n);
+  r->sparse_spare.resize(n);
+  r->base.resize(n);
+  r->row_map.resize(n);
+  r->col_map.resize(n);
+  for (const backend::TargetWeight &w : weights) {
+    r->row_map[static_cast<size_t>(w.layer)][static_cast<size_t>(w.target)] = w.row_map;
+    r->col_map[static_cast<size_t>(w.layer)][static_cast<size_t>(w.target)] = w.col_map;
+  }
   *out = std::move(r);
 }
 
-void model_transition(backend::Instance *, void *model, const std::vector<backend::TransitionStep> &steps,
-                      const s2ft_adapter *, double scale, bool force, backend::Refusal *refusal) {
+void model_transition(backend::Instance *inst, void *model, const std::vector<backend::TransitionStep> &steps,
+                      const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *, double scale, bool force,
+                      backend::Refusal *refusal) {
   Records &rec = *static_cast<Records *>(model);
+  // The sparse step that shares each line step's weight, if any.
+  std::vector<const backend::SparseStep *> sparse_of(steps.size(), nullptr);
+  for (const backend::SparseStep &sp : sparse)
+    if (sp.lines_step >= 0 && static_cast<size_t>(sp.lines_step) < steps.size())
+      sparse_of[static_cast<size_t>(sp.lines_step)] = &sp;
   std::vector<Step> plans(steps.size());
   for (size_t i = 0; i < steps.size(); ++i)
-    if (!plan_step(rec, steps[i], scale, force, &plans[i], refusal)) {
+    if (!plan_step(rec, steps[i], sparse_of[i], scale, force, &plans[i], refusal)) {
       refusal->step = static_cast<int64_t>(i);
       return;
     }
+  std::vector<SparsePlan> sparse_plans(sparse.size());
+  for (size_t i = 0; i < sparse.size(); ++i)
+    if (!plan_sparse(instance(inst), rec, steps, sparse[i], scale, &sparse_plans[i], refusal)) {
+      refusal->step = static_cast<int64_t>(i);
+      refusal->sparse = true;
+      return;
+    }
+
+  // Writes: sparse restores first (so that lines see base values where
+  // they are not saved), then the lines, then the new sparse elements.
+  for (SparsePlan &sp : sparse_plans) {
+    const backend::SparseStep &st = *sp.st;
+    const std::vector<char> &old = rec.sparse_original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
+    const size_t e = st.w.elem();
+    for (int64_t o : st.restore) {
+      const int64_t p = (*st.old_positions)[static_cast<size_t>(o)];
+      std::memcpy(st.w.at(p / st.w.cols, p % st.w.cols), old.data() + static_cast<size_t>(o) * e, e);
+    }
+  }
   for (Step &s : plans) {
     const backend::TransitionStep &st = *s.st;
     std::vector<char> &old = rec.original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
@@ -413,6 +644,13 @@ void model_transition(backend::Instance *, void *model, const std::vector<backen
                       scale);
     rec.spare[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)] = std::move(old);
     old = std::move(s.original);
+  }
+  for (SparsePlan &sp : sparse_plans) {
+    const backend::SparseStep &st = *sp.st;
+    if (st.entry != nullptr) write_sparse(st, sp.original.data(), scale);
+    const size_t l = static_cast<size_t>(st.layer), w = static_cast<size_t>(st.weight);
+    rec.sparse_spare[l][w] = std::move(rec.sparse_original[l][w]);
+    rec.sparse_original[l][w] = std::move(sp.original);
   }
 }
 

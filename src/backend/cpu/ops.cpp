@@ -93,6 +93,11 @@ backend::Ops make_table() {
   t.sparse_gradient_sums = &Entry<&sparse_gradient_sums>::call;
   t.read_entries = &Entry<&read_entries>::call;
   t.write_entries = &Entry<&write_entries>::call;
+  t.sorsa_init = &Entry<&sorsa_init>::call;
+  t.sorsa_forward = &Entry<&sorsa_forward>::call;
+  t.sorsa_backward = &Entry<&sorsa_backward>::call;
+  t.sorsa_regularizer = &Entry<&sorsa_regularizer>::call;
+  t.principal_line_norms = &Entry<&principal_line_norms>::call;
   return t;
 }
 
