@@ -33,23 +33,8 @@ using ft::Proj;
 
 LlamaConfig small_config() { return ft_test::small_gqa_config(); }
 
-struct Context {
-  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
-  ~Context() { s2ft_context_destroy(ctx); }
-  s2ft_context *ctx = nullptr;
-};
-
-ft::Batch random_batch(const LlamaConfig &c, int64_t batch, int64_t seq, uint64_t seed) {
-  ft::Rng rng(seed);
-  ft::Batch b;
-  b.batch = batch;
-  b.seq = seq;
-  for (int64_t i = 0; i < batch * seq; ++i) {
-    b.tokens.push_back(static_cast<int32_t>(rng.below(c.vocab)));
-    b.targets.push_back(static_cast<int32_t>(rng.below(c.vocab)));
-  }
-  return b;
-}
+using ft_test::Context;
+using ft_test::random_batch;
 
 TEST(FinetuneTraining, LearningRateWarmsUpThenDecays) {
   ft::TrainSettings s;

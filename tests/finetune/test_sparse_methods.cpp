@@ -29,23 +29,8 @@ using ft::SparseKind;
 
 const std::vector<Proj> kAll = {Proj::Q, Proj::K, Proj::V, Proj::O, Proj::GATE, Proj::UP, Proj::DOWN};
 
-struct Context {
-  Context() { EXPECT_EQ(s2ft_context_create(nullptr, &ctx), S2FT_OK); }
-  ~Context() { s2ft_context_destroy(ctx); }
-  s2ft_context *ctx = nullptr;
-};
-
-ft::Batch random_batch(const LlamaConfig &c, int64_t batch, int64_t seq, uint64_t seed) {
-  ft::Rng rng(seed);
-  ft::Batch b;
-  b.batch = batch;
-  b.seq = seq;
-  for (int64_t i = 0; i < batch * seq; ++i) {
-    b.tokens.push_back(static_cast<int32_t>(rng.below(c.vocab)));
-    b.targets.push_back(static_cast<int32_t>(rng.below(c.vocab)));
-  }
-  return b;
-}
+using ft_test::Context;
+using ft_test::random_batch;
 
 std::vector<int64_t> set_indices(const s2ft_sparse_set *set) {
   int64_t n = 0;

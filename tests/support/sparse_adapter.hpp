@@ -79,29 +79,6 @@ inline uint64_t fnv_bytes(const std::vector<uint8_t> &b) {
   return h;
 }
 
-// ---- rounding ----------------------------------------------------------------------
-
-// The correctly rounded dtype value of d: the nearest of the three patterns
-// around the double-rounded guess, ties to an even pattern.
-inline float round_once(double d, int32_t dtype) {
-  if (dtype == S2FT_F32) return static_cast<float>(d);
-  const bool bf = dtype == S2FT_BF16;
-  const uint16_t guess = bf ? to_bf16(static_cast<float>(d)) : to_f16(static_cast<float>(d));
-  float best = NAN;
-  double best_err = INFINITY;
-  uint16_t best_bits = 0;
-  for (int delta = -1; delta <= 1; ++delta) {
-    const uint16_t bits = static_cast<uint16_t>(guess + delta);
-    const float v = bf ? from_bf16(bits) : from_f16(bits);
-    if (!std::isfinite(v)) continue;
-    const double err = std::fabs(static_cast<double>(v) - d);
-    if (err < best_err || (err == best_err && (bits & 1u) == 0 && (best_bits & 1u) == 1)) {
-      best = v, best_err = err, best_bits = bits;
-    }
-  }
-  return best;
-}
-
 // ---- the seven weights of every layer -------------------------------------------------
 
 struct AllWeights {

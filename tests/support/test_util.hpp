@@ -75,6 +75,28 @@ inline float from_f16(uint16_t h) {
   return static_cast<float>((h & 0x8000) ? -v : v);
 }
 
+// The correctly rounded dtype value of d, found independently of the
+// library: the nearest of the three patterns around the double-rounded
+// guess, ties to an even pattern.
+inline float round_once(double d, int32_t dtype) {
+  if (dtype == S2FT_F32) return static_cast<float>(d);
+  const bool bf = dtype == S2FT_BF16;
+  const uint16_t guess = bf ? to_bf16(static_cast<float>(d)) : to_f16(static_cast<float>(d));
+  float best = NAN;
+  double best_err = INFINITY;
+  uint16_t best_bits = 0;
+  for (int delta = -1; delta <= 1; ++delta) {
+    const uint16_t bits = static_cast<uint16_t>(guess + delta);
+    const float v = bf ? from_bf16(bits) : from_f16(bits);
+    if (!std::isfinite(v)) continue;
+    const double err = std::fabs(static_cast<double>(v) - d);
+    if (err < best_err || (err == best_err && (bits & 1u) == 0 && (best_bits & 1u) == 1)) {
+      best = v, best_err = err, best_bits = bits;
+    }
+  }
+  return best;
+}
+
 // A host buffer of one dtype holding a [rows, cols] matrix, with its tensor descriptor.
 struct HostMatrix {
   int32_t dtype = S2FT_F32;

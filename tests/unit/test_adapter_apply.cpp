@@ -20,28 +20,6 @@ namespace {
 // GQA and odd sizes: 4 query heads over 2 KV heads of 3, d_ff 11.
 const s2ft_model_shape kShape{2, 13, 4, 2, 3, 11};
 
-// The correctly rounded dtype value of d, found independently of the
-// library: the nearest of the three patterns around the double-rounded
-// guess, ties to an even pattern.
-float round_once(double d, int32_t dtype) {
-  if (dtype == S2FT_F32) return static_cast<float>(d);
-  const bool bf = dtype == S2FT_BF16;
-  const uint16_t guess = bf ? to_bf16(static_cast<float>(d)) : to_f16(static_cast<float>(d));
-  float best = NAN;
-  double best_err = INFINITY;
-  uint16_t best_bits = 0;
-  for (int delta = -1; delta <= 1; ++delta) {
-    const uint16_t bits = static_cast<uint16_t>(guess + delta);
-    const float v = bf ? from_bf16(bits) : from_f16(bits);
-    if (!std::isfinite(v)) continue;
-    const double err = std::fabs(static_cast<double>(v) - d);
-    if (err < best_err || (err == best_err && (bits & 1u) == 0 && (best_bits & 1u) == 1)) {
-      best = v, best_err = err, best_bits = bits;
-    }
-  }
-  return best;
-}
-
 // One (layer, target) of a test adapter: its lines in the order given to
 // s2ft_adapter_set and the delta in that order.
 struct Entry {
