@@ -45,8 +45,9 @@ func DefaultOptimizerOptions() OptimizerOptions {
 // Optimizer updates only the trained slices of weights (AdamW or SGD),
 // keeping state for the slices alone.
 type Optimizer struct {
-	p      capi.Struct_SS_s2ft_optimizer
-	params []*Tensor // the weights it keeps pointers to, kept reachable
+	p         capi.Struct_SS_s2ft_optimizer
+	params    []*Tensor // the weights it keeps pointers to, kept reachable
+	schedules int       // open SpIEL schedules that keep it
 }
 
 // NewOptimizer creates an optimizer with no parameters.
@@ -82,12 +83,30 @@ func NewOptimizer(ctx *Context, opts OptimizerOptions) (*Optimizer, error) {
 }
 
 // Close destroys the optimizer (idempotent); its weights stay as they are.
-func (o *Optimizer) Close() {
-	if o != nil && o.p != nil {
-		capi.S2ft_optimizer_destroy(o.p)
-		o.p = nil
-		o.params = nil
+// It returns an ErrState error, and closes nothing, while a SpIEL schedule
+// made for it (NewSpiel) is open.
+func (o *Optimizer) Close() error {
+	if o == nil || o.p == nil {
+		return nil
 	}
+	if o.schedules > 0 {
+		return &Error{Status: ErrState, Message: fmt.Sprintf("close the %d SpIEL schedule(s) of this optimizer first", o.schedules)}
+	}
+	capi.S2ft_optimizer_destroy(o.p)
+	o.p = nil
+	o.params = nil
+	return nil
+}
+
+// param is the weight registered as parameter index.
+func (o *Optimizer) param(index int64) (*Tensor, error) {
+	if o == nil || o.p == nil {
+		return nil, &Error{Status: ErrState, Message: "the optimizer is closed"}
+	}
+	if index < 0 || index >= int64(len(o.params)) {
+		return nil, &Error{Status: ErrInvalidArgument, Message: fmt.Sprintf("param_index %d is out of range [0, %d)", index, len(o.params))}
+	}
+	return o.params[index], nil
 }
 
 // AddParam registers the trained slice of weight and returns its parameter

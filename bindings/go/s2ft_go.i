@@ -34,6 +34,7 @@ static void s2ft_go_progress(void *user, uint64_t done, uint64_t total) {
 %pointer_functions(s2ft_sparse_delta *, sparse_delta_out)
 %pointer_functions(s2ft_checkpoint *, checkpoint_out)
 %pointer_functions(s2ft_sparse_set *, sparse_set_out)
+%pointer_functions(s2ft_spiel *, spiel_out)
 
 /* SWIG's Go mapping of `char **` (a *string) does not fit out-strings or
  * string arrays: these calls are reached through the s2ft_go_ helpers
@@ -196,6 +197,14 @@ s2ft_status s2ft_go_checkpoint_write(const s2ft_checkpoint *c, const char *out_d
 }
 s2ft_status s2ft_go_model_apply_files(s2ft_model *m, void *paths, const double *weights, int64_t n, uint32_t flags) {
   return s2ft_model_apply_files(m, (const char *const *)paths, weights, n, flags);
+}
+/* s2ft_spiel_step with the flag as an int64_t (SWIG gives Go int32_t *
+ * as *int, 8 bytes, of which C would write 4). */
+s2ft_status s2ft_go_spiel_step(s2ft_spiel *spiel, s2ft_context *ctx, s2ft_tensor *weight, int64_t *reselected) {
+  int32_t moved = 0;
+  s2ft_status st = s2ft_spiel_step(spiel, ctx, weight, &moved);
+  *reselected = moved;
+  return st;
 }
 /* base_model "" is written as null; scale NaN means the default scale. */
 s2ft_status s2ft_go_adapter_export_peft(const s2ft_adapter *a, const char *out_dir, const char *base_model,

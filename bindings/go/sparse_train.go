@@ -100,9 +100,28 @@ func DefaultLiftOptions(rank int32, count int64) LiftOptions {
 // (ascending) of the entries of largest (or smallest) magnitude in w's
 // rank-r approximation.
 func LiftSelect(ctx *Context, w *Tensor, opts LiftOptions) ([]int64, error) {
-	n := capi.NewS2ft_lift_options()
+	n, err := liftOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	defer capi.DeleteS2ft_lift_options(n)
+	var count int64
+	if err := call(func() int { return capi.S2ft_lift_select(ctx.p, w.ptr(), n, nil, 0, &count) }); err != nil {
+		return nil, err
+	}
+	out := make([]int64, count)
+	if count == 0 {
+		return out, nil
+	}
+	err = call(func() int { return capi.S2ft_lift_select(ctx.p, w.ptr(), n, &out[0], count, &count) })
+	return out[:count], err
+}
+
+// liftOptions is the C struct of opts (the caller deletes it).
+func liftOptions(opts LiftOptions) (capi.S2ft_lift_options, error) {
+	n := capi.NewS2ft_lift_options()
 	if err := call(func() int { return capi.S2ft_lift_options_init(n, uint(capi.S2FT_LIFT_OPTIONS_VERSION)) }); err != nil {
+		capi.DeleteS2ft_lift_options(n)
 		return nil, err
 	}
 	n.SetRank(int(opts.Rank))
@@ -117,16 +136,36 @@ func LiftSelect(ctx *Context, w *Tensor, opts LiftOptions) ([]int64, error) {
 	n.SetOversampling(int(opts.Oversampling))
 	n.SetPower_iterations(int(opts.PowerIterations))
 	n.SetSeed(opts.Seed)
-	var count int64
-	if err := call(func() int { return capi.S2ft_lift_select(ctx.p, w.ptr(), n, nil, 0, &count) }); err != nil {
-		return nil, err
+	return n, nil
+}
+
+// LiftRefresh is LIFT's mask refresh: it selects the principal weights of
+// the current weight of sparse parameter paramIndex of opt (as LiftSelect
+// with opts) and moves the parameter to them (as Optimizer.SparseReindex):
+// entries in both sets keep their optimizer state, new ones start at zero,
+// and the weight is not changed. It returns a new set of the selected
+// entries (the caller closes it; rebuild the backward with it) and the
+// number of them that were in the parameter before. On failure nothing
+// changes.
+func LiftRefresh(ctx *Context, opt *Optimizer, paramIndex int64, opts LiftOptions) (*SparseSet, int64, error) {
+	weight, err := opt.param(paramIndex)
+	if err != nil {
+		return nil, 0, err
 	}
-	out := make([]int64, count)
-	if count == 0 {
-		return out, nil
+	n, err := liftOptions(opts)
+	if err != nil {
+		return nil, 0, err
 	}
-	err := call(func() int { return capi.S2ft_lift_select(ctx.p, w.ptr(), n, &out[0], count, &count) })
-	return out[:count], err
+	defer capi.DeleteS2ft_lift_options(n)
+	cell := capi.New_sparse_set_out()
+	defer capi.Delete_sparse_set_out(cell)
+	var kept int64
+	if err := call(func() int {
+		return capi.S2ft_lift_refresh(ctx.p, opt.p, paramIndex, weight.ptr(), n, cell, &kept)
+	}); err != nil {
+		return nil, 0, err
+	}
+	return &SparseSet{capi.Sparse_set_out_value(cell)}, kept, nil
 }
 
 // LiftCountForLoraRank is (rows + cols) * loraRank, at most rows * cols:

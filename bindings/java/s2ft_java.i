@@ -416,6 +416,12 @@ S2FT_JAVA_HANDLE(s2ft_model)
 S2FT_JAVA_HANDLE(s2ft_sparse_delta)
 S2FT_JAVA_HANDLE(s2ft_checkpoint)
 S2FT_JAVA_HANDLE(s2ft_sparse_set)
+S2FT_JAVA_HANDLE(s2ft_spiel)
+
+/* s2ft_lift_refresh: the new set becomes the result (its kept count goes
+ * into a nullable long[]). */
+%typemap(in, numinputs=0) s2ft_sparse_set **new_set (s2ft_sparse_set *handle = NULL) %{ $1 = &handle; %}
+%typemap(argout) s2ft_sparse_set **new_set %{ $result = (jlong)(intptr_t)handle$argnum; %}
 
 /* CUDA streams and workspaces (void *) are raw addresses as Java longs;
  * s2ft_context_stream returns the stream as the method's result. */
@@ -567,6 +573,7 @@ S2FT_JAVA_RESULT_OUT(int64_t, out)        /* s2ft_optimizer_step_count */
 S2FT_JAVA_RESULT_OUT(uint32_t, out)       /* s2ft_selection_targets */
 S2FT_JAVA_RESULT_OUT(int32_t, out)        /* s2ft_device_count */
 S2FT_JAVA_RESULT_OUT(size_t, out)         /* s2ft_context_workspace_needed */
+S2FT_JAVA_RESULT_OUT(int32_t, reselected) /* s2ft_spiel_step: 1 when the set changed */
 
 %define S2FT_JAVA_ARRAY_OUT(CTYPE, JARRAY, JTYPE, JELEM, KIND, NAME)
 %typemap(jni) CTYPE *NAME "JARRAY"
@@ -590,6 +597,8 @@ S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, count)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, rows)   /* s2ft_sparse_delta_info */
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, cols)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, nnz)
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, kept)  /* s2ft_lift_refresh */
+S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, rate)  /* s2ft_spiel_rate */
 
 /* ---- tensors --------------------------------------------------------------- */
 %typemap(jni) const s2ft_tensor *, s2ft_tensor * "jobject"

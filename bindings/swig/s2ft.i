@@ -25,6 +25,7 @@ typedef struct s2ft_adapter s2ft_adapter;
 typedef struct s2ft_model s2ft_model;
 typedef struct s2ft_sparse_delta s2ft_sparse_delta;
 typedef struct s2ft_sparse_set s2ft_sparse_set;
+typedef struct s2ft_spiel s2ft_spiel;
 
 /* An array-of-pointers parameter no target language maps naturally; the
  * bindings build selections with s2ft_select or load them from files. */

@@ -12,7 +12,8 @@ the front of the weights, and back-propagates through those slices only.
 - :class:`Checkpoint`: Hugging Face folders, memory-mapped, zero-copy views.
 - :class:`SparseDelta`: unstructured sparse deltas (CSR) on a context's device.
 - :class:`SparseSet`, :func:`backward_sparse`, :func:`lift_select`: unstructured sparse
-  training (LIFT, SpIEL) with gradients at the trained entries only.
+  training (LIFT, SpIEL) with gradients at the trained entries only;
+  :func:`lift_refresh` (LIFT's mask refresh) and :class:`Spiel` (SpIEL's schedule).
 
 Tensors are any objects with ``__dlpack__`` (NumPy, PyTorch, JAX, CuPy),
 passed zero-copy (see :mod:`s2ft.tensor`). Failures raise
@@ -40,6 +41,9 @@ from .enums import (
     OptimizerKind,
     Order,
     PermKind,
+    SpielDecay,
+    SpielMaSource,
+    SpielRegrow,
     Strategy,
     StatKind,
     Target,
@@ -67,7 +71,16 @@ from .partial import Slice, backward_partial, forward_partial
 from .selection import Selection, select
 from .shape import ModelShape
 from .sparse import SparseDelta
-from .sparse_train import SparseSet, backward_sparse, lift_count_for_lora_rank, lift_select
+from .sparse_train import (
+    SparseSet,
+    Spiel,
+    SpielStats,
+    backward_sparse,
+    lift_count_for_lora_rank,
+    lift_refresh,
+    lift_select,
+    spiel_rate,
+)
 from .statistics import Statistics
 from .tensor import Device, TensorView, as_tensor
 from .weights import LayerWeights, permute
@@ -110,9 +123,10 @@ __all__ = [
     "FileIOError", "FormatError", "HeadGranularity", "InternalError", "InvalidArgumentError",
     "LayerWeights", "LiftMethod", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
     "OutOfMemoryError", "PermKind", "S2FTError", "Selection", "ShapeError", "Slice", "SparseDelta", "SparseSet",
-    "StatKind", "StateError", "Statistics", "Strategy", "Target", "TensorInfo", "TensorView",
+    "Spiel", "SpielDecay", "SpielMaSource", "SpielRegrow", "SpielStats", "StatKind", "StateError", "Statistics", "Strategy", "Target", "TensorInfo", "TensorView",
     "UnsupportedError", "VERSION_NUMBER", "as_tensor", "backward_partial", "backward_sparse", "clear_error",
     "device_count", "forward_mixed", "forward_partial", "last_error", "library_is_bundled",
-    "library_path", "lift_count_for_lora_rank", "lift_select", "live_handles", "permute", "select", "status_string", "version",
+    "library_path", "lift_count_for_lora_rank", "lift_refresh", "lift_select", "live_handles", "permute", "select",
+    "spiel_rate", "status_string", "version",
     "version_string",
 ]

@@ -61,6 +61,8 @@ S2FT_OPTIMIZER_OPTIONS_VERSION = 2
 S2FT_PEFT_EXPORT_OPTIONS_VERSION = 1
 S2FT_CHECKPOINT_WRITE_OPTIONS_VERSION = 1
 S2FT_LIFT_OPTIONS_VERSION = 1
+S2FT_SPIEL_OPTIONS_VERSION = 1
+S2FT_SPIEL_STATS_VERSION = 1
 
 # ---- targets, selection, permutation ------------------------------------------------------
 S2FT_TARGET_O = 0
@@ -75,15 +77,33 @@ def S2FT_TARGET_BIT(t):
     return 1 << t
 
 
+# Weights of a layer (adapters' sparse entries): the four targets and q, k, gate.
+S2FT_WEIGHT_O = S2FT_TARGET_O
+S2FT_WEIGHT_V = S2FT_TARGET_V
+S2FT_WEIGHT_DOWN = S2FT_TARGET_DOWN
+S2FT_WEIGHT_UP = S2FT_TARGET_UP
+S2FT_WEIGHT_Q = 4
+S2FT_WEIGHT_K = 5
+S2FT_WEIGHT_GATE = 6
+S2FT_NUM_WEIGHTS = 7
+
+
+def S2FT_WEIGHT_BIT(w):
+    """The bit of weight ``w`` in a weight mask (the header's macro)."""
+    return 1 << w
+
+
 S2FT_STAT_WEIGHT = 0
 S2FT_STAT_ACTIVATION = 1
 S2FT_STAT_GRADIENT = 2
+S2FT_STAT_PRINCIPAL = 3
 
 S2FT_STRATEGY_RANDOM = 0
 S2FT_STRATEGY_WEIGHT = 1
 S2FT_STRATEGY_ACTIVATION = 2
 S2FT_STRATEGY_WEIGHT_ACT = 3
 S2FT_STRATEGY_GRADIENT = 4
+S2FT_STRATEGY_PRINCIPAL = 5
 S2FT_ORDER_LARGEST = 0
 S2FT_ORDER_SMALLEST = 1
 S2FT_ALLOCATE_PER_LAYER = 0
@@ -112,6 +132,13 @@ S2FT_OPTIMIZER_SGD = 1
 S2FT_OPTIMIZER_SM3 = 2
 S2FT_LIFT_EXACT = 0
 S2FT_LIFT_RANDOMIZED = 1
+S2FT_SORSA_UNSQUARED = 4
+S2FT_SPIEL_AG = 0
+S2FT_SPIEL_MA = 1
+S2FT_SPIEL_DECAY_LINEAR = 0
+S2FT_SPIEL_DECAY_COSINE = 1
+S2FT_SPIEL_MA_OPTIMIZER = 0
+S2FT_SPIEL_MA_ACTIVATIONS = 1
 
 # ---- adapters and serving --------------------------------------------------------------------
 S2FT_APPLY_FORCE = 1
@@ -245,6 +272,44 @@ class s2ft_lift_options(Structure):
     ]
 
 
+class s2ft_spiel_options(Structure):
+    """Options of s2ft_spiel_create and s2ft_spiel_rate."""
+
+    _fields_ = [
+        ("version", c_uint32),
+        ("regrow", c_int32),
+        ("reselect_interval", c_int64),
+        ("accumulation_steps", c_int64),
+        ("total_steps", c_int64),
+        ("initial_rate", c_double),
+        ("decay", c_int32),
+        ("first_full", c_int32),
+        ("candidates", c_int64),
+        ("seed_moments", c_int32),
+        ("ma_source", c_int32),
+        ("observations_per_step", c_int64),
+    ]
+
+
+class s2ft_spiel_stats(Structure):
+    """What a SpIEL schedule has done (s2ft_spiel_stats_get)."""
+
+    _fields_ = [
+        ("version", c_uint32),
+        ("steps", c_int64),
+        ("count", c_int64),
+        ("reselections", c_int64),
+        ("observations", c_int64),
+        ("dense_gradients", c_int64),
+        ("next_reselection", c_int64),
+        ("last_step", c_int64),
+        ("last_rate", c_double),
+        ("last_target", c_int64),
+        ("last_dropped", c_int64),
+        ("last_regrown", c_int64),
+    ]
+
+
 class s2ft_peft_export_options(Structure):
     """Options of s2ft_adapter_export_peft."""
 
@@ -287,6 +352,8 @@ STRUCTS = {
         s2ft_slice,
         s2ft_optimizer_options,
         s2ft_lift_options,
+        s2ft_spiel_options,
+        s2ft_spiel_stats,
         s2ft_peft_export_options,
         s2ft_checkpoint_write_options,
     )
@@ -303,6 +370,7 @@ OPAQUE = (
     "s2ft_sparse_delta",
     "s2ft_checkpoint",
     "s2ft_sparse_set",
+    "s2ft_spiel",
 )
 
 # ---- prototypes ----------------------------------------------------------------------------------
@@ -319,6 +387,7 @@ _i32_p = POINTER(c_int32)
 _u32_p = POINTER(c_uint32)
 _f64_p = POINTER(c_double)
 _str_p = POINTER(c_char_p)
+_f32_p = POINTER(c_float)
 
 #: name -> (restype, argtypes) for every S2FT_API function, in header order.
 PROTOTYPES = {
@@ -350,6 +419,7 @@ PROTOTYPES = {
     "s2ft_statistics_add_weight": (_status, [_handle, c_int32, c_int32, _tensor_p]),
     "s2ft_statistics_add_activation": (_status, [_handle, c_int32, c_int32, _tensor_p]),
     "s2ft_statistics_add_gradient": (_status, [_handle, c_int32, c_int32, _tensor_p, _tensor_p]),
+    "s2ft_statistics_add_principal": (_status, [_handle, c_int32, c_int32, _tensor_p, c_int32]),
     "s2ft_statistics_get": (_status, [_handle, c_int32, c_int32, c_int32, _f64_p, c_int64, _i64_p]),
     # selection
     "s2ft_select_options_init": (_status, [POINTER(s2ft_select_options), c_uint32]),
@@ -395,6 +465,38 @@ PROTOTYPES = {
     "s2ft_lift_options_init": (_status, [POINTER(s2ft_lift_options), c_uint32]),
     "s2ft_lift_select": (_status, [_handle, _tensor_p, POINTER(s2ft_lift_options), _i64_p, c_int64, _i64_p]),
     "s2ft_lift_count_for_lora_rank": (c_int64, [c_int64, c_int64, c_int64]),
+    # SORSA
+    "s2ft_sorsa_init": (_status, [_handle, _tensor_p, c_int32, _tensor_p, _tensor_p, _tensor_p]),
+    "s2ft_sorsa_forward": (
+        _status,
+        [_handle, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p],
+    ),
+    "s2ft_sorsa_backward": (
+        _status,
+        [_handle, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p,
+         _tensor_p, _tensor_p, _tensor_p, c_uint32],
+    ),
+    "s2ft_sorsa_regularizer": (
+        _status,
+        [_handle, _tensor_p, _tensor_p, c_double, _f64_p, _tensor_p, _tensor_p, c_uint32],
+    ),
+    "s2ft_sorsa_regularizer_step": (_status, [_handle, _tensor_p, _tensor_p, c_double, _f64_p, c_uint32]),
+    # LIFT's mask refresh and SpIEL
+    "s2ft_lift_refresh": (
+        _status,
+        [_handle, _handle, c_int64, _tensor_p, POINTER(s2ft_lift_options), _handle_out, _i64_p],
+    ),
+    "s2ft_spiel_options_init": (_status, [POINTER(s2ft_spiel_options), c_uint32]),
+    "s2ft_spiel_rate": (_status, [POINTER(s2ft_spiel_options), c_int64, _f64_p]),
+    "s2ft_spiel_create": (
+        _status,
+        [_handle, _handle, c_int64, _tensor_p, POINTER(s2ft_spiel_options), _handle_out],
+    ),
+    "s2ft_spiel_destroy": (None, [_handle]),
+    "s2ft_spiel_observe": (_status, [_handle, _handle, _tensor_p, _tensor_p]),
+    "s2ft_spiel_step": (_status, [_handle, _handle, _tensor_p, _i32_p]),
+    "s2ft_spiel_current_set": (_status, [_handle, _handle, _handle_out]),
+    "s2ft_spiel_stats_get": (_status, [_handle, POINTER(s2ft_spiel_stats)]),
     # adapters
     "s2ft_adapter_create": (_status, [_shape_p, c_char_p, c_double, _handle_out]),
     "s2ft_adapter_destroy": (None, [_handle]),
@@ -412,6 +514,9 @@ PROTOTYPES = {
     "s2ft_adapter_info": (_status, [_handle, _shape_p, _f64_p, _u32_p]),
     "s2ft_adapter_lines": (_status, [_handle, c_int32, c_int32, _i64_p, _u64_p, c_int64, _i64_p]),
     "s2ft_adapter_delta": (_status, [_handle, c_int32, c_int32, _tensor_p]),
+    "s2ft_adapter_set_sparse": (_status, [_handle, c_int32, c_int32, _i64_p, c_int64, _tensor_p, _tensor_p]),
+    "s2ft_adapter_sparse": (_status, [_handle, c_int32, c_int32, _i64_p, _f32_p, c_int64, _i64_p, _u64_p]),
+    "s2ft_adapter_sparse_info": (_status, [_handle, _u32_p, _i64_p]),
     "s2ft_adapter_save": (_status, [_handle, c_char_p]),
     "s2ft_adapter_load": (_status, [c_char_p, _handle_out]),
     "s2ft_adapter_fuse": (_status, [POINTER(c_void_p), _f64_p, c_int64, _handle_out]),

@@ -120,6 +120,27 @@ class LiftMethod(enum.IntEnum):
     RANDOMIZED = _capi.S2FT_LIFT_RANDOMIZED
 
 
+class SpielRegrow(enum.IntEnum):
+    """How a SpIEL schedule regrows entries: by accumulated gradient (AG) or by a row x column score (MA)."""
+
+    AG = _capi.S2FT_SPIEL_AG
+    MA = _capi.S2FT_SPIEL_MA
+
+
+class SpielDecay(enum.IntEnum):
+    """A SpIEL schedule's replacement-rate decay: p0 (1 - t/T) or p0 (1 + cos(pi t/T)) / 2."""
+
+    LINEAR = _capi.S2FT_SPIEL_DECAY_LINEAR
+    COSINE = _capi.S2FT_SPIEL_DECAY_COSINE
+
+
+class SpielMaSource(enum.IntEnum):
+    """Where SpIEL-MA's row and column scores come from: the SM3 optimizer's accumulators or sums of dy^2 and x^2."""
+
+    OPTIMIZER = _capi.S2FT_SPIEL_MA_OPTIMIZER
+    ACTIVATIONS = _capi.S2FT_SPIEL_MA_ACTIVATIONS
+
+
 class DeltaPath(enum.IntEnum):
     """How forward_mixed adds a column/row adapter's delta (Context.set_delta_path)."""
 

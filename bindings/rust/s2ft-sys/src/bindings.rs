@@ -30,14 +30,24 @@ pub const S2FT_TARGET_V: u32 = 1;
 pub const S2FT_TARGET_DOWN: u32 = 2;
 pub const S2FT_TARGET_UP: u32 = 3;
 pub const S2FT_NUM_TARGETS: u32 = 4;
+pub const S2FT_WEIGHT_O: u32 = 0;
+pub const S2FT_WEIGHT_V: u32 = 1;
+pub const S2FT_WEIGHT_DOWN: u32 = 2;
+pub const S2FT_WEIGHT_UP: u32 = 3;
+pub const S2FT_WEIGHT_Q: u32 = 4;
+pub const S2FT_WEIGHT_K: u32 = 5;
+pub const S2FT_WEIGHT_GATE: u32 = 6;
+pub const S2FT_NUM_WEIGHTS: u32 = 7;
 pub const S2FT_STAT_WEIGHT: u32 = 0;
 pub const S2FT_STAT_ACTIVATION: u32 = 1;
 pub const S2FT_STAT_GRADIENT: u32 = 2;
+pub const S2FT_STAT_PRINCIPAL: u32 = 3;
 pub const S2FT_STRATEGY_RANDOM: u32 = 0;
 pub const S2FT_STRATEGY_WEIGHT: u32 = 1;
 pub const S2FT_STRATEGY_ACTIVATION: u32 = 2;
 pub const S2FT_STRATEGY_WEIGHT_ACT: u32 = 3;
 pub const S2FT_STRATEGY_GRADIENT: u32 = 4;
+pub const S2FT_STRATEGY_PRINCIPAL: u32 = 5;
 pub const S2FT_ORDER_LARGEST: u32 = 0;
 pub const S2FT_ORDER_SMALLEST: u32 = 1;
 pub const S2FT_ALLOCATE_PER_LAYER: u32 = 0;
@@ -65,6 +75,15 @@ pub const S2FT_OPTIMIZER_OPTIONS_VERSION: u32 = 2;
 pub const S2FT_LIFT_EXACT: u32 = 0;
 pub const S2FT_LIFT_RANDOMIZED: u32 = 1;
 pub const S2FT_LIFT_OPTIONS_VERSION: u32 = 1;
+pub const S2FT_SORSA_UNSQUARED: u32 = 4;
+pub const S2FT_SPIEL_AG: u32 = 0;
+pub const S2FT_SPIEL_MA: u32 = 1;
+pub const S2FT_SPIEL_DECAY_LINEAR: u32 = 0;
+pub const S2FT_SPIEL_DECAY_COSINE: u32 = 1;
+pub const S2FT_SPIEL_MA_OPTIMIZER: u32 = 0;
+pub const S2FT_SPIEL_MA_ACTIVATIONS: u32 = 1;
+pub const S2FT_SPIEL_OPTIONS_VERSION: u32 = 1;
+pub const S2FT_SPIEL_STATS_VERSION: u32 = 1;
 pub const S2FT_PEFT_EXPORT_OPTIONS_VERSION: u32 = 1;
 pub const S2FT_APPLY_FORCE: u32 = 1;
 pub const S2FT_DELTA_PATH_AUTO: u32 = 0;
@@ -361,6 +380,31 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
+    #[doc = " Records LIFT's principal-weight score of `target` in `layer` for the"]
+    #[doc = " S2FT_STRATEGY_PRINCIPAL strategy: the weight w (as for"]
+    #[doc = " s2ft_statistics_add_weight, base order) is approximated by its rank-r"]
+    #[doc = " truncated SVD W_r (computed in double, LAPACK gesdd), and each unit's"]
+    #[doc = " sum is the sum of squares of its lines of W_r (O and DOWN: columns, V"]
+    #[doc = " and UP: rows), so its score is the Frobenius norm of its slice of W_r."]
+    #[doc = " The sums come from the SVD alone (a row of W_r has the squared norm"]
+    #[doc = " sum_k (U[i, k] s_k)^2, a column sum_k (V[j, k] s_k)^2): W_r is not formed."]
+    #[doc = " rank is in [1, min(rows, cols)] of the weight. Replaces an earlier"]
+    #[doc = " principal record for the same (layer, target); the sums are kept on the"]
+    #[doc = " host (not in the context's device memory). Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, layer, target or rank out of range, a"]
+    #[doc = " non-finite value in w), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK;"]
+    #[doc = " CUDA contexts: not implemented, use statistics made on a CPU context),"]
+    #[doc = " S2FT_ERR_BACKEND (the SVD did not converge)."]
+    pub fn s2ft_statistics_add_principal(
+        stats: *mut s2ft_statistics,
+        layer: i32,
+        target: i32,
+        weight: *const s2ft_tensor,
+        rank: i32,
+    ) -> s2ft_status;
+}
+extern "C" {
     #[doc = " Copies the per-unit sums of squares of one statistic for (layer, target)"]
     #[doc = " into out[0..n_units). Call with out NULL to learn *n_units. Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT (bad layer/target/kind, capacity too small),"]
@@ -403,7 +447,8 @@ extern "C" {
 extern "C" {
     #[doc = " Chooses the units to train in every layer. `stats` may be NULL for the"]
     #[doc = " random strategy; the others need the statistics they score by (weight,"]
-    #[doc = " activation, both, or gradient) for every targeted (layer, target)."]
+    #[doc = " activation, both, gradient, or principal) for every targeted (layer,"]
+    #[doc = " target)."]
     #[doc = " Ties are broken by a seeded random key, then by index, so the result is"]
     #[doc = " the same on every platform for the same inputs and seed."]
     #[doc = " On success *out receives a selection to free with s2ft_selection_destroy()."]
@@ -916,6 +961,309 @@ extern "C" {
     #[doc = "  0 when an argument is below 1 or the product overflows. Thread-safe."]
     pub fn s2ft_lift_count_for_lora_rank(rows: i64, cols: i64, lora_rank: i64) -> i64;
 }
+extern "C" {
+    #[doc = " Splits w [out, in] (f32, f16 or bf16) for SORSA: the thin SVD of w in"]
+    #[doc = " double (LAPACK gesdd), its top `rank` triplets written as u [out, rank],"]
+    #[doc = " s [rank] or [1, rank] and vt [rank, in] (all f32, any strides), and w"]
+    #[doc = " overwritten in place by the residual w - u diag(s) vt, computed in double"]
+    #[doc = " from the f32-rounded factors and rounded once to w's dtype (so residual"]
+    #[doc = " + factors reproduce w up to that one rounding). Singular values come in"]
+    #[doc = " descending order. Signs are fixed: in every column of u the entry of"]
+    #[doc = " largest magnitude (the first such, on ties) is positive, the matching row"]
+    #[doc = " of vt flipped with it. rank is in [1, min(out, in)]. The outputs must not"]
+    #[doc = " overlap each other or w. Memory: w in double plus the SVD's factors"]
+    #[doc = " (about (out + in) * min(out, in) doubles) and LAPACK's workspace."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, rank out of range, a non-finite"]
+    #[doc = " value in w, overlapping tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE (u, s,"]
+    #[doc = " vt not f32), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
+    #[doc = " S2FT_ERR_UNSUPPORTED (a build without LAPACK; CUDA contexts: not"]
+    #[doc = " implemented, split the weight with a CPU context and copy the results),"]
+    #[doc = " S2FT_ERR_BACKEND (the SVD did not converge). On failure w is unchanged."]
+    pub fn s2ft_sorsa_init(
+        ctx: *mut s2ft_context,
+        w: *mut s2ft_tensor,
+        rank: i32,
+        u: *mut s2ft_tensor,
+        s: *mut s2ft_tensor,
+        vt: *mut s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Forward of a SORSA linear layer: y = x w_res^T + ((x vt^T) * s) u^T for"]
+    #[doc = " x [T, in], w_res [out, in], y [T, out] (one dtype: f32, f16 or bf16) and"]
+    #[doc = " the f32 factors u [out, r], s [r] or [1, r], vt [r, in]. Products"]
+    #[doc = " accumulate in f32 and y is rounded once. h_saved (may be NULL): an f32"]
+    #[doc = " [T, r] tensor that receives h = x vt^T, which s2ft_sorsa_backward can"]
+    #[doc = " reuse. The [out, in] factor product is never formed: the factor work is"]
+    #[doc = " 2 T r (in + out) flops beside the residual's GEMM. Outputs must not"]
+    #[doc = " overlap the inputs or each other."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, overlapping tensors),"]
+    #[doc = " S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " On a CUDA context the work is cuBLAS GEMMs (f32 accumulation) and small"]
+    #[doc = " kernels queued on the context's stream; the call does not wait for the"]
+    #[doc = " device (also S2FT_ERR_BACKEND). Workspace: 2 T r floats, plus T (in + out)"]
+    #[doc = " for 16-bit tensors (f32 copies of x and of y before its rounding)."]
+    pub fn s2ft_sorsa_forward(
+        ctx: *mut s2ft_context,
+        x: *const s2ft_tensor,
+        w_res: *const s2ft_tensor,
+        u: *const s2ft_tensor,
+        s: *const s2ft_tensor,
+        vt: *const s2ft_tensor,
+        y: *mut s2ft_tensor,
+        h_saved: *mut s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Backward of s2ft_sorsa_forward for the output gradient dy [T, out], with"]
+    #[doc = " g = dy u ([T, r]) and h = x vt^T (h_saved from the forward, f32 [T, r],"]
+    #[doc = " or NULL to recompute it from x):"]
+    #[doc = "  - du  = dy^T (h * s)              [out, r]"]
+    #[doc = "  - ds  = sum over t of g * h       [r] or [1, r]"]
+    #[doc = "  - dvt = (g * s)^T x               [r, in]"]
+    #[doc = "  - dx  = dy w_res + (g * s) vt     [T, in] (skipped when dx is NULL)"]
+    #[doc = " (* scales column j by s[j], or multiplies elementwise). du, ds, dvt are"]
+    #[doc = " f32 (any strides); x, w_res, dy and dx share one dtype (f32, f16, bf16);"]
+    #[doc = " f32 accumulation, dx rounded once. Flags: S2FT_ACCUMULATE_DW adds to du,"]
+    #[doc = " ds and dvt, S2FT_ACCUMULATE_DX adds into dx (else they are overwritten)."]
+    #[doc = " Outputs must not overlap the inputs or each other."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, unknown flags, overlapping"]
+    #[doc = " tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY. On a CUDA context: as s2ft_sorsa_forward"]
+    #[doc = " (workspace 4 T r floats, plus T (2 in + out) for 16-bit tensors)."]
+    pub fn s2ft_sorsa_backward(
+        ctx: *mut s2ft_context,
+        x: *const s2ft_tensor,
+        w_res: *const s2ft_tensor,
+        u: *const s2ft_tensor,
+        s: *const s2ft_tensor,
+        vt: *const s2ft_tensor,
+        h_saved: *const s2ft_tensor,
+        dy: *const s2ft_tensor,
+        dx: *mut s2ft_tensor,
+        du: *mut s2ft_tensor,
+        ds: *mut s2ft_tensor,
+        dvt: *mut s2ft_tensor,
+        flags: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " SORSA's orthonormal regularizer on u [out, r] and vt [r, in] (f32):"]
+    #[doc = " with E_U = u^T u - I and E_V = vt vt^T - I ([r, r]),"]
+    #[doc = "   value = gamma * (||E_U||_F^2 + ||E_V||_F^2)"]
+    #[doc = "   du  = gamma * 4 u E_U       dvt = gamma * 4 E_V vt"]
+    #[doc = " (S2FT_SORSA_UNSQUARED: value = gamma * (||E_U||_F + ||E_V||_F),"]
+    #[doc = " du = gamma * 2 u E_U / ||E_U||_F, dvt = gamma * 2 E_V vt / ||E_V||_F)."]
+    #[doc = " *value (may be NULL) receives the value; du and dvt (f32, either may be"]
+    #[doc = " NULL) receive the gradients, added to them with S2FT_ACCUMULATE_DW"]
+    #[doc = " (e.g. onto s2ft_sorsa_backward's), else overwritten. gamma is finite and"]
+    #[doc = " >= 0. The released code applies the regularizer through the gradient:"]
+    #[doc = " gamma = its gamma / its (base) learning rate, added after gradient"]
+    #[doc = " clipping, before the optimizer step (docs/api.md)."]
+    #[doc = " The CPU computes in double; CUDA in f32 (cuBLAS) and then synchronises"]
+    #[doc = " only when value is not NULL."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL u or vt, gamma negative or not"]
+    #[doc = " finite, unknown flags, du or dvt overlapping u, vt or each other),"]
+    #[doc = " S2FT_ERR_SHAPE (u and vt of different ranks, du or dvt not shaped as"]
+    #[doc = " u or vt), S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
+    #[doc = " S2FT_ERR_BACKEND."]
+    pub fn s2ft_sorsa_regularizer(
+        ctx: *mut s2ft_context,
+        u: *const s2ft_tensor,
+        vt: *const s2ft_tensor,
+        gamma: f64,
+        value: *mut f64,
+        du: *mut s2ft_tensor,
+        dvt: *mut s2ft_tensor,
+        flags: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The regularizer as the paper's separate, decoupled update with its own"]
+    #[doc = " rate: u -= rate * dR/du and vt -= rate * dR/dvt in place, both gradients"]
+    #[doc = " taken at the factors before the step (R as in s2ft_sorsa_regularizer,"]
+    #[doc = " with S2FT_SORSA_UNSQUARED the only flag). Call it after the backward and"]
+    #[doc = " before s2ft_optimizer_step, so that with SGD the two give exactly the"]
+    #[doc = " paper's W_p <- W_p - lr * grad(L) - rate * grad(R). *value (may be NULL)"]
+    #[doc = " receives rate * R before the step. rate is finite and >= 0. Errors,"]
+    #[doc = " precision and synchronisation: as s2ft_sorsa_regularizer."]
+    pub fn s2ft_sorsa_regularizer_step(
+        ctx: *mut s2ft_context,
+        u: *mut s2ft_tensor,
+        vt: *mut s2ft_tensor,
+        rate: f64,
+        value: *mut f64,
+        flags: u32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " LIFT's mask refresh (the reference refreshes every `update_interval`"]
+    #[doc = " steps, e.g. 400; the caller calls this after every N-th optimizer step):"]
+    #[doc = " selects the principal weights of the current `weight` as"]
+    #[doc = " s2ft_lift_select() does with `opts`, and moves sparse parameter"]
+    #[doc = " `param_index` of `opt` to them as s2ft_optimizer_sparse_reindex() does:"]
+    #[doc = " entries in both sets keep their state exactly (moments, momentum, age,"]
+    #[doc = " master; AdamW's step count goes on), new entries start at zero, and the"]
+    #[doc = " weight is not changed (entries that leave keep their trained values, as"]
+    #[doc = " in LIFT, which fine-tunes the full weight through a moving mask)."]
+    #[doc = " `weight` must be the weight the parameter was registered with (the same"]
+    #[doc = " memory, dtype, shape and strides). *new_set receives a new sparse set of"]
+    #[doc = " the selected entries on ctx's device, owned by the caller (rebuild the"]
+    #[doc = " s2ft_backward_sparse calls with it); *kept (may be NULL) the number of"]
+    #[doc = " entries that were in the parameter before. On failure nothing changes"]
+    #[doc = " and *new_set is NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; opt not"]
+    #[doc = " live; param_index out of range or a slice; weight not the parameter's"]
+    #[doc = " weight; the options, as s2ft_lift_select; an entry trained by another"]
+    #[doc = " parameter of the same weight), S2FT_ERR_DEVICE (ctx not on the"]
+    #[doc = " optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (as"]
+    #[doc = " s2ft_lift_select: CUDA contexts, builds without LAPACK),"]
+    #[doc = " S2FT_ERR_BACKEND."]
+    pub fn s2ft_lift_refresh(
+        ctx: *mut s2ft_context,
+        opt: *mut s2ft_optimizer,
+        param_index: i64,
+        weight: *const s2ft_tensor,
+        opts: *const s2ft_lift_options,
+        new_set: *mut *mut s2ft_sparse_set,
+        kept: *mut i64,
+    ) -> s2ft_status;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_spiel {
+    _unused: [u8; 0],
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_spiel_options {
+    pub version: u32,
+    pub regrow: i32,
+    pub reselect_interval: i64,
+    pub accumulation_steps: i64,
+    pub total_steps: i64,
+    pub initial_rate: f64,
+    pub decay: i32,
+    pub first_full: i32,
+    pub candidates: i64,
+    pub seed_moments: i32,
+    pub ma_source: i32,
+    pub observations_per_step: i64,
+}
+extern "C" {
+    #[doc = " Sets `opts` to the defaults for `version` (pass"]
+    #[doc = "  S2FT_SPIEL_OPTIONS_VERSION). Errors: S2FT_ERR_INVALID_ARGUMENT."]
+    pub fn s2ft_spiel_options_init(opts: *mut s2ft_spiel_options, version: u32) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The replacement rate p(step) of `opts` (the formula above, whether or"]
+    #[doc = "  not `step` is a reselection step) into *rate. Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, invalid options, step < 1)."]
+    pub fn s2ft_spiel_rate(
+        opts: *const s2ft_spiel_options,
+        step: i64,
+        rate: *mut f64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Creates a SpIEL schedule for sparse parameter `param_index` of `opt`"]
+    #[doc = " (made by s2ft_optimizer_add_sparse, normally from random entries), whose"]
+    #[doc = " weight is `weight` (the same memory, dtype, shape and strides). The"]
+    #[doc = " current values of the weight at the parameter's entries are kept as"]
+    #[doc = " their base values: create it before the first training step. The"]
+    #[doc = " schedule keeps `opt` (which must outlive it) and copies the options."]
+    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL; opt not live; param_index out"]
+    #[doc = " of range or a slice; weight not the parameter's weight; a slice of the"]
+    #[doc = " same weight in the optimizer; a bad option: the message names it;"]
+    #[doc = " MA_OPTIMIZER without an SM3 optimizer), S2FT_ERR_DEVICE (ctx not on the"]
+    #[doc = " optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND. On a CUDA"]
+    #[doc = " context the base values are copied to the host (synchronises)."]
+    pub fn s2ft_spiel_create(
+        ctx: *mut s2ft_context,
+        opt: *mut s2ft_optimizer,
+        param_index: i64,
+        weight: *const s2ft_tensor,
+        opts: *const s2ft_spiel_options,
+        out: *mut *mut s2ft_spiel,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Destroys a schedule; NULL is a no-op."]
+    pub fn s2ft_spiel_destroy(spiel: *mut s2ft_spiel);
+}
+extern "C" {
+    #[doc = " Shows the schedule one micro-batch of the coming step: x [T, in] and"]
+    #[doc = " dy [T, out] as given to s2ft_backward_sparse (one dtype: f32, f16 or"]
+    #[doc = " bf16). Call it for every backward of the weight, before s2ft_spiel_step()"]
+    #[doc = " of that step; it does nothing outside accumulation windows and for"]
+    #[doc = " MA_OPTIMIZER. AG forms the dense gradient on the window's first call"]
+    #[doc = " only. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live),"]
+    #[doc = " S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
+    #[doc = " S2FT_ERR_BACKEND. On a CUDA context the work is queued on ctx's stream,"]
+    #[doc = " except the window's first AG call, which copies the dense gradient to"]
+    #[doc = " the host (synchronises)."]
+    pub fn s2ft_spiel_observe(
+        spiel: *mut s2ft_spiel,
+        ctx: *mut s2ft_context,
+        x: *const s2ft_tensor,
+        dy: *const s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Counts one step (call it after the optimizer step) and, at a"]
+    #[doc = " reselection step, drops and regrows entries as described above,"]
+    #[doc = " changing `weight` (the parameter's weight) at the dropped entries and"]
+    #[doc = " reindexing the optimizer parameter. *reselected (may be NULL) is 1 when"]
+    #[doc = " the set changed (get it with s2ft_spiel_current_set()), else 0. On"]
+    #[doc = " failure nothing changes and the step is not counted. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL; spiel or its optimizer not live;"]
+    #[doc = " weight not the parameter's weight), S2FT_ERR_STATE (the parameter was"]
+    #[doc = " reindexed by someone else; AG or MA_ACTIVATIONS with no observe call in"]
+    #[doc = " the window), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    #[doc = " On a CUDA context a reselection step synchronises."]
+    pub fn s2ft_spiel_step(
+        spiel: *mut s2ft_spiel,
+        ctx: *mut s2ft_context,
+        weight: *mut s2ft_tensor,
+        reselected: *mut i32,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " A new sparse set of the schedule's current entries on ctx's device,"]
+    #[doc = "  owned by the caller (for s2ft_backward_sparse). Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live), S2FT_ERR_DEVICE,"]
+    #[doc = "  S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
+    pub fn s2ft_spiel_current_set(
+        spiel: *const s2ft_spiel,
+        ctx: *mut s2ft_context,
+        out: *mut *mut s2ft_sparse_set,
+    ) -> s2ft_status;
+}
+#[doc = " What a schedule has done; the caller sets `version` (the library"]
+#[doc = "  fills the fields of that version)."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct s2ft_spiel_stats {
+    pub version: u32,
+    pub steps: i64,
+    pub count: i64,
+    pub reselections: i64,
+    pub observations: i64,
+    pub dense_gradients: i64,
+    pub next_reselection: i64,
+    pub last_step: i64,
+    pub last_rate: f64,
+    pub last_target: i64,
+    pub last_dropped: i64,
+    pub last_regrown: i64,
+}
+extern "C" {
+    #[doc = " Fills *out (its `version` set by the caller). Errors:"]
+    #[doc = "  S2FT_ERR_INVALID_ARGUMENT (NULL, spiel not live, unknown version)."]
+    pub fn s2ft_spiel_stats_get(
+        spiel: *const s2ft_spiel,
+        out: *mut s2ft_spiel_stats,
+    ) -> s2ft_status;
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct s2ft_adapter {
@@ -946,8 +1294,9 @@ extern "C" {
     #[doc = " base weight of that target in base order, used to fingerprint the lines,"]
     #[doc = " or NULL (fingerprints 0: never checked). n_lines == 0 removes the entry."]
     #[doc = " Do not change an adapter while it is applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, bad layer/target,"]
-    #[doc = " index out of range or duplicated), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
-    #[doc = " S2FT_ERR_DEVICE."]
+    #[doc = " index out of range or duplicated, a line that holds a sparse entry of"]
+    #[doc = " the same (layer, weight): see s2ft_adapter_set_sparse), S2FT_ERR_SHAPE,"]
+    #[doc = " S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. A failed call changes nothing."]
     pub fn s2ft_adapter_set(
         adapter: *mut s2ft_adapter,
         layer: i32,
@@ -1039,7 +1388,8 @@ extern "C" {
 }
 extern "C" {
     #[doc = " Copies the model shape, default scale and target mask (S2FT_TARGET_BIT"]
-    #[doc = "  of targets with an entry in some layer); any out pointer may be NULL."]
+    #[doc = "  of targets with a structured entry in some layer; sparse entries do not"]
+    #[doc = "  count: see s2ft_adapter_sparse_info); any out pointer may be NULL."]
     #[doc = "  Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter)."]
     pub fn s2ft_adapter_info(
         adapter: *const s2ft_adapter,
@@ -1077,6 +1427,63 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
+    #[doc = " Sets the unstructured sparse entries of (layer, weight), weight one of"]
+    #[doc = " S2FT_WEIGHT_*: `count` flat indices n = r * cols + c into the base-order"]
+    #[doc = " weight [rows, cols], strictly ascending and in [0, rows * cols), and"]
+    #[doc = " their delta (a tensor of `count` elements, [count] or [1, count]; f32,"]
+    #[doc = " f16 or bf16 on the CPU; copied to f32, every value finite). `base` is the"]
+    #[doc = " full base weight in base order, used for the entries' base fingerprint"]
+    #[doc = " (64-bit FNV-1a over the little-endian bytes of the weight's row"]
+    #[doc = " fingerprints, rows in order: docs/adapter-format.md), or NULL"]
+    #[doc = " (fingerprint 0: never checked). count == 0 removes the entries (indices,"]
+    #[doc = " delta and base may then be NULL). No index may lie on a line of the"]
+    #[doc = " structured entry of the same (layer, weight) (a column of O or DOWN, a"]
+    #[doc = " row of V or UP that s2ft_adapter_set gave it). Do not change an adapter"]
+    #[doc = " while it is applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL,"]
+    #[doc = " bad layer or weight, count negative or above rows * cols, an index out of"]
+    #[doc = " range, not above the one before it, or on a structured line, a delta"]
+    #[doc = " value not finite), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE. A"]
+    #[doc = " failed call changes nothing."]
+    pub fn s2ft_adapter_set_sparse(
+        adapter: *mut s2ft_adapter,
+        layer: i32,
+        weight: i32,
+        indices: *const i64,
+        count: i64,
+        delta: *const s2ft_tensor,
+        base: *const s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The sparse entries of (layer, weight): sets *count to their number (0:"]
+    #[doc = " none) and, when not NULL, copies the ascending base-order flat indices to"]
+    #[doc = " indices[0..count), their f32 deltas to deltas[0..count) and the base"]
+    #[doc = " fingerprint to *fingerprint (0: unknown, or no entries). Pass indices and"]
+    #[doc = " deltas NULL to learn the count; either may be NULL. Errors:"]
+    #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL adapter or count, bad layer or weight,"]
+    #[doc = " capacity below the count where indices or deltas is not NULL)."]
+    pub fn s2ft_adapter_sparse(
+        adapter: *const s2ft_adapter,
+        layer: i32,
+        weight: i32,
+        indices: *mut i64,
+        deltas: *mut f32,
+        capacity: i64,
+        count: *mut i64,
+        fingerprint: *mut u64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The weights with sparse entries in some layer (a mask of"]
+    #[doc = "  S2FT_WEIGHT_BIT) and the number of sparse entries in all; either out"]
+    #[doc = "  pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter)."]
+    pub fn s2ft_adapter_sparse_info(
+        adapter: *const s2ft_adapter,
+        weights: *mut u32,
+        entries: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
     #[doc = " Saves an adapter as safetensors (docs/adapter-format.md), named after"]
     #[doc = " the base model's tensors, written under a temporary name and renamed."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO."]
@@ -1108,9 +1515,16 @@ extern "C" {
     #[doc = " weights first, then the inputs' keys in input order; a key that would"]
     #[doc = " pass 255 bytes, or one beyond that budget, is left out, and then"]
     #[doc = " \"input.omitted\" holds how many were. Metadata never makes a fuse fail."]
+    #[doc = " Sparse entries fuse the same way per (layer, weight): the union of the"]
+    #[doc = " inputs' indices, delta = sum_i weights[i] * delta_i (in double, rounded"]
+    #[doc = " once), with the base fingerprint the inputs agree on. A sparse entry on"]
+    #[doc = " a line the result has a structured entry for (one input's line, another"]
+    #[doc = " input's sparse entry) is folded into that line's delta, the sum taken in"]
+    #[doc = " double with the line's and rounded once."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,"]
-    #[doc = " different model shapes, the same base line with different nonzero"]
-    #[doc = " fingerprints, a fused delta that overflows f32), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " different model shapes, the same base line or weight with different"]
+    #[doc = " nonzero fingerprints, a fused delta that overflows f32),"]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
     pub fn s2ft_adapter_fuse(
         adapters: *const *const s2ft_adapter,
         weights: *const f64,
@@ -1151,8 +1565,10 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir \"\","]
     #[doc = " a bad opts->version, a scale not finite or one that overflows f32,"]
     #[doc = " base_model_name_or_path not UTF-8, an adapter with no entries),"]
-    #[doc = " S2FT_ERR_IO (out_dir cannot be made or written, or is not a folder),"]
-    #[doc = " S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " S2FT_ERR_UNSUPPORTED (an adapter with sparse entries: an unstructured"]
+    #[doc = " delta has no exact low-rank form of small rank, so it is not exported;"]
+    #[doc = " nothing is written), S2FT_ERR_IO (out_dir cannot be made or written, or"]
+    #[doc = " is not a folder), S2FT_ERR_OUT_OF_MEMORY."]
     pub fn s2ft_adapter_export_peft(
         adapter: *const s2ft_adapter,
         out_dir: *const ::std::os::raw::c_char,
@@ -1165,19 +1581,28 @@ pub struct s2ft_model {
     _unused: [u8; 0],
 }
 extern "C" {
-    #[doc = " Creates a model over `layers` (n_layers entries; the o, v, down and up"]
-    #[doc = " weights of every target an adapter will touch must be set; the pointers"]
-    #[doc = " and the memory they describe must stay valid until the model is"]
-    #[doc = " destroyed). `perm` is the selection whose permutation the weights are"]
-    #[doc = " in (after s2ft_permute FORWARD), or NULL for base order; it is copied."]
-    #[doc = " The model keeps `ctx`, which must outlive it."]
-    #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
+    #[doc = " Creates a model over `layers` (n_layers entries; any of the seven"]
+    #[doc = " weights may be set, and every weight an adapter will touch must be: o,"]
+    #[doc = " v, down and up for structured entries, any weight for sparse entries;"]
+    #[doc = " the pointers and the memory they describe must stay valid until the"]
+    #[doc = " model is destroyed). `perm` is the selection whose permutation the"]
+    #[doc = " weights are in (after s2ft_permute FORWARD: q, k and v rows by head, o"]
+    #[doc = " columns by head, gate and up rows and down columns by channel), or NULL"]
+    #[doc = " for base order; it is copied. The model keeps `ctx`, which must outlive"]
+    #[doc = " it. Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
     #[doc = " S2FT_ERR_DEVICE (weights checked now), S2FT_ERR_OUT_OF_MEMORY."]
-    #[doc = " On a CUDA context the weights are device tensors: create hashes every"]
-    #[doc = " line of every given weight on the device for its base fingerprint and"]
-    #[doc = " waits for it (synchronises). Apply and switch check adapters against"]
-    #[doc = " these create-time fingerprints, so the weights must not change other"]
-    #[doc = " than through the model while it lives."]
+    #[doc = " Apply and switch check adapters against the base fingerprints of the"]
+    #[doc = " weights as given here (line fingerprints for structured entries, the"]
+    #[doc = " whole-weight fingerprint for sparse entries), so the weights must not"]
+    #[doc = " change other than through the model while it lives. On the CPU they are"]
+    #[doc = " computed when a transition needs them: a line's from its base values at"]
+    #[doc = " each apply or switch, a weight's whole-weight fingerprint (and its rows'"]
+    #[doc = " largest values, for the overflow bound) once, the first time sparse"]
+    #[doc = " entries with a fingerprint (or a merge near the dtype's range) need it,"]
+    #[doc = " which reads the whole weight. On a"]
+    #[doc = " CUDA context the weights are device tensors: create hashes every line"]
+    #[doc = " and every row of every given weight on the device and waits for it"]
+    #[doc = " (synchronises)."]
     pub fn s2ft_model_create(
         ctx: *mut s2ft_context,
         shape: *const s2ft_model_shape,
@@ -1207,6 +1632,13 @@ extern "C" {
     #[doc = " S2FT_ERR_STATE (an adapter is already applied: remove it or switch),"]
     #[doc = " S2FT_ERR_FORMAT (base fingerprint mismatch without S2FT_APPLY_FORCE;"]
     #[doc = " nothing is changed), S2FT_ERR_OUT_OF_MEMORY."]
+    #[doc = " Sparse entries are merged the same way, element by element: W[e] ="]
+    #[doc = " round(double(W0[e]) + scale * double(delta)), the displaced base values"]
+    #[doc = " saved, their whole-weight fingerprint checked (unless forced), and the"]
+    #[doc = " overflow bound taken per entry as max|W0| over its row plus"]
+    #[doc = " |scale * delta|. On a permuted model (perm given at create) the"]
+    #[doc = " base-order indices are mapped through the permutation of the weight's"]
+    #[doc = " rows and columns."]
     #[doc = " On a CUDA context the work (one pass over the lines) is queued on the"]
     #[doc = " context's stream and the call returns without waiting, except that the"]
     #[doc = " first use of an adapter on a device uploads it (synchronises; see"]
@@ -1231,7 +1663,9 @@ extern "C" {
 }
 extern "C" {
     #[doc = " Replaces the applied adapter (if any) by `adapter`, touching only the"]
-    #[doc = " union of their lines; the result is bit-identical to remove then apply."]
+    #[doc = " union of their lines and sparse entries (elements only the old adapter"]
+    #[doc = " changed get their base values back); the result is bit-identical to"]
+    #[doc = " remove then apply."]
     #[doc = " Errors as s2ft_adapter_apply(), except that an applied adapter is not"]
     #[doc = " an error; on error the model is unchanged."]
     #[doc = " On a CUDA context: as s2ft_adapter_apply(), in one pass over the union"]
@@ -1258,7 +1692,11 @@ extern "C" {
     #[doc = "   Y = X W^T, then for each segment j (rows [offsets[j], offsets[j+1]))"]
     #[doc = "   with a = segment_adapter[j] >= 0, column targets (O, DOWN):"]
     #[doc = "     Y_j += scales[a] * X_j[:, S_a] delta_a^T"]
-    #[doc = "   row targets (V, UP):  Y_j[:, S_a] += scales[a] * X_j delta_a^T."]
+    #[doc = "   row targets (V, UP):  Y_j[:, S_a] += scales[a] * X_j delta_a^T,"]
+    #[doc = "   and for the adapter's sparse entries D_a on (layer, target) (any"]
+    #[doc = "   weight):  Y_j += scales[a] * X_j D_a^T."]
+    #[doc = " `target` is any weight id (S2FT_WEIGHT_*; the four targets keep their"]
+    #[doc = " ids): q, k and gate have only sparse entries."]
     #[doc = " `w` is the base weight of `target` in `layer`, in base order, or in the"]
     #[doc = " permuted order of `perm` when perm is not NULL. x [T, in], y [T, out],"]
     #[doc = " one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1"]
@@ -1279,7 +1717,9 @@ extern "C" {
     #[doc = " s2ft_context_set_delta_path() chooses. The work is queued on the"]
     #[doc = " context's stream; the call synchronises only on an adapter's first use"]
     #[doc = " on the device, when it builds or drops a cached CSR, and when AUTO"]
-    #[doc = " times the two paths for a new shape. Also S2FT_ERR_BACKEND."]
+    #[doc = " times the two paths for a new shape. Sparse entries are added by"]
+    #[doc = " cuSPARSE SpMM on a CSR copy cached the same way (the CPU: a loop over the"]
+    #[doc = " entries, f32 sums). Also S2FT_ERR_BACKEND."]
     pub fn s2ft_adapter_forward_mixed(
         ctx: *mut s2ft_context,
         layer: i32,
@@ -1297,11 +1737,12 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
-    #[doc = " Copies an adapter's lines and deltas to the device of a CUDA context now,"]
-    #[doc = " so that later s2ft_adapter_apply/switch/remove and"]
-    #[doc = " s2ft_adapter_forward_mixed calls on that device copy nothing from the"]
-    #[doc = " host (they upload on first use otherwise). The adapter keeps the device"]
-    #[doc = " copy until it is changed (s2ft_adapter_set) or destroyed; the copy is"]
+    #[doc = " Copies an adapter's lines and deltas (and its sparse entries' deltas) to"]
+    #[doc = " the device of a CUDA context now, so that later"]
+    #[doc = " s2ft_adapter_apply/switch/remove and s2ft_adapter_forward_mixed calls on"]
+    #[doc = " that device copy no adapter data from the host (they upload on first use"]
+    #[doc = " otherwise). The adapter keeps the device copy until it is changed"]
+    #[doc = " (s2ft_adapter_set, s2ft_adapter_set_sparse) or destroyed; the copy is"]
     #[doc = " queued on the context's stream. May synchronise (it allocates device"]
     #[doc = " memory). A no-op on a CPU context. Errors: S2FT_ERR_INVALID_ARGUMENT,"]
     #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_BACKEND."]
@@ -1333,12 +1774,13 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
-    #[doc = " The delta of an adapter's (layer, target) entry as a sparse delta over"]
-    #[doc = " the full weight shape, with its lines in base order or, when `perm` is"]
-    #[doc = " not NULL, in that selection's permuted order. An adapter without an"]
-    #[doc = " entry there gives an empty delta (nnz 0). Errors: as"]
+    #[doc = " The delta of an adapter on (layer, target) as a sparse delta over the"]
+    #[doc = " full weight shape: its structured entry and its sparse entries there"]
+    #[doc = " (`target` is any weight id, S2FT_WEIGHT_*), in base order or, when"]
+    #[doc = " `perm` is not NULL, in that selection's permuted order. An adapter"]
+    #[doc = " without entries there gives an empty delta (nnz 0). Errors: as"]
     #[doc = " s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad"]
-    #[doc = " layer or target or a permutation of another model shape."]
+    #[doc = " layer or weight or a permutation of another model shape."]
     pub fn s2ft_sparse_delta_from_adapter(
         ctx: *mut s2ft_context,
         adapter: *const s2ft_adapter,
@@ -1561,8 +2003,8 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
-    #[doc = " A model (see s2ft_model_create) over a checkpoint's weights: the o, v,"]
-    #[doc = " down and up weights of every layer, as views into the checkpoint (see"]
+    #[doc = " A model (see s2ft_model_create) over a checkpoint's weights: the seven"]
+    #[doc = " projection weights of every layer, as views into the checkpoint (see"]
     #[doc = " s2ft_checkpoint_tensor): applying an adapter changes the checkpoint's"]
     #[doc = " contents in this process, copy-on-write, never the files, and"]
     #[doc = " s2ft_checkpoint_write() then writes the merged model. `shape` NULL means"]
@@ -1581,9 +2023,9 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
-    #[doc = " The descriptors of a layer's target weights as the model holds them"]
-    #[doc = " (o, v, down and up; q, k and gate are NULL), valid while the model"]
-    #[doc = " lives; through them a caller runs the model's forward pass. Errors:"]
+    #[doc = " The descriptors of a layer's weights as the model holds them (NULL for"]
+    #[doc = " a weight the model was created without), valid while the model lives;"]
+    #[doc = " through them a caller runs the model's forward pass. Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, layer out of range)."]
     pub fn s2ft_model_layer(
         model: *mut s2ft_model,

@@ -17,7 +17,8 @@
 //! - [`SparseDelta`]: unstructured sparse deltas (CSR) on a context's device.
 //! - [`SparseSet`], [`backward_sparse`], [`lift_select`]: unstructured sparse
 //!   training (LIFT, SpIEL) with gradients at the trained entries only;
-//!   [`Optimizer::add_sparse`] and [`Optimizer::sparse_reindex`].
+//!   [`Optimizer::add_sparse`] and [`Optimizer::sparse_reindex`];
+//!   [`lift_refresh`] (LIFT's mask refresh) and [`Spiel`] (SpIEL's schedule).
 //!
 //! Threads: handles are `Send` where they hold no context (selections,
 //! adapters, checkpoints) and so is a [`Context`], but nothing is `Sync`: the library
@@ -44,6 +45,7 @@ mod selection;
 mod shape;
 mod sparse;
 mod sparse_train;
+mod spiel;
 mod statistics;
 mod tensor;
 mod weights;
@@ -60,7 +62,8 @@ pub use partial::{backward_partial, forward_partial, Accumulate, Axis, Slice};
 pub use selection::{Allocation, HeadGranularity, IndexKind, IndexOrder, Order, PermKind, SelectOptions, Selection, Strategy};
 pub use shape::{ModelShape, Target};
 pub use sparse::SparseDelta;
-pub use sparse_train::{backward_sparse, lift_count_for_lora_rank, lift_select, LiftBudget, LiftMethod, LiftOptions, SparseSet};
+pub use sparse_train::{backward_sparse, lift_count_for_lora_rank, lift_refresh, lift_select, LiftBudget, LiftMethod, LiftOptions, SparseSet};
+pub use spiel::{Spiel, SpielDecay, SpielMaSource, SpielOptions, SpielRegrow, SpielStats};
 pub use statistics::{StatKind, Statistics};
 pub use tensor::{DType, Device, TensorMut, TensorRef};
 pub use weights::{permute, Direction, LayerWeights, LayerWeightsRef};

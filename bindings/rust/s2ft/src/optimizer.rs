@@ -222,6 +222,30 @@ impl<'a> Optimizer<'a> {
         self.weights.len()
     }
 
+    /// The C handle (for calls that take the optimizer, e.g. SpIEL's).
+    pub(crate) fn raw(&self) -> *mut sys::s2ft_optimizer {
+        self.raw
+    }
+
+    /// The descriptor of parameter `index`'s weight, read-only.
+    pub(crate) fn weight_ref(&self, index: usize) -> Result<&sys::s2ft_tensor> {
+        let n = self.weights.len();
+        self.weights
+            .get(index)
+            .map(|w| &w.raw)
+            .ok_or_else(|| Error::invalid(format!("param_index {index} is out of range [0, {n})")))
+    }
+
+    /// The descriptor of parameter `index`'s weight, exactly as registered
+    /// (the library compares memory, dtype, shape and strides with it).
+    pub(crate) fn weight_raw(&mut self, index: usize) -> Result<&mut sys::s2ft_tensor> {
+        let n = self.weights.len();
+        self.weights
+            .get_mut(index)
+            .map(|w| &mut w.raw)
+            .ok_or_else(|| Error::invalid(format!("param_index {index} is out of range [0, {n})")))
+    }
+
     /// Saves the state (options, step count, moments, master copies).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let p = c_path(path.as_ref())?;

@@ -1,6 +1,7 @@
 //! Unstructured sparse training (LIFT, SpIEL): sparse sets of trained
 //! entries, the backward that computes the gradient at the entries only,
-//! and LIFT's selection of principal weights.
+//! and LIFT's selection of principal weights and mask refresh (SpIEL's
+//! schedule is in `spiel.rs`).
 
 use std::marker::PhantomData;
 use std::ptr;
@@ -9,6 +10,7 @@ use s2ft_sys as sys;
 
 use crate::context::Context;
 use crate::error::{check, Error, Result};
+use crate::optimizer::Optimizer;
 use crate::partial::Accumulate;
 use crate::selection::Order;
 use crate::tensor::{TensorMut, TensorRef};
@@ -33,6 +35,11 @@ pub struct SparseSet<'c> {
 }
 
 impl<'c> SparseSet<'c> {
+    /// Takes ownership of a set the library made on `ctx`'s device.
+    pub(crate) fn from_raw(raw: *mut sys::s2ft_sparse_set) -> Self {
+        SparseSet { raw, _ctx: PhantomData }
+    }
+
     /// A set from strictly ascending flat indices in `0..rows * cols` (copied).
     pub fn new(ctx: &'c Context, rows: usize, cols: usize, indices: &[i64]) -> Result<Self> {
         let rows = i64::try_from(rows).map_err(|_| Error::invalid(format!("rows = {rows} is too large")))?;
@@ -206,6 +213,38 @@ pub fn lift_select(ctx: &Context, w: &TensorRef<'_>, opts: &LiftOptions) -> Resu
     check(unsafe { sys::s2ft_lift_select(ctx.raw, &w.raw, &raw, out.as_mut_ptr(), count, &mut count) })?;
     out.truncate(count as usize);
     Ok(out)
+}
+
+/// LIFT's mask refresh: selects the principal weights of sparse parameter
+/// `index`'s current weight (as [`lift_select`] with `opts`) and moves the
+/// parameter to them (as [`Optimizer::sparse_reindex`]): entries in both
+/// sets keep their optimizer state, new ones start at zero, and the weight
+/// is not changed. Returns a new set of the selected entries on `ctx`'s
+/// device (rebuild the [`backward_sparse`] calls with it) and the number of
+/// them that were in the parameter before. On failure nothing changes.
+///
+/// ```
+/// use s2ft::*;
+/// let ctx = Context::new().unwrap();
+/// let mut w = vec![6.0f32, 2.0, 3.0, 1.0]; // rank 1: [2, 1]^T [3, 1]
+/// let set = SparseSet::new(&ctx, 2, 2, &[1, 3]).unwrap();
+/// let mut opt = Optimizer::new(&ctx, &OptimizerOptions::default()).unwrap();
+/// let index = opt.add_sparse(TensorMut::matrix(&mut w, 2, 2).unwrap(), &set).unwrap();
+/// match lift_refresh(&ctx, &mut opt, index, &LiftOptions::new(1, LiftBudget::Count(2))) {
+///     Ok((fresh, kept)) => assert_eq!((fresh.indices().unwrap(), kept), (vec![0, 2], 0)), // |6| and |3|
+///     Err(e) => assert_eq!(e.kind(), ErrorKind::Unsupported), // a build without LAPACK
+/// };
+/// ```
+pub fn lift_refresh<'c>(ctx: &'c Context, opt: &mut Optimizer<'_>, index: usize, opts: &LiftOptions) -> Result<(SparseSet<'c>, usize)> {
+    let raw_opts = opts.to_raw()?;
+    let opt_raw = opt.raw();
+    let weight: *const sys::s2ft_tensor = opt.weight_raw(index)?;
+    let mut raw = ptr::null_mut();
+    let mut kept = 0i64;
+    // SAFETY: live context and optimizer (exclusively borrowed); the weight
+    // descriptor is the registered one; we own *raw on success.
+    check(unsafe { sys::s2ft_lift_refresh(ctx.raw, opt_raw, index as i64, weight, &raw_opts, &mut raw, &mut kept) })?;
+    Ok((SparseSet::from_raw(raw), kept as usize))
 }
 
 /// The entry count parameter-matched to LoRA of rank `lora_rank` on a

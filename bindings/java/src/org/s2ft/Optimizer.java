@@ -8,7 +8,9 @@ import org.s2ft.swig.s2ft_optimizer_options;
 /**
  * AdamW, SGD or SM3 on trained slices and sparse entries only (s2ft_optimizer). The optimizer keeps
  * the weights' memory, so parameters must be direct-buffer tensors; this
- * object also keeps a reference to them until it is closed.
+ * object also keeps a reference to them until it is closed. SpIEL schedules ({@link Spiel}) made
+ * for its parameters must be closed before it: {@link #close} throws {@code IllegalStateException}
+ * while one is open.
  */
 public final class Optimizer extends NativeHandle {
   public static final int ADAMW = 0, SGD = 1, SM3 = 2;
@@ -24,6 +26,7 @@ public final class Optimizer extends NativeHandle {
   }
 
   private final List<Tensor> params = new ArrayList<>();
+  private int openSchedules;
 
   /** Creates an optimizer with no parameters; throws S2ftException on bad options. */
   public Optimizer(Context ctx, Options options) {
@@ -53,6 +56,36 @@ public final class Optimizer extends NativeHandle {
   void destroy(long p) {
     S2ftNative.s2ft_optimizer_destroy(p);
     params.clear();
+  }
+
+  /** Destroys the optimizer; throws while a SpIEL schedule made for it is open (the schedule keeps it). */
+  @Override
+  public void close() {
+    if (openSchedules > 0)
+      throw new IllegalStateException("close the " + openSchedules + " SpIEL schedule(s) of this optimizer first");
+    super.close();
+  }
+
+  void scheduleOpened() {
+    ++openSchedules;
+  }
+
+  void scheduleClosed() {
+    --openSchedules;
+  }
+
+  /** The weight registered as parameter index (the tensor passed to addParam/addSparse). */
+  public Tensor param(int index) {
+    ptr(); // throws when closed
+    if (index < 0 || index >= params.size())
+      throw new S2ftException(S2ft.ERR_INVALID_ARGUMENT,
+          "param_index " + index + " is out of range [0, " + params.size() + ")");
+    return params.get(index);
+  }
+
+  /** The number of registered parameters. */
+  public int numParams() {
+    return params.size();
   }
 
   /** Registers the trained slice of a weight; returns its parameter index. */

@@ -10,4 +10,6 @@ final class S2ftNativeVersions {
   static final long SELECT_OPTIONS = S2ftNativeConstants.S2FT_SELECT_OPTIONS_VERSION;
   static final long OPTIMIZER_OPTIONS = S2ftNativeConstants.S2FT_OPTIMIZER_OPTIONS_VERSION;
   static final long LIFT_OPTIONS = S2ftNativeConstants.S2FT_LIFT_OPTIONS_VERSION;
+  static final long SPIEL_OPTIONS = S2ftNativeConstants.S2FT_SPIEL_OPTIONS_VERSION;
+  static final long SPIEL_STATS = S2ftNativeConstants.S2FT_SPIEL_STATS_VERSION;
 }

@@ -64,15 +64,8 @@ public final class SparseSet extends NativeHandle {
    */
   public static long[] liftSelect(Context ctx, Tensor w, int rank, long count, double density, boolean largest,
       int method, long seed) {
-    s2ft_lift_options o = new s2ft_lift_options();
+    s2ft_lift_options o = liftOptions(rank, count, density, largest, method, seed);
     try {
-      S2ftNative.s2ft_lift_options_init(o, S2ftNativeVersions.LIFT_OPTIONS);
-      o.setRank(rank);
-      o.setCount(count);
-      o.setDensity(density);
-      o.setOrder(largest ? 0 : 1);
-      o.setMethod(method);
-      o.setSeed(seed);
       long n = S2ftNative.s2ft_lift_select(ctx.ptr(), w, o, null);
       long[] out = new long[Math.toIntExact(n)];
       S2ftNative.s2ft_lift_select(ctx.ptr(), w, o, out);
@@ -80,6 +73,61 @@ public final class SparseSet extends NativeHandle {
     } finally {
       o.delete();
     }
+  }
+
+  /** What {@link #liftRefresh} returns: the new set (the caller's to close) and how many of its entries stayed. */
+  public static final class Refresh {
+    /** The selected entries, on the context's device; rebuild the backward calls with it. */
+    public final SparseSet set;
+    /** The number of the selected entries that were in the parameter before. */
+    public final long kept;
+
+    Refresh(SparseSet set, long kept) {
+      this.set = set;
+      this.kept = kept;
+    }
+  }
+
+  /**
+   * LIFT's mask refresh: selects the principal weights of the current weight of sparse parameter
+   * paramIndex of opt (as {@link #liftSelect} with these options) and moves the parameter to them (as
+   * {@link Optimizer#sparseReindex}): entries in both sets keep their optimizer state, new ones start
+   * at zero, and the weight is not changed. On failure (S2ftException) nothing changes.
+   */
+  public static Refresh liftRefresh(Context ctx, Optimizer opt, int paramIndex, int rank, long count, double density,
+      boolean largest, int method, long seed) {
+    Tensor weight = opt.param(paramIndex);
+    s2ft_lift_options o = liftOptions(rank, count, density, largest, method, seed);
+    try {
+      long[] kept = new long[1];
+      long set = S2ftNative.s2ft_lift_refresh(ctx.ptr(), opt.ptr(), paramIndex, weight, o, kept);
+      return new Refresh(new SparseSet(set), kept[0]);
+    } finally {
+      o.delete();
+    }
+  }
+
+  private static s2ft_lift_options liftOptions(int rank, long count, double density, boolean largest, int method,
+      long seed) {
+    s2ft_lift_options o = new s2ft_lift_options();
+    try {
+      S2ftNative.s2ft_lift_options_init(o, S2ftNativeVersions.LIFT_OPTIONS);
+    } catch (RuntimeException e) {
+      o.delete();
+      throw e;
+    }
+    o.setRank(rank);
+    o.setCount(count);
+    o.setDensity(density);
+    o.setOrder(largest ? 0 : 1);
+    o.setMethod(method);
+    o.setSeed(seed);
+    return o;
+  }
+
+  /** Takes ownership of a set the library made. */
+  static SparseSet adopt(long p) {
+    return new SparseSet(p);
   }
 
   /** (rows + cols) * loraRank, at most rows * cols: LIFT's count parameter-matched to LoRA of that rank. */
