@@ -28,6 +28,7 @@
 #include "cuda_sparse_backward.hpp"
 #include "cuda_spiel.hpp"
 #include "cuda_statistics.hpp"
+#include "cuda_svd.hpp"
 #include "train/optimizer.hpp"
 
 namespace s2ft {
@@ -303,24 +304,18 @@ void write_entries_op(backend::Instance *inst, const Matrix &w, const std::vecto
   write_weight_entries(ctx_of(inst), w, flat, host);
 }
 
-// LIFT's SVD has no device implementation yet (cuSOLVER gesvdj would be
-// the way); the core's documentation says how to get the selection.
-void lift_select(backend::Instance *, const Matrix &, const backend::LiftPlan &, std::vector<int64_t> *) {
-  fail(S2FT_ERR_UNSUPPORTED,
-       "LIFT selection is not implemented on CUDA contexts yet: copy the weight to the host and call "
-       "s2ft_lift_select with a CPU context (the indices then make a sparse set on any context)");
+// LIFT's selection: cuSOLVER's SVD (or the randomized method) in double,
+// ranked on the host by the CPU backend's top-k (cuda_svd.cu).
+void lift_select_op(backend::Instance *inst, const Matrix &w, const backend::LiftPlan &plan,
+                    std::vector<int64_t> *indices) {
+  lift_select(ctx_of(inst), w, plan, indices);
 }
 
 // ---- SORSA and LIFT's score for S2FT ---------------------------------------------------------
 
-// The split and the principal line norms need an SVD, which this backend
-// does not have yet (cuSOLVER would be the way); the core's documentation
-// says how to get them.
-void sorsa_init_op(backend::Instance *, const Matrix &, const Matrix &, const Matrix &, const Matrix &) {
-  fail(S2FT_ERR_UNSUPPORTED,
-       "SORSA's split (an SVD) is not implemented on CUDA contexts yet: split the weight with a CPU context "
-       "(s2ft_sorsa_init) and copy the residual and the factors to the device; forward, backward and the "
-       "regularizer run on CUDA");
+// The split and the principal line norms: cuSOLVER's SVD in double (cuda_svd.cu).
+void sorsa_init_op(backend::Instance *inst, const Matrix &w, const Matrix &u, const Matrix &s, const Matrix &vt) {
+  sorsa_init(ctx_of(inst), w, u, s, vt);
 }
 
 void sorsa_forward_op(backend::Instance *inst, const backend::SorsaFactors &f, const Matrix &x, const Matrix &y,
@@ -340,10 +335,9 @@ void sorsa_regularizer_op(backend::Instance *inst, const Matrix &u, const Matrix
   sorsa_regularizer(ctx_of(inst), u, vt, plan, du, dvt, norms);
 }
 
-void principal_line_norms_op(backend::Instance *, const Matrix &, int64_t, bool, std::vector<double> *) {
-  fail(S2FT_ERR_UNSUPPORTED,
-       "the principal-weight score (an SVD) is not implemented on CUDA contexts yet: record it in statistics made "
-       "on a CPU context (s2ft_statistics_add_principal with the weight on the host)");
+void principal_line_norms_op(backend::Instance *inst, const Matrix &w, int64_t rank, bool by_columns,
+                             std::vector<double> *out) {
+  principal_line_norms(ctx_of(inst), w, rank, by_columns, out);
 }
 
 backend::Ops make_table() {
@@ -385,7 +379,7 @@ backend::Ops make_table() {
   t.optimizer_reindex = &Entry<&optimizer_reindex>::call;
   t.sparse_set_create = &Entry<&sparse_set_create>::call;
   t.backward_sparse = &Entry<&backward_sparse_op>::call;
-  t.lift_select = &Entry<&lift_select>::call;
+  t.lift_select = &Entry<&lift_select_op>::call;
   t.dense_gradient = &Entry<&dense_gradient_op>::call;
   t.sparse_gradient_sums = &Entry<&sparse_gradient_sums_op>::call;
   t.read_entries = &Entry<&read_entries_op>::call;

@@ -22,6 +22,22 @@ void fail_cublas(cublasStatus_t st, const char *what) {
   fail(s, std::string("cuBLAS error ") + cublasGetStatusName(st) + " (" + cublasGetStatusString(st) + ") in " + what);
 }
 
+void fail_cusolver(cusolverStatus_t st, const char *what) {
+  const char *name = "an unlisted status";
+  switch (st) {
+    case CUSOLVER_STATUS_NOT_INITIALIZED: name = "CUSOLVER_STATUS_NOT_INITIALIZED"; break;
+    case CUSOLVER_STATUS_ALLOC_FAILED: name = "CUSOLVER_STATUS_ALLOC_FAILED"; break;
+    case CUSOLVER_STATUS_INVALID_VALUE: name = "CUSOLVER_STATUS_INVALID_VALUE"; break;
+    case CUSOLVER_STATUS_ARCH_MISMATCH: name = "CUSOLVER_STATUS_ARCH_MISMATCH"; break;
+    case CUSOLVER_STATUS_EXECUTION_FAILED: name = "CUSOLVER_STATUS_EXECUTION_FAILED"; break;
+    case CUSOLVER_STATUS_INTERNAL_ERROR: name = "CUSOLVER_STATUS_INTERNAL_ERROR"; break;
+    case CUSOLVER_STATUS_NOT_SUPPORTED: name = "CUSOLVER_STATUS_NOT_SUPPORTED"; break;
+    default: break;
+  }
+  const s2ft_status s = st == CUSOLVER_STATUS_ALLOC_FAILED ? S2FT_ERR_OUT_OF_MEMORY : S2FT_ERR_BACKEND;
+  fail(s, std::string("cuSOLVER error ") + name + " (status " + std::to_string(static_cast<int>(st)) + ") in " + what);
+}
+
 void fail_cusparse(cusparseStatus_t st, const char *what) {
   const s2ft_status s = st == CUSPARSE_STATUS_ALLOC_FAILED ? S2FT_ERR_OUT_OF_MEMORY : S2FT_ERR_BACKEND;
   fail(s, std::string("cuSPARSE error ") + cusparseGetErrorName(st) + " (" + cusparseGetErrorString(st) + ") in " +
@@ -72,6 +88,7 @@ void ContextDeleter::operator()(Context *ctx) const {
       if (s.done != nullptr) cudaEventDestroy(s.done);
       if (s.host != nullptr) cudaFreeHost(s.host);
     }
+    if (ctx->solver != nullptr) cusolverDnDestroy(ctx->solver);
     if (ctx->sparse != nullptr) cusparseDestroy(ctx->sparse);
     if (ctx->blas != nullptr) cublasDestroy(ctx->blas);
     if (cur >= 0) cudaSetDevice(cur);
@@ -103,6 +120,20 @@ ContextPtr create_context(int32_t device_id) {
 
 int32_t device_id(const Context &ctx) { return ctx.device; }
 
+cusolverDnHandle_t solver(Context &ctx) {
+  if (ctx.solver == nullptr) {
+    cusolverDnHandle_t h = nullptr;
+    S2FT_CUSOLVER_CHECK(cusolverDnCreate(&h));
+    const cusolverStatus_t st = cusolverDnSetStream(h, ctx.stream);
+    if (st != CUSOLVER_STATUS_SUCCESS) {
+      cusolverDnDestroy(h);
+      fail_cusolver(st, "cusolverDnSetStream(h, ctx.stream)");
+    }
+    ctx.solver = h;
+  }
+  return ctx.solver;
+}
+
 void set_stream(Context &ctx, void *stream) {
   DeviceGuard guard(ctx);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
@@ -117,6 +148,7 @@ void set_stream(Context &ctx, void *stream) {
   if (err != cudaSuccess) fail_cuda(err, "ordering the new stream after the old one");
   S2FT_CUBLAS_CHECK(cublasSetStream(ctx.blas, s));
   S2FT_CUSPARSE_CHECK(cusparseSetStream(ctx.sparse, s));
+  if (ctx.solver != nullptr) S2FT_CUSOLVER_CHECK(cusolverDnSetStream(ctx.solver, s));
   ctx.stream = s;
 }
 

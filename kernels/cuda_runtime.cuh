@@ -1,11 +1,12 @@
 // What every CUDA source of the backend shares: the context's definition,
-// error checks that turn CUDA, cuBLAS and cuSPARSE failures into library
+// error checks that turn CUDA, cuBLAS, cuSPARSE and cuSOLVER failures into library
 // statuses, the per-call scratch arena, stream-ordered device buffers and
 // the staging of small host arrays. Compiled by nvcc only.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 #include <cusparse.h>
 
 #include <array>
@@ -27,6 +28,7 @@ namespace cuda {
 [[noreturn]] void fail_cuda(cudaError_t err, const char *what);
 [[noreturn]] void fail_cublas(cublasStatus_t st, const char *what);
 [[noreturn]] void fail_cusparse(cusparseStatus_t st, const char *what);
+[[noreturn]] void fail_cusolver(cusolverStatus_t st, const char *what);
 
 #define S2FT_CUDA_CHECK(expr)                                          \
   do {                                                                 \
@@ -42,6 +44,11 @@ namespace cuda {
   do {                                                                           \
     const cusparseStatus_t s2ft_st_ = (expr);                                    \
     if (s2ft_st_ != CUSPARSE_STATUS_SUCCESS) ::s2ft::cuda::fail_cusparse(s2ft_st_, #expr); \
+  } while (0)
+#define S2FT_CUSOLVER_CHECK(expr)                                                \
+  do {                                                                           \
+    const cusolverStatus_t s2ft_st_ = (expr);                                    \
+    if (s2ft_st_ != CUSOLVER_STATUS_SUCCESS) ::s2ft::cuda::fail_cusolver(s2ft_st_, #expr); \
   } while (0)
 // After a kernel launch: launch-configuration errors are reported now;
 // faults inside the kernel surface at the next synchronising call.
@@ -65,6 +72,8 @@ struct Context : backend::Instance {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   cusparseHandle_t sparse = nullptr;
+  // cuSOLVER's dense handle, made on first use (solver()), bound to `stream`.
+  cusolverDnHandle_t solver = nullptr;
   int sm_count = 0;
   // Library-owned workspace (stream-ordered) or the caller's.
   void *own_ws = nullptr;
@@ -93,6 +102,12 @@ class DeviceGuard {
  private:
   int previous_ = -1;
 };
+
+// The context's cuSOLVER handle, created on the first call that needs one
+// (creating it costs memory and time that contexts without SVDs never
+// spend), on ctx's stream; destroyed with the context. The caller holds a
+// DeviceGuard for ctx.
+cusolverDnHandle_t solver(Context &ctx);
 
 // ---- per-call scratch ---------------------------------------------------------------
 

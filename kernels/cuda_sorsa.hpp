@@ -1,7 +1,7 @@
 // SORSA on CUDA (s2ft_sorsa_forward, s2ft_sorsa_backward,
 // s2ft_sorsa_regularizer(_step)) on views the core has already checked.
 // Plain C++: no CUDA types. The split (s2ft_sorsa_init) and the principal
-// line norms need an SVD, which this backend does not have yet.
+// line norms need an SVD: cuda_svd.hpp.
 #pragma once
 
 #include "backend/backend.hpp"

@@ -346,9 +346,13 @@ func TestModelFromCheckpointApplyFiles(t *testing.T) {
 	}
 	for l := 0; l < shape.NLayers; l++ {
 		w := must(model.Layer(l))
-		if w.Q != nil || w.K != nil || w.Gate != nil {
-			t.Fatal("q, k and gate are not the model's")
+		// A model from a checkpoint holds all seven projections; q, k and gate stay the checkpoint's.
+		if w.Q == nil || w.K == nil || w.Gate == nil {
+			t.Fatal("q, k and gate are missing from a model made from a checkpoint")
 		}
+		sameBits(t, "q", written[fmt.Sprintf("model.layers.%d.self_attn.q_proj.weight", l)], w.Q.Data())
+		sameBits(t, "k", written[fmt.Sprintf("model.layers.%d.self_attn.k_proj.weight", l)], w.K.Data())
+		sameBits(t, "gate", written[fmt.Sprintf("model.layers.%d.mlp.gate_proj.weight", l)], w.Gate.Data())
 		sameBits(t, "down", merged(t, written[weightName(l, TargetDown)], a, l, TargetDown, 1, d, f), w.Down.Data())
 		sameBits(t, "v", merged(t, written[weightName(l, TargetV)], a, l, TargetV, 1, kv, d), w.V.Data())
 		sameBits(t, "o", written[weightName(l, TargetO)], w.O.Data())

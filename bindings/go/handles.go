@@ -267,6 +267,66 @@ func (a *Adapter) Delta(layer, target int, out *Tensor) error {
 	return call(func() int { return capi.S2ft_adapter_delta(a.p, layer, target, out.ptr()) })
 }
 
+// SparseEntries are the unstructured sparse entries of one (layer, weight)
+// of an adapter (Adapter.Sparse).
+type SparseEntries struct {
+	Indices     []int64   // ascending base-order flat indices r*cols + c
+	Deltas      []float32 // the f32 delta of each index
+	Fingerprint uint64    // base fingerprint of the whole weight (0: unknown, or no entries)
+}
+
+// SetSparse sets the unstructured sparse entries of (layer, weight), weight
+// one of the Weight constants: strictly ascending base-order flat indices
+// r*cols + c and their delta (len(indices) elements, [count] or [1, count],
+// finite; copied to f32). base (may be nil) is the full base weight, for the
+// entries' fingerprint. No index may lie on a structured line of the same
+// (layer, weight). Empty indices remove the entries. A failed call changes
+// nothing.
+func (a *Adapter) SetSparse(layer, weight int, indices []int64, delta, base *Tensor) error {
+	if len(indices) == 0 {
+		return a.ClearSparse(layer, weight)
+	}
+	return call(func() int {
+		return capi.S2ft_adapter_set_sparse(a.p, layer, weight, &indices[0], int64(len(indices)), delta.ptr(), base.ptr())
+	})
+}
+
+// ClearSparse removes the sparse entries of (layer, weight).
+func (a *Adapter) ClearSparse(layer, weight int) error {
+	return call(func() int {
+		return capi.S2ft_adapter_set_sparse(a.p, layer, weight, nil, 0, capi.SwigcptrS2ft_tensor(0), capi.SwigcptrS2ft_tensor(0))
+	})
+}
+
+// Sparse returns the sparse entries of (layer, weight) (empty, fingerprint
+// 0, when there are none).
+func (a *Adapter) Sparse(layer, weight int) (SparseEntries, error) {
+	var n int64
+	var fp uint64
+	if err := call(func() int { return capi.S2ft_adapter_sparse(a.p, layer, weight, nil, nil, 0, &n, &fp) }); err != nil {
+		return SparseEntries{}, err
+	}
+	e := SparseEntries{Indices: make([]int64, n), Deltas: make([]float32, n)}
+	if n > 0 {
+		if err := call(func() int {
+			return capi.S2ft_adapter_sparse(a.p, layer, weight, &e.Indices[0], &e.Deltas[0], n, &n, &fp)
+		}); err != nil {
+			return SparseEntries{}, err
+		}
+		e.Indices, e.Deltas = e.Indices[:n], e.Deltas[:n]
+	}
+	e.Fingerprint = fp
+	return e, nil
+}
+
+// SparseInfo returns the weights with sparse entries in some layer (a mask
+// of WeightBit) and the number of sparse entries in all.
+func (a *Adapter) SparseInfo() (weights uint32, entries int64, err error) {
+	var mask uint
+	err = call(func() int { return capi.S2ft_adapter_sparse_info(a.p, &mask, &entries) })
+	return uint32(mask), entries, err
+}
+
 // Save writes the adapter as safetensors.
 func (a *Adapter) Save(path string) error {
 	return call(func() int { return capi.S2ft_adapter_save(a.p, path) })

@@ -59,6 +59,23 @@ const (
 // TargetBit is the bit of a target in a target mask.
 func TargetBit(t int) uint32 { return 1 << uint(t) }
 
+// The seven projection weights of a layer (S2FT_WEIGHT_*), in one id space
+// with the targets (the four targets keep their ids). Sparse adapter entries
+// (Adapter.SetSparse) name weights by these.
+const (
+	WeightO    = 0 // o_proj    [d_model, n_heads*head_dim]
+	WeightV    = 1 // v_proj    [n_kv_heads*head_dim, d_model]
+	WeightDown = 2 // down_proj [d_model, d_ff]
+	WeightUp   = 3 // up_proj   [d_ff, d_model]
+	WeightQ    = 4 // q_proj    [n_heads*head_dim, d_model]
+	WeightK    = 5 // k_proj    [n_kv_heads*head_dim, d_model]
+	WeightGate = 6 // gate_proj [d_ff, d_model]
+	NumWeights = 7
+)
+
+// WeightBit is the bit of a weight in a weight mask (Adapter.SparseInfo).
+func WeightBit(w int) uint32 { return 1 << uint(w) }
+
 // Error is a failed libs2ft call: Status is the S2FT_ERR_* code and Message
 // the library's message (s2ft_last_error), which names the argument.
 type Error struct {

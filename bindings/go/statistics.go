@@ -2,13 +2,15 @@ package s2ft
 
 import "s2ft.dev/s2ft/internal/capi"
 
-// Selection strategies (S2FT_STRATEGY_*), the paper's S2FT-R/W/A/S/G.
+// Selection strategies (S2FT_STRATEGY_*), the paper's S2FT-R/W/A/S/G and
+// LIFT's principal weights.
 const (
 	StrategyRandom     = 0 // uniform random from the seed
 	StrategyWeight     = 1 // norm of the unit's trained weight
 	StrategyActivation = 2 // norm of the unit's input activation
 	StrategyWeightAct  = 3 // weight norm x activation norm
 	StrategyGradient   = 4 // norm of the unit's weight gradient
+	StrategyPrincipal  = 5 // norm of the unit's lines in the rank-r SVD approximation (AddPrincipal)
 )
 
 // Selection order, budget allocation and head granularity (SelectOptions).
@@ -26,6 +28,7 @@ const (
 	StatWeight     = 0
 	StatActivation = 1
 	StatGradient   = 2
+	StatPrincipal  = 3 // Statistics.AddPrincipal
 )
 
 // Statistics are per-unit sums of squares (weight, activation and gradient
@@ -74,6 +77,16 @@ func (s *Statistics) AddActivation(layer, target int, x *Tensor) error {
 // dy [T, out] (dW = dy^T x).
 func (s *Statistics) AddGradient(layer, target int, x, dy *Tensor) error {
 	return call(func() int { return capi.S2ft_statistics_add_gradient(s.p, layer, target, x.ptr(), dy.ptr()) })
+}
+
+// AddPrincipal records LIFT's principal-weight score of target in layer for
+// StrategyPrincipal: each unit's sum of squares of its lines in the rank-rank
+// truncated SVD of the base-order weight (computed in double on the host;
+// rank in [1, min(rows, cols)]). It replaces an earlier principal record of
+// (layer, target). ErrUnsupported without LAPACK; on CUDA statistics the SVD
+// runs on the device (synchronises).
+func (s *Statistics) AddPrincipal(layer, target int, weight *Tensor, rank int) error {
+	return call(func() int { return capi.S2ft_statistics_add_principal(s.p, layer, target, weight.ptr(), rank) })
 }
 
 // Get returns the per-unit sums of squares of one statistic (StatWeight,

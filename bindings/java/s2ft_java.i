@@ -599,6 +599,30 @@ S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, cols)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, nnz)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, kept)  /* s2ft_lift_refresh */
 S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, rate)  /* s2ft_spiel_rate */
+/* s2ft_adapter_sparse: the fingerprint; s2ft_adapter_sparse_info: the weight
+ * mask and the entry count; s2ft_sorsa_regularizer(_step): the value. */
+S2FT_JAVA_ARRAY_OUT(uint64_t, jlongArray, long[], jlong, Long, fingerprint)
+S2FT_JAVA_ARRAY_OUT(uint32_t, jlongArray, long[], jlong, Long, weights)
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, entries)
+S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, value)
+
+/* s2ft_adapter_sparse: the indices and deltas written into nullable arrays
+ * (org.s2ft.Adapter passes a capacity no larger than their lengths). */
+%define S2FT_JAVA_ARRAY_BUFFER(CTYPE, JARRAY, JTYPE, JELEM, KIND, NAME)
+%typemap(jni) CTYPE *NAME "JARRAY"
+%typemap(jtype) CTYPE *NAME "JTYPE"
+%typemap(jstype) CTYPE *NAME "JTYPE"
+%typemap(javain) CTYPE *NAME "$javainput"
+%typemap(in) CTYPE *NAME %{
+  $1 = $input == NULL ? NULL : ($1_ltype)(*jenv)->Get##KIND##ArrayElements(jenv, $input, NULL);
+  if ($input != NULL && $1 == NULL) return $null;
+%}
+%typemap(freearg) CTYPE *NAME %{
+  if ($1 != NULL) (*jenv)->Release##KIND##ArrayElements(jenv, $input, (JELEM *)$1, 0);
+%}
+%enddef
+S2FT_JAVA_ARRAY_BUFFER(int64_t, jlongArray, long[], jlong, Long, indices)
+S2FT_JAVA_ARRAY_BUFFER(float, jfloatArray, float[], jfloat, Float, deltas)
 
 /* ---- tensors --------------------------------------------------------------- */
 %typemap(jni) const s2ft_tensor *, s2ft_tensor * "jobject"

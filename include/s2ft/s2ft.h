@@ -420,9 +420,9 @@ S2FT_API s2ft_status s2ft_statistics_add_gradient(s2ft_statistics *stats,
  * host (not in the context's device memory). Errors:
  * S2FT_ERR_INVALID_ARGUMENT (NULL, layer, target or rank out of range, a
  * non-finite value in w), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,
- * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK;
- * CUDA contexts: not implemented, use statistics made on a CPU context),
- * S2FT_ERR_BACKEND (the SVD did not converge).
+ * S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK),
+ * S2FT_ERR_BACKEND (the SVD did not converge). On statistics of a CUDA
+ * context the SVD is cuSOLVER's in double on the device (synchronises).
  */
 S2FT_API s2ft_status s2ft_statistics_add_principal(s2ft_statistics *stats,
                                                    int32_t layer, int32_t target,
@@ -1033,9 +1033,13 @@ S2FT_API s2ft_status s2ft_lift_options_init(s2ft_lift_options *opts, uint32_t ve
  * outside (0, 1]; count above rows * cols; order, method, oversampling
  * or power_iterations out of range; capacity below k), S2FT_ERR_SHAPE,
  * S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
- * S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK; CUDA contexts:
- * not implemented yet, copy the weight to the host and use a CPU
- * context), S2FT_ERR_BACKEND (the SVD did not converge).
+ * S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK), S2FT_ERR_BACKEND
+ * (the SVD did not converge). On a CUDA context the SVD (or the
+ * randomized method, with the same sketch) runs in double on the device
+ * through cuSOLVER and cuBLAS, and W_r is ranked on the host by the CPU's
+ * code: the same ties and order, and the same entries wherever the SVD is
+ * well defined (synchronises; device memory as on the CPU, in scratch, plus
+ * W_r's rows * cols doubles on the host).
  */
 S2FT_API s2ft_status s2ft_lift_select(s2ft_context *ctx, const s2ft_tensor *w,
                                       const s2ft_lift_options *opts, int64_t *indices,
@@ -1083,9 +1087,11 @@ S2FT_API int64_t s2ft_lift_count_for_lora_rank(int64_t rows, int64_t cols, int64
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, rank out of range, a non-finite
  * value in w, overlapping tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE (u, s,
  * vt not f32), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,
- * S2FT_ERR_UNSUPPORTED (a build without LAPACK; CUDA contexts: not
- * implemented, split the weight with a CPU context and copy the results),
- * S2FT_ERR_BACKEND (the SVD did not converge). On failure w is unchanged.
+ * S2FT_ERR_UNSUPPORTED (a build without LAPACK), S2FT_ERR_BACKEND (the
+ * SVD did not converge). On failure w is unchanged. On a CUDA context the
+ * SVD is cuSOLVER's in double on the device, the signs are fixed on the
+ * host by the same rule and the residual is formed on the device
+ * (synchronises).
  */
 S2FT_API s2ft_status s2ft_sorsa_init(s2ft_context *ctx, s2ft_tensor *w, int32_t rank,
                                      s2ft_tensor *u, s2ft_tensor *s, s2ft_tensor *vt);
@@ -1202,8 +1208,8 @@ S2FT_API s2ft_status s2ft_sorsa_regularizer_step(s2ft_context *ctx, s2ft_tensor 
  * weight; the options, as s2ft_lift_select; an entry trained by another
  * parameter of the same weight), S2FT_ERR_DEVICE (ctx not on the
  * optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (as
- * s2ft_lift_select: CUDA contexts, builds without LAPACK),
- * S2FT_ERR_BACKEND.
+ * s2ft_lift_select: builds without LAPACK), S2FT_ERR_BACKEND. Works on
+ * CUDA contexts as s2ft_lift_select does (synchronises).
  */
 S2FT_API s2ft_status s2ft_lift_refresh(s2ft_context *ctx, s2ft_optimizer *opt, int64_t param_index,
                                        const s2ft_tensor *weight, const s2ft_lift_options *opts,

@@ -158,4 +158,25 @@ inline bool bit_equal(const HostMatrix &a, const HostMatrix &b) {
   return std::memcmp(a.bytes.data(), b.bytes.data(), static_cast<size_t>(a.rows * a.cols) * a.elem()) == 0;
 }
 
+// A [rows, cols] matrix with a clear spectral gap, so that its leading
+// singular subspaces (and, with distinct values, its leading singular
+// vectors up to sign) are well defined and an SVD on the device agrees
+// with the CPU's to rounding: sum over k < strong of 3 * 0.6^k a_k b_k^T
+// (a_k, b_k uniform in [-1, 1]) plus uniform noise of size `noise`.
+inline HostMatrix spectral_gap_matrix(s2ft_test::Random &rng, int32_t dtype, int64_t rows, int64_t cols, int strong,
+                                      double noise = 0.01) {
+  std::vector<double> a(static_cast<size_t>(rows * strong)), b(static_cast<size_t>(cols * strong));
+  for (double &v : a) v = rng.uniform();
+  for (double &v : b) v = rng.uniform();
+  HostMatrix m(dtype, rows, cols);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double v = noise * rng.uniform(), sigma = 3.0;
+      for (int k = 0; k < strong; ++k, sigma *= 0.6)
+        v += sigma * a[static_cast<size_t>(i * strong + k)] * b[static_cast<size_t>(j * strong + k)];
+      m.set(i, j, static_cast<float>(v));
+    }
+  return m;
+}
+
 }  // namespace s2ft_gpu

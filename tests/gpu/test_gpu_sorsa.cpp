@@ -3,10 +3,13 @@
 // dx NULL, every accumulate flag onto non-zero data) over f32/f16/bf16 and
 // odd shapes with compact and padded (strided) operands; the regularizer
 // (value, gradients, accumulate, the unsquared form) and its decoupled
-// step; and the calls that need an SVD (init, principal statistics), which
-// CUDA contexts refuse with S2FT_ERR_UNSUPPORTED.
+// step; and the calls that need an SVD (cuSOLVER on CUDA): the split
+// (factors and residual) and the principal statistics against the CPU's on
+// odd shapes of both orientations with a clear spectral gap.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -153,23 +156,95 @@ TEST(GpuSorsaRegularizer, MatchesCpu) {
   }
 }
 
-TEST(GpuSorsaSvd, InitAndPrincipalAreUnsupported) {
+// s2ft_sorsa_init on a CUDA context against a CPU context: the factors
+// (same sign rule) within f32 rounding, the residual within its dtype's
+// rounding (relative to its largest entry), on padded device operands.
+TEST(GpuSorsaSvd, InitMatchesCpu) {
+  S2FT_REQUIRE_GPU();
+  GpuContext g;
+  s2ft_test::Context cpu;
+  struct Shape {
+    int64_t out, in;
+    int32_t r;
+    int32_t dtype;
+  };
+  // in >= out (gesvd on W^T), out > in (gesvd on W), square; odd sizes.
+  const Shape shapes[] = {{29, 47, 3, S2FT_F32}, {53, 21, 2, S2FT_F32}, {33, 33, 4, S2FT_BF16}, {45, 19, 1, S2FT_F16}};
+  for (const Shape &c : shapes) {
+    Random rng(static_cast<uint64_t>(c.out * 101 + c.in * 7 + c.r));
+    const HostMatrix w = s2ft_gpu::spectral_gap_matrix(rng, c.dtype, c.out, c.in, c.r + 2);
+    HostMatrix hw = w, hu(S2FT_F32, c.out, c.r), hs(S2FT_F32, 1, c.r), hvt(S2FT_F32, c.r, c.in);
+    ASSERT_EQ(s2ft_sorsa_init(cpu.ctx, &hw.t, c.r, &hu.t, &hs.t, &hvt.t), S2FT_OK) << s2ft_last_error();
+    DeviceMatrix dw(w, c.in + 3), du(S2FT_F32, c.out, c.r, c.r + 1), ds(S2FT_F32, 1, c.r),
+        dvt(S2FT_F32, c.r, c.in, c.in + 2);
+    ASSERT_EQ(s2ft_sorsa_init(g.ctx, &dw.t, c.r, &du.t, &ds.t, &dvt.t), S2FT_OK) << s2ft_last_error();
+    g.sync();
+    const std::string what = std::string(dtype_label(c.dtype)) + " [" + std::to_string(c.out) + ", " +
+                             std::to_string(c.in) + "] r " + std::to_string(c.r);
+    EXPECT_LT(max_rel_diff(ds.download(), hs), 1e-6) << what;
+    EXPECT_LT(max_rel_diff(du.download(), hu), 1e-5) << what;
+    EXPECT_LT(max_rel_diff(dvt.download(), hvt), 1e-5) << what;
+    EXPECT_LT(max_rel_diff(dw.download(), hw), c.dtype == S2FT_F32 ? 1e-3 : 2e-2) << what;
+  }
+}
+
+// A non-finite weight is refused and nothing is written.
+TEST(GpuSorsaSvd, InitRefusesNonFiniteWeight) {
   S2FT_REQUIRE_GPU();
   Random rng(3);
-  const HostMatrix w = random_matrix(rng, S2FT_F32, 12, 12);
+  HostMatrix w = random_matrix(rng, S2FT_F32, 12, 12);
+  w.set(5, 2, NAN);
   GpuContext g;
-  ASSERT_NE(g.ctx, nullptr);
   DeviceMatrix dw(w), du(S2FT_F32, 12, 2), ds(S2FT_F32, 1, 2), dvt(S2FT_F32, 2, 12);
-  EXPECT_EQ(s2ft_sorsa_init(g.ctx, &dw.t, 2, &du.t, &ds.t, &dvt.t), S2FT_ERR_UNSUPPORTED);
-  EXPECT_NE(std::string(s2ft_last_error()).find("CPU context"), std::string::npos) << s2ft_last_error();
+  EXPECT_EQ(s2ft_sorsa_init(g.ctx, &dw.t, 2, &du.t, &ds.t, &dvt.t), S2FT_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(s2ft_last_error()).find("(5, 2)"), std::string::npos) << s2ft_last_error();
   g.sync();
   EXPECT_TRUE(s2ft_gpu::bit_equal(dw.download(), w)) << "w changed";
-  const s2ft_model_shape shape{1, 12, 4, 2, 3, 10};
-  s2ft_statistics *st = nullptr;
-  ASSERT_EQ(s2ft_statistics_create(g.ctx, &shape, &st), S2FT_OK) << s2ft_last_error();
-  EXPECT_EQ(s2ft_statistics_add_principal(st, 0, S2FT_TARGET_O, &dw.t, 2), S2FT_ERR_UNSUPPORTED);
-  EXPECT_NE(std::string(s2ft_last_error()).find("CPU context"), std::string::npos) << s2ft_last_error();
-  s2ft_statistics_destroy(st);
+}
+
+// s2ft_statistics_add_principal on statistics of a CUDA context against a
+// CPU context's: the per-unit sums of the rank-r approximation's squared
+// line norms, for every target (columns for O and DOWN, rows for V and UP),
+// whose shapes cover both orientations.
+TEST(GpuSorsaSvd, PrincipalStatisticsMatchCpu) {
+  S2FT_REQUIRE_GPU();
+  GpuContext g;
+  s2ft_test::Context cpu;
+  const s2ft_model_shape shape{1, 37, 5, 1, 7, 61};  // O [37, 35], DOWN [37, 61], V [7, 37], UP [61, 37]
+  s2ft_statistics *cs = nullptr, *gs = nullptr;
+  ASSERT_EQ(s2ft_statistics_create(cpu.ctx, &shape, &cs), S2FT_OK) << s2ft_last_error();
+  ASSERT_EQ(s2ft_statistics_create(g.ctx, &shape, &gs), S2FT_OK) << s2ft_last_error();
+  struct Target {
+    int32_t target;
+    int64_t rows, cols;
+    int32_t rank;
+    int32_t dtype;
+  };
+  const Target targets[] = {{S2FT_TARGET_O, 37, 35, 3, S2FT_F32},
+                            {S2FT_TARGET_DOWN, 37, 61, 2, S2FT_BF16},
+                            {S2FT_TARGET_V, 7, 37, 2, S2FT_F32},
+                            {S2FT_TARGET_UP, 61, 37, 4, S2FT_F16}};
+  for (const Target &t : targets) {
+    Random rng(static_cast<uint64_t>(500 + t.target));
+    const HostMatrix w = s2ft_gpu::spectral_gap_matrix(rng, t.dtype, t.rows, t.cols, t.rank + 2);
+    DeviceMatrix dw(w, t.cols + 1);
+    ASSERT_EQ(s2ft_statistics_add_principal(cs, 0, t.target, &w.t, t.rank), S2FT_OK) << s2ft_last_error();
+    ASSERT_EQ(s2ft_statistics_add_principal(gs, 0, t.target, &dw.t, t.rank), S2FT_OK) << s2ft_last_error();
+    int64_t nc = 0, ng = 0;
+    ASSERT_EQ(s2ft_statistics_get(cs, 0, t.target, S2FT_STAT_PRINCIPAL, nullptr, 0, &nc), S2FT_OK)
+        << s2ft_last_error();
+    std::vector<double> vc(static_cast<size_t>(nc)), vg(static_cast<size_t>(nc), -1.0);
+    ASSERT_EQ(s2ft_statistics_get(cs, 0, t.target, S2FT_STAT_PRINCIPAL, vc.data(), nc, &nc), S2FT_OK);
+    ASSERT_EQ(s2ft_statistics_get(gs, 0, t.target, S2FT_STAT_PRINCIPAL, vg.data(), nc, &ng), S2FT_OK)
+        << s2ft_last_error();
+    ASSERT_EQ(ng, nc);
+    double scale = 0.0;
+    for (double v : vc) scale = std::max(scale, std::fabs(v));
+    for (size_t i = 0; i < vc.size(); ++i)
+      EXPECT_NEAR(vg[i], vc[i], 1e-9 * scale) << "target " << t.target << " unit " << i;
+  }
+  s2ft_statistics_destroy(cs);
+  s2ft_statistics_destroy(gs);
 }
 
 }  // namespace

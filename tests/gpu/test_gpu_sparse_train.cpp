@@ -1,8 +1,11 @@
 // Unstructured sparse training on CUDA against the CPU backend: sparse sets,
 // the SDDMM backward (gradient and dx, accumulation, 16-bit inputs, strided
 // views), and the optimizer on sparse entries (AdamW with ages, SM3,
-// reindexing). LIFT selection is refused on CUDA with its message.
+// reindexing). LIFT selection (exact and randomized SVD, largest and
+// smallest, count and density, f32/bf16, compact and padded weights, both
+// orientations of odd shapes) gives the CPU context's indices.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gpu/gpu_support.hpp"
@@ -104,19 +107,68 @@ TEST(GpuSparseOptimizer, AdamWWithAgesAndSm3MatchCpu) {
   }
 }
 
-TEST(GpuLift, RefusedWithItsReason) {
+// The same weight on a CPU and a CUDA context selects the same entries:
+// the SVD (exact: cuSOLVER's gesvd; randomized: the same sketch, cuBLAS
+// and cuSOLVER's QR) agrees to rounding on weights with a clear spectral
+// gap, and the ranking is the CPU's own code, so the indices are equal.
+TEST(GpuLift, SelectMatchesCpu) {
   S2FT_REQUIRE_GPU();
   GpuContext g;
-  HostMatrix W(S2FT_F32, 4, 5);
-  Random rng(3);
-  W.fill_random(rng);
+  Context c;
+  struct Shape {
+    int64_t rows, cols, rank;
+  };
+  // in >= out (gesvd on W^T), out > in (gesvd on W), square; odd sizes.
+  const Shape shapes[] = {{37, 61, 3}, {67, 29, 2}, {45, 45, 1}, {23, 31, 5}};
+  int n_case = 0;
+  for (const Shape &sh : shapes)
+    for (int32_t dtype : {S2FT_F32, S2FT_BF16})
+      for (int32_t method : {S2FT_LIFT_EXACT, S2FT_LIFT_RANDOMIZED})
+        for (int32_t order : {S2FT_ORDER_LARGEST, S2FT_ORDER_SMALLEST}) {
+          ++n_case;
+          Random rng(900 + static_cast<uint64_t>(n_case));
+          const HostMatrix W = s2ft_gpu::spectral_gap_matrix(rng, dtype, sh.rows, sh.cols, static_cast<int>(sh.rank) + 2);
+          DeviceMatrix dw(W, n_case % 2 == 0 ? sh.cols + 3 : sh.cols);  // padded rows every other case
+          s2ft_lift_options o;
+          ASSERT_S2FT_OK(s2ft_lift_options_init(&o, S2FT_LIFT_OPTIONS_VERSION));
+          o.rank = static_cast<int32_t>(sh.rank);
+          if (n_case % 3 == 0)
+            o.density = 0.07;
+          else
+            o.count = 1 + (sh.rows * sh.cols) / 9;
+          o.method = method;
+          o.order = order;
+          o.oversampling = 4;
+          o.power_iterations = 2;
+          o.seed = 17 + static_cast<uint64_t>(n_case);
+          int64_t n_cpu = 0, n_gpu = 0;
+          ASSERT_S2FT_OK(s2ft_lift_select(c.ctx, &W.t, &o, nullptr, 0, &n_cpu));
+          std::vector<int64_t> cpu(static_cast<size_t>(n_cpu)), gpu(static_cast<size_t>(n_cpu), -1);
+          ASSERT_S2FT_OK(s2ft_lift_select(c.ctx, &W.t, &o, cpu.data(), n_cpu, &n_cpu));
+          ASSERT_S2FT_OK(s2ft_lift_select(g.ctx, &dw.t, &o, gpu.data(), n_cpu, &n_gpu));
+          EXPECT_EQ(n_gpu, n_cpu);
+          EXPECT_EQ(gpu, cpu) << "case " << n_case << ": [" << sh.rows << ", " << sh.cols << "] rank " << sh.rank
+                              << " dtype " << dtype << " method " << method << " order " << order;
+          g.sync();
+          EXPECT_TRUE(s2ft_gpu::bit_equal(dw.download(), W)) << "the weight changed, case " << n_case;
+        }
+}
+
+// A non-finite weight is refused as on the CPU, naming the first position.
+TEST(GpuLift, NonFiniteWeightRefused) {
+  S2FT_REQUIRE_GPU();
+  GpuContext g;
+  Random rng(5);
+  HostMatrix W = s2ft_gpu::spectral_gap_matrix(rng, S2FT_F32, 9, 13, 2);
+  W.set(4, 7, NAN);
+  W.set(6, 1, INFINITY);
   DeviceMatrix dw(W);
   s2ft_lift_options o;
   ASSERT_S2FT_OK(s2ft_lift_options_init(&o, S2FT_LIFT_OPTIONS_VERSION));
   o.rank = 1;
   o.count = 3;
   int64_t idx[3], n = 0;
-  EXPECT_S2FT_ERROR(s2ft_lift_select(g.ctx, &dw.t, &o, idx, 3, &n), S2FT_ERR_UNSUPPORTED, "CPU context");
+  EXPECT_S2FT_ERROR(s2ft_lift_select(g.ctx, &dw.t, &o, idx, 3, &n), S2FT_ERR_INVALID_ARGUMENT, "(4, 7)");
 }
 
 }  // namespace

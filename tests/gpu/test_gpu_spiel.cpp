@@ -4,7 +4,7 @@
 // give the same sets, the same statistics and the same weight bytes
 // (dropped entries restored to their base bytes), and training goes on
 // alike; the dense gradient is formed in tiles across a large weight.
-// LIFT's refresh is refused on CUDA with its reason.
+// LIFT's refresh on CUDA gives the CPU's new set, kept count and weight.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -261,32 +261,82 @@ TEST(GpuSpiel, DenseGradientAcrossTiles) {
   s2ft_sparse_set_destroy(set);
 }
 
-TEST(GpuSpiel, LiftRefreshRefusedWithItsReason) {
+// s2ft_lift_refresh on a CUDA context re-selects the CPU context's entries
+// (the SVD agrees to rounding on a weight with a clear spectral gap, and
+// the ranking is the CPU's code), keeps as many, and moves the optimizer
+// parameter alike: the next steps change the same entries the same way.
+TEST(GpuSpiel, LiftRefreshMatchesCpu) {
   S2FT_REQUIRE_GPU();
   GpuContext g;
-  HostMatrix W(S2FT_F32, 4, 5);
-  Random rng(3);
-  W.fill_random(rng);
-  DeviceMatrix dw(W);
-  const std::vector<int64_t> idx = {0, 1, 2};
-  s2ft_sparse_set *set = nullptr;
-  ASSERT_S2FT_OK(s2ft_sparse_set_create(g.ctx, 4, 5, idx.data(), 3, &set));
-  s2ft_optimizer_options oo;
-  ASSERT_S2FT_OK(s2ft_optimizer_options_init(&oo, S2FT_OPTIMIZER_OPTIONS_VERSION));
-  s2ft_optimizer *opt = nullptr;
-  ASSERT_S2FT_OK(s2ft_optimizer_create(g.ctx, &oo, &opt));
-  int64_t index = -1;
-  ASSERT_S2FT_OK(s2ft_optimizer_add_sparse(opt, &dw.t, set, &index));
-  s2ft_lift_options o;
-  ASSERT_S2FT_OK(s2ft_lift_options_init(&o, S2FT_LIFT_OPTIONS_VERSION));
-  o.rank = 1;
-  o.count = 3;
-  s2ft_sparse_set *ns = nullptr;
-  EXPECT_S2FT_ERROR(s2ft_lift_refresh(g.ctx, opt, index, &dw.t, &o, &ns, nullptr), S2FT_ERR_UNSUPPORTED,
-                    "CPU context");
-  EXPECT_EQ(ns, nullptr);
-  s2ft_optimizer_destroy(opt);
-  s2ft_sparse_set_destroy(set);
+  Context c;
+  struct Shape {
+    int64_t rows, cols;
+    int32_t method;
+  };
+  const Shape shapes[] = {{19, 33, S2FT_LIFT_EXACT}, {41, 17, S2FT_LIFT_EXACT}, {27, 35, S2FT_LIFT_RANDOMIZED}};
+  for (const Shape &sh : shapes) {
+    Random rng(static_cast<uint64_t>(31 * sh.rows + sh.cols));
+    const HostMatrix W0 = s2ft_gpu::spectral_gap_matrix(rng, S2FT_F32, sh.rows, sh.cols, 4);
+    const int64_t size = sh.rows * sh.cols;
+    const std::vector<int64_t> idx = s2ft_test::shuffled_lines(rng, size, size / 8);
+    std::vector<int64_t> sorted = idx;
+    std::sort(sorted.begin(), sorted.end());
+    const int64_t n0 = static_cast<int64_t>(sorted.size());
+    HostMatrix G(S2FT_F32, static_cast<int64_t>(1), n0);
+    G.fill_random(rng);
+
+    HostMatrix Wc = W0;
+    DeviceMatrix dw(W0);
+    DeviceMatrix dg(G);
+    s2ft_optimizer_options oo;
+    ASSERT_S2FT_OK(s2ft_optimizer_options_init(&oo, S2FT_OPTIMIZER_OPTIONS_VERSION));
+    s2ft_sparse_set *cset = nullptr, *gset = nullptr;
+    ASSERT_S2FT_OK(s2ft_sparse_set_create(c.ctx, sh.rows, sh.cols, sorted.data(), n0, &cset));
+    ASSERT_S2FT_OK(s2ft_sparse_set_create(g.ctx, sh.rows, sh.cols, sorted.data(), n0, &gset));
+    s2ft_optimizer *copt = nullptr, *gopt = nullptr;
+    ASSERT_S2FT_OK(s2ft_optimizer_create(c.ctx, &oo, &copt));
+    ASSERT_S2FT_OK(s2ft_optimizer_create(g.ctx, &oo, &gopt));
+    int64_t ci = -1, gi = -1;
+    ASSERT_S2FT_OK(s2ft_optimizer_add_sparse(copt, &Wc.t, cset, &ci));
+    ASSERT_S2FT_OK(s2ft_optimizer_add_sparse(gopt, &dw.t, gset, &gi));
+    // One step on the old set, so the refresh moves optimizer state.
+    ASSERT_S2FT_OK(s2ft_optimizer_step(copt, 0.01, &G.t, 1, nullptr));
+    ASSERT_S2FT_OK(s2ft_optimizer_step(gopt, 0.01, &dg.t, 1, nullptr));
+
+    s2ft_lift_options o;
+    ASSERT_S2FT_OK(s2ft_lift_options_init(&o, S2FT_LIFT_OPTIONS_VERSION));
+    o.rank = 3;
+    o.count = n0;
+    o.method = sh.method;
+    o.oversampling = 5;
+    o.seed = 77;
+    s2ft_sparse_set *cnew = nullptr, *gnew = nullptr;
+    int64_t ckept = -1, gkept = -1;
+    ASSERT_S2FT_OK(s2ft_lift_refresh(c.ctx, copt, ci, &Wc.t, &o, &cnew, &ckept));
+    ASSERT_S2FT_OK(s2ft_lift_refresh(g.ctx, gopt, gi, &dw.t, &o, &gnew, &gkept));
+    ASSERT_NE(gnew, nullptr);
+    EXPECT_EQ(gkept, ckept);
+    std::vector<int64_t> cidx(static_cast<size_t>(n0)), gidx(static_cast<size_t>(n0), -1);
+    ASSERT_S2FT_OK(s2ft_sparse_set_indices(cnew, cidx.data(), n0));
+    ASSERT_S2FT_OK(s2ft_sparse_set_indices(gnew, gidx.data(), n0));
+    EXPECT_EQ(gidx, cidx) << "[" << sh.rows << ", " << sh.cols << "] method " << sh.method;
+    // Training goes on alike on the new entries.
+    for (int step = 0; step < 2; ++step) {
+      G.fill_random(rng);
+      g.sync();  // the last step may still read dg
+      dg.upload(G);
+      ASSERT_S2FT_OK(s2ft_optimizer_step(copt, 0.01, &G.t, 1, nullptr));
+      ASSERT_S2FT_OK(s2ft_optimizer_step(gopt, 0.01, &dg.t, 1, nullptr));
+    }
+    g.sync();
+    EXPECT_LT(s2ft_gpu::max_rel_diff(dw.download(), Wc), 1e-5);
+    s2ft_optimizer_destroy(copt);
+    s2ft_optimizer_destroy(gopt);
+    s2ft_sparse_set_destroy(cnew);
+    s2ft_sparse_set_destroy(gnew);
+    s2ft_sparse_set_destroy(cset);
+    s2ft_sparse_set_destroy(gset);
+  }
 }
 
 }  // namespace

@@ -14,9 +14,9 @@
 //                Y = A Omega; q times: Y = A orth(A^T orth(Y));
 //                Q = orth(Y) [m, l], B = Q^T A [l, n] = Ub S V^T (dgesdd),
 //                A_r = (Q Ub_r S_r) V_r^T
-// Then the k entries of largest (or smallest) |W_r|: the k-th value tau is
-// found by a radix select over the bits of the doubles (non-negative
-// doubles order like their bit patterns), every entry beyond tau is taken,
+// Then the k entries of largest (or smallest) |W_r| (backend/lift_common.hpp,
+// shared with the CUDA backend): the k-th value tau is found by a radix
+// select over the bits of the doubles, every entry beyond tau is taken,
 // and the entries equal to tau by ascending index until k are taken. So
 // ties go to the lower index and no sort or index array of rows * cols is
 // needed. Memory: the weight in double, plus U (exact: m * min(m, n)
@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/lift_common.hpp"
 #include "common/error.hpp"
-#include "common/rng.hpp"
 
 #ifdef S2FT_HAVE_LAPACK
 extern "C" {
@@ -49,50 +49,6 @@ void dgemm_(const char *transa, const char *transb, const int *m, const int *n, 
 namespace s2ft {
 namespace cpu {
 namespace {
-
-// The k-th largest (or smallest) of n non-negative doubles, by a radix
-// select on their bit patterns, 16 bits per pass.
-double kth_value(const double *v, int64_t n, int64_t k, bool largest) {
-  uint64_t prefix = 0, mask = 0;
-  int64_t rank = k;  // the rank still to find among the entries matching prefix
-  std::vector<int64_t> counts(65536);
-  for (int shift = 48; shift >= 0; shift -= 16) {
-    std::fill(counts.begin(), counts.end(), 0);
-    for (int64_t i = 0; i < n; ++i) {
-      uint64_t b;
-      std::memcpy(&b, &v[i], 8);
-      if ((b & mask) == prefix) ++counts[static_cast<size_t>((b >> shift) & 0xffffu)];
-    }
-    for (int d = 0; d < 65536; ++d) {
-      const int digit = largest ? 65535 - d : d;
-      const int64_t c = counts[static_cast<size_t>(digit)];
-      if (rank <= c) {
-        prefix |= static_cast<uint64_t>(digit) << shift;
-        break;
-      }
-      rank -= c;
-    }
-    mask |= uint64_t{0xffff} << shift;
-  }
-  double out;
-  std::memcpy(&out, &prefix, 8);
-  return out;
-}
-
-// The flat indices of the k largest (smallest) scores, ascending; ties to the lower index.
-std::vector<int64_t> top_k(const double *score, int64_t n, int64_t k, bool largest) {
-  const double tau = kth_value(score, n, k, largest);
-  int64_t beyond = 0;  // strictly better than tau: all taken
-  for (int64_t i = 0; i < n; ++i) beyond += largest ? score[i] > tau : score[i] < tau;
-  int64_t ties = k - beyond;  // entries equal to tau to take, lowest indices first
-  std::vector<int64_t> out;
-  out.reserve(static_cast<size_t>(k));
-  for (int64_t i = 0; i < n; ++i) {
-    const bool better = largest ? score[i] > tau : score[i] < tau;
-    if (better || (score[i] == tau && ties-- > 0)) out.push_back(i);
-  }
-  return out;
-}
 
 #ifdef S2FT_HAVE_LAPACK
 
@@ -162,25 +118,11 @@ void low_rank(int m, int n, int r, const double *left, const std::vector<double>
   gemm('N', 'N', m, n, r, us.data(), m, vt.data(), p, a, m);
 }
 
-// Standard normal samples (Box-Muller over the library's generator).
-std::vector<double> gaussian(uint64_t seed, size_t count) {
-  Rng rng(seed);
-  std::vector<double> v(count);
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  for (size_t i = 0; i < count; i += 2) {
-    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();  // u1 in (0, 1]
-    const double radius = std::sqrt(-2.0 * std::log(u1));
-    v[i] = radius * std::cos(kTwoPi * u2);
-    if (i + 1 < count) v[i + 1] = radius * std::sin(kTwoPi * u2);
-  }
-  return v;
-}
-
 // A (column-major [m, n], in `a`) <- A_r by the randomized method.
 void randomized_low_rank(int m, int n, const backend::LiftPlan &plan, double *a) {
   const int r = static_cast<int>(plan.rank);
   const int l = static_cast<int>(std::min<int64_t>(plan.rank + plan.oversampling, std::min(m, n)));
-  const std::vector<double> omega = gaussian(plan.seed, static_cast<size_t>(n) * static_cast<size_t>(l));
+  const std::vector<double> omega = backend::lift_gaussian(plan.seed, static_cast<size_t>(n) * static_cast<size_t>(l));
   std::vector<double> y(static_cast<size_t>(m) * static_cast<size_t>(l)), z(static_cast<size_t>(n) * static_cast<size_t>(l));
   gemm('N', 'N', m, l, n, a, m, omega.data(), n, y.data(), m);  // Y = A Omega
   for (int64_t it = 0; it < plan.power_iterations; ++it) {
@@ -229,7 +171,7 @@ void lift_select(backend::Instance *, const Matrix &w, const backend::LiftPlan &
     low_rank(m, n, r, u.data(), s, vt, std::min(m, n), a.data());
   }
   for (double &v : a) v = std::fabs(v);
-  *indices = top_k(a.data(), static_cast<int64_t>(size), plan.count, plan.largest);
+  *indices = backend::top_k(a.data(), static_cast<int64_t>(size), plan.count, plan.largest);
 #endif
 }
 

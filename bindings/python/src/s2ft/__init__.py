@@ -13,7 +13,10 @@ the front of the weights, and back-propagates through those slices only.
 - :class:`SparseDelta`: unstructured sparse deltas (CSR) on a context's device.
 - :class:`SparseSet`, :func:`backward_sparse`, :func:`lift_select`: unstructured sparse
   training (LIFT, SpIEL) with gradients at the trained entries only;
-  :func:`lift_refresh` (LIFT's mask refresh) and :class:`Spiel` (SpIEL's schedule).
+  :func:`lift_refresh` (LIFT's mask refresh) and :class:`Spiel` (SpIEL's schedule);
+  sparse entries of any :class:`Weight` in an adapter (:meth:`Adapter.set_sparse`).
+- :func:`sorsa_init`, :func:`sorsa_forward`, :func:`sorsa_backward`, :func:`sorsa_regularizer`:
+  SORSA's trained singular vectors and values.
 
 Tensors are any objects with ``__dlpack__`` (NumPy, PyTorch, JAX, CuPy),
 passed zero-copy (see :mod:`s2ft.tensor`). Failures raise
@@ -26,7 +29,7 @@ from . import _capi
 from ._library import api as _api
 from ._library import bundled as _bundled
 from ._library import path as _path
-from .adapter import Adapter, forward_mixed
+from .adapter import Adapter, SparseEntries, SparseInfo, forward_mixed
 from .checkpoint import Checkpoint, CheckpointTensor, TensorInfo
 from .context import Context, device_count
 from .enums import (
@@ -47,6 +50,7 @@ from .enums import (
     Strategy,
     StatKind,
     Target,
+    Weight,
 )
 from .errors import (
     BackendError,
@@ -70,6 +74,7 @@ from .optimizer import Optimizer
 from .partial import Slice, backward_partial, forward_partial
 from .selection import Selection, select
 from .shape import ModelShape
+from .sorsa import sorsa_backward, sorsa_forward, sorsa_init, sorsa_regularizer, sorsa_regularizer_step
 from .sparse import SparseDelta
 from .sparse_train import (
     SparseSet,
@@ -123,10 +128,11 @@ __all__ = [
     "FileIOError", "FormatError", "HeadGranularity", "InternalError", "InvalidArgumentError",
     "LayerWeights", "LiftMethod", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
     "OutOfMemoryError", "PermKind", "S2FTError", "Selection", "ShapeError", "Slice", "SparseDelta", "SparseSet",
-    "Spiel", "SpielDecay", "SpielMaSource", "SpielRegrow", "SpielStats", "StatKind", "StateError", "Statistics", "Strategy", "Target", "TensorInfo", "TensorView",
+    "SparseEntries", "SparseInfo", "Spiel", "SpielDecay", "SpielMaSource", "SpielRegrow", "SpielStats", "StatKind", "StateError",
+    "Statistics", "Strategy", "Target", "TensorInfo", "TensorView", "Weight",
     "UnsupportedError", "VERSION_NUMBER", "as_tensor", "backward_partial", "backward_sparse", "clear_error",
     "device_count", "forward_mixed", "forward_partial", "last_error", "library_is_bundled",
     "library_path", "lift_count_for_lora_rank", "lift_refresh", "lift_select", "live_handles", "permute", "select",
-    "spiel_rate", "status_string", "version",
+    "sorsa_backward", "sorsa_forward", "sorsa_init", "sorsa_regularizer", "sorsa_regularizer_step", "spiel_rate", "status_string", "version",
     "version_string",
 ]

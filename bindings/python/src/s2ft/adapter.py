@@ -1,5 +1,6 @@
 """Adapter: what fine-tuning changed (base-order lines and their f32 deltas), and mixed-adapter serving."""
 
+import collections
 import collections.abc
 import ctypes
 import math
@@ -10,13 +11,28 @@ from ._convert import decode, double_array, enum_arg, float_arg, int64_array, in
 from ._handle import Handle, live
 from ._library import api as _api
 from .context import borrow, context_arg, dlpack_stream
-from .enums import Target
+from .enums import Target, Weight
 from .errors import check, invalid, state_error
 from .shape import ModelShape, shape_arg
 from .tensor import Borrowed
 from .weights import fill_layer_weights
 
 _TRAINED = ("o", "v", "down", "up")
+
+#: The sparse entries of one (layer, weight) of an adapter (Adapter.sparse): ascending base-order flat
+#: indices (a list), their f32 deltas (a NumPy array) and the base fingerprint of the whole weight (0: unknown).
+SparseEntries = collections.namedtuple("SparseEntries", ["indices", "deltas", "fingerprint"])
+
+#: What Adapter.sparse_info() reports: the Weights with sparse entries in some layer (a tuple) and the number of
+#: sparse entries in all.
+SparseInfo = collections.namedtuple("SparseInfo", ["weights", "entries"])
+
+
+def _weight_arg(weight):
+    """A Weight argument: a Weight, a Target (same id), its int value or its name."""
+    if isinstance(weight, Target):
+        return Weight(int(weight))
+    return enum_arg(weight, Weight, "weight")
 
 
 def _scale_arg(scale, name="scale"):
@@ -81,7 +97,8 @@ class Adapter(Handle):
     """Per (layer, target): the trained lines in base order, their f32 delta and base fingerprints (s2ft_adapter).
 
     Deltas are [out, k] for column targets (O, DOWN) and [k, in] for row
-    targets (V, UP). Made empty (``Adapter(shape, name, default_scale)``)
+    targets (V, UP). An adapter may also hold unstructured sparse entries of
+    any of a layer's seven Weights (set_sparse(), sparse(), sparse_info()). Made empty (``Adapter(shape, name, default_scale)``)
     and filled with set(), or by from_training(), load() and fuse(). An
     adapter applied to a Model is kept alive by it and must not be changed
     (set() raises StateError) until it is removed.
@@ -271,6 +288,61 @@ class Adapter(Handle):
         with Borrowed() as b:
             check(_api.s2ft_adapter_delta(res.ptr, layer, int(target), b.pointer(out, "out", writable=True)))
         return out
+
+    def set_sparse(self, layer, weight, indices, delta, base=None):
+        """Sets the unstructured sparse entries of (layer, ``weight``: a Weight, or a Target): strictly ascending base-order flat
+        indices r * cols + c and their ``delta`` (CPU; ``len(indices)`` elements, [count] or [1, count], finite;
+        copied to f32).
+
+        ``base`` is the full base weight (base order) for the entries' fingerprint, or None (never checked). No
+        index may lie on a structured line of the same (layer, weight). Empty ``indices`` (with delta None)
+        removes the entries. A failed call changes nothing.
+        """
+        res = self._live()
+        self._check_unapplied("Adapter.set_sparse")
+        layer = int32_arg(layer, "layer")
+        weight = _weight_arg(weight)
+        array = int64_array(indices, "indices")
+        with Borrowed() as b:
+            pd = b.pointer(delta, "delta") if len(array) else None
+            pb = b.pointer(base, "base") if len(array) else None
+            check(_api.s2ft_adapter_set_sparse(res.ptr, layer, int(weight), array if len(array) else None,
+                                               len(array), pd, pb))
+
+    def clear_sparse(self, layer, weight):
+        """Removes the sparse entries of (layer, weight)."""
+        self.set_sparse(layer, weight, [], None)
+
+    def sparse(self, layer, weight):
+        """The sparse entries of (layer, Weight ``weight``) as SparseEntries(indices, deltas, fingerprint).
+
+        Empty (and fingerprint 0) when there are none. ``deltas`` is a NumPy f32 array.
+        """
+        import numpy  # only needed for the result
+
+        res = self._live()
+        layer = int32_arg(layer, "layer")
+        weight = _weight_arg(weight)
+        count = ctypes.c_int64()
+        fingerprint = ctypes.c_uint64()
+        check(_api.s2ft_adapter_sparse(res.ptr, layer, int(weight), None, None, 0, ctypes.byref(count),
+                                       ctypes.byref(fingerprint)))
+        n = count.value
+        indices = (ctypes.c_int64 * n)()
+        deltas = numpy.empty(n, numpy.float32)
+        if n:
+            check(_api.s2ft_adapter_sparse(res.ptr, layer, int(weight), indices,
+                                           deltas.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n,
+                                           ctypes.byref(count), ctypes.byref(fingerprint)))
+        return SparseEntries(list(indices), deltas, fingerprint.value)
+
+    def sparse_info(self):
+        """SparseInfo(weights, entries): the Weights with sparse entries in some layer and the entries in all."""
+        res = self._live()
+        mask = ctypes.c_uint32()
+        entries = ctypes.c_int64()
+        check(_api.s2ft_adapter_sparse_info(res.ptr, ctypes.byref(mask), ctypes.byref(entries)))
+        return SparseInfo(tuple(w for w in Weight if mask.value & w.bit), entries.value)
 
     @property
     def metadata(self):

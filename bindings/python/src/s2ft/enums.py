@@ -44,6 +44,27 @@ class Target(enum.IntEnum):
         return Axis.COLUMNS if self in (Target.O, Target.DOWN) else Axis.ROWS
 
 
+class Weight(enum.IntEnum):
+    """The seven projection weights of a layer (S2FT_WEIGHT_*), in one id space with Target (the four targets keep their ids).
+
+    Unstructured sparse entries of an adapter (Adapter.set_sparse) name
+    weights by these.
+    """
+
+    O = _capi.S2FT_WEIGHT_O  # noqa: E741 (the header's name)
+    V = _capi.S2FT_WEIGHT_V
+    DOWN = _capi.S2FT_WEIGHT_DOWN
+    UP = _capi.S2FT_WEIGHT_UP
+    Q = _capi.S2FT_WEIGHT_Q
+    K = _capi.S2FT_WEIGHT_K
+    GATE = _capi.S2FT_WEIGHT_GATE
+
+    @property
+    def bit(self):
+        """This weight's bit in a weight mask (S2FT_WEIGHT_BIT)."""
+        return 1 << int(self)
+
+
 class Axis(enum.IntEnum):
     """Slice axes: trained columns (inputs) or rows (outputs) of W."""
 
@@ -57,16 +78,18 @@ class StatKind(enum.IntEnum):
     WEIGHT = _capi.S2FT_STAT_WEIGHT
     ACTIVATION = _capi.S2FT_STAT_ACTIVATION
     GRADIENT = _capi.S2FT_STAT_GRADIENT
+    PRINCIPAL = _capi.S2FT_STAT_PRINCIPAL
 
 
 class Strategy(enum.IntEnum):
-    """Selection strategies (the paper's S2FT-R/W/A/S/G)."""
+    """Selection strategies (the paper's S2FT-R/W/A/S/G, and LIFT's principal weights: Statistics.add_principal)."""
 
     RANDOM = _capi.S2FT_STRATEGY_RANDOM
     WEIGHT = _capi.S2FT_STRATEGY_WEIGHT
     ACTIVATION = _capi.S2FT_STRATEGY_ACTIVATION
     WEIGHT_ACT = _capi.S2FT_STRATEGY_WEIGHT_ACT
     GRADIENT = _capi.S2FT_STRATEGY_GRADIENT
+    PRINCIPAL = _capi.S2FT_STRATEGY_PRINCIPAL
 
 
 class Order(enum.IntEnum):

@@ -15,8 +15,6 @@ from .shape import shape_arg
 from .tensor import TensorView
 from .weights import WEIGHT_NAMES, LayerWeights, fill_layer_weights
 
-_TRAINED = ("o", "v", "down", "up")
-
 
 class _BorrowedResource:
     """The handle of an adapter the model owns (from apply_files): usable only while the model still has it applied."""
@@ -60,8 +58,9 @@ class Model(Handle):
     """A model over the caller's base weights (borrowed, edited in place); at most one adapter applied.
 
     ``Model(ctx, shape, layers, perm=None)``: ``layers`` has one LayerWeights
-    per layer (o, v, down and up of every target an adapter touches; other
-    weights are ignored); ``perm`` is the Selection whose permuted order
+    per layer (any of the seven weights; every weight an adapter touches
+    must be given: o, v, down and up for structured entries, any weight for
+    sparse entries); ``perm`` is the Selection whose permuted order
     the weights are in. The model keeps the weights (their memory must stay
     in place), its context, its checkpoint and the applied adapter alive
     until closed. Closing leaves an applied adapter merged (remove() first
@@ -83,7 +82,7 @@ class Model(Handle):
         layers = list(layers)
         with borrow(ctx_res) as b:
             raw_layers = (_capi.s2ft_layer_weights * max(len(layers), 1))(
-                *[fill_layer_weights(b, w, "layers[%d]" % i, True, _TRAINED) for i, w in enumerate(layers)])
+                *[fill_layer_weights(b, w, "layers[%d]" % i, True) for i, w in enumerate(layers)])
             if len(layers) != shape.n_layers:
                 raise invalid("Model: %d layers given; the shape has %d" % (len(layers), shape.n_layers))
             raw = ctypes.c_void_p()
@@ -95,7 +94,7 @@ class Model(Handle):
 
     @classmethod
     def from_checkpoint(cls, ctx, checkpoint, shape=None, perm=None):
-        """A model over a Checkpoint's o, v, down and up weights (copy-on-write views into its files; CPU context).
+        """A model over a Checkpoint's seven projection weights per layer (copy-on-write views into its files; CPU context).
 
         Applying an adapter changes the checkpoint's contents in this
         process, never the files; Checkpoint.write() then writes the merged
@@ -215,7 +214,7 @@ class Model(Handle):
                               segment_adapter, scales, res.attached["perm"])
 
     def layer(self, index):
-        """The o, v, down and up weights of layer ``index`` as the model holds them (TensorViews; others None).
+        """The weights of layer ``index`` as the model holds them (TensorViews; None for weights it was made without).
 
         The views keep the model (and so its weights) alive.
         """

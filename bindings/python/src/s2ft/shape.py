@@ -5,7 +5,7 @@ import dataclasses
 
 from . import _capi
 from ._library import api as _api
-from .enums import Target
+from .enums import Weight
 from .errors import check, invalid
 
 _INT32_MAX = 2**31 - 1
@@ -48,16 +48,19 @@ class ModelShape:
         check(_api.s2ft_model_shape_check(ctypes.byref(raw)))
 
     def weight_shape(self, target):
-        """The [out, in] shape of the weight a Target trains (o_proj, v_proj, down_proj or up_proj)."""
-        target = Target(target)
+        """The [out, in] shape of a Target's weight (o_proj, v_proj, down_proj or up_proj) or of any Weight."""
+        weight = Weight(int(target))
         heads = self.n_heads * self.head_dim
         kv = self.n_kv_heads * self.head_dim
         return {
-            Target.O: (self.d_model, heads),
-            Target.V: (kv, self.d_model),
-            Target.DOWN: (self.d_model, self.d_ff),
-            Target.UP: (self.d_ff, self.d_model),
-        }[target]
+            Weight.O: (self.d_model, heads),
+            Weight.V: (kv, self.d_model),
+            Weight.DOWN: (self.d_model, self.d_ff),
+            Weight.UP: (self.d_ff, self.d_model),
+            Weight.Q: (heads, self.d_model),
+            Weight.K: (kv, self.d_model),
+            Weight.GATE: (self.d_ff, self.d_model),
+        }[weight]
 
 
 def shape_arg(value, name="shape"):

@@ -12,7 +12,7 @@ from .shape import shape_arg
 
 
 class Statistics(Handle):
-    """Weight, activation and gradient norms per unit (head or channel), gathered during calibration.
+    """Weight, activation, gradient and principal-weight norms per unit (head or channel), gathered during calibration.
 
     Lives in the context's device memory; keeps the context alive. On CUDA
     the add_* calls are queued on the context's stream (tensors must stay
@@ -54,6 +54,22 @@ class Statistics(Handle):
         with borrow(res.attached["context"]) as b:
             check(_api.s2ft_statistics_add_gradient(res.ptr, layer, int(target), b.pointer(x, "x"),
                                                     b.pointer(dy, "dy")))
+
+    def add_principal(self, layer, target, weight, rank):
+        """Records LIFT's principal-weight score of ``target`` in ``layer`` for Strategy.PRINCIPAL.
+
+        Each unit's sum of squares of its lines in the rank-``rank`` truncated
+        SVD of the base-order ``weight`` (computed in double on the host; rank
+        in [1, min(rows, cols)]). Replaces an earlier principal record for the
+        same (layer, target). UnsupportedError in builds without LAPACK; on
+        CUDA statistics the SVD runs on the device (synchronises).
+        """
+        res = self._live()
+        layer = int32_arg(layer, "layer")
+        target = enum_arg(target, Target, "target")
+        rank = int32_arg(rank, "rank")
+        with borrow(res.attached["context"]) as b:
+            check(_api.s2ft_statistics_add_principal(res.ptr, layer, int(target), b.pointer(weight, "weight"), rank))
 
     def get(self, layer, target, kind):
         """The per-unit sums of squares of one StatKind for (layer, target), as a list of floats."""

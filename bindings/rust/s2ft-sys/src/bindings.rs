@@ -393,9 +393,9 @@ extern "C" {
     #[doc = " host (not in the context's device memory). Errors:"]
     #[doc = " S2FT_ERR_INVALID_ARGUMENT (NULL, layer, target or rank out of range, a"]
     #[doc = " non-finite value in w), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE, S2FT_ERR_DEVICE,"]
-    #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK;"]
-    #[doc = " CUDA contexts: not implemented, use statistics made on a CPU context),"]
-    #[doc = " S2FT_ERR_BACKEND (the SVD did not converge)."]
+    #[doc = " S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (a build without LAPACK),"]
+    #[doc = " S2FT_ERR_BACKEND (the SVD did not converge). On statistics of a CUDA"]
+    #[doc = " context the SVD is cuSOLVER's in double on the device (synchronises)."]
     pub fn s2ft_statistics_add_principal(
         stats: *mut s2ft_statistics,
         layer: i32,
@@ -943,9 +943,13 @@ extern "C" {
     #[doc = " outside (0, 1]; count above rows * cols; order, method, oversampling"]
     #[doc = " or power_iterations out of range; capacity below k), S2FT_ERR_SHAPE,"]
     #[doc = " S2FT_ERR_DTYPE, S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
-    #[doc = " S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK; CUDA contexts:"]
-    #[doc = " not implemented yet, copy the weight to the host and use a CPU"]
-    #[doc = " context), S2FT_ERR_BACKEND (the SVD did not converge)."]
+    #[doc = " S2FT_ERR_UNSUPPORTED (a CPU build without LAPACK), S2FT_ERR_BACKEND"]
+    #[doc = " (the SVD did not converge). On a CUDA context the SVD (or the"]
+    #[doc = " randomized method, with the same sketch) runs in double on the device"]
+    #[doc = " through cuSOLVER and cuBLAS, and W_r is ranked on the host by the CPU's"]
+    #[doc = " code: the same ties and order, and the same entries wherever the SVD is"]
+    #[doc = " well defined (synchronises; device memory as on the CPU, in scratch, plus"]
+    #[doc = " W_r's rows * cols doubles on the host)."]
     pub fn s2ft_lift_select(
         ctx: *mut s2ft_context,
         w: *const s2ft_tensor,
@@ -976,9 +980,11 @@ extern "C" {
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, rank out of range, a non-finite"]
     #[doc = " value in w, overlapping tensors), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE (u, s,"]
     #[doc = " vt not f32), S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY,"]
-    #[doc = " S2FT_ERR_UNSUPPORTED (a build without LAPACK; CUDA contexts: not"]
-    #[doc = " implemented, split the weight with a CPU context and copy the results),"]
-    #[doc = " S2FT_ERR_BACKEND (the SVD did not converge). On failure w is unchanged."]
+    #[doc = " S2FT_ERR_UNSUPPORTED (a build without LAPACK), S2FT_ERR_BACKEND (the"]
+    #[doc = " SVD did not converge). On failure w is unchanged. On a CUDA context the"]
+    #[doc = " SVD is cuSOLVER's in double on the device, the signs are fixed on the"]
+    #[doc = " host by the same rule and the residual is formed on the device"]
+    #[doc = " (synchronises)."]
     pub fn s2ft_sorsa_init(
         ctx: *mut s2ft_context,
         w: *mut s2ft_tensor,
@@ -1116,8 +1122,8 @@ extern "C" {
     #[doc = " weight; the options, as s2ft_lift_select; an entry trained by another"]
     #[doc = " parameter of the same weight), S2FT_ERR_DEVICE (ctx not on the"]
     #[doc = " optimizer's device), S2FT_ERR_OUT_OF_MEMORY, S2FT_ERR_UNSUPPORTED (as"]
-    #[doc = " s2ft_lift_select: CUDA contexts, builds without LAPACK),"]
-    #[doc = " S2FT_ERR_BACKEND."]
+    #[doc = " s2ft_lift_select: builds without LAPACK), S2FT_ERR_BACKEND. Works on"]
+    #[doc = " CUDA contexts as s2ft_lift_select does (synchronises)."]
     pub fn s2ft_lift_refresh(
         ctx: *mut s2ft_context,
         opt: *mut s2ft_optimizer,

@@ -12,7 +12,7 @@ use crate::error::{check, Error, Result};
 use crate::partial::require_len;
 use crate::path::{c_name, c_path};
 use crate::selection::Selection;
-use crate::shape::{ModelShape, Target};
+use crate::shape::{ModelShape, Target, Weight};
 use crate::tensor::{TensorMut, TensorRef};
 use crate::weights::LayerWeightsRef;
 
@@ -25,6 +25,27 @@ pub struct AdapterInfo {
     pub default_scale: f64,
     /// Mask of targets with an entry in some layer.
     pub targets: u32,
+}
+
+/// The unstructured sparse entries of one (layer, weight) of an adapter
+/// ([`Adapter::sparse`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparseEntries {
+    /// Ascending base-order flat indices `r * cols + c`.
+    pub indices: Vec<i64>,
+    /// The f32 delta of each index.
+    pub deltas: Vec<f32>,
+    /// The base fingerprint of the whole weight (0: unknown, or no entries).
+    pub fingerprint: u64,
+}
+
+/// What [`Adapter::sparse_info`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SparseInfo {
+    /// Mask of [`Weight::bit`] of the weights with sparse entries in some layer.
+    pub weights: u32,
+    /// The number of sparse entries in all.
+    pub entries: i64,
 }
 
 /// Options of [`Adapter::export_peft`]; `Default` matches the C defaults
@@ -160,6 +181,70 @@ impl Adapter {
         let mut out = vec![0.0f32; rows * cols];
         self.delta(layer, target, &mut TensorMut::matrix(&mut out, rows, cols)?)?;
         Ok(out)
+    }
+
+    /// Sets the unstructured sparse entries of (layer, weight): strictly
+    /// ascending base-order flat indices `r * cols + c` and their `delta`
+    /// (`indices.len()` elements, `[count]` or `[1, count]`, every value
+    /// finite; copied to f32). `base` is the full base weight, for the
+    /// entries' fingerprint, or `None` (never checked). No index may lie on
+    /// a structured line of the same (layer, weight). An empty `indices`
+    /// removes the entries (see also [`Adapter::clear_sparse`]). A failed
+    /// call changes nothing.
+    ///
+    /// ```
+    /// use s2ft::*;
+    /// let shape = ModelShape { n_layers: 1, d_model: 2, n_heads: 1, n_kv_heads: 1, head_dim: 2, d_ff: 3 };
+    /// let mut a = Adapter::new(&shape, "sparse", 1.0).unwrap();
+    /// a.set_sparse(0, Weight::Q, &[1, 2], &TensorRef::new(&[0.25, -0.5], &[2]).unwrap(), None).unwrap();
+    /// let e = a.sparse(0, Weight::Q).unwrap();
+    /// assert_eq!((e.indices, e.deltas, e.fingerprint), (vec![1, 2], vec![0.25, -0.5], 0));
+    /// assert_eq!(a.sparse_info().unwrap(), SparseInfo { weights: Weight::Q.bit(), entries: 2 });
+    /// let err = a.set_sparse(0, Weight::Q, &[2, 1], &TensorRef::new(&[1.0, 1.0], &[2]).unwrap(), None).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// ```
+    pub fn set_sparse(&mut self, layer: i32, weight: Weight, indices: &[i64], delta: &TensorRef<'_>, base: Option<&TensorRef<'_>>) -> Result<()> {
+        if indices.is_empty() {
+            return self.clear_sparse(layer, weight);
+        }
+        let base = base.map_or(ptr::null(), |b| &b.raw as *const _);
+        // SAFETY: exclusive access (no model can hold a shared borrow now);
+        // indices has indices.len() values; tensors borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_set_sparse(self.raw, layer, weight.to_raw(), indices.as_ptr(), indices.len() as i64, &delta.raw, base) })
+    }
+
+    /// Removes the sparse entries of (layer, weight) (none is not an error).
+    pub fn clear_sparse(&mut self, layer: i32, weight: Weight) -> Result<()> {
+        // SAFETY: count 0 with NULL indices, delta and base removes the entries.
+        check(unsafe { sys::s2ft_adapter_set_sparse(self.raw, layer, weight.to_raw(), ptr::null(), 0, ptr::null(), ptr::null()) })
+    }
+
+    /// The sparse entries of (layer, weight): ascending indices, their f32
+    /// deltas and the base fingerprint (all empty / 0 when there are none).
+    pub fn sparse(&self, layer: i32, weight: Weight) -> Result<SparseEntries> {
+        let mut n = 0i64;
+        let mut fingerprint = 0u64;
+        // SAFETY: indices and deltas NULL ask for the count.
+        check(unsafe { sys::s2ft_adapter_sparse(self.raw, layer, weight.to_raw(), ptr::null_mut(), ptr::null_mut(), 0, &mut n, &mut fingerprint) })?;
+        let mut indices = vec![0i64; n as usize];
+        let mut deltas = vec![0.0f32; n as usize];
+        if n > 0 {
+            // SAFETY: both buffers have capacity n; the adapter cannot
+            // change in between (&self).
+            check(unsafe { sys::s2ft_adapter_sparse(self.raw, layer, weight.to_raw(), indices.as_mut_ptr(), deltas.as_mut_ptr(), n, &mut n, &mut fingerprint) })?;
+            indices.truncate(n as usize);
+            deltas.truncate(n as usize);
+        }
+        Ok(SparseEntries { indices, deltas, fingerprint })
+    }
+
+    /// The weights with sparse entries in some layer (a mask of
+    /// [`Weight::bit`]) and the number of sparse entries in all.
+    pub fn sparse_info(&self) -> Result<SparseInfo> {
+        let (mut weights, mut entries) = (0u32, 0i64);
+        // SAFETY: live handle, valid out pointers.
+        check(unsafe { sys::s2ft_adapter_sparse_info(self.raw, &mut weights, &mut entries) })?;
+        Ok(SparseInfo { weights, entries })
     }
 
     /// Saves the adapter as safetensors (written atomically).

@@ -18,7 +18,11 @@
 //! - [`SparseSet`], [`backward_sparse`], [`lift_select`]: unstructured sparse
 //!   training (LIFT, SpIEL) with gradients at the trained entries only;
 //!   [`Optimizer::add_sparse`] and [`Optimizer::sparse_reindex`];
-//!   [`lift_refresh`] (LIFT's mask refresh) and [`Spiel`] (SpIEL's schedule).
+//!   [`lift_refresh`] (LIFT's mask refresh) and [`Spiel`] (SpIEL's schedule);
+//!   sparse entries of any of a layer's seven [`Weight`]s in an adapter
+//!   ([`Adapter::set_sparse`]).
+//! - [`sorsa_init`], [`sorsa_forward`], [`sorsa_backward`],
+//!   [`sorsa_regularizer`]: SORSA's trained singular vectors and values.
 //!
 //! Threads: handles are `Send` where they hold no context (selections,
 //! adapters, checkpoints) and so is a [`Context`], but nothing is `Sync`: the library
@@ -43,6 +47,7 @@ mod partial;
 mod path;
 mod selection;
 mod shape;
+mod sorsa;
 mod sparse;
 mod sparse_train;
 mod spiel;
@@ -52,7 +57,7 @@ mod weights;
 
 use std::ffi::CStr;
 
-pub use adapter::{forward_mixed, Adapter, AdapterInfo, PeftExportOptions};
+pub use adapter::{forward_mixed, Adapter, AdapterInfo, PeftExportOptions, SparseEntries, SparseInfo};
 pub use checkpoint::{Checkpoint, CheckpointTensor, CheckpointTensorMut, TensorInfo, WriteOptions};
 pub use context::{device_count, Context, ContextOptions, DeltaPath, DeviceType};
 pub use error::{clear_error, last_error, status_string, Error, ErrorKind, Result};
@@ -60,7 +65,8 @@ pub use model::{ApplyOptions, Model};
 pub use optimizer::{Optimizer, OptimizerKind, OptimizerOptions};
 pub use partial::{backward_partial, forward_partial, Accumulate, Axis, Slice};
 pub use selection::{Allocation, HeadGranularity, IndexKind, IndexOrder, Order, PermKind, SelectOptions, Selection, Strategy};
-pub use shape::{ModelShape, Target};
+pub use shape::{ModelShape, Target, Weight};
+pub use sorsa::{sorsa_backward, sorsa_forward, sorsa_init, sorsa_regularizer, sorsa_regularizer_step, SorsaFlags};
 pub use sparse::SparseDelta;
 pub use sparse_train::{backward_sparse, lift_count_for_lora_rank, lift_refresh, lift_select, LiftBudget, LiftMethod, LiftOptions, SparseSet};
 pub use spiel::{Spiel, SpielDecay, SpielMaSource, SpielOptions, SpielRegrow, SpielStats};

@@ -92,7 +92,7 @@ impl<'a> Model<'a> {
         Ok(Model { raw, _weights: layers, _raw_layers: raw_layers, applied: Applied::None, _ctx: PhantomData })
     }
 
-    /// A model over a checkpoint's o, v, down and up weights, as views into
+    /// A model over a checkpoint's seven projection weights, as views into
     /// it: applying an adapter changes the checkpoint's contents in this
     /// process (copy-on-write, never the files), and [`Checkpoint::write`]
     /// then writes the merged model. The model borrows the checkpoint
@@ -127,8 +127,9 @@ impl<'a> Model<'a> {
         Ok(Model { raw, _weights: Vec::new(), _raw_layers: Vec::new(), applied: Applied::None, _ctx: PhantomData })
     }
 
-    /// The o, v, down and up weights of `layer` as the model holds them
-    /// (q, k and gate are `None`), for running the layer's forward pass
+    /// The weights of `layer` as the model holds them (`None` for a weight
+    /// the model was made without; a model from a checkpoint holds all
+    /// seven projections), for running the layer's forward pass
     /// (e.g. [`forward_mixed`](crate::forward_mixed) over the base weights).
     /// They include the applied adapter, if any.
     pub fn layer(&self, layer: i32) -> Result<LayerWeightsRef<'_>> {

@@ -12,7 +12,7 @@ use crate::statistics::Statistics;
 use std::path::Path;
 
 c_enum! {
-    /// How units are scored (the paper's S2FT-R/W/A/S/G).
+    /// How units are scored (the paper's S2FT-R/W/A/S/G, and LIFT's principal weights).
     Strategy {
         /// Uniform random from the seed.
         Random = sys::S2FT_STRATEGY_RANDOM,
@@ -24,6 +24,9 @@ c_enum! {
         WeightAct = sys::S2FT_STRATEGY_WEIGHT_ACT,
         /// Norm of the unit's weight gradient.
         Gradient = sys::S2FT_STRATEGY_GRADIENT,
+        /// Norm of the unit's lines in the rank-r SVD approximation W_r
+        /// (LIFT's principal weights; [`Statistics::add_principal`]).
+        Principal = sys::S2FT_STRATEGY_PRINCIPAL,
     }
 }
 

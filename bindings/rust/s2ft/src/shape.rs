@@ -96,3 +96,73 @@ impl Target {
         1u32 << self.to_raw()
     }
 }
+
+c_enum! {
+    /// One of the seven projection weights of a layer (`S2FT_WEIGHT_*`), in
+    /// one id space with [`Target`] (the four targets keep their ids).
+    /// Unstructured sparse entries of an adapter ([`Adapter::set_sparse`](crate::Adapter::set_sparse))
+    /// name weights by these.
+    Weight {
+        /// o_proj `[d_model, n_heads*head_dim]`.
+        O = sys::S2FT_WEIGHT_O,
+        /// v_proj `[n_kv_heads*head_dim, d_model]`.
+        V = sys::S2FT_WEIGHT_V,
+        /// down_proj `[d_model, d_ff]`.
+        Down = sys::S2FT_WEIGHT_DOWN,
+        /// up_proj `[d_ff, d_model]`.
+        Up = sys::S2FT_WEIGHT_UP,
+        /// q_proj `[n_heads*head_dim, d_model]`.
+        Q = sys::S2FT_WEIGHT_Q,
+        /// k_proj `[n_kv_heads*head_dim, d_model]`.
+        K = sys::S2FT_WEIGHT_K,
+        /// gate_proj `[d_ff, d_model]`.
+        Gate = sys::S2FT_WEIGHT_GATE,
+    }
+}
+
+impl Weight {
+    /// All seven weights in C order.
+    pub const ALL: [Weight; 7] = [Weight::O, Weight::V, Weight::Down, Weight::Up, Weight::Q, Weight::K, Weight::Gate];
+
+    /// This weight's bit in a weight mask (`S2FT_WEIGHT_BIT`).
+    ///
+    /// ```
+    /// assert_eq!(s2ft::Weight::Q.bit() | s2ft::Weight::O.bit(), 0b1_0001);
+    /// ```
+    pub fn bit(self) -> u32 {
+        1u32 << self.to_raw()
+    }
+
+    /// `(rows, cols)` of this weight in a model of `shape`.
+    ///
+    /// ```
+    /// let s = s2ft::ModelShape { n_layers: 1, d_model: 8, n_heads: 4, n_kv_heads: 2, head_dim: 2, d_ff: 12 };
+    /// assert_eq!(s2ft::Weight::K.dims(&s), (4, 8));
+    /// assert_eq!(s2ft::Weight::Down.dims(&s), (8, 12));
+    /// ```
+    pub fn dims(self, shape: &ModelShape) -> (usize, usize) {
+        let d = shape.d_model.max(0) as usize;
+        let heads = (shape.n_heads.max(0) * shape.head_dim.max(0)) as usize;
+        let kv = (shape.n_kv_heads.max(0) * shape.head_dim.max(0)) as usize;
+        let f = shape.d_ff.max(0) as usize;
+        match self {
+            Weight::O => (d, heads),
+            Weight::V | Weight::K => (kv, d),
+            Weight::Q => (heads, d),
+            Weight::Down => (d, f),
+            Weight::Up | Weight::Gate => (f, d),
+        }
+    }
+}
+
+impl From<Target> for Weight {
+    /// The weight a target trains (same id).
+    fn from(t: Target) -> Weight {
+        match t {
+            Target::O => Weight::O,
+            Target::V => Weight::V,
+            Target::Down => Weight::Down,
+            Target::Up => Weight::Up,
+        }
+    }
+}

@@ -6,7 +6,7 @@ use std::ptr;
 use s2ft_sys as sys;
 
 use crate::context::Context;
-use crate::error::{check, Result};
+use crate::error::{check, Error, Result};
 use crate::shape::{ModelShape, Target};
 use crate::tensor::TensorRef;
 
@@ -19,6 +19,8 @@ c_enum! {
         Activation = sys::S2FT_STAT_ACTIVATION,
         /// Weight-gradient norms.
         Gradient = sys::S2FT_STAT_GRADIENT,
+        /// LIFT's principal-weight scores ([`Statistics::add_principal`]).
+        Principal = sys::S2FT_STAT_PRINCIPAL,
     }
 }
 
@@ -69,6 +71,19 @@ impl<'c> Statistics<'c> {
     pub fn add_gradient(&mut self, layer: i32, target: Target, x: &TensorRef<'_>, dy: &TensorRef<'_>) -> Result<()> {
         // SAFETY: as above.
         check(unsafe { sys::s2ft_statistics_add_gradient(self.raw, layer, target.to_raw(), &x.raw, &dy.raw) })
+    }
+
+    /// Records LIFT's principal-weight score of `target` in `layer` for
+    /// [`Strategy::Principal`](crate::Strategy::Principal): each unit's sum
+    /// of squares of its lines of the rank-`rank` truncated SVD of the
+    /// base-order `weight` (computed in double on the host; `rank` in
+    /// `1..=min(rows, cols)`). Replaces an earlier principal record for the
+    /// same (layer, target). Unsupported in builds without LAPACK; on CUDA
+    /// statistics the SVD runs on the device and the call synchronises.
+    pub fn add_principal(&mut self, layer: i32, target: Target, weight: &TensorRef<'_>, rank: usize) -> Result<()> {
+        let rank = i32::try_from(rank).map_err(|_| Error::invalid(format!("rank = {rank} is too large")))?;
+        // SAFETY: live handle; the tensor is borrowed for the call.
+        check(unsafe { sys::s2ft_statistics_add_principal(self.raw, layer, target.to_raw(), &weight.raw, rank) })
     }
 
     /// The per-unit sums of squares of one statistic.

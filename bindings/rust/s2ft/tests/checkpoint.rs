@@ -213,7 +213,8 @@ fn apply_files_changes_the_layer_weights_by_exactly_the_delta() {
     let (d, f, nkv) = (8usize, 12usize, 4usize);
     let weight = |model: &Model, l: usize, t: Target| -> Vec<f32> {
         let layer = model.layer(l as i32).unwrap();
-        assert!(layer.q.is_none() && layer.k.is_none() && layer.gate.is_none());
+        // A model from a checkpoint holds all seven projections (s2ft_model_layer).
+        assert!(layer.q.is_some() && layer.k.is_some() && layer.gate.is_some());
         let w = match t {
             Target::Down => layer.down,
             Target::V => layer.v,
@@ -234,6 +235,11 @@ fn apply_files_changes_the_layer_weights_by_exactly_the_delta() {
             let v0 = &written[&weight_name(l, Target::V)];
             assert_eq!(bits(&weight(&model, l, Target::V)), bits(&merged(v0, &a, l as i32, Target::V, 1.0, nkv, d)));
             assert_eq!(bits(&weight(&model, l, Target::O)), bits(&written[&weight_name(l, Target::O)]));
+            // q, k and gate are the checkpoint's, untouched by an adapter without entries there.
+            let layer = model.layer(l as i32).unwrap();
+            for (w, name) in [(layer.q, "self_attn.q_proj"), (layer.k, "self_attn.k_proj"), (layer.gate, "mlp.gate_proj")] {
+                assert_eq!(bits(&w.unwrap().to_f32_vec().unwrap()), bits(&written[&format!("model.layers.{l}.{name}.weight")]), "{name}");
+            }
         }
 
         // Two files fused at the given weights replace it.

@@ -9,7 +9,8 @@ import org.s2ft.swig.s2ft_model_shape;
 
 /**
  * What fine-tuning changed (s2ft_adapter): per (layer, target) the trained
- * lines in base order and their f32 deltas, and free key/value metadata. Do
+ * lines in base order and their f32 deltas, unstructured sparse entries of any
+ * of a layer's seven weights ({@link #setSparse}), and free key/value metadata. Do
  * not close an adapter while it is applied to a {@link Model}.
  */
 public final class Adapter extends NativeHandle {
@@ -140,6 +141,74 @@ public final class Adapter extends NativeHandle {
     float[] out = new float[(int) (shape[0] * shape[1])];
     delta(layer, target, Tensor.of(out, shape));
     return out;
+  }
+
+  /** The unstructured sparse entries of one (layer, weight) ({@link #sparse}). */
+  public static final class SparseEntries {
+    /** Ascending base-order flat indices r * cols + c. */
+    public final long[] indices;
+    /** The f32 delta of each index. */
+    public final float[] deltas;
+    /** The base fingerprint of the whole weight (0: unknown, or no entries). */
+    public final long fingerprint;
+
+    SparseEntries(long[] indices, float[] deltas, long fingerprint) {
+      this.indices = indices;
+      this.deltas = deltas;
+      this.fingerprint = fingerprint;
+    }
+  }
+
+  /** What {@link #sparseInfo} reports. */
+  public static final class SparseInfo {
+    /** Mask of {@link S2ft#weightBit} of the weights with sparse entries in some layer. */
+    public final int weights;
+    /** The number of sparse entries in all. */
+    public final long entries;
+
+    SparseInfo(int weights, long entries) {
+      this.weights = weights;
+      this.entries = entries;
+    }
+  }
+
+  /**
+   * Sets the unstructured sparse entries of (layer, weight), weight one of S2ft.WEIGHT_*: strictly
+   * ascending base-order flat indices r * cols + c and their delta (indices.length elements, [count]
+   * or [1, count], every value finite; copied to f32). base (may be null) is the full base weight,
+   * for the entries' fingerprint. No index may lie on a structured line of the same (layer, weight).
+   * Empty indices remove the entries. A failed call (S2ftException) changes nothing.
+   */
+  public void setSparse(int layer, int weight, long[] indices, Tensor delta, Tensor base) {
+    if (indices == null) throw new NullPointerException("indices");
+    if (indices.length == 0) {
+      clearSparse(layer, weight);
+      return;
+    }
+    S2ftNative.s2ft_adapter_set_sparse(ptr(), layer, weight, indices, delta, base);
+  }
+
+  /** Removes the sparse entries of (layer, weight). */
+  public void clearSparse(int layer, int weight) {
+    S2ftNative.s2ft_adapter_set_sparse(ptr(), layer, weight, null, null, null);
+  }
+
+  /** The sparse entries of (layer, weight): empty arrays and fingerprint 0 when there are none. */
+  public SparseEntries sparse(int layer, int weight) {
+    long[] count = new long[1], fingerprint = new long[1];
+    S2ftNative.s2ft_adapter_sparse(ptr(), layer, weight, null, null, 0, count, fingerprint);
+    int n = Math.toIntExact(count[0]);
+    long[] indices = new long[n];
+    float[] deltas = new float[n];
+    if (n > 0) S2ftNative.s2ft_adapter_sparse(ptr(), layer, weight, indices, deltas, n, count, fingerprint);
+    return new SparseEntries(indices, deltas, fingerprint[0]);
+  }
+
+  /** The weights with sparse entries in some layer (a mask of S2ft.weightBit) and the entries in all. */
+  public SparseInfo sparseInfo() {
+    long[] weights = new long[1], entries = new long[1];
+    S2ftNative.s2ft_adapter_sparse_info(ptr(), weights, entries);
+    return new SparseInfo((int) weights[0], entries[0]);
   }
 
   private static byte[] utf8(String s) {

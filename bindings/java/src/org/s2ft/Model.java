@@ -48,7 +48,7 @@ public final class Model extends NativeHandle {
   }
 
   /**
-   * A model over a checkpoint's o, v, down and up weights, as views into it
+   * A model over a checkpoint's seven projection weights, as views into it
    * (s2ft_model_from_checkpoint): applying an adapter changes the checkpoint's
    * contents in this process (copy-on-write, never the files), and
    * {@link Checkpoint#write} then writes the merged model. Read the weights

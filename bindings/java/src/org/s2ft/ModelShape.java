@@ -29,13 +29,16 @@ public final class ModelShape {
     return this;
   }
 
-  /** [rows, cols] of the weight of a target (O, V, DOWN, UP). */
+  /** [rows, cols] of the weight of a target (O, V, DOWN, UP) or of any weight (S2ft.WEIGHT_*). */
   public long[] weightShape(int target) {
     if (target == S2ft.TARGET_O) return new long[] {dModel, (long) nHeads * headDim};
     if (target == S2ft.TARGET_V) return new long[] {(long) nKvHeads * headDim, dModel};
     if (target == S2ft.TARGET_DOWN) return new long[] {dModel, dFf};
     if (target == S2ft.TARGET_UP) return new long[] {dFf, dModel};
-    throw new IllegalArgumentException("target " + target + " is not one of O, V, DOWN, UP");
+    if (target == S2ft.WEIGHT_Q) return new long[] {(long) nHeads * headDim, dModel};
+    if (target == S2ft.WEIGHT_K) return new long[] {(long) nKvHeads * headDim, dModel};
+    if (target == S2ft.WEIGHT_GATE) return new long[] {dFf, dModel};
+    throw new IllegalArgumentException("weight " + target + " is not one of O, V, DOWN, UP, Q, K, GATE");
   }
 
   s2ft_model_shape toNative() {

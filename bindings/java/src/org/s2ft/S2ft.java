@@ -48,9 +48,28 @@ public final class S2ft {
   public static final int TARGET_UP = S2ftNativeConstants.S2FT_TARGET_UP;
   public static final int NUM_TARGETS = S2ftNativeConstants.S2FT_NUM_TARGETS;
 
+  /**
+   * The seven projection weights of a layer (S2FT_WEIGHT_*), in one id space with the targets
+   * (the four targets keep their ids): sparse adapter entries ({@link Adapter#setSparse}) name
+   * weights by these.
+   */
+  public static final int WEIGHT_O = S2ftNativeConstants.S2FT_WEIGHT_O;
+  public static final int WEIGHT_V = S2ftNativeConstants.S2FT_WEIGHT_V;
+  public static final int WEIGHT_DOWN = S2ftNativeConstants.S2FT_WEIGHT_DOWN;
+  public static final int WEIGHT_UP = S2ftNativeConstants.S2FT_WEIGHT_UP;
+  public static final int WEIGHT_Q = S2ftNativeConstants.S2FT_WEIGHT_Q;
+  public static final int WEIGHT_K = S2ftNativeConstants.S2FT_WEIGHT_K;
+  public static final int WEIGHT_GATE = S2ftNativeConstants.S2FT_WEIGHT_GATE;
+  public static final int NUM_WEIGHTS = S2ftNativeConstants.S2FT_NUM_WEIGHTS;
+
   /** The bit of a target in a target mask. */
   public static int targetBit(int target) {
     return 1 << target;
+  }
+
+  /** The bit of a weight (WEIGHT_*) in a weight mask ({@link Adapter#sparseInfo}). */
+  public static int weightBit(int weight) {
+    return 1 << weight;
   }
 
   public static final int INDEX_UNITS = 0;
@@ -76,6 +95,10 @@ public final class S2ft {
   public static final int STAT_WEIGHT = S2ftNativeConstants.S2FT_STAT_WEIGHT;
   public static final int STAT_ACTIVATION = S2ftNativeConstants.S2FT_STAT_ACTIVATION;
   public static final int STAT_GRADIENT = S2ftNativeConstants.S2FT_STAT_GRADIENT;
+  /** LIFT's principal-weight scores ({@link Statistics#addPrincipal}). */
+  public static final int STAT_PRINCIPAL = S2ftNativeConstants.S2FT_STAT_PRINCIPAL;
+  /** {@link Sorsa#regularizer} and {@link Sorsa#regularizerStep}: plain Frobenius norms, as the released SORSA code. */
+  public static final int SORSA_UNSQUARED = (int) S2ftNativeConstants.S2FT_SORSA_UNSQUARED;
 
   private static boolean loaded;
 

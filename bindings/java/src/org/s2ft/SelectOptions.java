@@ -11,6 +11,8 @@ import org.s2ft.swig.s2ft_select_options;
 public final class SelectOptions {
   public static final int STRATEGY_RANDOM = 0, STRATEGY_WEIGHT = 1, STRATEGY_ACTIVATION = 2,
       STRATEGY_WEIGHT_ACT = 3, STRATEGY_GRADIENT = 4;
+  /** LIFT's principal weights: scores from {@link Statistics#addPrincipal}. */
+  public static final int STRATEGY_PRINCIPAL = 5;
   public static final int ORDER_LARGEST = 0, ORDER_SMALLEST = 1;
   public static final int ALLOCATE_PER_LAYER = 0, ALLOCATE_GLOBAL = 1;
   public static final int HEADS_BY_GROUP = 0, HEADS_SINGLE = 1;
@@ -41,7 +43,7 @@ public final class SelectOptions {
 
   /** Target mask (S2ft.targetBit(...) values or'ed). */
   public SelectOptions targets(int mask) { targets = mask & 0xffffffffL; return this; }
-  /** Strategy: STRATEGY_RANDOM, _WEIGHT, _ACTIVATION, _WEIGHT_ACT or _GRADIENT. */
+  /** Strategy: STRATEGY_RANDOM, _WEIGHT, _ACTIVATION, _WEIGHT_ACT, _GRADIENT or _PRINCIPAL. */
   public SelectOptions strategy(int s) { strategy = s; return this; }
   /** Order: ORDER_LARGEST or ORDER_SMALLEST. */
   public SelectOptions order(int o) { order = o; return this; }

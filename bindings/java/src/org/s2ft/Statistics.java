@@ -35,6 +35,17 @@ public final class Statistics extends NativeHandle {
     S2ftNative.s2ft_statistics_add_gradient(ptr(), layer, target, x, dy);
   }
 
+  /**
+   * Records LIFT's principal-weight score of target in layer for SelectOptions.STRATEGY_PRINCIPAL:
+   * each unit's sum of squares of its lines in the rank-{@code rank} truncated SVD of the base-order
+   * weight (computed in double on the host; rank in [1, min(rows, cols)]). Replaces an earlier
+   * principal record of (layer, target). ERR_UNSUPPORTED without LAPACK; on CUDA statistics the SVD
+   * runs on the device (synchronises).
+   */
+  public void addPrincipal(int layer, int target, Tensor weight, int rank) {
+    S2ftNative.s2ft_statistics_add_principal(ptr(), layer, target, weight, rank);
+  }
+
   /** Per-unit sums of squares of one statistic (kind: S2ft.STAT_*). */
   public double[] get(int layer, int target, int kind) {
     long n = S2ftNative.s2ft_statistics_get(ptr(), layer, target, kind, null);

@@ -284,7 +284,10 @@ public class CheckpointTest extends TestSupport {
         assertEquals(1.0, model.appliedScale(), 0);
         for (int l = 0; l < SHAPE.nLayers; ++l) {
           LayerWeights w = model.layer(l);
-          assertNull(w.q);
+          // A model from a checkpoint holds all seven projections; q, k and gate stay the checkpoint's.
+          assertArrayEquals(bits(written.get("model.layers." + l + ".self_attn.q_proj.weight")), bits(w.q.toFloatArray()));
+          assertArrayEquals(bits(written.get("model.layers." + l + ".self_attn.k_proj.weight")), bits(w.k.toFloatArray()));
+          assertArrayEquals(bits(written.get("model.layers." + l + ".mlp.gate_proj.weight")), bits(w.gate.toFloatArray()));
           assertArrayEquals(bits(merged(written.get(weightName(l, S2ft.TARGET_DOWN)), a, l, S2ft.TARGET_DOWN, 1, D, F)),
               bits(w.down.toFloatArray()));
           assertArrayEquals(bits(merged(written.get(weightName(l, S2ft.TARGET_V)), a, l, S2ft.TARGET_V, 1, KV, D)),
