@@ -21,6 +21,7 @@
 
 #include "io/safetensors.hpp"
 #include "support/adapter_meta.hpp"
+#include "support/adapter_file_spec.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -37,38 +38,6 @@ void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(reinterpret_cast<const char *>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
-
-// A valid adapter file as editable parts: metadata and tensors in order.
-struct Tensor {
-  std::string name, dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;
-};
-struct Spec {
-  std::map<std::string, std::string> meta;
-  std::vector<Tensor> tensors;
-
-  Tensor &find(const std::string &name) {
-    for (auto &t : tensors)
-      if (t.name == name) return t;
-    ADD_FAILURE() << "no tensor " << name;
-    return tensors[0];
-  }
-  void erase(const std::string &name) {
-    for (size_t i = 0; i < tensors.size(); ++i)
-      if (tensors[i].name == name) {
-        tensors.erase(tensors.begin() + static_cast<long>(i));
-        return;
-      }
-    ADD_FAILURE() << "no tensor " << name;
-  }
-  std::vector<uint8_t> serialize() const {
-    s2ft::io::SafetensorsWriter w;
-    for (const auto &kv : meta) w.set_metadata(kv.first, kv.second);
-    for (const auto &t : tensors) w.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
-    return w.serialize();
-  }
-};
 
 const std::string kDown0 = "model.layers.0.mlp.down_proj";  // DOWN of layer 0: lines {1, 4, 6}
 const std::string kV1 = "model.layers.1.self_attn.v_proj";  // V of layer 1: lines {3, 4, 5}
@@ -88,17 +57,8 @@ Spec valid_spec() {
   const int64_t down_lines[] = {6, 1, 4}, v_lines[] = {3, 4, 5};
   EXPECT_EQ(s2ft_adapter_set(a, 0, S2FT_TARGET_DOWN, down_lines, 3, &dd.t, &down_base.t), S2FT_OK);
   EXPECT_EQ(s2ft_adapter_set(a, 1, S2FT_TARGET_V, v_lines, 3, &dv.t, &v_base.t), S2FT_OK);
-  const std::string path = temp_path("valid.safetensors");
-  EXPECT_EQ(s2ft_adapter_save(a, path.c_str()), S2FT_OK) << s2ft_last_error();
+  Spec s = saved_spec(a, temp_path("valid.safetensors"));
   s2ft_adapter_destroy(a);
-  const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(path);
-  std::remove(path.c_str());
-  Spec s;
-  s.meta = f.metadata();
-  for (const auto &t : f.tensors()) {
-    const uint8_t *p = f.data(t);
-    s.tensors.push_back(Tensor{t.name, t.dtype, t.shape, std::vector<uint8_t>(p, p + (t.end - t.begin))});
-  }
   return s;
 }
 

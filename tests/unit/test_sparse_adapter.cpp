@@ -25,6 +25,7 @@
 #include "io/safetensors.hpp"
 #include "support/sparse_adapter.hpp"
 #include "support/target_geometry.hpp"
+#include "support/adapter_file_spec.hpp"
 #include "support/test_util.hpp"
 
 using namespace s2ft_test;
@@ -424,36 +425,6 @@ TEST(SparseAdapterFile, StructuredOnlyFileIsByteIdenticalToVersion2) {
 
 // ---- hostile files ---------------------------------------------------------------------------
 
-struct Tensor {
-  std::string name, dtype;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;
-};
-struct Spec {
-  std::map<std::string, std::string> meta;
-  std::vector<Tensor> tensors;
-  Tensor &find(const std::string &name) {
-    for (auto &t : tensors)
-      if (t.name == name) return t;
-    ADD_FAILURE() << "no tensor " << name;
-    return tensors[0];
-  }
-  void erase(const std::string &name) {
-    for (size_t i = 0; i < tensors.size(); ++i)
-      if (tensors[i].name == name) {
-        tensors.erase(tensors.begin() + static_cast<long>(i));
-        return;
-      }
-    ADD_FAILURE() << "no tensor " << name;
-  }
-  std::vector<uint8_t> serialize() const {
-    s2ft::io::SafetensorsWriter w;
-    for (const auto &kv : meta) w.set_metadata(kv.first, kv.second);
-    for (const auto &t : tensors) w.add(t.name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
-    return w.serialize();
-  }
-};
-
 const std::string kGate0 = "model.layers.0.mlp.gate_proj";  // sparse {3, 20, 40}
 const std::string kDown1 = "model.layers.1.mlp.down_proj";  // line 5 and sparse {0, 12, 100}
 
@@ -470,17 +441,8 @@ Spec valid_sparse_spec() {
   EXPECT_EQ(s2ft_adapter_set(a, 1, S2FT_TARGET_DOWN, l5, 1, &line.t, &base.at(1, S2FT_WEIGHT_DOWN).t), S2FT_OK);
   EXPECT_EQ(s2ft_adapter_set_sparse(a, 1, S2FT_WEIGHT_DOWN, dn, 3, &d, &base.at(1, S2FT_WEIGHT_DOWN).t), S2FT_OK)
       << s2ft_last_error();
-  const std::string path = temp_path("hostile-valid.safetensors");
-  EXPECT_EQ(s2ft_adapter_save(a, path.c_str()), S2FT_OK) << s2ft_last_error();
+  Spec s = saved_spec(a, temp_path("hostile-valid.safetensors"));
   s2ft_adapter_destroy(a);
-  const s2ft::io::SafetensorsFile f = s2ft::io::SafetensorsFile::read(path);
-  std::remove(path.c_str());
-  Spec s;
-  s.meta = f.metadata();
-  for (const auto &t : f.tensors()) {
-    const uint8_t *p = f.data(t);
-    s.tensors.push_back(Tensor{t.name, t.dtype, t.shape, std::vector<uint8_t>(p, p + (t.end - t.begin))});
-  }
   return s;
 }
 
