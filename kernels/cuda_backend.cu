@@ -200,8 +200,12 @@ void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
 // The checks of the CPU backend, from the create-time fingerprints and
 // line maxima (the base bytes of a line never change while the model lives).
 void model_transition_op(backend::Instance *inst, void *model, const std::vector<TransitionStep> &steps,
-                         const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
-                         bool force, backend::Refusal *refusal) {
+                         const std::vector<backend::SparseStep> &sparse,
+                         const std::vector<backend::LowRankStep> &low_rank, const s2ft_adapter *adapter,
+                         double scale, bool force, backend::Refusal *refusal) {
+  if (!low_rank.empty())
+    fail(S2FT_ERR_UNSUPPORTED, "adapters with low-rank entries (SORSA) are applied on CPU models only in this "
+                               "release; apply them to the weights on the CPU, or export them to PEFT");
   DeviceModel &m = *static_cast<DeviceModel *>(model);
   for (size_t i = 0; i < steps.size(); ++i) {
     const TransitionStep &st = steps[i];

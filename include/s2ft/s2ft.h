@@ -1413,6 +1413,12 @@ S2FT_API s2ft_status s2ft_spiel_stats_get(const s2ft_spiel *spiel, s2ft_spiel_st
  * one fingerprint of the whole base weight. No sparse entry lies on a
  * structured line of the same (layer, weight): the set calls refuse that,
  * and s2ft_adapter_fuse folds such entries into the line's delta.
+ *
+ * And it may hold low-rank entries (for SORSA and other factored methods,
+ * s2ft_adapter_set_low_rank, s2ft_adapter_set_sorsa): per (layer, weight)
+ * the delta b a of the whole base-order weight as f32 factors b [rows, k]
+ * and a [k, cols], with one fingerprint of the whole base weight. A
+ * (layer, weight) with a low-rank entry has no structured or sparse entry.
  */
 typedef struct s2ft_adapter s2ft_adapter;
 
@@ -1580,6 +1586,66 @@ S2FT_API s2ft_status s2ft_adapter_sparse_info(const s2ft_adapter *adapter, uint3
                                               int64_t *entries);
 
 /**
+ * Sets the low-rank entry of (layer, weight), weight one of S2FT_WEIGHT_*:
+ * the delta b a of the base-order weight [rows, cols], kept as its factors
+ * b [rows, k] and a [k, cols] (f32, f16 or bf16 on the CPU, any strides;
+ * copied to f32, every value finite; k >= 1). A low-rank entry changes the
+ * whole weight, so (layer, weight) may hold no structured entry and no
+ * sparse entries beside it (and the set calls for those refuse while it
+ * is there). `base` is the full base weight in base order, for the base
+ * fingerprint (as s2ft_adapter_set_sparse), or NULL (0: never checked).
+ * b and a both NULL remove the entry. Do not change an adapter while it is
+ * applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or
+ * one factor NULL, bad layer or weight, a value not finite, a structured
+ * or sparse entry on the same (layer, weight)), S2FT_ERR_SHAPE (b not
+ * [rows, k], a not [k, cols], base not [rows, cols]), S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY. A failed call changes nothing.
+ */
+S2FT_API s2ft_status s2ft_adapter_set_low_rank(s2ft_adapter *adapter, int32_t layer,
+                                               int32_t weight, const s2ft_tensor *b,
+                                               const s2ft_tensor *a, const s2ft_tensor *base);
+
+/**
+ * Sets the low-rank entry of (layer, weight) to what SORSA training changed
+ * (s2ft_sorsa_init split the weight into a residual and u0, s0, vt0; training
+ * made them u, s, vt, all of rank r):
+ *     delta = u diag(s) vt - u0 diag(s0) vt0
+ * stored as b = [u diag(s) | -u0 diag(s0)] ([rows, 2r], each product
+ * rounded once to f32) and a = [vt ; vt0] ([2r, cols]), so the entry is
+ * exact up to that rounding and exports to PEFT as LoRA of rank 2r. u, u0
+ * are [rows, r], s, s0 [r] or [1, r], vt, vt0 [r, cols], f32 on the CPU.
+ * `base` (may be NULL) is the weight as it was before s2ft_sorsa_init (the
+ * base the adapter applies to), for the fingerprint. Errors: as
+ * s2ft_adapter_set_low_rank (S2FT_ERR_SHAPE also for factors of different
+ * ranks, S2FT_ERR_DTYPE for factors that are not f32).
+ */
+S2FT_API s2ft_status s2ft_adapter_set_sorsa(s2ft_adapter *adapter, int32_t layer, int32_t weight,
+                                            const s2ft_tensor *u0, const s2ft_tensor *s0,
+                                            const s2ft_tensor *vt0, const s2ft_tensor *u,
+                                            const s2ft_tensor *s, const s2ft_tensor *vt,
+                                            const s2ft_tensor *base);
+
+/**
+ * The low-rank entry of (layer, weight): sets *rank to its k (0: none) and,
+ * when not NULL, copies b to `b` ([rows, k]) and a to `a` ([k, cols]) (CPU
+ * tensors of any dtype, rounded) and the base fingerprint to *fingerprint.
+ * Pass b and a NULL to learn the rank. Errors: S2FT_ERR_INVALID_ARGUMENT
+ * (NULL adapter or rank, bad layer or weight), S2FT_ERR_STATE (b or a given
+ * for an entry that does not exist), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,
+ * S2FT_ERR_DEVICE.
+ */
+S2FT_API s2ft_status s2ft_adapter_low_rank(const s2ft_adapter *adapter, int32_t layer,
+                                           int32_t weight, int64_t *rank, s2ft_tensor *b,
+                                           s2ft_tensor *a, uint64_t *fingerprint);
+
+/** The weights with a low-rank entry in some layer (a mask of
+ *  S2FT_WEIGHT_BIT) and the number of low-rank entries (layer, weight) in
+ *  all; either out pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT
+ *  (NULL adapter). */
+S2FT_API s2ft_status s2ft_adapter_low_rank_info(const s2ft_adapter *adapter, uint32_t *weights,
+                                                int64_t *entries);
+
+/**
  * Saves an adapter as safetensors (docs/adapter-format.md), named after
  * the base model's tensors, written under a temporary name and renamed.
  * Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO.
@@ -1613,6 +1679,12 @@ S2FT_API s2ft_status s2ft_adapter_load(const char *path, s2ft_adapter **out);
  * a line the result has a structured entry for (one input's line, another
  * input's sparse entry) is folded into that line's delta, the sum taken in
  * double with the line's and rounded once.
+ * Low-rank entries fuse by concatenating their factors per (layer, weight):
+ * b = [w_1 b_1 | w_2 b_2 | ...] (each product rounded once to f32), a =
+ * [a_1 ; a_2 ; ...]; the result's structured lines on such a weight are
+ * folded into the factors as exact one-hot products (rank + 1 per line).
+ * Sparse entries beside a low-rank entry on one weight are refused
+ * (S2FT_ERR_UNSUPPORTED).
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,
  * different model shapes, the same base line or weight with different
  * nonzero fingerprints, a fused delta that overflows f32),
@@ -1651,7 +1723,9 @@ S2FT_API s2ft_status s2ft_peft_export_options_init(s2ft_peft_export_options *opt
  * delta itself when scale is 1). The config lists exactly the modules
  * with an entry and gives each its own rank and lora_alpha = rank through
  * rank_pattern and alpha_pattern, so every module's LoRA scale is 1; "r" is
- * the largest rank. docs/lora-serving.md says which servers load it.
+ * the largest rank. A low-rank entry (any of the seven weights) becomes a
+ * module of its rank k with lora_B = f32(scale * b) and lora_A = a (a
+ * SORSA entry: rank 2r), after the layer's structured modules. docs/lora-serving.md says which servers load it.
  * Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir "",
  * a bad opts->version, a scale not finite or one that overflows f32,
  * base_model_name_or_path not UTF-8, an adapter with no entries),
@@ -1675,7 +1749,8 @@ typedef struct s2ft_model s2ft_model;
 /**
  * Creates a model over `layers` (n_layers entries; any of the seven
  * weights may be set, and every weight an adapter will touch must be: o,
- * v, down and up for structured entries, any weight for sparse entries;
+ * v, down and up for structured entries, any weight for sparse and low-rank
+ * entries;
  * the pointers and the memory they describe must stay valid until the
  * model is destroyed). `perm` is the selection whose permutation the
  * weights are in (after s2ft_permute FORWARD: q, k and v rows by head, o
@@ -1731,6 +1806,14 @@ S2FT_API void s2ft_model_destroy(s2ft_model *model);
  * |scale * delta|. On a permuted model (perm given at create) the
  * base-order indices are mapped through the permutation of the weight's
  * rows and columns.
+ * A low-rank entry (delta = b a) is merged over its whole weight:
+ * W[r, c] = round(double(W0[r, c]) + scale * sum_k double(b[r, k]) *
+ * double(a[k, c])) with the whole base weight saved (memory: one copy of
+ * the weight while applied), the whole-weight fingerprint checked (unless
+ * forced) and the overflow bound taken per row as max|W0| over the row
+ * plus |scale| * max|delta| over the row. The CPU computes it on the
+ * context's threads; CUDA models refuse adapters with low-rank entries
+ * (S2FT_ERR_UNSUPPORTED).
  * On a CUDA context the work (one pass over the lines) is queued on the
  * context's stream and the call returns without waiting, except that the
  * first use of an adapter on a device uploads it (synchronises; see
@@ -1786,7 +1869,9 @@ S2FT_API s2ft_status s2ft_model_applied(const s2ft_model *model, const s2ft_adap
  * one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1
  * ascending entries from 0 to T; segment_adapter[j] is an index into
  * adapters (n_adapters entries) or -1 for none; scales NULL (or a NaN
- * entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing.
+ * entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing;
+ * one with a low-rank entry there is refused (S2FT_ERR_UNSUPPORTED: apply
+ * it, or serve its PEFT export).
  * Every non-NULL adapter must be made for one model shape, and for perm's
  * when perm is not NULL (S2FT_ERR_INVALID_ARGUMENT otherwise); w must have
  * the shape that model shape gives `target` (S2FT_ERR_SHAPE).
@@ -1857,8 +1942,9 @@ S2FT_API s2ft_status s2ft_sparse_delta_create(s2ft_context *ctx, int64_t rows, i
  * (`target` is any weight id, S2FT_WEIGHT_*), in base order or, when
  * `perm` is not NULL, in that selection's permuted order. An adapter
  * without entries there gives an empty delta (nnz 0). Errors: as
- * s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad
- * layer or weight or a permutation of another model shape.
+ * s2ft_sparse_delta_create(), S2FT_ERR_INVALID_ARGUMENT for a bad
+ * layer or weight or a permutation of another model shape, and
+ * S2FT_ERR_UNSUPPORTED for a low-rank entry there (it has no sparse form).
  */
 S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2ft_adapter *adapter,
                                                     int32_t layer, int32_t target,

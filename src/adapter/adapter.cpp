@@ -76,6 +76,7 @@ std::unique_ptr<s2ft_adapter> new_adapter(const s2ft_model_shape &shape, std::st
   a->default_scale = default_scale;
   a->layers.resize(static_cast<size_t>(shape.n_layers));
   a->sparse.resize(static_cast<size_t>(shape.n_layers));
+  a->low_rank.resize(static_cast<size_t>(shape.n_layers));
   return a;
 }
 
@@ -164,6 +165,14 @@ void check_lines_free(const s2ft_adapter &a, int32_t layer, int32_t target, cons
   }
 }
 
+// Refuses a structured or sparse entry on a (layer, weight) that holds a
+// low-rank entry (which changes the whole weight).
+void check_no_low_rank(const s2ft_adapter &a, int32_t layer, int32_t weight) {
+  if (!a.low_rank[static_cast<size_t>(layer)][static_cast<size_t>(weight)].empty())
+    fail_arg("the adapter has a low-rank entry for layer " + std::to_string(layer) + " weight " + weight_name(weight) +
+             " (it changes the whole weight: remove it first with s2ft_adapter_set_low_rank(..., NULL, NULL, NULL))");
+}
+
 }  // namespace
 }  // namespace s2ft
 
@@ -203,6 +212,7 @@ S2FT_API s2ft_status s2ft_adapter_set(s2ft_adapter *adapter, int32_t layer, int3
       return;
     }
     s2ft::require_not_null(lines, "lines");
+    s2ft::check_no_low_rank(*adapter, layer, target);
     for (int64_t i = 0; i < n_lines; ++i)
       if (lines[i] < 0 || lines[i] >= n_avail)
         s2ft::fail_arg("lines[" + std::to_string(i) + "] = " + std::to_string(lines[i]) + " is out of range [0, " +
@@ -414,6 +424,7 @@ S2FT_API s2ft_status s2ft_adapter_set_sparse(s2ft_adapter *adapter, int32_t laye
       return;
     }
     require_not_null(indices, "indices");
+    check_no_low_rank(*adapter, layer, weight);
     // Hostile input: nothing beyond indices[count - 1] is read; no table is
     // sized by the model shape (which may be huge).
     for (int64_t i = 0; i < count; ++i) {

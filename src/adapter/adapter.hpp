@@ -34,6 +34,14 @@ struct SparseEntry {
   bool empty() const { return indices.empty(); }
 };
 
+// The low-rank entry of one (layer, weight) of an adapter: delta = b a.
+struct LowRankEntry {
+  int64_t rank = 0;          // k; 0 = no entry
+  std::vector<float> b, a;   // row-major [rows, k] and [k, cols], finite
+  uint64_t fingerprint = 0;  // whole-weight base fingerprint (weight_fingerprint); 0 = unknown
+  bool empty() const { return rank == 0; }
+};
+
 // ---- per-target geometry (the shape-only part is in model_shape.hpp) -------
 
 // The weight of `target` in a layer's weights (o, v, down or up; may be NULL).
@@ -132,6 +140,9 @@ struct s2ft_adapter {
   // Unstructured sparse entries per (layer, weight), n_layers. Invariant: no
   // index lies on a line of layers[l][w]'s structured entry (w < 4).
   std::vector<std::array<s2ft::SparseEntry, S2FT_NUM_WEIGHTS>> sparse;
+  // Low-rank entries per (layer, weight), n_layers. Invariant: where one is
+  // set, layers[l][w] (w < 4) and sparse[l][w] are empty.
+  std::vector<std::array<s2ft::LowRankEntry, S2FT_NUM_WEIGHTS>> low_rank;
   // Free key/value metadata, keys ascending (valid: meta_key_problem and
   // meta_value_problem are "", at most kMaxMetaEntries). Not part of what
   // the device copies or max_abs depend on.
@@ -156,6 +167,8 @@ struct s2ft_adapter {
   double max_abs_sparse_delta(int32_t layer, int32_t weight) const;
   // True when some layer has sparse entries.
   bool has_sparse() const;
+  // True when some layer has a low-rank entry.
+  bool has_low_rank() const;
 
   // Call after changing `layers`.
   void entries_changed() {

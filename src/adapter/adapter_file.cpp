@@ -9,13 +9,20 @@
 //   <stem>.s2ft_sparse_indices           I64 [count]  flat indices, ascending
 //   <stem>.s2ft_sparse_delta             F32 [count]  their deltas
 //   <stem>.s2ft_sparse_base_fingerprint  U64 [1]      whole-weight fingerprint
+// and, per (layer, weight) with a low-rank entry (delta = b a), format
+// version 4 only:
+//   <stem>.s2ft_low_rank_b                 F32 [rows, k]
+//   <stem>.s2ft_low_rank_a                 F32 [k, cols]
+//   <stem>.s2ft_low_rank_base_fingerprint  U64 [1]      whole-weight fingerprint
 // and __metadata__ with the format, version, name, default scale, targets,
 // model shape, axis convention and a "slices" summary (version 3 adds a
-// "sparse" summary), plus the adapter's own metadata, key K stored as
-// "meta.K" (optional: a file without any loads with no metadata; other keys
-// are ignored). An adapter without sparse entries is written as version 2,
-// byte for byte as before sparse entries existed, so older readers keep
-// reading it; one with sparse entries is version 3, which they refuse.
+// "sparse" summary, version 4 a "low_rank" one), plus the adapter's own
+// metadata, key K stored as "meta.K" (optional: a file without any loads
+// with no metadata; other keys are ignored). Each file has the lowest
+// version that holds its entries: an adapter with only structured entries
+// is version 2, byte for byte as before sparse entries existed, so older
+// readers keep reading it; one with sparse entries is version 3, one with
+// low-rank entries version 4, which older readers refuse.
 //
 // The reader treats the file as hostile. The safetensors layer has checked
 // the container (header, JSON, offsets, overlaps, dtype sizes, byte counts)
@@ -55,6 +62,8 @@ const char *const kVersion = "2";
 // Version 3: version 2 plus unstructured sparse entries (written only when an
 // adapter has some, so that every other file stays readable by version-2 readers).
 const char *const kVersionSparse = "3";
+// Version 4: version 3 plus low-rank entries (written only when an adapter has some).
+const char *const kVersionLowRank = "4";
 const char *const kAxes = "O:columns,V:rows,DOWN:columns,UP:rows";
 const char *const kLinesSuffix = ".s2ft_lines";
 const char *const kDeltaSuffix = ".s2ft_delta";
@@ -62,6 +71,9 @@ const char *const kFingerprintSuffix = ".s2ft_base_fingerprint";
 const char *const kSparseIndicesSuffix = ".s2ft_sparse_indices";
 const char *const kSparseDeltaSuffix = ".s2ft_sparse_delta";
 const char *const kSparseFingerprintSuffix = ".s2ft_sparse_base_fingerprint";
+const char *const kLowRankBSuffix = ".s2ft_low_rank_b";
+const char *const kLowRankASuffix = ".s2ft_low_rank_a";
+const char *const kLowRankFingerprintSuffix = ".s2ft_low_rank_base_fingerprint";
 constexpr size_t kMaxNameBytes = 255;
 // Bounds the one allocation sized by metadata alone (the layer table).
 constexpr int64_t kMaxLayers = 65536;
@@ -176,14 +188,16 @@ uint32_t parse_targets(const std::string &s, const std::string &path) {
 // Splits "<stem><suffix>" into (layer, target, kind) for a canonical stem
 // model.layers.<layer>.<...>: kinds 0/1/2 are the structured tensors (lines,
 // delta, fingerprints) of the four targets' stems, kinds 3/4/5 the sparse
-// ones (indices, delta, fingerprint) of the seven weights' stems (then
-// *target is the weight id); false when the name is anything else.
+// ones (indices, delta, fingerprint) and kinds 6/7/8 the low-rank ones (b,
+// a, fingerprint) of the seven weights' stems (then *target is the weight
+// id); false when the name is anything else.
 bool parse_tensor_name(const std::string &name, const s2ft_model_shape &shape, int32_t *layer, int32_t *target,
                        int *kind) {
-  const char *suffixes[6] = {kLinesSuffix,         kDeltaSuffix,       kFingerprintSuffix,
-                             kSparseIndicesSuffix, kSparseDeltaSuffix, kSparseFingerprintSuffix};
+  const char *suffixes[9] = {kLinesSuffix,         kDeltaSuffix,       kFingerprintSuffix,
+                             kSparseIndicesSuffix, kSparseDeltaSuffix, kSparseFingerprintSuffix,
+                             kLowRankBSuffix,      kLowRankASuffix,    kLowRankFingerprintSuffix};
   const std::string prefix = "model.layers.";
-  for (int k = 0; k < 6; ++k) {
+  for (int k = 0; k < 9; ++k) {
     const size_t sl = std::strlen(suffixes[k]);
     if (name.size() <= sl + prefix.size() || name.compare(name.size() - sl, sl, suffixes[k]) != 0) continue;
     const std::string stem = name.substr(0, name.size() - sl);
@@ -323,6 +337,104 @@ SparseEntry read_sparse(const io::SafetensorsFile &f, const FoundSparse &found, 
   return e;
 }
 
+// The three tensors of one (layer, weight)'s low-rank entry as found in the file.
+struct FoundLowRank {
+  const io::TensorInfo *part[3] = {nullptr, nullptr, nullptr};  // b, a, fingerprint
+};
+
+// Reads and checks one (layer, weight)'s low-rank entry.
+LowRankEntry read_low_rank(const io::SafetensorsFile &f, const FoundLowRank &found, const s2ft_model_shape &shape,
+                           int32_t layer, int32_t weight, const std::string &path) {
+  const std::string stem = weight_tensor_stem(layer, weight);
+  const char *suffixes[3] = {kLowRankBSuffix, kLowRankASuffix, kLowRankFingerprintSuffix};
+  const char *dtypes[3] = {"F32", "F32", "U64"};
+  for (int k = 0; k < 3; ++k) {
+    if (found.part[k] == nullptr)
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" is missing (a low-rank entry needs " + kLowRankBSuffix + ", " +
+                    kLowRankASuffix + " and " + kLowRankFingerprintSuffix + ")");
+    if (found.part[k]->dtype != dtypes[k])
+      bad(path, "tensor \"" + stem + suffixes[k] + "\" has dtype " + quoted(found.part[k]->dtype) + ", expected " +
+                    dtypes[k]);
+  }
+  const io::TensorInfo &bi = *found.part[0], &ai = *found.part[1], &fi = *found.part[2];
+  int64_t rows, cols;
+  weight_shape(shape, weight, &rows, &cols);
+  if (bi.shape.size() != 2 || bi.shape[0] != rows || bi.shape[1] < 1)
+    bad(path, "tensor \"" + bi.name + "\" must have shape [" + std::to_string(rows) + ", k] with k >= 1 (the weight's " +
+                  std::to_string(rows) + " rows)");
+  const int64_t k = bi.shape[1];
+  if (ai.shape.size() != 2 || ai.shape[0] != k || ai.shape[1] != cols)
+    bad(path, "tensor \"" + ai.name + "\" must have shape [" + std::to_string(k) + ", " + std::to_string(cols) +
+                  "] (the k of \"" + bi.name + "\" and the weight's columns)");
+  if (fi.shape.size() != 1 || fi.shape[0] != 1)
+    bad(path, "tensor \"" + fi.name + "\" must have shape [1] (one fingerprint of the whole base weight)");
+  LowRankEntry e;
+  e.rank = k;
+  e.b.resize(static_cast<size_t>(rows * k));
+  e.a.resize(static_cast<size_t>(k * cols));
+  std::memcpy(e.b.data(), f.data(bi), e.b.size() * sizeof(float));
+  std::memcpy(e.a.data(), f.data(ai), e.a.size() * sizeof(float));
+  std::memcpy(&e.fingerprint, f.data(fi), sizeof(uint64_t));
+  for (const auto *part : {&e.b, &e.a})
+    for (size_t j = 0; j < part->size(); ++j)
+      if (!std::isfinite((*part)[j]))
+        bad(path, "tensor \"" + (part == &e.b ? bi.name : ai.name) + "\" holds a non-finite value (NaN or Inf) at element " +
+                      std::to_string(j));
+  return e;
+}
+
+// The invariant of the low-rank setters: a (layer, weight) with a low-rank
+// entry has no structured entry and no sparse entries.
+void check_low_rank_alone(const s2ft_adapter &a, int32_t layer, int32_t weight, const std::string &path) {
+  const std::string stem = weight_tensor_stem(layer, weight);
+  if (weight < S2FT_NUM_TARGETS && !a.layers[static_cast<size_t>(layer)][static_cast<size_t>(weight)].empty())
+    bad(path, "tensor \"" + stem + kLowRankBSuffix + "\" is a low-rank entry of a weight the file also stores "
+                  "structured lines of (a low-rank entry changes the whole weight)");
+  if (!a.sparse[static_cast<size_t>(layer)][static_cast<size_t>(weight)].empty())
+    bad(path, "tensor \"" + stem + kLowRankBSuffix + "\" is a low-rank entry of a weight the file also stores "
+                  "sparse entries of (a low-rank entry changes the whole weight)");
+}
+
+// The "low_rank" summary (format version 4): a JSON array with one object
+// per stored low-rank entry, in any order, exactly
+// {"tensor": stem, "weight": name, "rank": k, "fingerprint": 16 hex digits}.
+void check_low_rank_summary(const std::string &text, const s2ft_adapter &a, const std::string &path) {
+  const nlohmann::ordered_json list = io::parse_strict_json(
+      text.data(), text.data() + text.size(), kMaxSlicesDepth,
+      [&](const std::string &m) { bad(path, "metadata \"low_rank\": " + m); });
+  if (!list.is_array()) bad(path, "metadata \"low_rank\" must be a JSON array");
+  std::map<std::string, std::pair<int32_t, int32_t>> stored;  // stem -> (layer, weight)
+  for (int32_t l = 0; l < a.shape.n_layers; ++l)
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
+      if (!a.low_rank[static_cast<size_t>(l)][static_cast<size_t>(w)].empty()) stored[weight_tensor_stem(l, w)] = {l, w};
+  if (list.size() != stored.size())
+    bad(path, "metadata \"low_rank\" lists " + std::to_string(list.size()) + " entries but the file stores " +
+                  std::to_string(stored.size()));
+  std::set<std::string> seen;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::ordered_json &s = list[i];
+    const std::string at = "metadata \"low_rank\"[" + std::to_string(i) + "]";
+    if (!s.is_object() || s.size() != 4) bad(path, at + " must be an object with tensor, weight, rank, fingerprint");
+    for (const char *key : {"tensor", "weight", "fingerprint"})
+      if (!s.contains(key) || !s[key].is_string()) bad(path, at + " has no string \"" + key + "\"");
+    if (!s.contains("rank") || !s["rank"].is_number_integer()) bad(path, at + " has no integer \"rank\"");
+    const std::string tensor = s["tensor"].get<std::string>();
+    auto it = stored.find(tensor);
+    if (it == stored.end()) bad(path, at + " names " + quoted(tensor) + ", which has no stored low-rank entry");
+    if (!seen.insert(tensor).second) bad(path, at + " lists " + quoted(tensor) + " a second time");
+    const int32_t layer = it->second.first, weight = it->second.second;
+    const LowRankEntry &e = a.low_rank[static_cast<size_t>(layer)][static_cast<size_t>(weight)];
+    if (s["weight"].get<std::string>() != weight_name(weight))
+      bad(path, at + " gives weight " + quoted(s["weight"].get<std::string>()) + " for " + quoted(tensor));
+    if (s["rank"].get<int64_t>() != e.rank)
+      bad(path, at + " gives rank = " + std::to_string(s["rank"].get<int64_t>()) + " but the tensors have rank " +
+                    std::to_string(e.rank));
+    if (s["fingerprint"].get<std::string>() != hex64(e.fingerprint))
+      bad(path, at + " gives fingerprint " + quoted(s["fingerprint"].get<std::string>()) + " for " + quoted(tensor) +
+                    " but its fingerprint tensor holds " + hex64(e.fingerprint) + " (inconsistent low_rank metadata)");
+  }
+}
+
 // The invariant of s2ft_adapter_set_sparse: no sparse entry of (layer, w)
 // lies on a line of the structured entry of the same (layer, w).
 void check_no_overlap(const s2ft_adapter &a, int32_t layer, int32_t weight, const std::string &path) {
@@ -451,7 +563,8 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
   if (meta(f, "format", path) != kFormat)
     bad(path, "metadata \"format\" is " + quoted(meta(f, "format", path)) + ", expected \"" + kFormat + "\"");
   const std::string &version = meta(f, "format_version", path);
-  const bool with_sparse = version == kVersionSparse;
+  const bool with_low_rank = version == kVersionLowRank;
+  const bool with_sparse = version == kVersionSparse || with_low_rank;
   if (version == "1")
     bad(path, "it is adapter format version 1, whose base fingerprints hashed the base's dtype and bytes; this "
               "library (format version " + std::string(kVersion) + ") hashes bf16-rounded values, so it cannot "
@@ -459,7 +572,7 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
               "s2ft_adapter_from_training)");
   if (version != kVersion && !with_sparse)
     bad(path, "metadata \"format_version\" is " + quoted(version) + "; this library reads versions " + kVersion +
-                  " and " + kVersionSparse);
+                  ", " + kVersionSparse + " and " + kVersionLowRank);
   if (meta(f, "axes", path) != kAxes)
     bad(path, "metadata \"axes\" is " + quoted(meta(f, "axes", path)) + ", expected \"" + kAxes + "\"");
 
@@ -483,12 +596,15 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
   const uint32_t declared_targets = parse_targets(meta(f, "targets", path), path);
   const std::string &slices = meta(f, "slices", path);
   const std::string *sparse_summary = with_sparse ? &meta(f, "sparse", path) : nullptr;
+  const std::string *low_rank_summary = with_low_rank ? &meta(f, "low_rank", path) : nullptr;
   a->meta = read_meta(f, path);
   a->layers.resize(static_cast<size_t>(shape.n_layers));
   a->sparse.resize(static_cast<size_t>(shape.n_layers));
+  a->low_rank.resize(static_cast<size_t>(shape.n_layers));
 
   std::map<std::pair<int32_t, int32_t>, Found> found;
   std::map<std::pair<int32_t, int32_t>, FoundSparse> found_sparse;
+  std::map<std::pair<int32_t, int32_t>, FoundLowRank> found_low_rank;
   for (const io::TensorInfo &t : f.tensors()) {
     int32_t layer = 0, target = 0;
     int kind = 0;
@@ -497,14 +613,19 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
                     std::to_string(shape.n_layers) + ">.<self_attn.o_proj|self_attn.v_proj|mlp.down_proj|mlp.up_proj>" +
                     "." + "<s2ft_lines|s2ft_delta|s2ft_base_fingerprint>" +
                     (with_sparse ? ", or model.layers.<i>.<any projection>.<s2ft_sparse_indices|s2ft_sparse_delta|"
-                                   "s2ft_sparse_base_fingerprint>)"
-                                 : ")"));
-    if (kind >= 3 && !with_sparse)
-      bad(path, "tensor " + quoted(t.name) + " holds sparse entries, which format version " + std::string(kVersion) +
-                    " does not have (they need format version " + kVersionSparse + ")");
+                                   "s2ft_sparse_base_fingerprint>" : "") +
+                    (with_low_rank ? ", or model.layers.<i>.<any projection>.<s2ft_low_rank_b|s2ft_low_rank_a|"
+                                     "s2ft_low_rank_base_fingerprint>" : "") + ")");
+    if (kind >= 3 && kind < 6 && !with_sparse)
+      bad(path, "tensor " + quoted(t.name) + " holds sparse entries, which format version " + version +
+                    " does not have (they need format version " + kVersionSparse + " or later)");
+    if (kind >= 6 && !with_low_rank)
+      bad(path, "tensor " + quoted(t.name) + " holds a low-rank entry, which format version " + version +
+                    " does not have (it needs format version " + kVersionLowRank + ")");
     // Names are unique: the container checked.
     if (kind < 3) found[{layer, target}].part[kind] = &t;
-    else found_sparse[{layer, target}].part[kind - 3] = &t;
+    else if (kind < 6) found_sparse[{layer, target}].part[kind - 3] = &t;
+    else found_low_rank[{layer, target}].part[kind - 6] = &t;
   }
   uint32_t targets = 0;
   for (const auto &kv : found) {
@@ -518,11 +639,18 @@ std::unique_ptr<s2ft_adapter> load_adapter(const io::SafetensorsFile &f, const s
         read_sparse(f, kv.second, shape, layer, weight, path);
     check_no_overlap(*a, layer, weight, path);
   }
+  for (const auto &kv : found_low_rank) {
+    const int32_t layer = kv.first.first, weight = kv.first.second;
+    a->low_rank[static_cast<size_t>(layer)][static_cast<size_t>(weight)] =
+        read_low_rank(f, kv.second, shape, layer, weight, path);
+    check_low_rank_alone(*a, layer, weight, path);
+  }
   if (targets != declared_targets)
     bad(path, "metadata \"targets\" = " + quoted(meta(f, "targets", path)) + " but the file stores slices of \"" +
                   targets_text(targets) + "\"");
   check_slices(slices, *a, path);
   if (sparse_summary != nullptr) check_sparse_summary(*sparse_summary, *a, path);
+  if (low_rank_summary != nullptr) check_low_rank_summary(*low_rank_summary, *a, path);
   return a;
 }
 
@@ -546,9 +674,12 @@ S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *
       s2ft::fail_arg("adapter has " + std::to_string(a.shape.n_layers) + " layers; adapter files hold at most " +
                      std::to_string(s2ft::kMaxLayers));
     s2ft::io::SafetensorsWriter w;
-    const bool with_sparse = a.has_sparse();
+    const bool with_low_rank = a.has_low_rank();
+    const bool with_sparse = a.has_sparse() || with_low_rank;
     w.set_metadata("format", s2ft::kFormat);
-    w.set_metadata("format_version", with_sparse ? s2ft::kVersionSparse : s2ft::kVersion);
+    w.set_metadata("format_version", with_low_rank ? s2ft::kVersionLowRank
+                                     : with_sparse ? s2ft::kVersionSparse
+                                                   : s2ft::kVersion);
     w.set_metadata("name", a.name);
     w.set_metadata("default_scale", s2ft::num(a.default_scale));
     w.set_metadata("axes", s2ft::kAxes);
@@ -591,9 +722,27 @@ S2FT_API s2ft_status s2ft_adapter_save(const s2ft_adapter *adapter, const char *
                           {"count", count},
                           {"fingerprint", s2ft::hex64(e.fingerprint)}});
       }
+    // Low-rank entries (version 4 only), layer by layer, weights in id order.
+    nlohmann::json low_rank = nlohmann::json::array();
+    for (int32_t l = 0; l < a.shape.n_layers && with_low_rank; ++l)
+      for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+        const s2ft::LowRankEntry &e = a.low_rank[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+        if (e.empty()) continue;
+        const std::string stem = s2ft::weight_tensor_stem(l, wt);
+        int64_t rows, cols;
+        s2ft::weight_shape(a.shape, wt, &rows, &cols);
+        w.add(stem + s2ft::kLowRankBSuffix, "F32", {rows, e.rank}, e.b.data(), e.b.size() * sizeof(float));
+        w.add(stem + s2ft::kLowRankASuffix, "F32", {e.rank, cols}, e.a.data(), e.a.size() * sizeof(float));
+        w.add(stem + s2ft::kLowRankFingerprintSuffix, "U64", {1}, &e.fingerprint, sizeof(uint64_t));
+        low_rank.push_back({{"tensor", stem},
+                            {"weight", s2ft::weight_name(wt)},
+                            {"rank", e.rank},
+                            {"fingerprint", s2ft::hex64(e.fingerprint)}});
+      }
     w.set_metadata("targets", s2ft::targets_text(targets));
     w.set_metadata("slices", slices.dump());
     if (with_sparse) w.set_metadata("sparse", sparse.dump());
+    if (with_low_rank) w.set_metadata("low_rank", low_rank.dump());
     for (const auto &kv : a.meta) w.set_metadata(s2ft::kMetaFilePrefix + kv.first, kv.second);
     w.write(path);
   });

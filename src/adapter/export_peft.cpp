@@ -16,6 +16,10 @@
 // '.', and the layer digits and the '.' before "layers" are literal.
 // target_modules lists the full module names, which PEFT compares exactly.
 //
+// A low-rank entry (any of the seven weights) with delta = b a is already a
+// LoRA module: B = scale * b [out, k], A = a [k, in], rank k (a SORSA
+// entry's k is 2r). Its module follows the layer's structured ones.
+//
 // Adapters with unstructured sparse entries are refused (S2FT_ERR_UNSUPPORTED):
 // an arbitrary sparse delta is B A only for a rank up to min(out, in), so it
 // has no exact LoRA form of small rank.
@@ -68,6 +72,20 @@ void make_folder(const std::string &dir) {
 
 // The name of a module without "model.", the key of its rank and alpha.
 std::string pattern_key(const std::string &module) { return module.substr(std::strlen("model.")); }
+
+// f32(scale * v) for every value of a delta factor: one rounding, none at
+// scale 1; refuses a product that overflows.
+std::vector<float> scaled_factor(const std::vector<float> &v, double scale, const std::string &module) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    const float f = static_cast<float>(scale * static_cast<double>(v[i]));
+    if (!std::isfinite(f))
+      fail_arg("opts->scale " + num(scale) + " times the delta of " + module + " overflows f32 (delta element " +
+               std::to_string(i) + " = " + num(v[i]) + ")");
+    out[i] = f;
+  }
+  return out;
+}
 
 }  // namespace
 }  // namespace s2ft
@@ -130,7 +148,7 @@ S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const
     nlohmann::json modules = nlohmann::json::array();
     nlohmann::json ranks = nlohmann::json::object();
     int64_t max_rank = 0;
-    for (int32_t l = 0; l < a.shape.n_layers; ++l)
+    for (int32_t l = 0; l < a.shape.n_layers; ++l) {
       for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
         const s2ft::AdapterEntry &e = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
         if (e.empty()) continue;
@@ -139,16 +157,7 @@ S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const
         s2ft::target_weight_shape(a.shape, t, &out, &in);
         const std::string module = s2ft::target_tensor_stem(l, t);
 
-        // The delta factor: f32(scale * delta), one rounding (none at scale 1).
-        std::vector<float> factor(e.delta.size());
-        for (size_t i = 0; i < factor.size(); ++i) {
-          const float v = static_cast<float>(scale * static_cast<double>(e.delta[i]));
-          if (!std::isfinite(v))
-            s2ft::fail_arg("opts->scale " + s2ft::num(scale) + " times the delta of " + module +
-                           " overflows f32 (delta element " + std::to_string(i) + " = " +
-                           s2ft::num(e.delta[i]) + ")");
-          factor[i] = v;
-        }
+        const std::vector<float> factor = s2ft::scaled_factor(e.delta, scale, module);
         // The one-hot factor: [k, in] rows for a column target, [out, k]
         // columns for a row target; e.lines are the lines, in delta order.
         const bool columns = s2ft::target_axis(t) == S2FT_AXIS_COLUMNS;
@@ -168,6 +177,21 @@ S2FT_API s2ft_status s2ft_adapter_export_peft(const s2ft_adapter *adapter, const
         ranks[s2ft::pattern_key(module)] = k;
         if (k > max_rank) max_rank = k;
       }
+      for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+        const s2ft::LowRankEntry &e = a.low_rank[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+        if (e.empty()) continue;
+        int64_t out = 0, in = 0;
+        s2ft::weight_shape(a.shape, wt, &out, &in);
+        const std::string module = s2ft::weight_tensor_stem(l, wt);
+        const std::vector<float> fb = s2ft::scaled_factor(e.b, scale, module);
+        const std::string stem = s2ft::kTensorPrefix + module;
+        w.add(stem + ".lora_A.weight", "F32", {e.rank, in}, e.a.data(), e.a.size() * sizeof(float));
+        w.add(stem + ".lora_B.weight", "F32", {out, e.rank}, fb.data(), fb.size() * sizeof(float));
+        modules.push_back(module);
+        ranks[s2ft::pattern_key(module)] = e.rank;
+        if (e.rank > max_rank) max_rank = e.rank;
+      }
+    }
     if (modules.empty())
       s2ft::fail_arg("adapter \"" + a.name + "\" has no entries: there is nothing to export");
 

@@ -62,6 +62,11 @@ Use check_adapter(const s2ft_adapter *ad, int64_t a, int32_t layer, int32_t targ
   if (std::isnan(s)) s = ad->default_scale;  // as for s2ft_adapter_apply: NaN means the default
   if (!std::isfinite(s)) fail_arg("scales[" + std::to_string(a) + "] is infinite");
   u.scale = static_cast<float>(s);
+  if (!ad->low_rank[static_cast<size_t>(layer)][static_cast<size_t>(target)].empty())
+    fail(S2FT_ERR_UNSUPPORTED, name + " has a low-rank entry on layer " + std::to_string(layer) + " weight " +
+                                   weight_name(target) +
+                                   ", which the mixed forward does not add (apply the adapter to the weights, or "
+                                   "serve it as a PEFT LoRA export)");
   const SparseEntry &sp = ad->sparse[static_cast<size_t>(layer)][static_cast<size_t>(target)];
   if (!sp.empty()) {
     if (sp.delta.size() != sp.indices.size()) fail_arg(name + "'s sparse entries have a delta of the wrong size");

@@ -14,6 +14,14 @@
 // its double sum is added to the line's before the one rounding, so the
 // result keeps the adapter invariant (no sparse entry on a line).
 //
+// Low-rank entries fuse by concatenating factors: b = [w_1 b_1 | w_2 b_2 |
+// ...] (each product rounded once to f32) and a = [a_1 ; a_2 ; ...], so b a
+// = sum_i w_i b_i a_i. Where the result has structured lines on a weight
+// that some input covers by a low-rank entry, the lines join the factors
+// exactly as one-hot products (as a PEFT export writes them) and the
+// result keeps no structured entry there; sparse entries on such a weight
+// have no exact factored form of small rank, so that fuse is refused.
+//
 // The result's metadata keeps each input's provenance: "input.<i>.name",
 // "input.<i>.weight" and "input.<i>.<key>" for each of its keys, within a
 // budget that leaves room for the caller's own keys (fused_meta).
@@ -257,6 +265,76 @@ void fuse_layer(const s2ft_adapter *const *adapters, const std::vector<double> &
   }
 }
 
+// Fuses the low-rank entries of one layer into `low_rank`, folding the
+// result's lines on the same weights into them (see the top of this file).
+void fuse_low_rank_layer(const s2ft_adapter *const *adapters, const std::vector<double> &w, int64_t n, int32_t layer,
+                         std::array<AdapterEntry, S2FT_NUM_TARGETS> &lines,
+                         const std::array<SparseEntry, S2FT_NUM_WEIGHTS> &sparse,
+                         std::array<LowRankEntry, S2FT_NUM_WEIGHTS> &low_rank) {
+  const s2ft_model_shape &s = adapters[0]->shape;
+  for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+    const auto entry = [&](int64_t i) -> const LowRankEntry & {
+      return adapters[i]->low_rank[static_cast<size_t>(layer)][static_cast<size_t>(wt)];
+    };
+    LowRankEntry out;
+    for (int64_t i = 0; i < n; ++i) {
+      const LowRankEntry &e = entry(i);
+      if (e.empty()) continue;
+      if (e.fingerprint != 0 && out.fingerprint != 0 && e.fingerprint != out.fingerprint)
+        fail_arg("adapters[" + std::to_string(i) + "] was made against a different base than an earlier adapter: the "
+                 "low-rank entry of layer " + std::to_string(layer) + " weight " + weight_name(wt) +
+                 " has base fingerprint " + hex64(e.fingerprint) + ", not " + hex64(out.fingerprint));
+      if (e.fingerprint != 0) out.fingerprint = e.fingerprint;
+      out.rank += e.rank;
+    }
+    if (out.rank == 0) continue;
+    if (!sparse[static_cast<size_t>(wt)].empty())
+      fail(S2FT_ERR_UNSUPPORTED, "cannot fuse a low-rank entry with sparse entries on layer " + std::to_string(layer) +
+                                     " weight " + weight_name(wt) +
+                                     ": an unstructured delta has no exact factored form of small rank");
+    AdapterEntry folded;
+    if (wt < S2FT_NUM_TARGETS) {
+      folded = std::move(lines[static_cast<size_t>(wt)]);
+      lines[static_cast<size_t>(wt)] = AdapterEntry{};
+    }
+    const int64_t k_lines = static_cast<int64_t>(folded.lines.size());
+    int64_t rows, cols;
+    weight_shape(s, wt, &rows, &cols);
+    const int64_t k = out.rank + k_lines;
+    out.rank = k;
+    out.b.assign(static_cast<size_t>(rows * k), 0.0f);
+    out.a.assign(static_cast<size_t>(k * cols), 0.0f);
+    int64_t off = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const LowRankEntry &e = entry(i);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < e.rank; ++j)
+          out.b[static_cast<size_t>(r * k + off + j)] =
+              fused_f32(w[static_cast<size_t>(i)] * static_cast<double>(e.b[static_cast<size_t>(r * e.rank + j)]), layer,
+                        "weight", weight_name(wt));
+      std::copy(e.a.begin(), e.a.end(), out.a.begin() + static_cast<std::ptrdiff_t>(off * cols));
+      off += e.rank;
+    }
+    // Line j at base line p: a column target's delta column times the
+    // one-hot row e_p^T; a row target's one-hot column e_p times its delta row.
+    const bool columns = wt < S2FT_NUM_TARGETS && target_axis(wt) == S2FT_AXIS_COLUMNS;
+    for (int64_t j = 0; j < k_lines; ++j) {
+      const int64_t p = folded.lines[static_cast<size_t>(j)], q = off + j;
+      if (columns) {
+        for (int64_t r = 0; r < rows; ++r)
+          out.b[static_cast<size_t>(r * k + q)] = folded.delta[static_cast<size_t>(r * k_lines + j)];
+        out.a[static_cast<size_t>(q * cols + p)] = 1.0f;
+      } else {
+        out.b[static_cast<size_t>(p * k + q)] = 1.0f;
+        std::copy(folded.delta.begin() + static_cast<std::ptrdiff_t>(j * cols),
+                  folded.delta.begin() + static_cast<std::ptrdiff_t>((j + 1) * cols),
+                  out.a.begin() + static_cast<std::ptrdiff_t>(q * cols));
+      }
+    }
+    low_rank[static_cast<size_t>(wt)] = std::move(out);
+  }
+}
+
 }  // namespace
 }  // namespace s2ft
 
@@ -285,8 +363,13 @@ extern "C" S2FT_API s2ft_status s2ft_adapter_fuse(const s2ft_adapter *const *ada
     fused->meta = s2ft::fused_meta(adapters, w, n);
     fused->layers.resize(static_cast<size_t>(fused->shape.n_layers));
     fused->sparse.resize(static_cast<size_t>(fused->shape.n_layers));
+    fused->low_rank.resize(static_cast<size_t>(fused->shape.n_layers));
     for (int32_t l = 0; l < fused->shape.n_layers; ++l)
+    {
       s2ft::fuse_layer(adapters, w, n, l, fused->layers[static_cast<size_t>(l)], fused->sparse[static_cast<size_t>(l)]);
+      s2ft::fuse_low_rank_layer(adapters, w, n, l, fused->layers[static_cast<size_t>(l)],
+                                fused->sparse[static_cast<size_t>(l)], fused->low_rank[static_cast<size_t>(l)]);
+    }
     *out = fused.release();
   });
 }

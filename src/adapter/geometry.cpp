@@ -156,6 +156,13 @@ double s2ft_adapter::max_abs_sparse_delta(int32_t layer, int32_t weight) const {
   return max_abs[static_cast<size_t>(layer)][static_cast<size_t>(S2FT_NUM_TARGETS + weight)];
 }
 
+bool s2ft_adapter::has_low_rank() const {
+  for (const auto &l : low_rank)
+    for (const s2ft::LowRankEntry &e : l)
+      if (!e.empty()) return true;
+  return false;
+}
+
 bool s2ft_adapter::has_sparse() const {
   for (const auto &l : sparse)
     for (const s2ft::SparseEntry &e : l)

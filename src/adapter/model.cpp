@@ -129,6 +129,31 @@ std::vector<int64_t> sparse_positions(const s2ft_model &m, int32_t layer, int32_
            std::to_string(n % cols) + ", base order; " + b + "); nothing was changed");
 }
 
+// Checks a new low-rank entry against the model's weight (its factors'
+// sizes; the set calls and the file reader keep them consistent).
+void low_rank_check(const ModelWeight &mw, int32_t layer, int32_t weight, const LowRankEntry *e) {
+  if (e == nullptr) return;
+  if (e->rank < 1 || e->b.size() != static_cast<size_t>(mw.view.rows * e->rank) ||
+      e->a.size() != static_cast<size_t>(e->rank * mw.view.cols))
+    fail_arg("the adapter's low-rank entry of " + where_weight(layer, weight) + " is inconsistent (factor sizes)");
+}
+
+[[noreturn]] void low_rank_refused(const backend::LowRankStep &st, double scale, const backend::Refusal &r) {
+  const std::string at = where_weight(st.layer, st.weight);
+  if (r.kind == backend::Refusal::kFingerprint)
+    fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + at +
+                              " (the whole weight its low-rank entry was made against): the adapter was made for a "
+                              "different base model (or dtype); pass S2FT_APPLY_FORCE to apply it anyway");
+  char b[256];
+  std::snprintf(b, sizeof b, "|W| up to %.6g in that row plus |scale * delta| up to %.6g exceeds the largest finite %s, %.6g",
+                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(st.w.dtype),
+                backend::largest_finite(st.w.dtype));
+  char sc[32];
+  std::snprintf(sc, sizeof sc, "%.6g", scale);
+  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + at +
+           " (low-rank entry, base row " + std::to_string(r.line) + "; " + b + "); nothing was changed");
+}
+
 }  // namespace
 
 double resolve_scale(double scale, const s2ft_adapter &a) {
@@ -197,7 +222,7 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
     st.old_positions = &m.displaced[static_cast<size_t>(p.layer)][static_cast<size_t>(p.target)];
     st.new_positions = &p.positions;
     st.entry = p.entry;
-    if (p.entry != nullptr) st.max_abs_delta = adapter->max_abs_delta(p.layer, p.target);
+    if (p.entry != nullptr && adapter != nullptr) st.max_abs_delta = adapter->max_abs_delta(p.layer, p.target);
     steps.push_back(st);
   }
 
@@ -269,8 +294,40 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
     }
   }
 
+  // The low-rank entries of the old and the new adapter, per (layer, weight).
+  std::vector<backend::LowRankStep> low_rank;
+  for (int32_t l = 0; l < m.shape.n_layers; ++l)
+    for (int32_t wt = 0; wt < S2FT_NUM_WEIGHTS; ++wt) {
+      const auto entry_of = [&](const s2ft_adapter *a) -> const LowRankEntry * {
+        if (a == nullptr) return nullptr;
+        const LowRankEntry &e = a->low_rank[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+        return e.empty() ? nullptr : &e;
+      };
+      backend::LowRankStep st;
+      st.old_entry = entry_of(m.applied);
+      st.entry = entry_of(adapter);
+      if (st.old_entry == nullptr && st.entry == nullptr) continue;
+      const ModelWeight &mw = m.weights[static_cast<size_t>(l)][static_cast<size_t>(wt)];
+      if (!mw.present)
+        fail_arg("the adapter has a low-rank entry for " + where_weight(l, wt) +
+                 " but the model was created without that weight (layers[" + std::to_string(l) + "]." +
+                 weight_field(wt) + " was NULL)");
+      low_rank_check(mw, l, wt, st.entry);
+      st.layer = l;
+      st.weight = wt;
+      st.w = mw.view;
+      st.old_scale = m.scale;
+      st.check_fingerprint = st.entry != nullptr && !force && st.entry->fingerprint != 0;
+      for (size_t k = 0; k < planned.size(); ++k)
+        if (planned[k].layer == l && planned[k].target == wt) st.lines_step = static_cast<int64_t>(k);
+      for (size_t k = 0; k < sparse.size(); ++k)
+        if (sparse[k].layer == l && sparse[k].weight == wt) st.sparse_step = static_cast<int64_t>(k);
+      low_rank.push_back(st);
+    }
   backend::Refusal refused;
-  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, sparse, adapter, scale, force, &refused);
+  run(*m.ctx, &backend::Ops::model_transition, m.records.get(), steps, sparse, low_rank, adapter, scale, force,
+      &refused);
+  if (refused.step >= 0 && refused.low_rank) low_rank_refused(low_rank[static_cast<size_t>(refused.step)], scale, refused);
   if (refused.step >= 0 && refused.sparse) sparse_refused(sparse[static_cast<size_t>(refused.step)], scale, refused);
   if (refused.step >= 0) {
     const backend::TransitionStep &st = steps[static_cast<size_t>(refused.step)];

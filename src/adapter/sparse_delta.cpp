@@ -116,6 +116,9 @@ S2FT_API s2ft_status s2ft_sparse_delta_from_adapter(s2ft_context *ctx, const s2f
     require_live_or_null(perm, "perm");
     if (perm != nullptr && !same_shape(adapter->shape, perm->shape))
       fail_arg("perm was made for a different model shape than the adapter");
+    if (!adapter->low_rank[static_cast<size_t>(layer)][static_cast<size_t>(target)].empty())
+      fail(S2FT_ERR_UNSUPPORTED, "the adapter's delta of layer " + std::to_string(layer) + " weight " +
+                                     weight_name(target) + " is a low-rank entry, which has no sparse form");
     int64_t out_rows, in_cols;
     weight_shape(adapter->shape, target, &out_rows, &in_cols);
     HostCsr h;

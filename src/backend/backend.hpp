@@ -32,6 +32,7 @@ namespace s2ft {
 
 struct AdapterEntry;    // adapter/adapter.hpp
 struct SparseEntry;     // adapter/adapter.hpp
+struct LowRankEntry;    // adapter/adapter.hpp
 struct HostCsr;         // adapter/csr.hpp
 struct Lines;           // train/slice.hpp
 struct OptimizerParam;  // train/optimizer.hpp
@@ -43,7 +44,7 @@ namespace backend {
 
 // Bumped whenever Ops or any type it passes changes. A module built for
 // another value is refused by the loader.
-constexpr uint32_t kAbiVersion = 3;
+constexpr uint32_t kAbiVersion = 4;
 
 // A backend's state for one s2ft_context: its device binding, library
 // handles, stream and workspace. Each backend derives its own.
@@ -156,16 +157,38 @@ struct SparseStep {
   bool check_fingerprint = false;     // compare entry->fingerprint with the base weight's
 };
 
+// One (layer, weight) of a transition where the applied adapter (old_entry
+// at old_scale) or the new one (entry) has a low-rank entry; an adapter
+// with one there has no lines or sparse entries there. The backend saves
+// the whole base weight W0 when an entry first covers it, writes, for base
+// row r and column c (stored at the model's permuted position),
+//   W[r, c] = round(double(W0[r, c]) + scale * sum_k double(b[r, k]) * double(a[k, c]))
+// rounded once, and restores W0 (memcpy) when no entry covers it any more.
+// lines_step / sparse_step: the structured / sparse step of the same
+// (layer, weight) (the old adapter's lines or elements, restored by that
+// step), or -1; the base W0 of a weight the old adapter did not cover by a
+// low-rank entry is the weight with those put back.
+struct LowRankStep {
+  int32_t layer = 0, weight = 0;
+  Matrix w;
+  const LowRankEntry *old_entry = nullptr;  // the applied adapter's (NULL: none)
+  double old_scale = 0.0;
+  const LowRankEntry *entry = nullptr;      // the new adapter's (NULL: none)
+  int64_t lines_step = -1, sparse_step = -1;
+  bool check_fingerprint = false;           // compare entry->fingerprint with the base weight's
+};
+
 // Why a transition was refused before anything was written, and where:
 // line `line` of steps[step].entry, or with `sparse` element `line` of
-// sparse[step].entry (line -1: the whole-weight fingerprint). step < 0: not
-// refused.
+// sparse[step].entry (line -1: the whole-weight fingerprint), or with
+// `low_rank` base row `line` of low_rank[step].entry (-1: the fingerprint).
+// step < 0: not refused.
 struct Refusal {
   enum Kind { kFingerprint, kOverflow };  // the base line differs / the merge could overflow
   Kind kind = kFingerprint;
   int64_t step = -1, line = -1;
   double max_abs_w0 = 0.0, max_abs_delta = 0.0;  // kOverflow: the bound's terms (merge_range.hpp)
-  bool sparse = false;
+  bool sparse = false, low_rank = false;
 };
 
 // One adapter of a mixed batch as the core resolved it (at least one of
@@ -336,7 +359,8 @@ struct Ops {
   // bound is max|W0| over its row (finite values) + |scale * delta|. The
   // writes go: sparse restores, the lines, the new sparse elements.
   s2ft_status (*model_transition)(Instance *inst, void *model, const std::vector<TransitionStep> &steps,
-                                  const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
+                                  const std::vector<SparseStep> &sparse, const std::vector<LowRankStep> &low_rank,
+                                  const s2ft_adapter *adapter, double scale,
                                   bool force, Refusal *refusal) = nullptr;
   // Makes the instance's device copy of an adapter (nothing on the CPU).
   s2ft_status (*adapter_upload)(Instance *inst, const s2ft_adapter &adapter) = nullptr;

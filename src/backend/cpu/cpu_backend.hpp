@@ -68,8 +68,8 @@ void optimizer_write_master(backend::Instance *inst, const OptimizerParam &p);
 void model_create(backend::Instance *inst, const s2ft_model_shape &shape,
                   const std::vector<backend::TargetWeight> &weights, backend::Object *out);
 void model_transition(backend::Instance *inst, void *model, const std::vector<backend::TransitionStep> &steps,
-                      const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *adapter, double scale,
-                      bool force, backend::Refusal *refusal);
+                      const std::vector<backend::SparseStep> &sparse, const std::vector<backend::LowRankStep> &low_rank,
+                      const s2ft_adapter *adapter, double scale, bool force, backend::Refusal *refusal);
 
 // forward_mixed.cpp
 void forward_mixed(backend::Instance *inst, const backend::MixedCall &call, const Matrix &x, const Matrix &w,

@@ -31,6 +31,7 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "backend/merge_range.hpp"
+#include "common/error.hpp"
 #include "common/fingerprint.hpp"
 
 namespace s2ft {
@@ -54,6 +55,9 @@ struct Records {
   // the record before last; per (layer, weight).
   std::vector<std::array<std::vector<char>, S2FT_NUM_WEIGHTS>> sparse_original, sparse_spare;
   std::vector<std::array<WeightBase, S2FT_NUM_WEIGHTS>> base;
+  // Low-rank entries: the whole base weight W0, compact row-major as
+  // stored, while the applied adapter has a low-rank entry on it.
+  std::vector<std::array<std::vector<char>, S2FT_NUM_WEIGHTS>> low_rank_original;
   std::vector<std::array<std::vector<int64_t>, S2FT_NUM_WEIGHTS>> row_map, col_map;  // TargetWeight's
 };
 
@@ -577,6 +581,142 @@ void write_sparse(const backend::SparseStep &st, const char *original, double sc
   }
 }
 
+// ---- low-rank entries ----------------------------------------------------------
+
+// Copies a weight's bytes as stored into a compact row-major buffer (sized
+// by the caller), and back.
+void copy_weight_out(const Matrix &w, char *dst) {
+  const size_t e = w.elem();
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t c = 0; c < w.cols; ++c) std::memcpy(dst + static_cast<size_t>(r * w.cols + c) * e, w.at(r, c), e);
+}
+void copy_weight_in(const Matrix &w, const char *src) {
+  const size_t e = w.elem();
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t c = 0; c < w.cols; ++c) std::memcpy(w.at(r, c), src + static_cast<size_t>(r * w.cols + c) * e, e);
+}
+
+// Row r of the entry's delta in double: out[c] = sum_k b[r, k] a[k, c]
+// (base order), the sum of products of f32 values that double holds
+// exactly, so only the additions round.
+void low_rank_row(const LowRankEntry &e, int64_t r, int64_t cols, double *out) {
+  std::fill(out, out + cols, 0.0);
+  for (int64_t k = 0; k < e.rank; ++k) {
+    const double bk = e.b[static_cast<size_t>(r * e.rank + k)];
+    const float *ak = e.a.data() + static_cast<size_t>(k * cols);
+    for (int64_t c = 0; c < cols; ++c) out[c] += bk * static_cast<double>(ak[c]);
+  }
+}
+
+// W[r, c] = round(double(W0[r, c]) + scale * delta[r, c]) for every base
+// row r and column c, W0 from `base` (compact, as stored), positions
+// through the model's row and column maps; rows split over the threads.
+template <typename Codec>
+void write_low_rank_of(Instance &inst, const Matrix &w, const char *base, const LowRankEntry &e, double scale,
+                       const std::vector<int64_t> &row_map, const std::vector<int64_t> &col_map) {
+  using T = typename Codec::T;
+  const int64_t rows = w.rows, cols = w.cols;
+  const int n_threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(inst.threads, rows / 16 + 1)));
+  run_parallel(n_threads, [&](int part) {
+    std::vector<double> d(static_cast<size_t>(cols));
+    for (int64_t r = rows * part / n_threads; r < rows * (part + 1) / n_threads; ++r) {
+      low_rank_row(e, r, cols, d.data());
+      const int64_t sr = row_map.empty() ? r : row_map[static_cast<size_t>(r)];
+      for (int64_t c = 0; c < cols; ++c) {
+        const int64_t sc = col_map.empty() ? c : col_map[static_cast<size_t>(c)];
+        T o;
+        std::memcpy(&o, base + static_cast<size_t>(sr * cols + sc) * sizeof(T), sizeof(T));
+        const T v = Codec::store(Codec::load(o) + scale * d[static_cast<size_t>(c)]);
+        std::memcpy(w.at(sr, sc), &v, sizeof(T));
+      }
+    }
+  });
+}
+
+void write_low_rank(Instance &inst, const Records &rec, const backend::LowRankStep &st, const char *base,
+                    const LowRankEntry &e, double scale) {
+  const size_t l = static_cast<size_t>(st.layer), wt = static_cast<size_t>(st.weight);
+  const std::vector<int64_t> &rm = rec.row_map[l][wt], &cm = rec.col_map[l][wt];
+  switch (st.w.dtype) {
+    case S2FT_F32: write_low_rank_of<CodecF32>(inst, st.w, base, e, scale, rm, cm); break;
+    case S2FT_BF16: write_low_rank_of<CodecBF16>(inst, st.w, base, e, scale, rm, cm); break;
+    default: write_low_rank_of<CodecF16>(inst, st.w, base, e, scale, rm, cm); break;
+  }
+}
+
+// A new low-rank entry's plan: the buffer its W0 goes into when the old
+// adapter had no entry there (allocated now, so that writing cannot fail).
+struct LowRankPlan {
+  const backend::LowRankStep *st = nullptr;
+  std::vector<char> saved;
+};
+
+// Makes the checks of a new low-rank entry (base fingerprint, overflow);
+// false with *refusal filled (but for its step) at the first refusal.
+bool plan_low_rank(Instance &inst, Records &rec, const std::vector<backend::TransitionStep> &steps,
+                   const std::vector<backend::SparseStep> &sparse, const backend::LowRankStep &st, double scale,
+                   LowRankPlan *out, backend::Refusal *refusal) {
+  out->st = &st;
+  const LowRankEntry &e = *st.entry;
+  const size_t l = static_cast<size_t>(st.layer), wt = static_cast<size_t>(st.weight);
+  const Matrix &w = st.w;
+  WeightBase &b = rec.base[l][wt];
+  if (st.old_entry == nullptr) {
+    out->saved.resize(static_cast<size_t>(w.rows * w.cols) * w.elem());
+    // The weight's base is what it holds with the old adapter's lines and
+    // elements put back (its low-rank base, when it had one, is known:
+    // it was computed here when that entry was first applied).
+    if (!b.known) {
+      const std::vector<int64_t> none;
+      backend::SparseStep as_sparse;
+      if (st.sparse_step >= 0) {
+        as_sparse = sparse[static_cast<size_t>(st.sparse_step)];
+      } else {
+        as_sparse.layer = st.layer;
+        as_sparse.weight = st.weight;
+        as_sparse.w = w;
+        as_sparse.old_positions = &none;
+        as_sparse.lines_step = st.lines_step;
+      }
+      compute_base(inst, rec, steps, as_sparse, b);
+    }
+  }
+  if (!b.known) fail(S2FT_ERR_INTERNAL, "a low-rank entry's base weight was not measured when it was first applied");
+  if (st.check_fingerprint && b.fingerprint != e.fingerprint) {
+    refusal->kind = backend::Refusal::kFingerprint;
+    refusal->line = -1;
+    return false;
+  }
+  // |delta[r, c]| <= sum_k |b[r, k]| max_c |a[k, c]|: a bound per row; only
+  // rows whose bound could overflow are computed and tested exactly.
+  std::vector<double> a_max(static_cast<size_t>(e.rank), 0.0);
+  for (int64_t k = 0; k < e.rank; ++k)
+    for (int64_t c = 0; c < w.cols; ++c)
+      a_max[static_cast<size_t>(k)] =
+          std::max(a_max[static_cast<size_t>(k)], std::fabs(static_cast<double>(e.a[static_cast<size_t>(k * w.cols + c)])));
+  const std::vector<int64_t> &row_map = rec.row_map[l][wt];
+  std::vector<double> d;
+  for (int64_t r = 0; r < w.rows; ++r) {
+    double bound = 0.0;
+    for (int64_t k = 0; k < e.rank; ++k)
+      bound += std::fabs(static_cast<double>(e.b[static_cast<size_t>(r * e.rank + k)])) * a_max[static_cast<size_t>(k)];
+    const double row_max = b.row_max[static_cast<size_t>(row_map.empty() ? r : row_map[static_cast<size_t>(r)])];
+    if (!backend::merge_may_overflow(w.dtype, row_max, scale, bound)) continue;
+    d.resize(static_cast<size_t>(w.cols));
+    low_rank_row(e, r, w.cols, d.data());
+    double m = 0.0;
+    for (double v : d) m = std::max(m, std::fabs(v));
+    if (backend::merge_may_overflow(w.dtype, row_max, scale, m)) {
+      refusal->kind = backend::Refusal::kOverflow;
+      refusal->line = r;
+      refusal->max_abs_w0 = row_max;
+      refusal->max_abs_delta = m;
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void model_create(backend::Instance *, const s2ft_model_shape &shape, const std::vector<backend::TargetWeight> &weights,
@@ -588,6 +728,7 @@ void model_create(backend::Instance *, const s2ft_model_shape &shape, const std:
   r->sparse_original.resize(n);
   r->sparse_spare.resize(n);
   r->base.resize(n);
+  r->low_rank_original.resize(n);
   r->row_map.resize(n);
   r->col_map.resize(n);
   for (const backend::TargetWeight &w : weights) {
@@ -597,32 +738,87 @@ void model_create(backend::Instance *, const s2ft_model_shape &shape, const std:
   *out = std::move(r);
 }
 
-void model_transition(backend::Instance *inst, void *model, const std::vector<backend::TransitionStep> &steps,
-                      const std::vector<backend::SparseStep> &sparse, const s2ft_adapter *, double scale, bool force,
-                      backend::Refusal *refusal) {
-  Records &rec = *static_cast<Records *>(model);
+namespace {
+
+// Everything a transition will write, planned and checked before the
+// first write.
+struct TransitionPlan {
+  std::vector<Step> lines;
+  std::vector<SparsePlan> sparse;
+  std::vector<LowRankPlan> low_rank;
+};
+
+// Plans and checks every step; false with *refusal filled at the first
+// refusal (nothing written).
+bool plan_transition(Instance &inst, Records &rec, const std::vector<backend::TransitionStep> &steps,
+                     const std::vector<backend::SparseStep> &sparse, const std::vector<backend::LowRankStep> &low_rank,
+                     double scale, bool force, TransitionPlan *plan, backend::Refusal *refusal) {
   // The sparse step that shares each line step's weight, if any.
   std::vector<const backend::SparseStep *> sparse_of(steps.size(), nullptr);
   for (const backend::SparseStep &sp : sparse)
     if (sp.lines_step >= 0 && static_cast<size_t>(sp.lines_step) < steps.size())
       sparse_of[static_cast<size_t>(sp.lines_step)] = &sp;
-  std::vector<Step> plans(steps.size());
+  plan->lines.resize(steps.size());
   for (size_t i = 0; i < steps.size(); ++i)
-    if (!plan_step(rec, steps[i], sparse_of[i], scale, force, &plans[i], refusal)) {
+    if (!plan_step(rec, steps[i], sparse_of[i], scale, force, &plan->lines[i], refusal)) {
       refusal->step = static_cast<int64_t>(i);
-      return;
+      return false;
     }
-  std::vector<SparsePlan> sparse_plans(sparse.size());
+  plan->sparse.resize(sparse.size());
   for (size_t i = 0; i < sparse.size(); ++i)
-    if (!plan_sparse(instance(inst), rec, steps, sparse[i], scale, &sparse_plans[i], refusal)) {
+    if (!plan_sparse(inst, rec, steps, sparse[i], scale, &plan->sparse[i], refusal)) {
       refusal->step = static_cast<int64_t>(i);
       refusal->sparse = true;
-      return;
+      return false;
     }
+  for (size_t i = 0; i < low_rank.size(); ++i) {
+    if (low_rank[i].entry == nullptr) continue;
+    plan->low_rank.emplace_back();
+    if (!plan_low_rank(inst, rec, steps, sparse, low_rank[i], scale, &plan->low_rank.back(), refusal)) {
+      refusal->step = static_cast<int64_t>(i);
+      refusal->low_rank = true;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void model_transition(backend::Instance *inst, void *model, const std::vector<backend::TransitionStep> &steps,
+                      const std::vector<backend::SparseStep> &sparse, const std::vector<backend::LowRankStep> &low_rank,
+                      const s2ft_adapter *, double scale, bool force, backend::Refusal *refusal) {
+  Records &rec = *static_cast<Records *>(model);
+  Instance &in = instance(inst);
+  const auto saved_base = [&](const backend::LowRankStep &st) -> std::vector<char> & {
+    return rec.low_rank_original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
+  };
+  // A weight whose old low-rank entry leaves gets its base back first, so
+  // that the new adapter's lines and elements there are planned on base
+  // values. On a refusal it is merged again: the same computation on the
+  // same values gives the same bytes, so the model is as it was.
+  const auto leaves = [](const backend::LowRankStep &st) { return st.old_entry != nullptr && st.entry == nullptr; };
+  for (const backend::LowRankStep &st : low_rank)
+    if (leaves(st)) copy_weight_in(st.w, saved_base(st).data());
+  const auto undo_restores = [&] {
+    for (const backend::LowRankStep &st : low_rank)
+      if (leaves(st)) write_low_rank(in, rec, st, saved_base(st).data(), *st.old_entry, st.old_scale);
+  };
+  TransitionPlan plan;
+  bool planned = false;
+  try {
+    planned = plan_transition(in, rec, steps, sparse, low_rank, scale, force, &plan, refusal);
+  } catch (...) {
+    undo_restores();
+    throw;
+  }
+  if (!planned) return undo_restores();
 
   // Writes: sparse restores first (so that lines see base values where
-  // they are not saved), then the lines, then the new sparse elements.
-  for (SparsePlan &sp : sparse_plans) {
+  // they are not saved), then the lines, then the new sparse elements,
+  // then the low-rank entries (whose weights are then base wherever the
+  // old adapter had lines or elements on them).
+  for (SparsePlan &sp : plan.sparse) {
     const backend::SparseStep &st = *sp.st;
     const std::vector<char> &old = rec.sparse_original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
     const size_t e = st.w.elem();
@@ -631,7 +827,7 @@ void model_transition(backend::Instance *inst, void *model, const std::vector<ba
       std::memcpy(st.w.at(p / st.w.cols, p % st.w.cols), old.data() + static_cast<size_t>(o) * e, e);
     }
   }
-  for (Step &s : plans) {
+  for (Step &s : plan.lines) {
     const backend::TransitionStep &st = *s.st;
     std::vector<char> &old = rec.original[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)];
     if (!s.restore.empty()) {
@@ -645,13 +841,24 @@ void model_transition(backend::Instance *inst, void *model, const std::vector<ba
     rec.spare[static_cast<size_t>(st.layer)][static_cast<size_t>(st.target)] = std::move(old);
     old = std::move(s.original);
   }
-  for (SparsePlan &sp : sparse_plans) {
+  for (SparsePlan &sp : plan.sparse) {
     const backend::SparseStep &st = *sp.st;
     if (st.entry != nullptr) write_sparse(st, sp.original.data(), scale);
     const size_t l = static_cast<size_t>(st.layer), w = static_cast<size_t>(st.weight);
     rec.sparse_spare[l][w] = std::move(rec.sparse_original[l][w]);
     rec.sparse_original[l][w] = std::move(sp.original);
   }
+  for (LowRankPlan &lp : plan.low_rank) {
+    const backend::LowRankStep &st = *lp.st;
+    std::vector<char> &base = saved_base(st);
+    if (st.old_entry == nullptr) {
+      copy_weight_out(st.w, lp.saved.data());
+      base.swap(lp.saved);
+    }
+    write_low_rank(in, rec, st, base.data(), *st.entry, scale);
+  }
+  for (const backend::LowRankStep &st : low_rank)
+    if (leaves(st)) std::vector<char>().swap(saved_base(st));
 }
 
 }  // namespace cpu
