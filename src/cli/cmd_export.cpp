@@ -24,7 +24,9 @@ const char *const kExportHelp =
     "BASE_CKPT. Each trained weight becomes one LoRA module whose rank is its number of lines k\n"
     "and whose B*A is exactly S * delta on those lines (the other factor is one-hot), with\n"
     "lora_alpha = k, so PEFT, vLLM and the other LoRA servers of docs/lora-serving.md apply it\n"
-    "without merging. Loading OUT_DIR with PEFT over BASE_CKPT gives the model that\n"
+    "without merging. A low-rank entry (a SORSA adapter's, delta = b a) becomes a module of\n"
+    "its rank with lora_B = S * b and lora_A = a. Loading OUT_DIR with PEFT over BASE_CKPT\n"
+    "gives (up to f32 rounding of the sums) the model that\n"
     "`s2ft merge BASE_CKPT ADAPTER:S` writes.\n"
     "\n"
     "The adapter must be for BASE_CKPT's model shape and made against its weights (base\n"
@@ -89,6 +91,15 @@ std::string ranks_text(const s2ft_adapter *adapter) {
     for (int32_t t = 0; t < S2FT_NUM_TARGETS; ++t) {
       int64_t k = 0;
       check(s2ft_adapter_lines(adapter, l, t, nullptr, nullptr, 0, &k));
+      if (k == 0) continue;
+      ++modules;
+      lo = std::min(lo, k);
+      hi = std::max(hi, k);
+    }
+  for (int32_t l = 0; l < shape.n_layers; ++l)
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+      int64_t k = 0;
+      check(s2ft_adapter_low_rank(adapter, l, w, &k, nullptr, nullptr, nullptr));
       if (k == 0) continue;
       ++modules;
       lo = std::min(lo, k);

@@ -13,6 +13,7 @@
 #include "file_kind.hpp"
 #include "handles.hpp"
 #include "io/input_file.hpp"
+#include "model_shape.hpp"
 #include "io/safetensors.hpp"
 #include "printable.hpp"
 #include "selection_options.hpp"
@@ -180,16 +181,20 @@ void inspect_adapter(const std::string &path) {
     say(line);
   }
   say("  parameters: " + std::to_string(params));
-  // Unstructured sparse entries (format version 3), shown only when there are some.
+  // Unstructured sparse entries (format version 3) and low-rank entries
+  // (version 4), each shown only when there are some.
+  static const char *const kWeightNames[S2FT_NUM_WEIGHTS] = {"o", "v", "down", "up", "q", "k", "gate"};
+  const auto weights_text = [](uint32_t m) {
+    std::string out;
+    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
+      if (m & S2FT_WEIGHT_BIT(w)) out += (out.empty() ? "" : ",") + std::string(kWeightNames[w]);
+    return out;
+  };
   uint32_t sparse_mask = 0;
   int64_t sparse_total = 0;
   check(s2ft_adapter_sparse_info(a.get(), &sparse_mask, &sparse_total));
   if (sparse_total > 0) {
-    static const char *const kWeightNames[S2FT_NUM_WEIGHTS] = {"o", "v", "down", "up", "q", "k", "gate"};
-    std::string weights;
-    for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w)
-      if (sparse_mask & S2FT_WEIGHT_BIT(w)) weights += (weights.empty() ? "" : ",") + std::string(kWeightNames[w]);
-    say("  sparse entries: " + std::to_string(sparse_total) + " (weights " + weights + ")");
+    say("  sparse entries: " + std::to_string(sparse_total) + " (weights " + weights_text(sparse_mask) + ")");
     for (int32_t l = 0; l < s.n_layers; ++l) {
       std::string line = "    layer " + std::to_string(l) + ":";
       for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
@@ -200,6 +205,28 @@ void inspect_adapter(const std::string &path) {
       }
       say(line);
     }
+  }
+  uint32_t low_rank_mask = 0;
+  int64_t low_rank_total = 0;
+  check(s2ft_adapter_low_rank_info(a.get(), &low_rank_mask, &low_rank_total));
+  if (low_rank_total > 0) {
+    say("  low-rank entries: " + std::to_string(low_rank_total) + " (weights " + weights_text(low_rank_mask) +
+        "), rank per layer:");
+    int64_t factor_params = 0;
+    for (int32_t l = 0; l < s.n_layers; ++l) {
+      std::string line = "    layer " + std::to_string(l) + ":";
+      for (int32_t w = 0; w < S2FT_NUM_WEIGHTS; ++w) {
+        if (!(low_rank_mask & S2FT_WEIGHT_BIT(w))) continue;
+        int64_t rank = 0, rows = 0, cols = 0;
+        check(s2ft_adapter_low_rank(a.get(), l, w, &rank, nullptr, nullptr, nullptr));
+        weight_shape(s, w, &rows, &cols);
+        factor_params = saturating_add(factor_params, saturating_mul(rank, rows + cols));
+        line += "  " + std::string(kWeightNames[w]) + " " + std::to_string(rank);
+      }
+      say(line);
+    }
+    say("  low-rank factor parameters: " +
+        (factor_params == kSaturated ? "more than 2^63" : std::to_string(factor_params)));
   }
   int64_t n_meta = 0;
   check(s2ft_adapter_meta_count(a.get(), &n_meta));

@@ -170,6 +170,23 @@ void adapter_seeds() {
   write_seed("adapter_load", "sparse-v3.safetensors", read_whole(tmp));
   s2ft_adapter_destroy(a);
 
+  // Low-rank entries (format version 4): on q (fingerprinted) and down,
+  // beside a line on V and a sparse entry on gate.
+  ok(s2ft_adapter_create(&s, "seed-low-rank", 1.0, &a), "s2ft_adapter_create");
+  delta = matrix(d1, 1, 4, 0.5f);
+  ok(s2ft_adapter_set(a, 0, S2FT_TARGET_V, v_lines, 1, &delta, nullptr), "s2ft_adapter_set V");
+  ok(s2ft_tensor_init(&sd, sv.data(), S2FT_F32, S2FT_DEVICE_CPU, 0, 1, dims_q), "s2ft_tensor_init");
+  ok(s2ft_adapter_set_sparse(a, 1, S2FT_WEIGHT_GATE, q_sparse, 1, &sd, nullptr), "s2ft_adapter_set_sparse GATE");
+  std::vector<float> lb(24), la(24), lq(16);
+  s2ft_tensor fb = matrix(lb, 4, 2, 0.75f), fa = matrix(la, 2, 4, -0.5f), wq = matrix(lq, 4, 4, 1.0f);
+  ok(s2ft_adapter_set_low_rank(a, 0, S2FT_WEIGHT_Q, &fb, &fa, &wq), "s2ft_adapter_set_low_rank Q");
+  fb = matrix(lb, 4, 1, 2.0f);
+  fa = matrix(la, 1, 3, 0.25f);
+  ok(s2ft_adapter_set_low_rank(a, 1, S2FT_WEIGHT_DOWN, &fb, &fa, nullptr), "s2ft_adapter_set_low_rank DOWN");
+  ok(s2ft_adapter_save(a, tmp.c_str()), "s2ft_adapter_save");
+  write_seed("adapter_load", "low-rank-v4.safetensors", read_whole(tmp));
+  s2ft_adapter_destroy(a);
+
   // No entries at all.
   ok(s2ft_adapter_create(&s, "empty", 1.0, &a), "s2ft_adapter_create");
   ok(s2ft_adapter_save(a, tmp.c_str()), "s2ft_adapter_save");

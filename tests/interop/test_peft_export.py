@@ -16,8 +16,13 @@ Cases:
               once with scattered lines; a selection trained on a permuted
               checkpoint (s2ft permute, then --inverse); their fusion; an
               export at another scale than the adapter's.
+  sorsa       stories260K with a SORSA adapter (low-rank entries, format
+              version 4, written here from the format's definition): the
+              principal parts of q/down/gate/v weights from a float64 SVD,
+              moved as training would; each module has rank 2r with
+              lora_B = b and lora_A = a exactly.
 
-usage: test_peft_export.py --s2ft PATH --data DIR --case synthetic|stories260k
+usage: test_peft_export.py --s2ft PATH --data DIR --case synthetic|stories260k|sorsa
 Exit status 0 pass, 1 fail, 77 skipped (the data of the case is absent).
 """
 
@@ -81,13 +86,24 @@ def perturbed_copy(src, dst, seed, scale=0.05):
 
 
 def adapter_entries(path):
-    """module name -> (lines, delta) of an s2ft adapter file."""
+    """module name -> (lines, delta) of an s2ft adapter file's structured entries."""
     tensors = load_numpy(path)
     out = {}
     for name, lines in tensors.items():
         if name.endswith(".s2ft_lines"):
             stem = name[: -len(".s2ft_lines")]
             out[stem] = (lines, tensors[stem + ".s2ft_delta"])
+    return out
+
+
+def low_rank_entries(path):
+    """module name -> (b, a) of an s2ft adapter file's low-rank entries."""
+    tensors = load_numpy(path)
+    out = {}
+    for name, b in tensors.items():
+        if name.endswith(".s2ft_low_rank_b"):
+            stem = name[: -len(".s2ft_low_rank_b")]
+            out[stem] = (b, tensors[stem + ".s2ft_low_rank_a"])
     return out
 
 
@@ -123,21 +139,30 @@ def check_export(label, s2ft, base, adapter, work, tokens, scale=None):
     with open(os.path.join(exported, "adapter_config.json")) as f:
         config = json.load(f)
     entries = adapter_entries(adapter)
+    low_rank = low_rank_entries(adapter)
     factor_scale = 1.0 if scale is None else scale
     if scale is None:
         meta = load_numpy_metadata(adapter)
         factor_scale = float(meta["default_scale"])
 
     # The config: exactly the modules with an entry, each with rank = alpha = k.
-    check(sorted(config["target_modules"]) == sorted(entries), "%s: target_modules %s" % (label, config["target_modules"]))
+    modules = sorted(list(entries) + list(low_rank))
+    check(sorted(config["target_modules"]) == modules, "%s: target_modules %s" % (label, config["target_modules"]))
     ranks = {m[len("model."):]: int(len(lines)) for m, (lines, _) in entries.items()}
+    ranks.update({m[len("model."):]: int(b.shape[1]) for m, (b, _) in low_rank.items()})
     check(config["rank_pattern"] == ranks, "%s: rank_pattern %s, adapter ranks %s" % (label, config["rank_pattern"], ranks))
     check(config["alpha_pattern"] == ranks, "%s: alpha_pattern %s" % (label, config["alpha_pattern"]))
     check(config["r"] == max(ranks.values()) == config["lora_alpha"], "%s: r %s" % (label, config["r"]))
 
     # B A in float64 against the delta placed on its lines: exact.
     lora = load_torch(os.path.join(exported, "adapter_model.safetensors"))
-    check(len(lora) == 2 * len(entries), "%s: %d tensors for %d modules" % (label, len(lora), len(entries)))
+    check(len(lora) == 2 * len(modules), "%s: %d tensors for %d modules" % (label, len(lora), len(modules)))
+    # A low-rank entry's factors are the module's: B = f32(scale * b), A = a.
+    for module, (b, a) in low_rank.items():
+        want_b = torch.from_numpy((factor_scale * b.astype(np.float64)).astype(np.float32))
+        check(torch.equal(lora["base_model.model.%s.lora_B.weight" % module], want_b), "%s: lora_B of %s" % (label, module))
+        check(torch.equal(lora["base_model.model.%s.lora_A.weight" % module], torch.from_numpy(a)),
+              "%s: lora_A of %s" % (label, module))
     for module, (lines, delta) in entries.items():
         a32 = lora["base_model.model.%s.lora_A.weight" % module]
         b32 = lora["base_model.model.%s.lora_B.weight" % module]
@@ -171,9 +196,9 @@ def check_export(label, s2ft, base, adapter, work, tokens, scale=None):
     for name, module in model.named_modules():
         if isinstance(module, peft.tuners.lora.LoraLayer):
             injected[name[len("base_model.model."):]] = module
-    check(sorted(injected) == sorted(entries), "%s: PEFT put LoRA on %s" % (label, sorted(injected)))
+    check(sorted(injected) == modules, "%s: PEFT put LoRA on %s" % (label, sorted(injected)))
     for name, module in injected.items():
-        check(module.r["default"] == len(entries[name][0]), "%s: %s has rank %d" % (label, name, module.r["default"]))
+        check(module.r["default"] == ranks[name[len("model."):]], "%s: %s has rank %d" % (label, name, module.r["default"]))
         check(module.scaling["default"] == 1.0, "%s: %s has scaling %r" % (label, name, module.scaling["default"]))
 
     reference = load_model(merged)
@@ -196,7 +221,7 @@ def check_export(label, s2ft, base, adapter, work, tokens, scale=None):
         compared += 1
     check(weight_err <= TOLERANCE, "%s: merged weights differ by %.3g (relative)" % (label, weight_err))
     print("  %-22s %3d modules, ranks %3d..%-3d  logits max rel err %.3g  weights max rel err %.3g "
-          "(%d/%d tensors bit-exact)" % (label, len(entries), min(ranks.values()), max(ranks.values()),
+          "(%d/%d tensors bit-exact)" % (label, len(modules), min(ranks.values()), max(ranks.values()),
                                           logits_err, weight_err, exact, compared))
     return logits_err, weight_err
 
@@ -275,11 +300,71 @@ def stories_case(s2ft, data, work):
     return 0
 
 
+def write_sorsa_adapter(base, path, seed):
+    """A SORSA adapter for `base` written from the adapter format's
+    definition (docs/adapter-format.md, version 4): per chosen weight the
+    top-r singular triplets (u0, s0, vt0) of a float64 SVD, moved as training
+    would (u, s, vt), stored as b = [u s | -u0 s0] and a = [vt ; vt0]. Base
+    fingerprints are 0 (unknown: never checked)."""
+    with open(os.path.join(base, "config.json")) as f:
+        cfg = json.load(f)
+    weights = load_torch(os.path.join(base, "model.safetensors"))
+    g = torch.Generator().manual_seed(seed)
+    chosen = [(0, "self_attn.q_proj", 4), (1, "self_attn.v_proj", 2), (2, "mlp.down_proj", 8), (4, "mlp.gate_proj", 3)]
+    tensors, summary = {}, []
+    for layer, proj, r in chosen:
+        stem = "model.layers.%d.%s" % (layer, proj)
+        w = weights[stem + ".weight"].double()
+        u_full, s_full, vt_full = torch.linalg.svd(w, full_matrices=False)
+        u0, s0, vt0 = u_full[:, :r].float(), s_full[:r].float(), vt_full[:r].float()
+        u = u0 + 0.05 * torch.randn(u0.shape, generator=g)
+        s = s0 * (1 + 0.1 * torch.randn(s0.shape, generator=g))
+        vt = vt0 + 0.05 * torch.randn(vt0.shape, generator=g)
+        b = torch.cat([(u.double() * s.double()).float(), (-(u0.double() * s0.double())).float()], dim=1)
+        a = torch.cat([vt, vt0], dim=0)
+        tensors[stem + ".s2ft_low_rank_b"] = b.contiguous()
+        tensors[stem + ".s2ft_low_rank_a"] = a.contiguous()
+        tensors[stem + ".s2ft_low_rank_base_fingerprint"] = torch.zeros(1, dtype=torch.int64)
+        summary.append({"tensor": stem, "weight": {"self_attn.q_proj": "Q", "self_attn.v_proj": "V",
+                                                   "mlp.down_proj": "DOWN", "mlp.gate_proj": "GATE"}[proj],
+                        "rank": 2 * r, "fingerprint": "0" * 16})
+    meta = {"format": "s2ft-adapter", "format_version": "4", "name": "sorsa", "default_scale": "1",
+            "axes": "O:columns,V:rows,DOWN:columns,UP:rows", "n_layers": str(cfg["num_hidden_layers"]),
+            "d_model": str(cfg["hidden_size"]), "n_heads": str(cfg["num_attention_heads"]),
+            "n_kv_heads": str(cfg["num_key_value_heads"]), "head_dim": str(cfg["head_dim"]),
+            "d_ff": str(cfg["intermediate_size"]), "targets": "", "slices": "[]", "sparse": "[]",
+            "low_rank": json.dumps(summary)}
+    save_torch(tensors, path, metadata=meta)
+    # U64 fingerprints: safetensors-torch has no uint64, so retag the int64 zeros.
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = f.read(n).replace(b'"dtype":"I64"', b'"dtype":"U64"')
+        check(len(header) == n, "the header changed length")
+        f.seek(8)
+        f.write(header)
+
+
+def sorsa_case(s2ft, data, work):
+    base = os.path.join(data, "stories260K-hf")
+    if not os.path.isfile(os.path.join(base, "config.json")):
+        print("SKIP: %s is absent (the real stories260K checkpoint; set S2FT_TEST_DATA)" % base)
+        return SKIP
+    tokens = torch.randint(0, 512, (2, 48), generator=torch.Generator().manual_seed(7))
+    tokens[:, 0] = 1  # BOS
+    adapter = os.path.join(work, "sorsa.safetensors")
+    write_sorsa_adapter(base, adapter, seed=8)
+    out = run(s2ft, "inspect", adapter)
+    check("low-rank entries: 4" in out, "inspect does not list the low-rank entries: %s" % out)
+    check_export("SORSA q,v,down,gate", s2ft, base, adapter, work, tokens)
+    check_export("SORSA at scale 0.5", s2ft, base, adapter, work, tokens, scale=0.5)
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--s2ft", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--case", required=True, choices=["synthetic", "stories260k"])
+    p.add_argument("--case", required=True, choices=["synthetic", "stories260k", "sorsa"])
     args = p.parse_args()
     print("torch %s, transformers %s, peft %s" % (torch.__version__, transformers.__version__, peft.__version__))
     logging.getLogger("transformers").setLevel(logging.WARNING)
@@ -288,6 +373,8 @@ def main():
         if args.case == "synthetic":
             synthetic_case(args.s2ft, work)
             status = 0
+        elif args.case == "sorsa":
+            status = sorsa_case(args.s2ft, args.data, work)
         else:
             status = stories_case(args.s2ft, args.data, work)
     except Failure as e:
