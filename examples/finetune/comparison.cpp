@@ -8,6 +8,7 @@
 #include <ostream>
 #include <sstream>
 #include <stdexcept>
+#include <string>
 
 #include "evaluation.hpp"
 #include "fine_tuning.hpp"
@@ -66,7 +67,7 @@ StandardMethods method_options(const ComparisonSettings &s) {
   o.best = {{"full", 6.25e-5},          {"lora-qkvud", 1e-3},         {"lora-od", 5e-4},
             {"s2ft-random-small", 1e-3}, {"s2ft-act-min-small", 1e-3}, {"s2ft-random-large", 2.5e-4},
             {"s2ft-act-min-large", 5e-4}, {"lift", 1e-3},               {"spiel-ag", 1e-3},
-            {"spiel-ma", 8e-3}};
+            {"spiel-ma", 8e-3},           {"sorsa", 5e-4}};
   o.run_steps = s.match_within * s.rule.overtrain;
   o.grid = s.grid;
   o.two_rates = s.short_mode;
@@ -122,6 +123,14 @@ RunTrace fine_tune(const Shared &sh, const MethodSpec &spec, double lr, int64_t 
         r.checks_ok = false;
       }
       r.checks += c.str();
+    };
+  if (spec.kind == MethodKind::Sorsa)
+    check = [](FineTuning &method, LlamaWeights<float> &, s2ft_context *, RunTrace &r) {
+      // How far the trained singular vectors drifted from orthonormal: what
+      // the regularizer holds in check (reported, not a pass/fail check).
+      const double e = static_cast<SorsaFineTuning &>(method).max_orthonormality_error();
+      r.checks += std::string(r.checks.empty() ? "" : "; ") + "SORSA factors: max ||U^T U - I||_F + ||V^T V - I||_F " +
+                  fixed(e, 4);
     };
   return traced_run(t, spec, lr, seed, [&sh](Rng &rng) { return sh.tasks.sample(Task::B, sh.s.batch, rng); }, check);
 }

@@ -59,6 +59,7 @@ void FineTuning::set_grad(int64_t index, const s2ft_tensor &grad) {
 }
 
 double FineTuning::step(double lr) {
+  before_step(steps_, lr);
   double norm = 0.0;
   s2ft_check(s2ft_optimizer_step(opt_.get(), lr, grads_.data(), static_cast<int64_t>(grads_.size()), &norm),
              "s2ft_optimizer_step");

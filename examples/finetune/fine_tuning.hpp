@@ -6,7 +6,9 @@
 //  - S2ftFineTuning (s2ft_method.hpp): selected heads and channels through
 //    libs2ft;
 //  - SparseFineTuning (sparse_method.hpp): unstructured entries (LIFT,
-//    SpIEL) through libs2ft's sparse sets.
+//    SpIEL) through libs2ft's sparse sets;
+//  - SorsaFineTuning (sorsa_method.hpp): trained singular vectors and
+//    values (SORSA) through libs2ft's SORSA calls.
 // Every method trains with libs2ft's AdamW (the same optimizer code for all;
 // SpIEL-MA with libs2ft's SM3, as its authors do), gradients in f32,
 // global-norm clipping.
@@ -48,9 +50,9 @@ class FineTuning {
   // (libs2ft keeps no master copy for f32 weights).
   int64_t optimizer_bytes() const { return 2 * trained_ * static_cast<int64_t>(sizeof(float)); }
 
-  // One AdamW step with the gradients of the last backward, then the
-  // method's own work after a step (after_step); returns the global
-  // gradient norm before clipping.
+  // The method's own work before a step (before_step), one AdamW step with
+  // the gradients of the last backward, then its work after a step
+  // (after_step); returns the global gradient norm before clipping.
   double step(double lr);
 
  protected:
@@ -66,6 +68,13 @@ class FineTuning {
   // Replaces the gradient of parameter `index` after its entries moved
   // (s2ft_optimizer_sparse_reindex), keeping the counts right.
   void set_grad(int64_t index, const s2ft_tensor &grad);
+  // What a method does after the backward and before each optimizer step
+  // (`steps` done so far, `lr` the step's rate), e.g. SORSA's decoupled
+  // regularizer update.
+  virtual void before_step(int64_t steps, double lr) {
+    (void)steps;
+    (void)lr;
+  }
   // What a method does after each optimizer step (`steps` done so far).
   virtual void after_step(int64_t steps) { (void)steps; }
   s2ft_optimizer *optimizer() const { return opt_.get(); }

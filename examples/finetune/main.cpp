@@ -1,5 +1,6 @@
 // s2ft-finetune: fine-tune a LLaMA-architecture model on the CPU with S2FT
-// through libs2ft, and compare it with full fine-tuning and LoRA.
+// through libs2ft, and compare it with full fine-tuning, LoRA, LIFT, SpIEL
+// and SORSA.
 //
 //   s2ft-finetune                      the synthetic comparison (a table)
 //   s2ft-finetune --short              a few steps of it, with checks (CI)
@@ -37,14 +38,15 @@ const char kUsage[] =
     "Without --model: the fidelity protocol on synthetic tasks. A small GQA model is pretrained on\n"
     "tasks A and C (cached in --out), then fine-tuned on task B by full fine-tuning, LoRA on q,k,v,up,down\n"
     "and on o,down (ranks matched to S2FT's small budget), S2FT at two budgets with random and scored\n"
-    "selection, and LIFT, SpIEL-AG and SpIEL-MA with S2FT's small budget of entries. Each run is traced; methods are compared where B first reaches --target accuracy\n"
+    "selection, LIFT, SpIEL-AG and SpIEL-MA with S2FT's small budget of entries, and SORSA (rank matched to\n"
+    "the same budget). Each run is traced; methods are compared where B first reaches --target accuracy\n"
     "(default 0.9, within --steps, default 100) and after training on to 3x that step, each at its\n"
     "learning rate with the best retention at match. Default (about 2 minutes on 2 cores): each method\n"
     "at its best rate of the grid, one seed. --full: the whole protocol, every rate of each method's\n"
     "grid (5 rates x2 apart, as --grid) over 3 seeds (as --seeds 3). Writes OUT/traces.csv and\n"
     "OUT/results.csv (default OUT: s2ft-finetune-out) and prints the table. --methods picks some of:\n"
     "full, lora-qkvud, lora-od, s2ft-random-small, s2ft-act-min-small, s2ft-random-large,\n"
-    "s2ft-act-min-large, lift, spiel-ag, spiel-ma (the scored names follow --s2ft-strategy/--s2ft-order).\n"
+    "s2ft-act-min-large, lift, spiel-ag, spiel-ma, sorsa (the scored names follow --s2ft-strategy/--s2ft-order).\n"
     "--short: a few steps, one seed, two rates, with checks (CI).\n"
     "\n"
     "With --model: PATH is a Hugging Face checkpoint folder or a llama2.c .bin file; FILE is UTF-8\n"

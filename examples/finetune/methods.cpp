@@ -26,6 +26,9 @@ std::unique_ptr<FineTuning> make_method(s2ft_context *ctx, const MethodSpec &spe
       s.seed = seed;
       return std::make_unique<SparseFineTuning>(ctx, opt, s);
     }
+    case MethodKind::Sorsa:
+      // The split is the SVD of each weight: nothing to seed.
+      return std::make_unique<SorsaFineTuning>(ctx, opt, spec.sorsa);
   }
   throw std::invalid_argument("make_method: unknown method kind");
 }
@@ -55,6 +58,19 @@ int64_t lora_rank_matching(const LlamaConfig &c, const std::vector<Proj> &target
   const int64_t per_rank = lora_parameters_per_rank(c, targets);
   if (per_rank <= 0) throw std::invalid_argument("lora_rank_matching: no target projections");
   return std::max<int64_t>(1, std::llround(static_cast<double>(params) / static_cast<double>(per_rank)));
+}
+
+int64_t sorsa_parameters_per_rank(const LlamaConfig &c) {
+  int64_t per_layer = 0;
+  for (Proj p : kSorsaTargets) per_layer += c.out_features(p) + c.in_features(p) + 1;
+  return per_layer * c.n_layers;
+}
+
+int64_t sorsa_rank_matching(const LlamaConfig &c, int64_t params) {
+  int64_t most = INT64_MAX;
+  for (Proj p : kSorsaTargets) most = std::min(most, std::min(c.out_features(p), c.in_features(p)));
+  const double per_rank = static_cast<double>(sorsa_parameters_per_rank(c));
+  return std::clamp<int64_t>(std::llround(static_cast<double>(params) / per_rank), 1, most);
 }
 
 std::vector<double> rate_grid(double center, int below, int above) {
@@ -133,6 +149,12 @@ std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMet
     x.lrs = rates(x.name, kind == SparseKind::SpielMa && !o.sm3_grid.empty() ? o.sm3_grid : adamw);
     m.push_back(x);
   }
+  MethodSpec sorsa;
+  sorsa.name = "sorsa";
+  sorsa.kind = MethodKind::Sorsa;
+  sorsa.sorsa.rank = sorsa_rank_matching(c, matched);
+  sorsa.lrs = rates(sorsa.name, o.lora_grid);  // a low-rank method: LoRA's family grid
+  m.push_back(sorsa);
   return m;
 }
 

@@ -12,11 +12,12 @@
 #include "fine_tuning.hpp"
 #include "llama_config.hpp"
 #include "s2ft_method.hpp"
+#include "sorsa_method.hpp"
 #include "sparse_method.hpp"
 
 namespace ft {
 
-enum class MethodKind { Full, Lora, S2ft, Sparse };
+enum class MethodKind { Full, Lora, S2ft, Sparse, Sorsa };
 
 struct MethodSpec {
   std::string name;  // e.g. "full", "lora-qkvud", "s2ft-random-1x"
@@ -25,6 +26,7 @@ struct MethodSpec {
   int64_t lora_rank = 0;           // LoRA: alpha = 2 x rank
   S2ftSettings s2ft;               // S2FT: targets, strategy, order, units per layer
   SparseSettings sparse;           // LIFT, SpIEL: kind, targets, entries, schedule
+  SorsaSettings sorsa;             // SORSA: rank, regularizer
   std::vector<double> lrs;         // the learning-rate grid
 };
 
@@ -39,6 +41,12 @@ int64_t s2ft_parameter_count(const LlamaConfig &c, const S2ftSettings &s);
 int64_t lora_parameters_per_rank(const LlamaConfig &c, const std::vector<Proj> &targets);
 // The rank (>= 1) whose LoRA parameter count on `targets` is nearest `params`.
 int64_t lora_rank_matching(const LlamaConfig &c, const std::vector<Proj> &targets, int64_t params);
+// SORSA's parameters per unit of rank on all seven projections of every
+// layer: u [out, r], s [r] and vt [r, in], so out + in + 1 per projection.
+int64_t sorsa_parameters_per_rank(const LlamaConfig &c);
+// The rank (>= 1) whose SORSA parameter count is nearest `params`, at most
+// the smallest min(out, in) of the projections (no larger rank splits them all).
+int64_t sorsa_rank_matching(const LlamaConfig &c, int64_t params);
 
 // learning rates center x 2^k for k in [-below, above].
 std::vector<double> rate_grid(double center, int below, int above);
@@ -63,10 +71,11 @@ struct StandardMethods {
 // and on o,down, ranks matched to S2FT's small budget; S2FT with random and
 // with scored selection at the small and the large budget; LIFT, SpIEL-AG
 // and SpIEL-MA on all seven projections with S2FT's small budget of
-// entries. Names: full, lora-qkvud, lora-od, s2ft-random-small,
+// entries; SORSA on all seven projections, its rank matched to S2FT's small
+// budget (LoRA's grid). Names: full, lora-qkvud, lora-od, s2ft-random-small,
 // s2ft-<scored>-small, s2ft-random-large, s2ft-<scored>-large, lift,
-// spiel-ag, spiel-ma, with <scored> e.g. "act-min" (activation, smallest);
-// a random scored strategy is listed once.
+// spiel-ag, spiel-ma, sorsa, with <scored> e.g. "act-min" (activation,
+// smallest); a random scored strategy is listed once.
 std::vector<MethodSpec> standard_methods(const LlamaConfig &c, const StandardMethods &o);
 
 // The methods of `all` named in `names`, in that order (all of them when

@@ -80,6 +80,7 @@ void print_methods(std::ostream &out, const std::vector<MethodSpec> &methods) {
   for (const MethodSpec &m : methods) {
     out << "  " << m.name << ": ";
     if (m.kind == MethodKind::Lora) out << "rank " << m.lora_rank << ", ";
+    if (m.kind == MethodKind::Sorsa) out << "rank " << m.sorsa.rank << ", ";
     out << "rates";
     for (double lr : m.lrs) out << " " << rate_text(lr);
     out << "\n";

@@ -48,7 +48,7 @@ using RunCheck = std::function<void(FineTuning &method, LlamaWeights<float> &tra
 RunTrace traced_run(const TracedRunSettings &s, const MethodSpec &spec, double lr, int64_t seed, const BatchDraw &draw,
                     const RunCheck &check = nullptr);
 
-// One line per method: name, LoRA rank, rates.
+// One line per method: name, LoRA or SORSA rank, rates.
 void print_methods(std::ostream &out, const std::vector<MethodSpec> &methods);
 
 // Runs run(spec, lr, seed) for every seed in 1..seeds, method and rate (at

@@ -176,7 +176,8 @@ TEST(FidelityParts, MethodTableMatchesParametersAndRates) {
   std::vector<std::string> names;
   for (const auto &x : m) names.push_back(x.name);
   EXPECT_EQ(names, (std::vector<std::string>{"full", "lora-qkvud", "lora-od", "s2ft-random-small", "s2ft-act-min-small",
-                                             "s2ft-random-large", "s2ft-act-min-large", "lift", "spiel-ag", "spiel-ma"}));
+                                             "s2ft-random-large", "s2ft-act-min-large", "lift", "spiel-ag", "spiel-ma",
+                                             "sorsa"}));
   EXPECT_EQ(m[0].lrs, std::vector<double>{2e-4});  // the grid's middle when no best is given
   EXPECT_EQ(m[2].lrs, std::vector<double>{1e-3});  // the named best
   // LoRA's ranks are matched to S2FT's small budget.
