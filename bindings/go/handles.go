@@ -327,6 +327,124 @@ func (a *Adapter) SparseInfo() (weights uint32, entries int64, err error) {
 	return uint32(mask), entries, err
 }
 
+// LowRankEntry is the low-rank entry of one (layer, weight) of an adapter
+// (Adapter.LowRank): the delta B A of the whole base-order weight as its f32
+// factors.
+type LowRankEntry struct {
+	Rank        int       // k, at least 1
+	B           []float32 // b [rows, k], row-major
+	A           []float32 // a [k, cols], row-major
+	Fingerprint uint64    // base fingerprint of the whole weight (0: unknown)
+}
+
+// SetLowRank sets the low-rank entry of (layer, weight), weight one of the
+// Weight constants: the delta b a of the whole base-order weight [rows, cols],
+// kept as its factors b [rows, k] and a [k, cols] (f32, f16 or bf16 on the
+// CPU, any strides; k >= 1, every value finite; copied to f32). A low-rank
+// entry changes the whole weight, so the (layer, weight) may hold no
+// structured entry and no sparse entries beside it (and Set and SetSparse
+// refuse while it is there). base (may be nil) is the full base weight, for
+// the entry's fingerprint. b and a both nil remove the entry (ClearLowRank);
+// only one of them nil is ErrInvalidArgument. A failed call changes nothing.
+func (a *Adapter) SetLowRank(layer, weight int, b, f, base *Tensor) error {
+	return call(func() int {
+		return capi.S2ft_adapter_set_low_rank(a.p, layer, weight, b.ptr(), f.ptr(), base.ptr())
+	})
+}
+
+// ClearLowRank removes the low-rank entry of (layer, weight) (none is not an
+// error).
+func (a *Adapter) ClearLowRank(layer, weight int) error {
+	return a.SetLowRank(layer, weight, nil, nil, nil)
+}
+
+// SetSorsa sets the low-rank entry of (layer, weight) to what SORSA training
+// changed: SorsaInit split the weight into a residual and u0, s0, vt0;
+// training made them u, s, vt (all of rank r). The delta
+// u diag(s) vt - u0 diag(s0) vt0 is stored as b = [u diag(s) | -u0 diag(s0)]
+// ([rows, 2r], each product rounded once to f32) and a = [vt ; vt0]
+// ([2r, cols]), so LowRank reads back rank 2r and the entry exports to PEFT
+// as LoRA of rank 2r. u, u0 are [rows, r], s, s0 [r] or [1, r], vt, vt0
+// [r, cols], all f32 on the CPU (ErrShape for factors of different ranks,
+// ErrDtype for factors that are not f32). base (may be nil) is the weight as
+// it was before SorsaInit (the base the adapter applies to), for the
+// fingerprint. Otherwise as SetLowRank.
+func (a *Adapter) SetSorsa(layer, weight int, u0, s0, vt0, u, s, vt, base *Tensor) error {
+	return call(func() int {
+		return capi.S2ft_adapter_set_sorsa(a.p, layer, weight, u0.ptr(), s0.ptr(), vt0.ptr(), u.ptr(), s.ptr(), vt.ptr(), base.ptr())
+	})
+}
+
+// LowRankInto returns the rank k of the low-rank entry of (layer, weight)
+// (0: none) and its base fingerprint, and copies b into bOut ([rows, k]) and
+// a into aOut ([k, cols]) when they are not nil (CPU tensors of any dtype,
+// rounded; ErrState when there is no entry to copy).
+func (a *Adapter) LowRankInto(layer, weight int, bOut, aOut *Tensor) (rank int64, fingerprint uint64, err error) {
+	err = call(func() int {
+		return capi.S2ft_adapter_low_rank(a.p, layer, weight, &rank, bOut.ptr(), aOut.ptr(), &fingerprint)
+	})
+	return rank, fingerprint, err
+}
+
+// LowRank returns the low-rank entry of (layer, weight) as f32 factors, or
+// nil when there is none.
+func (a *Adapter) LowRank(layer, weight int) (*LowRankEntry, error) {
+	k, _, err := a.LowRankInto(layer, weight, nil, nil)
+	if err != nil || k == 0 {
+		return nil, err
+	}
+	rows, cols, err := a.lowRankDims(weight)
+	if err != nil {
+		return nil, err
+	}
+	bt, err := NewTensor(rows, k)
+	if err != nil {
+		return nil, err
+	}
+	defer bt.Close()
+	at, err := NewTensor(k, cols)
+	if err != nil {
+		return nil, err
+	}
+	defer at.Close()
+	rank, fp, err := a.LowRankInto(layer, weight, bt, at)
+	if err != nil {
+		return nil, err
+	}
+	return &LowRankEntry{Rank: int(rank), B: append([]float32(nil), bt.Data()...), A: append([]float32(nil), at.Data()...), Fingerprint: fp}, nil
+}
+
+// lowRankDims is the [rows, cols] of a weight in the adapter's model shape.
+func (a *Adapter) lowRankDims(weight int) (int64, int64, error) {
+	s, _, _, err := a.Info()
+	if err != nil {
+		return 0, 0, err
+	}
+	d, f := int64(s.DModel), int64(s.DFF)
+	nq, kv := int64(s.NHeads*s.HeadDim), int64(s.NKVHeads*s.HeadDim)
+	switch weight {
+	case WeightO:
+		return d, nq, nil
+	case WeightV, WeightK:
+		return kv, d, nil
+	case WeightQ:
+		return nq, d, nil
+	case WeightDown:
+		return d, f, nil
+	case WeightUp, WeightGate:
+		return f, d, nil
+	}
+	return 0, 0, &Error{Status: ErrInvalidArgument, Message: fmt.Sprintf("weight %d is not one of the Weight constants", weight)}
+}
+
+// LowRankInfo returns the weights with a low-rank entry in some layer (a mask
+// of WeightBit) and the number of low-rank entries (layer, weight) in all.
+func (a *Adapter) LowRankInfo() (weights uint32, entries int64, err error) {
+	var mask uint
+	err = call(func() int { return capi.S2ft_adapter_low_rank_info(a.p, &mask, &entries) })
+	return uint32(mask), entries, err
+}
+
 // Save writes the adapter as safetensors.
 func (a *Adapter) Save(path string) error {
 	return call(func() int { return capi.S2ft_adapter_save(a.p, path) })

@@ -605,6 +605,9 @@ S2FT_JAVA_ARRAY_OUT(uint64_t, jlongArray, long[], jlong, Long, fingerprint)
 S2FT_JAVA_ARRAY_OUT(uint32_t, jlongArray, long[], jlong, Long, weights)
 S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, entries)
 S2FT_JAVA_ARRAY_OUT(double, jdoubleArray, double[], jdouble, Double, value)
+/* s2ft_adapter_low_rank: the rank (its fingerprint and the low-rank info's
+ * mask and count use the typemaps above). */
+S2FT_JAVA_ARRAY_OUT(int64_t, jlongArray, long[], jlong, Long, rank)
 
 /* s2ft_adapter_sparse: the indices and deltas written into nullable arrays
  * (org.s2ft.Adapter passes a capacity no larger than their lengths). */

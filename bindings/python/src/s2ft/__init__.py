@@ -29,7 +29,7 @@ from . import _capi
 from ._library import api as _api
 from ._library import bundled as _bundled
 from ._library import path as _path
-from .adapter import Adapter, SparseEntries, SparseInfo, forward_mixed
+from .adapter import Adapter, LowRankEntry, LowRankInfo, SparseEntries, SparseInfo, forward_mixed
 from .checkpoint import Checkpoint, CheckpointTensor, TensorInfo
 from .context import Context, device_count
 from .enums import (
@@ -126,7 +126,7 @@ __all__ = [
     "Adapter", "Allocation", "Axis", "BackendError", "Checkpoint", "CheckpointTensor", "Context",
     "DType", "DeltaPath", "Device", "DeviceError", "DeviceType", "Direction", "DtypeError",
     "FileIOError", "FormatError", "HeadGranularity", "InternalError", "InvalidArgumentError",
-    "LayerWeights", "LiftMethod", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
+    "LayerWeights", "LiftMethod", "LowRankEntry", "LowRankInfo", "Model", "ModelShape", "Optimizer", "OptimizerKind", "Order",
     "OutOfMemoryError", "PermKind", "S2FTError", "Selection", "ShapeError", "Slice", "SparseDelta", "SparseSet",
     "SparseEntries", "SparseInfo", "Spiel", "SpielDecay", "SpielMaSource", "SpielRegrow", "SpielStats", "StatKind", "StateError",
     "Statistics", "Strategy", "Target", "TensorInfo", "TensorView", "Weight",

@@ -517,6 +517,13 @@ PROTOTYPES = {
     "s2ft_adapter_set_sparse": (_status, [_handle, c_int32, c_int32, _i64_p, c_int64, _tensor_p, _tensor_p]),
     "s2ft_adapter_sparse": (_status, [_handle, c_int32, c_int32, _i64_p, _f32_p, c_int64, _i64_p, _u64_p]),
     "s2ft_adapter_sparse_info": (_status, [_handle, _u32_p, _i64_p]),
+    "s2ft_adapter_set_low_rank": (_status, [_handle, c_int32, c_int32, _tensor_p, _tensor_p, _tensor_p]),
+    "s2ft_adapter_set_sorsa": (
+        _status,
+        [_handle, c_int32, c_int32, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p, _tensor_p],
+    ),
+    "s2ft_adapter_low_rank": (_status, [_handle, c_int32, c_int32, _i64_p, _tensor_p, _tensor_p, _u64_p]),
+    "s2ft_adapter_low_rank_info": (_status, [_handle, _u32_p, _i64_p]),
     "s2ft_adapter_save": (_status, [_handle, c_char_p]),
     "s2ft_adapter_load": (_status, [c_char_p, _handle_out]),
     "s2ft_adapter_fuse": (_status, [POINTER(c_void_p), _f64_p, c_int64, _handle_out]),

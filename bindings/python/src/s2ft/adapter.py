@@ -27,6 +27,14 @@ SparseEntries = collections.namedtuple("SparseEntries", ["indices", "deltas", "f
 #: sparse entries in all.
 SparseInfo = collections.namedtuple("SparseInfo", ["weights", "entries"])
 
+#: The low-rank entry of one (layer, weight) of an adapter (Adapter.low_rank): the factors b [rows, k] and
+#: a [k, cols] (NumPy f32 arrays; the entry's delta is b @ a) and the base fingerprint of the whole weight (0: unknown).
+LowRankEntry = collections.namedtuple("LowRankEntry", ["b", "a", "fingerprint"])
+
+#: What Adapter.low_rank_info() reports: the Weights with a low-rank entry in some layer (a tuple) and the number
+#: of low-rank entries (layer, weight) in all.
+LowRankInfo = collections.namedtuple("LowRankInfo", ["weights", "entries"])
+
 
 def _weight_arg(weight):
     """A Weight argument: a Weight, a Target (same id), its int value or its name."""
@@ -98,7 +106,8 @@ class Adapter(Handle):
 
     Deltas are [out, k] for column targets (O, DOWN) and [k, in] for row
     targets (V, UP). An adapter may also hold unstructured sparse entries of
-    any of a layer's seven Weights (set_sparse(), sparse(), sparse_info()). Made empty (``Adapter(shape, name, default_scale)``)
+    any of a layer's seven Weights (set_sparse(), sparse(), sparse_info()) and low-rank entries, the delta of a
+    whole weight as factors b a (set_low_rank(), set_sorsa(), low_rank(), low_rank_info()). Made empty (``Adapter(shape, name, default_scale)``)
     and filled with set(), or by from_training(), load() and fuse(). An
     adapter applied to a Model is kept alive by it and must not be changed
     (set() raises StateError) until it is removed.
@@ -343,6 +352,87 @@ class Adapter(Handle):
         entries = ctypes.c_int64()
         check(_api.s2ft_adapter_sparse_info(res.ptr, ctypes.byref(mask), ctypes.byref(entries)))
         return SparseInfo(tuple(w for w in Weight if mask.value & w.bit), entries.value)
+
+    def set_low_rank(self, layer, weight, b, a, base=None):
+        """Sets the low-rank entry of (layer, ``weight``: a Weight, or a Target): the delta b @ a of the whole
+        base-order weight [rows, cols], kept as its factors b [rows, k] and a [k, cols] (CPU; f32, f16 or bf16,
+        any strides; k >= 1, every value finite; copied to f32).
+
+        A low-rank entry changes the whole weight, so the (layer, weight) may hold no structured entry and no
+        sparse entries beside it (InvalidArgumentError; set() and set_sparse() refuse while it is there).
+        ``base`` is the full base weight (base order) for the entry's fingerprint, or None (never checked).
+        ``b`` and ``a`` both None remove the entry (see clear_low_rank()); only one of them None is an
+        InvalidArgumentError. A failed call changes nothing.
+        """
+        res = self._live()
+        self._check_unapplied("Adapter.set_low_rank")
+        layer = int32_arg(layer, "layer")
+        weight = _weight_arg(weight)
+        with Borrowed() as borrowed:
+            pb = borrowed.pointer(b, "b")
+            pa = borrowed.pointer(a, "a")
+            pbase = borrowed.pointer(base, "base") if (b is not None or a is not None) else None
+            check(_api.s2ft_adapter_set_low_rank(res.ptr, layer, int(weight), pb, pa, pbase))
+
+    def clear_low_rank(self, layer, weight):
+        """Removes the low-rank entry of (layer, weight) (none is not an error)."""
+        self.set_low_rank(layer, weight, None, None)
+
+    def set_sorsa(self, layer, weight, u0, s0, vt0, u, s, vt, base=None):
+        """Sets the low-rank entry of (layer, weight) to what SORSA training changed.
+
+        sorsa_init() split the weight into a residual and ``u0``, ``s0``, ``vt0``; training made them ``u``,
+        ``s``, ``vt`` (all of rank r): delta = u diag(s) vt - u0 diag(s0) vt0, stored as
+        b = [u diag(s) | -u0 diag(s0)] ([rows, 2r], each product rounded once to f32) and a = [vt ; vt0]
+        ([2r, cols]), so low_rank() reads back rank 2r and the entry exports to PEFT as LoRA of rank 2r.
+        u, u0 are [rows, r], s, s0 [r] or [1, r], vt, vt0 [r, cols], all f32 on the CPU (ShapeError for
+        factors of different ranks, DtypeError for factors that are not f32). ``base`` (may be None) is the
+        weight as it was before sorsa_init() (the base the adapter applies to), for the fingerprint. Errors
+        otherwise as set_low_rank(); a failed call changes nothing.
+        """
+        res = self._live()
+        self._check_unapplied("Adapter.set_sorsa")
+        layer = int32_arg(layer, "layer")
+        weight = _weight_arg(weight)
+        with Borrowed() as b:
+            check(_api.s2ft_adapter_set_sorsa(res.ptr, layer, int(weight), b.pointer(u0, "u0"), b.pointer(s0, "s0"),
+                                              b.pointer(vt0, "vt0"), b.pointer(u, "u"), b.pointer(s, "s"),
+                                              b.pointer(vt, "vt"), b.pointer(base, "base")))
+
+    def low_rank(self, layer, weight):
+        """The low-rank entry of (layer, Weight ``weight``) as LowRankEntry(b, a, fingerprint), or None when there
+        is none.
+
+        ``b`` [rows, k] and ``a`` [k, cols] are new NumPy f32 arrays (copies: changing them changes nothing).
+        """
+        import numpy  # only needed for the result
+
+        res = self._live()
+        layer = int32_arg(layer, "layer")
+        weight = _weight_arg(weight)
+        rank = ctypes.c_int64()
+        fingerprint = ctypes.c_uint64()
+        check(_api.s2ft_adapter_low_rank(res.ptr, layer, int(weight), ctypes.byref(rank), None, None, None))
+        k = rank.value
+        if k == 0:
+            return None
+        rows, cols = self.shape.weight_shape(weight)
+        b_out = numpy.empty((rows, k), numpy.float32)
+        a_out = numpy.empty((k, cols), numpy.float32)
+        with Borrowed() as b:
+            check(_api.s2ft_adapter_low_rank(res.ptr, layer, int(weight), ctypes.byref(rank),
+                                             b.pointer(b_out, "b", writable=True), b.pointer(a_out, "a", writable=True),
+                                             ctypes.byref(fingerprint)))
+        return LowRankEntry(b_out, a_out, fingerprint.value)
+
+    def low_rank_info(self):
+        """LowRankInfo(weights, entries): the Weights with a low-rank entry in some layer and the number of low-rank
+        entries (layer, weight) in all."""
+        res = self._live()
+        mask = ctypes.c_uint32()
+        entries = ctypes.c_int64()
+        check(_api.s2ft_adapter_low_rank_info(res.ptr, ctypes.byref(mask), ctypes.byref(entries)))
+        return LowRankInfo(tuple(w for w in Weight if mask.value & w.bit), entries.value)
 
     @property
     def metadata(self):

@@ -1490,6 +1490,85 @@ extern "C" {
     ) -> s2ft_status;
 }
 extern "C" {
+    #[doc = " Sets the low-rank entry of (layer, weight), weight one of S2FT_WEIGHT_*:"]
+    #[doc = " the delta b a of the base-order weight [rows, cols], kept as its factors"]
+    #[doc = " b [rows, k] and a [k, cols] (f32, f16 or bf16 on the CPU, any strides;"]
+    #[doc = " copied to f32, every value finite; k >= 1). A low-rank entry changes the"]
+    #[doc = " whole weight, so (layer, weight) may hold no structured entry and no"]
+    #[doc = " sparse entries beside it (and the set calls for those refuse while it"]
+    #[doc = " is there). `base` is the full base weight in base order, for the base"]
+    #[doc = " fingerprint (as s2ft_adapter_set_sparse), or NULL (0: never checked)."]
+    #[doc = " b and a both NULL remove the entry. Do not change an adapter while it is"]
+    #[doc = " applied to a model. Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or"]
+    #[doc = " one factor NULL, bad layer or weight, a value not finite, a structured"]
+    #[doc = " or sparse entry on the same (layer, weight)), S2FT_ERR_SHAPE (b not"]
+    #[doc = " [rows, k], a not [k, cols], base not [rows, cols]), S2FT_ERR_DTYPE,"]
+    #[doc = " S2FT_ERR_DEVICE, S2FT_ERR_OUT_OF_MEMORY. A failed call changes nothing."]
+    pub fn s2ft_adapter_set_low_rank(
+        adapter: *mut s2ft_adapter,
+        layer: i32,
+        weight: i32,
+        b: *const s2ft_tensor,
+        a: *const s2ft_tensor,
+        base: *const s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " Sets the low-rank entry of (layer, weight) to what SORSA training changed"]
+    #[doc = " (s2ft_sorsa_init split the weight into a residual and u0, s0, vt0; training"]
+    #[doc = " made them u, s, vt, all of rank r):"]
+    #[doc = "     delta = u diag(s) vt - u0 diag(s0) vt0"]
+    #[doc = " stored as b = [u diag(s) | -u0 diag(s0)] ([rows, 2r], each product"]
+    #[doc = " rounded once to f32) and a = [vt ; vt0] ([2r, cols]), so the entry is"]
+    #[doc = " exact up to that rounding and exports to PEFT as LoRA of rank 2r. u, u0"]
+    #[doc = " are [rows, r], s, s0 [r] or [1, r], vt, vt0 [r, cols], f32 on the CPU."]
+    #[doc = " `base` (may be NULL) is the weight as it was before s2ft_sorsa_init (the"]
+    #[doc = " base the adapter applies to), for the fingerprint. Errors: as"]
+    #[doc = " s2ft_adapter_set_low_rank (S2FT_ERR_SHAPE also for factors of different"]
+    #[doc = " ranks, S2FT_ERR_DTYPE for factors that are not f32)."]
+    pub fn s2ft_adapter_set_sorsa(
+        adapter: *mut s2ft_adapter,
+        layer: i32,
+        weight: i32,
+        u0: *const s2ft_tensor,
+        s0: *const s2ft_tensor,
+        vt0: *const s2ft_tensor,
+        u: *const s2ft_tensor,
+        s: *const s2ft_tensor,
+        vt: *const s2ft_tensor,
+        base: *const s2ft_tensor,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The low-rank entry of (layer, weight): sets *rank to its k (0: none) and,"]
+    #[doc = " when not NULL, copies b to `b` ([rows, k]) and a to `a` ([k, cols]) (CPU"]
+    #[doc = " tensors of any dtype, rounded) and the base fingerprint to *fingerprint."]
+    #[doc = " Pass b and a NULL to learn the rank. Errors: S2FT_ERR_INVALID_ARGUMENT"]
+    #[doc = " (NULL adapter or rank, bad layer or weight), S2FT_ERR_STATE (b or a given"]
+    #[doc = " for an entry that does not exist), S2FT_ERR_SHAPE, S2FT_ERR_DTYPE,"]
+    #[doc = " S2FT_ERR_DEVICE."]
+    pub fn s2ft_adapter_low_rank(
+        adapter: *const s2ft_adapter,
+        layer: i32,
+        weight: i32,
+        rank: *mut i64,
+        b: *mut s2ft_tensor,
+        a: *mut s2ft_tensor,
+        fingerprint: *mut u64,
+    ) -> s2ft_status;
+}
+extern "C" {
+    #[doc = " The weights with a low-rank entry in some layer (a mask of"]
+    #[doc = "  S2FT_WEIGHT_BIT) and the number of low-rank entries (layer, weight) in"]
+    #[doc = "  all; either out pointer may be NULL. Errors: S2FT_ERR_INVALID_ARGUMENT"]
+    #[doc = "  (NULL adapter)."]
+    pub fn s2ft_adapter_low_rank_info(
+        adapter: *const s2ft_adapter,
+        weights: *mut u32,
+        entries: *mut i64,
+    ) -> s2ft_status;
+}
+extern "C" {
     #[doc = " Saves an adapter as safetensors (docs/adapter-format.md), named after"]
     #[doc = " the base model's tensors, written under a temporary name and renamed."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT, S2FT_ERR_IO."]
@@ -1527,6 +1606,12 @@ extern "C" {
     #[doc = " a line the result has a structured entry for (one input's line, another"]
     #[doc = " input's sparse entry) is folded into that line's delta, the sum taken in"]
     #[doc = " double with the line's and rounded once."]
+    #[doc = " Low-rank entries fuse by concatenating their factors per (layer, weight):"]
+    #[doc = " b = [w_1 b_1 | w_2 b_2 | ...] (each product rounded once to f32), a ="]
+    #[doc = " [a_1 ; a_2 ; ...]; the result's structured lines on such a weight are"]
+    #[doc = " folded into the factors as exact one-hot products (rank + 1 per line)."]
+    #[doc = " Sparse entries beside a low-rank entry on one weight are refused"]
+    #[doc = " (S2FT_ERR_UNSUPPORTED)."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL, n < 1, a weight not finite,"]
     #[doc = " different model shapes, the same base line or weight with different"]
     #[doc = " nonzero fingerprints, a fused delta that overflows f32),"]
@@ -1567,7 +1652,9 @@ extern "C" {
     #[doc = " delta itself when scale is 1). The config lists exactly the modules"]
     #[doc = " with an entry and gives each its own rank and lora_alpha = rank through"]
     #[doc = " rank_pattern and alpha_pattern, so every module's LoRA scale is 1; \"r\" is"]
-    #[doc = " the largest rank. docs/lora-serving.md says which servers load it."]
+    #[doc = " the largest rank. A low-rank entry (any of the seven weights) becomes a"]
+    #[doc = " module of its rank k with lora_B = f32(scale * b) and lora_A = a (a"]
+    #[doc = " SORSA entry: rank 2r), after the layer's structured modules. docs/lora-serving.md says which servers load it."]
     #[doc = " Errors: S2FT_ERR_INVALID_ARGUMENT (NULL adapter or out_dir, out_dir \"\","]
     #[doc = " a bad opts->version, a scale not finite or one that overflows f32,"]
     #[doc = " base_model_name_or_path not UTF-8, an adapter with no entries),"]
@@ -1589,7 +1676,8 @@ pub struct s2ft_model {
 extern "C" {
     #[doc = " Creates a model over `layers` (n_layers entries; any of the seven"]
     #[doc = " weights may be set, and every weight an adapter will touch must be: o,"]
-    #[doc = " v, down and up for structured entries, any weight for sparse entries;"]
+    #[doc = " v, down and up for structured entries, any weight for sparse and low-rank"]
+    #[doc = " entries;"]
     #[doc = " the pointers and the memory they describe must stay valid until the"]
     #[doc = " model is destroyed). `perm` is the selection whose permutation the"]
     #[doc = " weights are in (after s2ft_permute FORWARD: q, k and v rows by head, o"]
@@ -1645,6 +1733,15 @@ extern "C" {
     #[doc = " |scale * delta|. On a permuted model (perm given at create) the"]
     #[doc = " base-order indices are mapped through the permutation of the weight's"]
     #[doc = " rows and columns."]
+    #[doc = " A low-rank entry (delta = b a) is merged over its whole weight:"]
+    #[doc = " W[r, c] = round(double(W0[r, c]) + scale * sum_k double(b[r, k]) *"]
+    #[doc = " double(a[k, c])) with the whole base weight saved (memory: one copy of"]
+    #[doc = " the weight while applied), the whole-weight fingerprint checked (unless"]
+    #[doc = " forced) and the overflow bound taken per row as max|W0| over the row"]
+    #[doc = " plus |scale| * max|delta| over the row. The CPU computes it on the"]
+    #[doc = " context's threads; CUDA one thread per element (the same sums, so the"]
+    #[doc = " same bytes), the factors uploaded with the call and the saved base kept"]
+    #[doc = " on the device until the model is destroyed."]
     #[doc = " On a CUDA context the work (one pass over the lines) is queued on the"]
     #[doc = " context's stream and the call returns without waiting, except that the"]
     #[doc = " first use of an adapter on a device uploads it (synchronises; see"]
@@ -1708,7 +1805,9 @@ extern "C" {
     #[doc = " one dtype (f32, f16, bf16), f32 arithmetic. offsets has n_segments + 1"]
     #[doc = " ascending entries from 0 to T; segment_adapter[j] is an index into"]
     #[doc = " adapters (n_adapters entries) or -1 for none; scales NULL (or a NaN"]
-    #[doc = " entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing."]
+    #[doc = " entry) means the adapters' default scales. An adapter without an entry for (layer, target) adds nothing;"]
+    #[doc = " one with a low-rank entry there is refused (S2FT_ERR_UNSUPPORTED: apply"]
+    #[doc = " it, or serve its PEFT export)."]
     #[doc = " Every non-NULL adapter must be made for one model shape, and for perm's"]
     #[doc = " when perm is not NULL (S2FT_ERR_INVALID_ARGUMENT otherwise); w must have"]
     #[doc = " the shape that model shape gives `target` (S2FT_ERR_SHAPE)."]
@@ -1785,8 +1884,9 @@ extern "C" {
     #[doc = " (`target` is any weight id, S2FT_WEIGHT_*), in base order or, when"]
     #[doc = " `perm` is not NULL, in that selection's permuted order. An adapter"]
     #[doc = " without entries there gives an empty delta (nnz 0). Errors: as"]
-    #[doc = " s2ft_sparse_delta_create(), and S2FT_ERR_INVALID_ARGUMENT for a bad"]
-    #[doc = " layer or weight or a permutation of another model shape."]
+    #[doc = " s2ft_sparse_delta_create(), S2FT_ERR_INVALID_ARGUMENT for a bad"]
+    #[doc = " layer or weight or a permutation of another model shape, and"]
+    #[doc = " S2FT_ERR_UNSUPPORTED for a low-rank entry there (it has no sparse form)."]
     pub fn s2ft_sparse_delta_from_adapter(
         ctx: *mut s2ft_context,
         adapter: *const s2ft_adapter,

@@ -48,6 +48,30 @@ pub struct SparseInfo {
     pub entries: i64,
 }
 
+/// The low-rank entry of one (layer, weight) of an adapter
+/// ([`Adapter::low_rank`]): the delta `b a` of the whole base-order weight
+/// `[rows, cols]` as its f32 factors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LowRankEntry {
+    /// The rank `k` (at least 1).
+    pub rank: usize,
+    /// `b [rows, k]`, row-major.
+    pub b: Vec<f32>,
+    /// `a [k, cols]`, row-major.
+    pub a: Vec<f32>,
+    /// The base fingerprint of the whole weight (0: unknown).
+    pub fingerprint: u64,
+}
+
+/// What [`Adapter::low_rank_info`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LowRankInfo {
+    /// Mask of [`Weight::bit`] of the weights with a low-rank entry in some layer.
+    pub weights: u32,
+    /// The number of low-rank entries (layer, weight) in all.
+    pub entries: i64,
+}
+
 /// Options of [`Adapter::export_peft`]; `Default` matches the C defaults
 /// (`s2ft_peft_export_options_init`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -245,6 +269,99 @@ impl Adapter {
         // SAFETY: live handle, valid out pointers.
         check(unsafe { sys::s2ft_adapter_sparse_info(self.raw, &mut weights, &mut entries) })?;
         Ok(SparseInfo { weights, entries })
+    }
+
+    /// Sets the low-rank entry of (layer, weight): the delta `b a` of the
+    /// whole base-order weight `[rows, cols]`, kept as its factors
+    /// `b [rows, k]` and `a [k, cols]` (f32, f16 or bf16 on the CPU, any
+    /// strides; `k >= 1`, every value finite; copied to f32). A low-rank
+    /// entry changes the whole weight, so (layer, weight) may hold no
+    /// structured entry and no sparse entries beside it (and [`Adapter::set`]
+    /// and [`Adapter::set_sparse`] refuse while it is there). `base` is the
+    /// full base weight, for the entry's fingerprint, or `None` (never
+    /// checked). [`Adapter::clear_low_rank`] removes the entry. A failed call
+    /// changes nothing.
+    ///
+    /// ```
+    /// use s2ft::*;
+    /// let shape = ModelShape { n_layers: 1, d_model: 2, n_heads: 1, n_kv_heads: 1, head_dim: 2, d_ff: 3 };
+    /// let mut a = Adapter::new(&shape, "low-rank", 1.0).unwrap();
+    /// let (b, f) = ([1.0f32, 2.0], [0.5f32, -0.5]); // Q is [2, 2]: b [2, 1], a [1, 2]
+    /// a.set_low_rank(0, Weight::Q, &TensorRef::matrix(&b, 2, 1).unwrap(), &TensorRef::matrix(&f, 1, 2).unwrap(), None).unwrap();
+    /// let e = a.low_rank(0, Weight::Q).unwrap().unwrap();
+    /// assert_eq!((e.rank, e.b, e.a, e.fingerprint), (1, b.to_vec(), f.to_vec(), 0));
+    /// assert_eq!(a.low_rank_info().unwrap(), LowRankInfo { weights: Weight::Q.bit(), entries: 1 });
+    /// let err = a.set_low_rank(0, Weight::K, &TensorRef::matrix(&b, 2, 1).unwrap(), &TensorRef::matrix(&f, 2, 1).unwrap(), None).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Shape);
+    /// ```
+    pub fn set_low_rank(&mut self, layer: i32, weight: Weight, b: &TensorRef<'_>, a: &TensorRef<'_>, base: Option<&TensorRef<'_>>) -> Result<()> {
+        let base = base.map_or(ptr::null(), |t| &t.raw as *const _);
+        // SAFETY: exclusive access (no model can hold a shared borrow now);
+        // tensors borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_set_low_rank(self.raw, layer, weight.to_raw(), &b.raw, &a.raw, base) })
+    }
+
+    /// Removes the low-rank entry of (layer, weight) (none is not an error).
+    pub fn clear_low_rank(&mut self, layer: i32, weight: Weight) -> Result<()> {
+        // SAFETY: b and a NULL remove the entry.
+        check(unsafe { sys::s2ft_adapter_set_low_rank(self.raw, layer, weight.to_raw(), ptr::null(), ptr::null(), ptr::null()) })
+    }
+
+    /// Sets the low-rank entry of (layer, weight) to what SORSA training
+    /// changed: [`sorsa_init`](crate::sorsa_init) split the weight into a
+    /// residual and `u0, s0, vt0`; training made them `u, s, vt` (all of rank
+    /// r). The delta `u diag(s) vt - u0 diag(s0) vt0` is stored as
+    /// `b = [u diag(s) | -u0 diag(s0)]` (`[rows, 2r]`, each product rounded
+    /// once to f32) and `a = [vt ; vt0]` (`[2r, cols]`), so
+    /// [`Adapter::low_rank`] reads back rank 2r and the entry exports to PEFT
+    /// as LoRA of rank 2r. `u`, `u0` are `[rows, r]`, `s`, `s0` `[r]` or
+    /// `[1, r]`, `vt`, `vt0` `[r, cols]`, all f32 on the CPU
+    /// ([`ErrorKind::Shape`](crate::ErrorKind::Shape) for factors of
+    /// different ranks, [`ErrorKind::DType`](crate::ErrorKind::Dtype) for
+    /// factors that are not f32). `base` (may be `None`) is the weight as it
+    /// was before `sorsa_init` (the base the adapter applies to), for the
+    /// fingerprint. Otherwise as [`Adapter::set_low_rank`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn set_sorsa(&mut self, layer: i32, weight: Weight, u0: &TensorRef<'_>, s0: &TensorRef<'_>, vt0: &TensorRef<'_>, u: &TensorRef<'_>, s: &TensorRef<'_>, vt: &TensorRef<'_>, base: Option<&TensorRef<'_>>) -> Result<()> {
+        let base = base.map_or(ptr::null(), |t| &t.raw as *const _);
+        // SAFETY: exclusive access; tensors borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_set_sorsa(self.raw, layer, weight.to_raw(), &u0.raw, &s0.raw, &vt0.raw, &u.raw, &s.raw, &vt.raw, base) })
+    }
+
+    /// The rank `k` of the low-rank entry of (layer, weight) (0: none) and
+    /// its base fingerprint; copies `b` into `b_out` (`[rows, k]`) and `a`
+    /// into `a_out` (`[k, cols]`) when given (CPU tensors of any dtype,
+    /// rounded; [`ErrorKind::State`](crate::ErrorKind::State) when there is
+    /// no entry to copy).
+    pub fn low_rank_into(&self, layer: i32, weight: Weight, b_out: Option<&mut TensorMut<'_>>, a_out: Option<&mut TensorMut<'_>>) -> Result<(usize, u64)> {
+        let (mut rank, mut fingerprint) = (0i64, 0u64);
+        let b = b_out.map_or(ptr::null_mut(), |t| &mut t.raw as *mut _);
+        let a = a_out.map_or(ptr::null_mut(), |t| &mut t.raw as *mut _);
+        // SAFETY: live handle; the outputs are exclusively borrowed for the call.
+        check(unsafe { sys::s2ft_adapter_low_rank(self.raw, layer, weight.to_raw(), &mut rank, b, a, &mut fingerprint) })?;
+        Ok((rank as usize, fingerprint))
+    }
+
+    /// The low-rank entry of (layer, weight) as f32 factors, or `None` when
+    /// there is none.
+    pub fn low_rank(&self, layer: i32, weight: Weight) -> Result<Option<LowRankEntry>> {
+        let (k, _) = self.low_rank_into(layer, weight, None, None)?;
+        if k == 0 {
+            return Ok(None);
+        }
+        let (rows, cols) = weight.dims(&self.info()?.shape);
+        let (mut b, mut a) = (vec![0.0f32; rows * k], vec![0.0f32; k * cols]);
+        let (rank, fingerprint) = self.low_rank_into(layer, weight, Some(&mut TensorMut::matrix(&mut b, rows, k)?), Some(&mut TensorMut::matrix(&mut a, k, cols)?))?;
+        Ok(Some(LowRankEntry { rank, b, a, fingerprint }))
+    }
+
+    /// The weights with a low-rank entry in some layer (a mask of
+    /// [`Weight::bit`]) and the number of low-rank entries in all.
+    pub fn low_rank_info(&self) -> Result<LowRankInfo> {
+        let (mut weights, mut entries) = (0u32, 0i64);
+        // SAFETY: live handle, valid out pointers.
+        check(unsafe { sys::s2ft_adapter_low_rank_info(self.raw, &mut weights, &mut entries) })?;
+        Ok(LowRankInfo { weights, entries })
     }
 
     /// Saves the adapter as safetensors (written atomically).

@@ -22,7 +22,9 @@
 //!   sparse entries of any of a layer's seven [`Weight`]s in an adapter
 //!   ([`Adapter::set_sparse`]).
 //! - [`sorsa_init`], [`sorsa_forward`], [`sorsa_backward`],
-//!   [`sorsa_regularizer`]: SORSA's trained singular vectors and values.
+//!   [`sorsa_regularizer`]: SORSA's trained singular vectors and values;
+//!   [`Adapter::set_sorsa`] ships what training changed as a low-rank
+//!   adapter entry ([`Adapter::set_low_rank`], [`Adapter::low_rank`]).
 //!
 //! Threads: handles are `Send` where they hold no context (selections,
 //! adapters, checkpoints) and so is a [`Context`], but nothing is `Sync`: the library
@@ -57,7 +59,7 @@ mod weights;
 
 use std::ffi::CStr;
 
-pub use adapter::{forward_mixed, Adapter, AdapterInfo, PeftExportOptions, SparseEntries, SparseInfo};
+pub use adapter::{forward_mixed, Adapter, AdapterInfo, LowRankEntry, LowRankInfo, PeftExportOptions, SparseEntries, SparseInfo};
 pub use checkpoint::{Checkpoint, CheckpointTensor, CheckpointTensorMut, TensorInfo, WriteOptions};
 pub use context::{device_count, Context, ContextOptions, DeltaPath, DeviceType};
 pub use error::{clear_error, last_error, status_string, Error, ErrorKind, Result};

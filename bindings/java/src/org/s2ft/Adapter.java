@@ -10,7 +10,8 @@ import org.s2ft.swig.s2ft_model_shape;
 /**
  * What fine-tuning changed (s2ft_adapter): per (layer, target) the trained
  * lines in base order and their f32 deltas, unstructured sparse entries of any
- * of a layer's seven weights ({@link #setSparse}), and free key/value metadata. Do
+ * of a layer's seven weights ({@link #setSparse}), low-rank entries (the delta of a whole weight as
+ * factors b a: {@link #setLowRank}, {@link #setSorsa}), and free key/value metadata. Do
  * not close an adapter while it is applied to a {@link Model}.
  */
 public final class Adapter extends NativeHandle {
@@ -209,6 +210,103 @@ public final class Adapter extends NativeHandle {
     long[] weights = new long[1], entries = new long[1];
     S2ftNative.s2ft_adapter_sparse_info(ptr(), weights, entries);
     return new SparseInfo((int) weights[0], entries[0]);
+  }
+
+  /** The low-rank entry of one (layer, weight) ({@link #lowRank}): the delta b a of the whole weight. */
+  public static final class LowRankEntry {
+    /** The rank k (at least 1). */
+    public final int rank;
+    /** b [rows, k], row-major f32. */
+    public final float[] b;
+    /** a [k, cols], row-major f32. */
+    public final float[] a;
+    /** The base fingerprint of the whole weight (0: unknown). */
+    public final long fingerprint;
+
+    LowRankEntry(int rank, float[] b, float[] a, long fingerprint) {
+      this.rank = rank;
+      this.b = b;
+      this.a = a;
+      this.fingerprint = fingerprint;
+    }
+  }
+
+  /** What {@link #lowRankInfo} reports. */
+  public static final class LowRankInfo {
+    /** Mask of {@link S2ft#weightBit} of the weights with a low-rank entry in some layer. */
+    public final int weights;
+    /** The number of low-rank entries (layer, weight) in all. */
+    public final long entries;
+
+    LowRankInfo(int weights, long entries) {
+      this.weights = weights;
+      this.entries = entries;
+    }
+  }
+
+  /**
+   * Sets the low-rank entry of (layer, weight), weight one of S2ft.WEIGHT_*: the delta b a of the whole
+   * base-order weight [rows, cols], kept as its factors b [rows, k] and a [k, cols] (f32, f16 or bf16 on
+   * the CPU, any strides; k &gt;= 1, every value finite; copied to f32). A low-rank entry changes the
+   * whole weight, so the (layer, weight) may hold no structured entry and no sparse entries beside it
+   * (and {@link #set} and {@link #setSparse} refuse while it is there). base (may be null) is the full
+   * base weight, for the entry's fingerprint. b and a both null remove the entry ({@link
+   * #clearLowRank}); only one of them null is an S2ftException (ERR_INVALID_ARGUMENT). A failed call
+   * changes nothing.
+   */
+  public void setLowRank(int layer, int weight, Tensor b, Tensor a, Tensor base) {
+    S2ftNative.s2ft_adapter_set_low_rank(ptr(), layer, weight, b, a, base);
+  }
+
+  /** Removes the low-rank entry of (layer, weight) (none is not an error). */
+  public void clearLowRank(int layer, int weight) {
+    S2ftNative.s2ft_adapter_set_low_rank(ptr(), layer, weight, null, null, null);
+  }
+
+  /**
+   * Sets the low-rank entry of (layer, weight) to what SORSA training changed: {@link Sorsa#init} split
+   * the weight into a residual and u0, s0, vt0; training made them u, s, vt (all of rank r). The delta
+   * u diag(s) vt - u0 diag(s0) vt0 is stored as b = [u diag(s) | -u0 diag(s0)] ([rows, 2r], each
+   * product rounded once to f32) and a = [vt ; vt0] ([2r, cols]), so {@link #lowRank} reads back rank
+   * 2r and the entry exports to PEFT as LoRA of rank 2r. u, u0 are [rows, r], s, s0 [r] or [1, r], vt,
+   * vt0 [r, cols], all f32 on the CPU (ERR_SHAPE for factors of different ranks, ERR_DTYPE for factors
+   * that are not f32). base (may be null) is the weight as it was before Sorsa.init (the base the
+   * adapter applies to), for the fingerprint. Otherwise as {@link #setLowRank}.
+   */
+  public void setSorsa(int layer, int weight, Tensor u0, Tensor s0, Tensor vt0, Tensor u, Tensor s, Tensor vt,
+      Tensor base) {
+    S2ftNative.s2ft_adapter_set_sorsa(ptr(), layer, weight, u0, s0, vt0, u, s, vt, base);
+  }
+
+  /**
+   * The rank k of the low-rank entry of (layer, weight) (0: none); copies b into bOut ([rows, k]) and a
+   * into aOut ([k, cols]) when not null (CPU tensors of any dtype, rounded; ERR_STATE when there is no
+   * entry to copy).
+   */
+  public long lowRank(int layer, int weight, Tensor bOut, Tensor aOut) {
+    long[] rank = new long[1];
+    S2ftNative.s2ft_adapter_low_rank(ptr(), layer, weight, rank, bOut, aOut, null);
+    return rank[0];
+  }
+
+  /** The low-rank entry of (layer, weight) as f32 factors, or null when there is none. */
+  public LowRankEntry lowRank(int layer, int weight) {
+    long[] rank = new long[1], fingerprint = new long[1];
+    S2ftNative.s2ft_adapter_low_rank(ptr(), layer, weight, rank, null, null, null);
+    int k = Math.toIntExact(rank[0]);
+    if (k == 0) return null;
+    long[] w = shape().weightShape(weight);
+    float[] b = new float[Math.toIntExact(w[0] * k)], a = new float[Math.toIntExact(k * w[1])];
+    S2ftNative.s2ft_adapter_low_rank(ptr(), layer, weight, rank, Tensor.of(b, w[0], k), Tensor.of(a, k, w[1]),
+        fingerprint);
+    return new LowRankEntry(k, b, a, fingerprint[0]);
+  }
+
+  /** The weights with a low-rank entry in some layer (a mask of S2ft.weightBit) and the entries in all. */
+  public LowRankInfo lowRankInfo() {
+    long[] weights = new long[1], entries = new long[1];
+    S2ftNative.s2ft_adapter_low_rank_info(ptr(), weights, entries);
+    return new LowRankInfo((int) weights[0], entries[0]);
   }
 
   private static byte[] utf8(String s) {
