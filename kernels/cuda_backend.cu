@@ -203,9 +203,6 @@ void model_transition_op(backend::Instance *inst, void *model, const std::vector
                          const std::vector<backend::SparseStep> &sparse,
                          const std::vector<backend::LowRankStep> &low_rank, const s2ft_adapter *adapter,
                          double scale, bool force, backend::Refusal *refusal) {
-  if (!low_rank.empty())
-    fail(S2FT_ERR_UNSUPPORTED, "adapters with low-rank entries (SORSA) are applied on CPU models only in this "
-                               "release; apply them to the weights on the CPU, or export them to PEFT");
   DeviceModel &m = *static_cast<DeviceModel *>(model);
   for (size_t i = 0; i < steps.size(); ++i) {
     const TransitionStep &st = steps[i];
@@ -254,7 +251,29 @@ void model_transition_op(backend::Instance *inst, void *model, const std::vector
       return;
     }
   }
-  model_transition(ctx_of(inst), *m.buffers, steps, sparse, adapter, scale);
+  // Low-rank entries: the whole-weight fingerprint, then each row's bound
+  // from the create-time row maxima (the exact row where the bound fails).
+  for (size_t i = 0; i < low_rank.size(); ++i) {
+    const backend::LowRankStep &st = low_rank[i];
+    if (st.entry == nullptr) continue;
+    const size_t l = static_cast<size_t>(st.layer), w = static_cast<size_t>(st.weight);
+    if (st.check_fingerprint && m.weight_fingerprint[l][w] != st.entry->fingerprint) {
+      *refusal = backend::Refusal{backend::Refusal::kFingerprint, static_cast<int64_t>(i), -1, 0.0, 0.0, false, true};
+      return;
+    }
+    const std::vector<float> &row_max = m.row_max_abs[l][w];
+    const std::vector<int64_t> &row_map = *st.row_map;
+    double max_w0 = 0.0, max_delta = 0.0;
+    const int64_t row = backend::low_rank_overflow_row(
+        st.entry->b.data(), st.entry->a.data(), st.w.rows, st.w.cols, st.entry->rank, st.w.dtype, scale,
+        [&](int64_t r) { return static_cast<double>(row_max.at(static_cast<size_t>(row_map.empty() ? r : row_map[static_cast<size_t>(r)]))); },
+        &max_w0, &max_delta);
+    if (row >= 0) {
+      *refusal = backend::Refusal{backend::Refusal::kOverflow, static_cast<int64_t>(i), row, max_w0, max_delta, false, true};
+      return;
+    }
+  }
+  model_transition(ctx_of(inst), *m.buffers, steps, sparse, low_rank, adapter, scale);
 }
 
 void adapter_upload(backend::Instance *inst, const s2ft_adapter &adapter) { mirror(ctx_of(inst), adapter); }

@@ -15,6 +15,11 @@
 // lines': sparse_gather_kernel saves every new element's W0 and restores
 // the old elements the new entry lacks (so the lines then read base
 // values), sparse_write_kernel merges the new elements after the lines.
+//
+// Low-rank entries (any weight) cover whole weights: the weights whose old
+// entry leaves get their saved base back first (weight_copy_kernel), and
+// after the sparse writes each new entry saves its base if not saved yet
+// and merges b a in one thread per element (low_rank_merge_kernel).
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -39,6 +44,9 @@ struct ModelBuffers {
   Context *ctx = nullptr;
   std::vector<std::array<Slot, S2FT_NUM_TARGETS>> slots;          // [layer][target]
   std::vector<std::array<Slot, S2FT_NUM_WEIGHTS>> sparse_slots;   // [layer][weight]: sparse records
+  // [layer][weight]: the whole base weight, compact row-major as stored,
+  // while a low-rank entry is applied there (kept, for reuse, after).
+  std::vector<std::array<DeviceBuffer, S2FT_NUM_WEIGHTS>> low_rank_base;
 
   ModelBuffers() = default;
   ModelBuffers(const ModelBuffers &) = delete;
@@ -51,6 +59,8 @@ struct ModelBuffers {
       for (const Slot &s : l) any = any || s.current.get() != nullptr || s.spare.get() != nullptr;
     for (const auto &l : sparse_slots)
       for (const Slot &s : l) any = any || s.current.get() != nullptr || s.spare.get() != nullptr;
+    for (const auto &l : low_rank_base)
+      for (const DeviceBuffer &b : l) any = any || b.get() != nullptr;
     if (ctx == nullptr || !any) return;
     int cur = -1;
     cudaGetDevice(&cur);
@@ -304,6 +314,56 @@ __global__ void sparse_write_kernel(const SparseDesc *steps, int64_t n_steps, do
   }
 }
 
+// One low-rank weight: the strided weight w [rows, cols] (element (i, j)
+// at i * rs + j * cs), its compact saved base, and for a merge the factors
+// b [rows, k] and a [k, cols] and where base row r and column c are stored.
+struct LowRankDesc {
+  char *w;
+  char *base;
+  int64_t rows, cols, rs, cs;
+  const float *b, *a;
+  int64_t k;
+  const int64_t *row_map, *col_map;  // NULL: the identity
+};
+
+// to_base: base[i * cols + j] = w[i, j]; else w[i, j] = base[i * cols + j].
+template <typename T>
+__global__ void weight_copy_kernel(LowRankDesc d, int32_t to_base) {
+  using U = typename Word<T>::U;
+  U *w = reinterpret_cast<U *>(d.w);
+  U *base = reinterpret_cast<U *>(d.base);
+  const int64_t n = d.rows * d.cols;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t off = (t / d.cols) * d.rs + (t % d.cols) * d.cs;
+    if (to_base)
+      base[t] = w[off];
+    else
+      w[off] = base[t];
+  }
+}
+
+// W[R, C] = round(W0[R, C] + scale * sum_k b[r, k] a[k, c]) for base (r, c)
+// stored at (R, C) = (row_map[r], col_map[c]): the products and the sum in
+// double, k ascending, as the CPU backend. Consecutive threads take
+// consecutive columns of a row, so a and the weight are read coalesced.
+template <typename T>
+__global__ void low_rank_merge_kernel(LowRankDesc d, double scale) {
+  using U = typename Word<T>::U;
+  U *w = reinterpret_cast<U *>(d.w);
+  const U *base = reinterpret_cast<const U *>(d.base);
+  const int64_t n = d.rows * d.cols;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = t / d.cols, c = t % d.cols;
+    double sum = 0.0;
+    for (int64_t k = 0; k < d.k; ++k)
+      sum = __dadd_rn(sum, __dmul_rn(static_cast<double>(d.b[r * d.k + k]), static_cast<double>(d.a[k * d.cols + c])));
+    const int64_t sr = d.row_map != nullptr ? d.row_map[r] : r, sc = d.col_map != nullptr ? d.col_map[c] : c;
+    w[sr * d.rs + sc * d.cs] = Word<T>::store(__dadd_rn(Word<T>::load(base[sr * d.cols + sc]), __dmul_rn(scale, sum)));
+  }
+}
+
 enum Kind { kColumns = 0, kRows = 1, kRows16 = 2 };
 
 bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -396,15 +456,17 @@ std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers)
   b->ctx = &ctx;
   b->slots.resize(static_cast<size_t>(n_layers < 0 ? 0 : n_layers));
   b->sparse_slots.resize(static_cast<size_t>(n_layers < 0 ? 0 : n_layers));
+  b->low_rank_base.resize(static_cast<size_t>(n_layers < 0 ? 0 : n_layers));
   return b;
 }
 
 // ---- transitions -----------------------------------------------------------------------------
 
 void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<TransitionStep> &steps,
-                      const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale) {
+                      const std::vector<SparseStep> &sparse, const std::vector<LowRankStep> &low_rank,
+                      const s2ft_adapter *adapter, double scale) {
   DeviceGuard guard(ctx);
-  if (steps.empty() && sparse.empty()) return;
+  if (steps.empty() && sparse.empty() && low_rank.empty()) return;
   // The new adapter's device copy (uploaded now if missing or stale).
   const AdapterMirror *mirrored = adapter != nullptr ? &mirror(ctx, *adapter) : nullptr;
 
@@ -543,6 +605,36 @@ void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<Tra
     if (sp.desc.n_ops > 0) sparse_plan.push_back(sp);
   }
 
+  // The low-rank steps: a base buffer for every weight a new entry covers
+  // (grown now, before anything is queued), and the descriptors.
+  bool waited_low_rank = waited;
+  std::vector<LowRankDesc> low_rank_descs(low_rank.size());
+  for (size_t i = 0; i < low_rank.size(); ++i) {
+    const LowRankStep &st = low_rank[i];
+    if (st.layer < 0 || st.weight < 0 || st.weight >= S2FT_NUM_WEIGHTS ||
+        static_cast<size_t>(st.layer) >= buffers.low_rank_base.size() || st.row_map == nullptr || st.col_map == nullptr)
+      fail(S2FT_ERR_INTERNAL, "bad low-rank transition step");
+    DeviceBuffer &base = buffers.low_rank_base[static_cast<size_t>(st.layer)][static_cast<size_t>(st.weight)];
+    const Matrix &w = st.w;
+    const size_t need = static_cast<size_t>(w.rows * w.cols) * w.elem();
+    if (st.old_entry != nullptr && base.size() < need) fail(S2FT_ERR_INTERNAL, "low-rank base smaller than its weight");
+    if (st.entry != nullptr && st.old_entry == nullptr && base.size() < need) {
+      if (!waited_low_rank) {
+        S2FT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+        waited_low_rank = true;
+      }
+      base.reset();
+      base.resize(ctx.device, need);
+    }
+    LowRankDesc &d = low_rank_descs[i];
+    d.w = w.base;
+    d.base = static_cast<char *>(base.get());
+    d.rows = w.rows;
+    d.cols = w.cols;
+    d.rs = w.rs;
+    d.cs = w.cs;
+  }
+
   // Group the steps by (dtype, kind): one launch per group.
   std::stable_sort(plan.begin(), plan.end(), [](const Planned &a, const Planned &b) {
     return a.dtype != b.dtype ? a.dtype < b.dtype : a.kind < b.kind;
@@ -592,6 +684,24 @@ void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<Tra
       first = last;
     }
   };
+  // One launch per low-rank weight (a whole weight each).
+  const auto launch_low_rank = [&](const LowRankDesc &d, int32_t dtype, int op) {
+    const int64_t n = d.rows * d.cols;
+    const int64_t cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 32;
+    const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min((n + kThreads - 1) / kThreads, cap)));
+    dispatch_dtype(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      if (op == 2)
+        low_rank_merge_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(d, scale);
+      else
+        weight_copy_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(d, op);
+    });
+    S2FT_CUDA_CHECK_LAUNCH(op == 2 ? "low-rank merge" : "low-rank copy");
+  };
+  for (size_t i = 0; i < low_rank.size(); ++i)
+    if (low_rank[i].old_entry != nullptr && low_rank[i].entry == nullptr)
+      launch_low_rank(low_rank_descs[i], low_rank[i].w.dtype, 0);  // the saved base back
+
   launch_sparse(true);
 
   const int64_t block_cap = static_cast<int64_t>(ctx.sm_count > 0 ? ctx.sm_count : 1) * 32;
@@ -622,6 +732,23 @@ void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<Tra
   }
 
   launch_sparse(false);
+
+  for (size_t i = 0; i < low_rank.size(); ++i) {
+    const LowRankStep &st = low_rank[i];
+    if (st.entry == nullptr) continue;
+    LowRankDesc d = low_rank_descs[i];
+    const LowRankEntry &e = *st.entry;
+    if (e.rank < 1 || e.b.size() != static_cast<size_t>(d.rows * e.rank) ||
+        e.a.size() != static_cast<size_t>(e.rank * d.cols))
+      fail(S2FT_ERR_INTERNAL, "low-rank entry does not match its weight");
+    d.b = s.upload(e.b.data(), static_cast<int64_t>(e.b.size()));
+    d.a = s.upload(e.a.data(), static_cast<int64_t>(e.a.size()));
+    d.k = e.rank;
+    d.row_map = st.row_map->empty() ? nullptr : s.upload(st.row_map->data(), static_cast<int64_t>(st.row_map->size()));
+    d.col_map = st.col_map->empty() ? nullptr : s.upload(st.col_map->data(), static_cast<int64_t>(st.col_map->size()));
+    if (st.old_entry == nullptr) launch_low_rank(d, st.w.dtype, 1);  // save the base (now restored everywhere)
+    launch_low_rank(d, st.w.dtype, 2);
+  }
 
   // The new records become current; the old buffers are the next spares.
   for (const TransitionStep &st : steps)

@@ -45,6 +45,7 @@ void line_fingerprints(Context &ctx, const std::vector<FingerprintJob> &jobs);
 struct ModelBuffers;
 std::shared_ptr<ModelBuffers> make_model_buffers(Context &ctx, int32_t n_layers);
 
+using backend::LowRankStep;
 using backend::SparseStep;
 using backend::TransitionStep;
 
@@ -66,8 +67,18 @@ using backend::TransitionStep;
 // line record or the old sparse record, as SparseStep says) and the old
 // elements the new entry lacks get their W0 back; after them the new
 // elements get round(W0 + scale * delta).
+// Low-rank steps go over whole weights: first every weight whose old
+// low-rank entry leaves gets its saved base back (so the lines and
+// elements then read base values); after the sparse writes, every weight
+// with a new entry first saves its base (when the old adapter had no entry
+// there, its lines and elements are base by then) and then gets
+//   W[r, c] = round(double(W0[r, c]) + scale * sum_k double(b[r, k]) * double(a[k, c]))
+// one thread per element, rows and columns through the step's maps. The
+// factors are uploaded with the call; a weight's saved base buffer is kept
+// until the model is destroyed.
 void model_transition(Context &ctx, ModelBuffers &buffers, const std::vector<TransitionStep> &steps,
-                      const std::vector<SparseStep> &sparse, const s2ft_adapter *adapter, double scale);
+                      const std::vector<SparseStep> &sparse, const std::vector<LowRankStep> &low_rank,
+                      const s2ft_adapter *adapter, double scale);
 
 }  // namespace cuda
 }  // namespace s2ft

@@ -1812,8 +1812,9 @@ S2FT_API void s2ft_model_destroy(s2ft_model *model);
  * the weight while applied), the whole-weight fingerprint checked (unless
  * forced) and the overflow bound taken per row as max|W0| over the row
  * plus |scale| * max|delta| over the row. The CPU computes it on the
- * context's threads; CUDA models refuse adapters with low-rank entries
- * (S2FT_ERR_UNSUPPORTED).
+ * context's threads; CUDA one thread per element (the same sums, so the
+ * same bytes), the factors uploaded with the call and the saved base kept
+ * on the device until the model is destroyed.
  * On a CUDA context the work (one pass over the lines) is queued on the
  * context's stream and the call returns without waiting, except that the
  * first use of an adapter on a device uploads it (synchronises; see

@@ -316,6 +316,8 @@ void transition(s2ft_model &m, const s2ft_adapter *adapter, double scale, bool f
       st.layer = l;
       st.weight = wt;
       st.w = mw.view;
+      st.row_map = &mw.map.rows;
+      st.col_map = &mw.map.cols;
       st.old_scale = m.scale;
       st.check_fingerprint = st.entry != nullptr && !force && st.entry->fingerprint != 0;
       for (size_t k = 0; k < planned.size(); ++k)

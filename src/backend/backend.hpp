@@ -174,6 +174,8 @@ struct LowRankStep {
   const LowRankEntry *old_entry = nullptr;  // the applied adapter's (NULL: none)
   double old_scale = 0.0;
   const LowRankEntry *entry = nullptr;      // the new adapter's (NULL: none)
+  // Where base row r and column c sit in w (the model's permutation; empty: the identity).
+  const std::vector<int64_t> *row_map = nullptr, *col_map = nullptr;
   int64_t lines_step = -1, sparse_step = -1;
   bool check_fingerprint = false;           // compare entry->fingerprint with the base weight's
 };

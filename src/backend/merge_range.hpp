@@ -48,5 +48,38 @@ inline bool scaled_delta_is_large(int32_t dtype, double scale, double entry_max_
   return std::fabs(scale) * entry_max_abs_delta > largest_finite(dtype) / 2;
 }
 
+// The first base row of a low-rank delta b a (b [rows, k], a [k, cols],
+// row-major f32) whose merge may overflow, or -1. Per row the bound is
+// row_max(r) + |scale| * sum_j |b[r, j]| * max_c |a[j, c]|; only where that
+// fails is the row's exact max |delta| (double sums, as the merge) tested.
+// On a refusal *max_w0 and *max_delta hold the terms that failed.
+template <typename RowMax>
+int64_t low_rank_overflow_row(const float *b, const float *a, int64_t rows, int64_t cols, int64_t k, int32_t dtype,
+                              double scale, RowMax row_max, double *max_w0, double *max_delta) {
+  std::vector<double> a_max(static_cast<size_t>(k), 0.0);
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t c = 0; c < cols; ++c)
+      a_max[static_cast<size_t>(j)] = std::max(a_max[static_cast<size_t>(j)], std::fabs(static_cast<double>(a[j * cols + c])));
+  std::vector<double> d;
+  for (int64_t r = 0; r < rows; ++r) {
+    double bound = 0.0;
+    for (int64_t j = 0; j < k; ++j) bound += std::fabs(static_cast<double>(b[r * k + j])) * a_max[static_cast<size_t>(j)];
+    const double w0 = row_max(r);
+    if (!merge_may_overflow(dtype, w0, scale, bound)) continue;
+    d.assign(static_cast<size_t>(cols), 0.0);
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t c = 0; c < cols; ++c)
+        d[static_cast<size_t>(c)] += static_cast<double>(b[r * k + j]) * static_cast<double>(a[j * cols + c]);
+    double m = 0.0;
+    for (double v : d) m = std::max(m, std::fabs(v));
+    if (merge_may_overflow(dtype, w0, scale, m)) {
+      *max_w0 = w0;
+      *max_delta = m;
+      return r;
+    }
+  }
+  return -1;
+}
+
 }  // namespace backend
 }  // namespace s2ft

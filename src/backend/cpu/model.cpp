@@ -687,32 +687,18 @@ bool plan_low_rank(Instance &inst, Records &rec, const std::vector<backend::Tran
     refusal->line = -1;
     return false;
   }
-  // |delta[r, c]| <= sum_k |b[r, k]| max_c |a[k, c]|: a bound per row; only
-  // rows whose bound could overflow are computed and tested exactly.
-  std::vector<double> a_max(static_cast<size_t>(e.rank), 0.0);
-  for (int64_t k = 0; k < e.rank; ++k)
-    for (int64_t c = 0; c < w.cols; ++c)
-      a_max[static_cast<size_t>(k)] =
-          std::max(a_max[static_cast<size_t>(k)], std::fabs(static_cast<double>(e.a[static_cast<size_t>(k * w.cols + c)])));
   const std::vector<int64_t> &row_map = rec.row_map[l][wt];
-  std::vector<double> d;
-  for (int64_t r = 0; r < w.rows; ++r) {
-    double bound = 0.0;
-    for (int64_t k = 0; k < e.rank; ++k)
-      bound += std::fabs(static_cast<double>(e.b[static_cast<size_t>(r * e.rank + k)])) * a_max[static_cast<size_t>(k)];
-    const double row_max = b.row_max[static_cast<size_t>(row_map.empty() ? r : row_map[static_cast<size_t>(r)])];
-    if (!backend::merge_may_overflow(w.dtype, row_max, scale, bound)) continue;
-    d.resize(static_cast<size_t>(w.cols));
-    low_rank_row(e, r, w.cols, d.data());
-    double m = 0.0;
-    for (double v : d) m = std::max(m, std::fabs(v));
-    if (backend::merge_may_overflow(w.dtype, row_max, scale, m)) {
-      refusal->kind = backend::Refusal::kOverflow;
-      refusal->line = r;
-      refusal->max_abs_w0 = row_max;
-      refusal->max_abs_delta = m;
-      return false;
-    }
+  double max_w0 = 0.0, max_delta = 0.0;
+  const int64_t row = backend::low_rank_overflow_row(
+      e.b.data(), e.a.data(), w.rows, w.cols, e.rank, w.dtype, scale,
+      [&](int64_t r) { return b.row_max[static_cast<size_t>(row_map.empty() ? r : row_map[static_cast<size_t>(r)])]; },
+      &max_w0, &max_delta);
+  if (row >= 0) {
+    refusal->kind = backend::Refusal::kOverflow;
+    refusal->line = row;
+    refusal->max_abs_w0 = max_w0;
+    refusal->max_abs_delta = max_delta;
+    return false;
   }
   return true;
 }
