@@ -100,33 +100,40 @@ std::vector<int64_t> sparse_positions(const s2ft_model &m, int32_t layer, int32_
                             "S2FT_APPLY_FORCE to apply it anyway");
 }
 
-[[noreturn]] void merge_overflow(int32_t dtype, double scale, const backend::Refusal &r, int32_t layer, int32_t target,
-                                 int64_t line) {
+// The one message of a merge refused because it could overflow: `place`
+// names where ("layer 0 target O line 3"), `note` what the bound covers
+// (may be ""), `w0_scope` and `delta_term` how its two terms read.
+[[noreturn]] void overflow_refused(double scale, int32_t dtype, const backend::Refusal &r, const std::string &place,
+                                   const std::string &note, const char *w0_scope, const char *delta_term) {
   char b[256];
-  std::snprintf(b, sizeof b, "|W| up to %.6g plus |scale * delta| up to %.6g exceeds the largest finite %s, %.6g",
-                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(dtype), backend::largest_finite(dtype));
+  std::snprintf(b, sizeof b, "|W| up to %.6g%s plus |scale * delta| %s %.6g exceeds the largest finite %s, %.6g",
+                r.max_abs_w0, w0_scope, delta_term, std::fabs(scale) * r.max_abs_delta, dtype_name(dtype),
+                backend::largest_finite(dtype));
   char sc[32];
   std::snprintf(sc, sizeof sc, "%.6g", scale);
-  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + where(layer, target) +
-           " line " + std::to_string(line) + " (" + b + "); nothing was changed");
+  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + place + " (" +
+           note + b + "); nothing was changed");
+}
+
+// A whole-weight base fingerprint (sparse or low-rank entries) that differs.
+[[noreturn]] void weight_fingerprint_mismatch(const std::string &at, const char *entries) {
+  fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + at + " (the whole weight its " + entries +
+                            " made against): the adapter was made for a different base model (or dtype); pass "
+                            "S2FT_APPLY_FORCE to apply it anyway");
+}
+
+[[noreturn]] void merge_overflow(int32_t dtype, double scale, const backend::Refusal &r, int32_t layer, int32_t target,
+                                 int64_t line) {
+  overflow_refused(scale, dtype, r, where(layer, target) + " line " + std::to_string(line), "", "", "up to");
 }
 
 [[noreturn]] void sparse_refused(const backend::SparseStep &st, double scale, const backend::Refusal &r) {
   const std::string at = where_weight(st.layer, st.weight);
-  if (r.kind == backend::Refusal::kFingerprint)
-    fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + at +
-                              " (the whole weight its sparse entries were made against): the adapter was made for a "
-                              "different base model (or dtype); pass S2FT_APPLY_FORCE to apply it anyway");
+  if (r.kind == backend::Refusal::kFingerprint) weight_fingerprint_mismatch(at, "sparse entries were");
   const int64_t n = st.entry->indices[static_cast<size_t>(r.line)], cols = st.w.cols;
-  char b[256];
-  std::snprintf(b, sizeof b, "|W| up to %.6g in its row plus |scale * delta| = %.6g exceeds the largest finite %s, %.6g",
-                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(st.w.dtype),
-                backend::largest_finite(st.w.dtype));
-  char sc[32];
-  std::snprintf(sc, sizeof sc, "%.6g", scale);
-  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + at +
-           " sparse entry " + std::to_string(n) + " (row " + std::to_string(n / cols) + ", column " +
-           std::to_string(n % cols) + ", base order; " + b + "); nothing was changed");
+  overflow_refused(scale, st.w.dtype, r, at + " sparse entry " + std::to_string(n),
+                   "row " + std::to_string(n / cols) + ", column " + std::to_string(n % cols) + ", base order; ",
+                   " in its row", "=");
 }
 
 // Checks a new low-rank entry against the model's weight (its factors'
@@ -140,18 +147,9 @@ void low_rank_check(const ModelWeight &mw, int32_t layer, int32_t weight, const 
 
 [[noreturn]] void low_rank_refused(const backend::LowRankStep &st, double scale, const backend::Refusal &r) {
   const std::string at = where_weight(st.layer, st.weight);
-  if (r.kind == backend::Refusal::kFingerprint)
-    fail(S2FT_ERR_FORMAT, "base fingerprint mismatch at " + at +
-                              " (the whole weight its low-rank entry was made against): the adapter was made for a "
-                              "different base model (or dtype); pass S2FT_APPLY_FORCE to apply it anyway");
-  char b[256];
-  std::snprintf(b, sizeof b, "|W| up to %.6g in that row plus |scale * delta| up to %.6g exceeds the largest finite %s, %.6g",
-                r.max_abs_w0, std::fabs(scale) * r.max_abs_delta, dtype_name(st.w.dtype),
-                backend::largest_finite(st.w.dtype));
-  char sc[32];
-  std::snprintf(sc, sizeof sc, "%.6g", scale);
-  fail_arg("applying the adapter at scale " + std::string(sc) + " could overflow the weights at " + at +
-           " (low-rank entry, base row " + std::to_string(r.line) + "; " + b + "); nothing was changed");
+  if (r.kind == backend::Refusal::kFingerprint) weight_fingerprint_mismatch(at, "low-rank entry was");
+  overflow_refused(scale, st.w.dtype, r, at, "low-rank entry, base row " + std::to_string(r.line) + "; ",
+                   " in that row", "up to");
 }
 
 }  // namespace

@@ -14,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_all_weights.hpp"
 #include "gpu/gpu_support.hpp"
 #include "support/sparse_adapter.hpp"
 
 using namespace s2ft_test;
+using s2ft_gpu::DevAll;
 using s2ft_gpu::DeviceMatrix;
 using s2ft_gpu::GpuContext;
 
@@ -25,40 +27,7 @@ namespace {
 
 const s2ft_model_shape kShape{2, 13, 4, 2, 3, 11};
 
-// Device copies of all seven weights of every layer, rows padded by `pad`.
-struct DevAll {
-  std::vector<std::array<DeviceMatrix, 7>> w;
-  std::vector<s2ft_layer_weights> layers;
-  DevAll(const AllWeights &h, int64_t pad) {
-    w.resize(h.w.size());
-    layers.assign(h.w.size(), s2ft_layer_weights{});
-    for (size_t l = 0; l < h.w.size(); ++l)
-      for (int32_t id : kWeights) {
-        const HostMatrix &m = h.w[l][static_cast<size_t>(id)];
-        w[l][static_cast<size_t>(id)] = DeviceMatrix(m, m.cols + pad);
-        field(layers[l], id) = &w[l][static_cast<size_t>(id)].t;
-      }
-  }
-  // True when every weight holds the bytes of `h`.
-  bool equals(const AllWeights &h) const {
-    s2ft_gpu::settle();
-    for (size_t l = 0; l < w.size(); ++l)
-      for (int32_t id : kWeights)
-        if (!s2ft_gpu::bit_equal(w[l][static_cast<size_t>(id)].download(), h.w[l][static_cast<size_t>(id)])) {
-          ADD_FAILURE() << "layer " << l << " weight " << id << " differs";
-          return false;
-        }
-    return true;
-  }
-};
-
-struct Model {
-  s2ft_model *m = nullptr;
-  Model() = default;
-  Model(const Model &) = delete;
-  Model &operator=(const Model &) = delete;
-  ~Model() { s2ft_model_destroy(m); }
-};
+using Model = s2ft_test::ModelOwner;
 
 struct Case {
   int32_t dtype;

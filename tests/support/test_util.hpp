@@ -252,6 +252,14 @@ struct AdapterOwner {
   ~AdapterOwner() { s2ft_adapter_destroy(a); }
 };
 
+struct ModelOwner {
+  s2ft_model *m = nullptr;
+  ModelOwner() = default;
+  ModelOwner(const ModelOwner &) = delete;
+  ModelOwner &operator=(const ModelOwner &) = delete;
+  ~ModelOwner() { s2ft_model_destroy(m); }
+};
+
 }  // namespace s2ft_test
 
 // Asserts that `call` fails with `status` and that the last error mentions `needle`.

@@ -87,13 +87,7 @@ struct Adapter {
   ~Adapter() { s2ft_adapter_destroy(a); }
 };
 
-struct Model {
-  s2ft_model *m = nullptr;
-  Model() = default;
-  Model(const Model &) = delete;
-  Model &operator=(const Model &) = delete;
-  ~Model() { s2ft_model_destroy(m); }
-};
+using Model = s2ft_test::ModelOwner;
 
 // Fills `ad` with the given lines per target (same in every layer, shifted by
 // layer so layers differ), random deltas, fingerprints from `base` (base order).

@@ -206,7 +206,7 @@ TEST(AdapterFileCorpus, Metadata) {
     return s;
   };
   expect_rejected(with("format", "s2ft-selection"), "wrong_format", "\"format\"");
-  expect_rejected(with("format_version", "4"), "wrong_version", "\"format_version\"");
+  expect_rejected(with("format_version", "5"), "wrong_version", "\"format_version\"");
   // Version 1 hashed dtype and bytes: its fingerprints cannot be checked, and the message says what to do.
   expect_rejected(with("format_version", "1"), "version_1", "format version 1, whose base fingerprints");
   expect_rejected(with("format_version", "1"), "version_1_remedy", "make the adapter again");

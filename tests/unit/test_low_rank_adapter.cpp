@@ -43,13 +43,7 @@ void write_bytes(const std::string &path, const std::vector<uint8_t> &bytes) {
   f.write(reinterpret_cast<const char *>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-struct Model {
-  s2ft_model *m = nullptr;
-  Model() = default;
-  Model(const Model &) = delete;
-  Model &operator=(const Model &) = delete;
-  ~Model() { s2ft_model_destroy(m); }
-};
+using Model = s2ft_test::ModelOwner;
 
 // Reads an entry back through the public API.
 Factors read_low_rank(const s2ft_adapter *a, int32_t l, int32_t w, uint64_t *fingerprint = nullptr) {

@@ -72,13 +72,7 @@ int64_t ta_line(const TestAdapter &a, int32_t l, int32_t w) { return a.at(l, w).
 constexpr size_t kGoldenV2Size = 1352;
 constexpr uint64_t kGoldenV2Hash = 0x99b49bdd21a5edb9ull;
 
-struct Model {
-  s2ft_model *m = nullptr;
-  Model() = default;
-  Model(const Model &) = delete;
-  Model &operator=(const Model &) = delete;
-  ~Model() { s2ft_model_destroy(m); }
-};
+using Model = s2ft_test::ModelOwner;
 
 // Every sparse entry the adapter holds, read back through the public API.
 struct ReadBack {
