@@ -21,9 +21,13 @@ std::string where_weight(int32_t layer, int32_t weight) {
   return "layer " + std::to_string(layer) + " weight " + weight_name(weight);
 }
 
-Matrix cpu_matrix(const s2ft_tensor *t, const char *name) {
+void require_cpu(const s2ft_tensor *t, const char *name) {
   if (t != nullptr && t->device.type != S2FT_DEVICE_CPU)
     fail(S2FT_ERR_DEVICE, std::string(name) + " is on " + device_name(t->device) + "; adapters are built from CPU tensors");
+}
+
+Matrix cpu_matrix(const s2ft_tensor *t, const char *name) {
+  require_cpu(t, name);
   return check_matrix(t, name, kCpu);
 }
 
@@ -71,8 +75,7 @@ Matrix sorsa_factor(const s2ft_tensor *t, const char *name) {
 }
 
 Matrix sorsa_values(const s2ft_tensor *t, const char *name, int64_t r) {
-  if (t != nullptr && t->device.type != S2FT_DEVICE_CPU)
-    fail(S2FT_ERR_DEVICE, std::string(name) + " is on " + device_name(t->device) + "; adapters are built from CPU tensors");
+  require_cpu(t, name);
   const Matrix m = check_vector(t, name, kCpu, r);
   if (m.dtype != S2FT_F32) fail(S2FT_ERR_DTYPE, std::string(name) + " must be f32 (SORSA's factors are f32)");
   return m;

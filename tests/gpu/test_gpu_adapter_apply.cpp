@@ -95,13 +95,7 @@ void expect_same(const DevWeights &d, const HostWeights &h, const std::string &w
     }
 }
 
-struct ModelOwner {
-  s2ft_model *m = nullptr;
-  ModelOwner() = default;
-  ModelOwner(const ModelOwner &) = delete;
-  ModelOwner &operator=(const ModelOwner &) = delete;
-  ~ModelOwner() { s2ft_model_destroy(m); }
-};
+using s2ft_test::ModelOwner;
 
 // An adapter changing `lines` of every target in every layer (shifted by
 // the layer so layers differ), random deltas, fingerprints from `base`

@@ -85,26 +85,21 @@ def perturbed_copy(src, dst, seed, scale=0.05):
     save_torch(tensors, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
 
 
+def stored_pairs(path, first, second):
+    """module name -> (<stem>first, <stem>second) tensors of an s2ft adapter file."""
+    tensors = load_numpy(path)
+    return {name[: -len(first)]: (t, tensors[name[: -len(first)] + second])
+            for name, t in tensors.items() if name.endswith(first)}
+
+
 def adapter_entries(path):
     """module name -> (lines, delta) of an s2ft adapter file's structured entries."""
-    tensors = load_numpy(path)
-    out = {}
-    for name, lines in tensors.items():
-        if name.endswith(".s2ft_lines"):
-            stem = name[: -len(".s2ft_lines")]
-            out[stem] = (lines, tensors[stem + ".s2ft_delta"])
-    return out
+    return stored_pairs(path, ".s2ft_lines", ".s2ft_delta")
 
 
 def low_rank_entries(path):
     """module name -> (b, a) of an s2ft adapter file's low-rank entries."""
-    tensors = load_numpy(path)
-    out = {}
-    for name, b in tensors.items():
-        if name.endswith(".s2ft_low_rank_b"):
-            stem = name[: -len(".s2ft_low_rank_b")]
-            out[stem] = (b, tensors[stem + ".s2ft_low_rank_a"])
-    return out
+    return stored_pairs(path, ".s2ft_low_rank_b", ".s2ft_low_rank_a")
 
 
 def load_model(path):

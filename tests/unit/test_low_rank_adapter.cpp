@@ -223,6 +223,14 @@ TEST(LowRankSorsa, FactorsAreTheUpdateOfThePrincipalPart) {
                     S2FT_ERR_SHAPE, "vt");
   EXPECT_S2FT_ERROR(s2ft_adapter_set_sorsa(ta.a, 1, S2FT_WEIGHT_GATE, nullptr, &s0.t, &vt0.t, &u.t, &s.t, &vt.t, nullptr),
                     S2FT_ERR_INVALID_ARGUMENT, "u0");
+  // u diag(s) beyond f32's range: refused, and the entry set above is kept.
+  HostMatrix s_big = s, u_big = u;
+  s_big.set(0, 1, 3e38f);
+  u_big.set(4, 1, 10.0f);
+  EXPECT_S2FT_ERROR(s2ft_adapter_set_sorsa(ta.a, 1, S2FT_WEIGHT_GATE, &u0.t, &s0.t, &vt0.t, &u_big.t, &s_big.t, &vt.t,
+                                           nullptr),
+                    S2FT_ERR_INVALID_ARGUMENT, "not finite in f32 at row 4, column 1");
+  EXPECT_EQ(read_low_rank(ta.a, 1, S2FT_WEIGHT_GATE).b.bytes, f.b.bytes);
 }
 
 // s2ft_sorsa_init splits W; "training" moves the factors; the SORSA adapter
@@ -637,6 +645,11 @@ TEST(LowRankFuse, RefusesSparseBesideLowRankAndConflictingBases) {
   EXPECT_EQ(out, nullptr);
   EXPECT_S2FT_ERROR(s2ft_adapter_fuse(ac, nullptr, 2, &out), S2FT_ERR_INVALID_ARGUMENT, "different base");
   EXPECT_EQ(out, nullptr);
+  // A weight that takes w b out of f32's range.
+  const s2ft_adapter *aa[1] = {a.a};
+  const double huge[1] = {1e39};
+  EXPECT_S2FT_ERROR(s2ft_adapter_fuse(aa, huge, 1, &out), S2FT_ERR_INVALID_ARGUMENT, "overflows f32");
+  EXPECT_EQ(out, nullptr);
 }
 
 // ---- export and the paths that do not take low-rank entries --------------------------------
@@ -681,6 +694,16 @@ TEST(LowRankExportPeft, ModulesOfRankKWithScaledB) {
   EXPECT_EQ(config["rank_pattern"]["layers.0.self_attn.v_proj"], 2);
   EXPECT_EQ(config["target_modules"].size(), 2u * 1 + 2);  // v on both layers, q, gate
   std::remove((dir + "/adapter_model.safetensors").c_str());
+  std::remove((dir + "/adapter_config.json").c_str());
+  ::rmdir(dir.c_str());
+  // A scale that takes scale * b out of f32's range: refused, nothing written.
+  for (int32_t l = 0; l < kShape.n_layers; ++l)  // only the low-rank entries left
+    ASSERT_S2FT_OK(s2ft_adapter_set(a.a, l, S2FT_TARGET_V, nullptr, 0, nullptr, nullptr));
+  o.scale = 1e39;
+  EXPECT_S2FT_ERROR(s2ft_adapter_export_peft(a.a, dir.c_str(), &o), S2FT_ERR_INVALID_ARGUMENT,
+                    "the delta of model.layers.0.mlp.gate_proj overflows f32");
+  std::ifstream none(dir + "/adapter_model.safetensors");
+  EXPECT_FALSE(none.good());
   std::remove((dir + "/adapter_config.json").c_str());
   ::rmdir(dir.c_str());
 }
